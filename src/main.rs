@@ -1,0 +1,3 @@
+fn main() {
+    println!("cuda: {} devices {}", tch::Cuda::is_available(), tch::Cuda::device_count());
+}
