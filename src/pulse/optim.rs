@@ -1,0 +1,176 @@
+//! The spherical optimizer of PULSE (docs/pulse-spec.md section 4, "Optimizer"): a plain
+//! first-order step (Adam by default), then every latent row and noise map is projected back to
+//! the sphere of its initial norm (PULSE section 3.2; the code keeps each vector's own radius).
+//!
+//! The update rules are written out rather than taken from libtorch's C++ optimizers because
+//! Adamax has no C++ counterpart and each rule is a few lines; they follow PyTorch's
+//! single-tensor implementations (`torch/optim/adam.py`, `adamax.py`, `sgd.py`).
+use std::str::FromStr;
+use tch::Tensor;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OptimizerKind {
+    #[default]
+    Adam,
+    /// Plain SGD.
+    Sgd,
+    /// SGD with momentum 0.9.
+    Sgdm,
+    Adamax,
+}
+
+impl OptimizerKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            OptimizerKind::Adam => "adam",
+            OptimizerKind::Sgd => "sgd",
+            OptimizerKind::Sgdm => "sgdm",
+            OptimizerKind::Adamax => "adamax",
+        }
+    }
+}
+
+impl FromStr for OptimizerKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "adam" => Ok(Self::Adam),
+            "sgd" => Ok(Self::Sgd),
+            "sgdm" => Ok(Self::Sgdm),
+            "adamax" => Ok(Self::Adamax),
+            _ => Err(format!("unknown optimizer '{s}' (expected adam, sgd, sgdm or adamax)")),
+        }
+    }
+}
+
+const BETA1: f64 = 0.9;
+const BETA2: f64 = 0.999;
+const EPS: f64 = 1e-8;
+const MOMENTUM: f64 = 0.9;
+
+/// Per-parameter state: first and second moment (Adam), infinity norm (Adamax), or momentum
+/// buffer (SGDM, in `first`).
+#[derive(Debug)]
+struct State {
+    first: Option<Tensor>,
+    second: Option<Tensor>,
+}
+
+/// Optimizes `params` (leaf tensors that require grad) and keeps each on its sphere.
+#[derive(Debug)]
+pub struct SphericalOptimizer {
+    kind: OptimizerKind,
+    params: Vec<Tensor>,
+    radii: Vec<Tensor>,
+    state: Vec<State>,
+    steps_taken: i32,
+}
+
+/// `sqrt(sum x^2 + 1e-9)` over every dim after the first two: per latent row for [B,L,512],
+/// per map for noise [B,1,H,W].
+fn norms(x: &Tensor) -> Tensor {
+    let dims: Vec<i64> = (2..x.dim() as i64).collect();
+    (x.square().sum_dim_intlist(dims.as_slice(), true, x.kind()) + 1e-9).sqrt()
+}
+
+impl SphericalOptimizer {
+    pub fn new(kind: OptimizerKind, params: Vec<Tensor>) -> Self {
+        let radii = tch::no_grad(|| params.iter().map(norms).collect());
+        let state = params.iter().map(|_| State { first: None, second: None }).collect();
+        Self { kind, params, radii, state, steps_taken: 0 }
+    }
+
+    pub fn zero_grad(&mut self) {
+        for p in &mut self.params {
+            p.zero_grad();
+        }
+    }
+
+    /// One update at learning rate `lr`, then the projection.
+    pub fn step(&mut self, lr: f64) {
+        self.steps_taken += 1;
+        let t = self.steps_taken;
+        tch::no_grad(|| {
+            for ((p, state), radius) in self.params.iter_mut().zip(&mut self.state).zip(&self.radii) {
+                let grad = p.grad();
+                if !grad.defined() {
+                    continue;
+                }
+                match self.kind {
+                    OptimizerKind::Sgd => {
+                        let _ = p.g_add_(&(&grad * -lr));
+                    }
+                    OptimizerKind::Sgdm => {
+                        let buf = match state.first.take() {
+                            None => grad.copy(),
+                            Some(mut b) => {
+                                let _ = b.g_mul_scalar_(MOMENTUM).g_add_(&grad);
+                                b
+                            }
+                        };
+                        let _ = p.g_add_(&(&buf * -lr));
+                        state.first = Some(buf);
+                    }
+                    OptimizerKind::Adam => {
+                        let m = state.first.get_or_insert_with(|| grad.zeros_like());
+                        let _ = m.g_mul_scalar_(BETA1).g_add_(&(&grad * (1.0 - BETA1)));
+                        let v = state.second.get_or_insert_with(|| grad.zeros_like());
+                        let _ = v.g_mul_scalar_(BETA2).g_add_(&(grad.square() * (1.0 - BETA2)));
+                        let bias1 = 1.0 - BETA1.powi(t);
+                        let bias2_sqrt = (1.0 - BETA2.powi(t)).sqrt();
+                        let denom = v.sqrt() / bias2_sqrt + EPS;
+                        let _ = p.g_add_(&(&*m / denom * (-lr / bias1)));
+                    }
+                    OptimizerKind::Adamax => {
+                        let m = state.first.get_or_insert_with(|| grad.zeros_like());
+                        let _ = m.g_mul_scalar_(BETA1).g_add_(&(&grad * (1.0 - BETA1)));
+                        let u = state.second.get_or_insert_with(|| grad.zeros_like());
+                        let new_u = (&*u * BETA2).maximum(&(grad.abs() + EPS));
+                        u.copy_(&new_u);
+                        let clr = lr / (1.0 - BETA1.powi(t));
+                        let _ = p.g_add_(&(&*m / &*u * -clr));
+                    }
+                }
+                // Project back onto the sphere of the initial radius.
+                let scale = radius / norms(p);
+                let _ = p.g_mul_(&scale);
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_every_row_on_its_initial_sphere() {
+        for kind in [OptimizerKind::Adam, OptimizerKind::Sgd, OptimizerKind::Sgdm, OptimizerKind::Adamax] {
+            tch::manual_seed(1);
+            let p = Tensor::randn([2, 3, 8], tch::kind::FLOAT_CPU).set_requires_grad(true);
+            let before = norms(&p);
+            let mut opt = SphericalOptimizer::new(kind, vec![p.shallow_clone()]);
+            for _ in 0..3 {
+                opt.zero_grad();
+                (&p * Tensor::randn([2, 3, 8], tch::kind::FLOAT_CPU)).sum(tch::Kind::Float).backward();
+                opt.step(0.4);
+            }
+            let diff = (norms(&p) - &before).abs().max().double_value(&[]);
+            assert!(diff < 1e-5, "{kind:?} left the sphere by {diff}");
+        }
+    }
+
+    #[test]
+    fn adam_first_step_moves_by_lr_against_the_gradient_sign() {
+        // Adam's first step is lr * g / (|g| + eps): the sign of the gradient, times lr.
+        let p = Tensor::from_slice(&[0.0f32, 0.0]).view([1, 1, 2]).set_requires_grad(true);
+        let mut opt = SphericalOptimizer::new(OptimizerKind::Adam, vec![p.shallow_clone()]);
+        opt.radii = vec![Tensor::from_slice(&[1.0f32]).view([1, 1, 1])];
+        (&p * Tensor::from_slice(&[3.0f32, -0.5]).view([1, 1, 2])).sum(tch::Kind::Float).backward();
+        opt.step(0.1);
+        let v: Vec<f32> = Vec::try_from(p.view([-1])).unwrap();
+        // After the step p = (-0.1, 0.1), projected to radius 1.
+        let r = (0.02f32).sqrt();
+        assert!((v[0] + 0.1 / r).abs() < 1e-4 && (v[1] - 0.1 / r).abs() < 1e-4, "{v:?}");
+    }
+}

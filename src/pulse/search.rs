@@ -1,0 +1,311 @@
+//! The PULSE loop (docs/pulse-spec.md section 4, "Each step"): transform the sphere latent into
+//! W+, synthesize, downscale, score, keep each image's best iterate, step, project.
+//!
+//! Every batch item is independent (its loss terms, its best iterate, its success), so a result
+//! does not depend on the batch it ran in. Two defects of the published code are fixed here: it
+//! returned the last step's image and judged a batch by its summed L2.
+use super::loss::{self, LossSpec, LossTarget, Term};
+use super::optim::{OptimizerKind, SphericalOptimizer};
+use super::schedule::Schedule;
+use super::Downscaler;
+use super::GaussianFit;
+use crate::stylegan::{Synthesis, SynthesisConfig, LATENT_DIM};
+use anyhow::{bail, ensure};
+use std::str::FromStr;
+use tch::{nn, Device, Kind, Tensor};
+
+/// How the per-layer noise inputs behave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NoiseMode {
+    /// All zero.
+    Zero,
+    /// Random, not optimized.
+    Fixed,
+    /// Random; the first `trainable_noise` layers are optimized.
+    #[default]
+    Trainable,
+}
+
+impl NoiseMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            NoiseMode::Zero => "zero",
+            NoiseMode::Fixed => "fixed",
+            NoiseMode::Trainable => "trainable",
+        }
+    }
+}
+
+impl FromStr for NoiseMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "zero" => Ok(Self::Zero),
+            "fixed" => Ok(Self::Fixed),
+            "trainable" => Ok(Self::Trainable),
+            _ => Err(format!("unknown noise mode '{s}' (expected trainable, fixed or zero)")),
+        }
+    }
+}
+
+/// Search settings; the defaults are PULSE's published ones.
+#[derive(Debug, Clone)]
+pub struct SearchConfig {
+    pub steps: usize,
+    pub lr: f64,
+    pub optimizer: OptimizerKind,
+    pub schedule: Schedule,
+    pub loss: LossSpec,
+    /// L2 level at which an image counts as a success; also the floor of the L2/L1 terms.
+    pub eps: f64,
+    pub noise: NoiseMode,
+    /// Noise layers i < this are optimized (trainable mode).
+    pub trainable_noise: usize,
+    /// Noise layers that are always zero and never optimized (checked first).
+    pub bad_noise_layers: Vec<usize>,
+    /// Optimize one 512-vector per image, tiled over all layers.
+    pub tile_latent: bool,
+    /// Keep the best image after every step (for --save-intermediate).
+    pub keep_intermediate: bool,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        Self {
+            steps: 100,
+            lr: 0.4,
+            optimizer: OptimizerKind::Adam,
+            schedule: Schedule::Linear1CycleDrop,
+            loss: LossSpec::default(),
+            eps: 2e-3,
+            noise: NoiseMode::Trainable,
+            trainable_noise: 5,
+            bad_noise_layers: vec![17],
+            tile_latent: false,
+            keep_intermediate: false,
+        }
+    }
+}
+
+/// The starting point of a search: the sphere-side latent [B,L,512] (or [B,1,512] tiled) and
+/// one noise map per layer [B,1,S,S], as drawn (the noise mode is applied by the search).
+#[derive(Debug)]
+pub struct Start {
+    pub latent: Tensor,
+    pub noise: Vec<Tensor>,
+}
+
+impl Start {
+    /// Draws one item's start from the global generator after seeding it with `seed`, on the
+    /// CPU, so the draw is the same whatever the device and whatever else is in the batch.
+    pub fn random(seed: u64, config: &SynthesisConfig, tile_latent: bool) -> Self {
+        tch::manual_seed(seed as i64);
+        let rows = if tile_latent { 1 } else { config.num_layers() as i64 };
+        let latent = Tensor::randn([1, rows, LATENT_DIM], (Kind::Float, Device::Cpu));
+        let noise = (0..config.num_layers())
+            .map(|l| {
+                let s = SynthesisConfig::noise_side(l);
+                Tensor::randn([1, 1, s, s], (Kind::Float, Device::Cpu))
+            })
+            .collect();
+        Self { latent, noise }
+    }
+
+    /// Stacks single-item starts into one batch.
+    pub fn batch(items: &[Start]) -> Self {
+        let latent = Tensor::cat(&items.iter().map(|s| s.latent.shallow_clone()).collect::<Vec<_>>(), 0);
+        let noise = (0..items[0].noise.len())
+            .map(|l| Tensor::cat(&items.iter().map(|s| s.noise[l].shallow_clone()).collect::<Vec<_>>(), 0))
+            .collect();
+        Self { latent, noise }
+    }
+}
+
+/// One row of history: the values before that step's update.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepValues {
+    pub step: usize,
+    pub lr: f64,
+    pub total: f64,
+    /// One value per loss term, in the loss string's order.
+    pub terms: Vec<f64>,
+}
+
+/// What the search found for one batch item.
+#[derive(Debug)]
+pub struct SearchOutcome {
+    /// Best iterate (lowest TOTAL), [3,R,R] in [0,1] (clamped), on the CPU.
+    pub image: Tensor,
+    pub best_step: usize,
+    pub best: StepValues,
+    /// Its L2 came within eps at some step.
+    pub converged: bool,
+    pub history: Vec<StepValues>,
+    /// The sphere-side latent, W+ and noise that produced `image` (CPU, batch dim 1).
+    pub latent: Tensor,
+    pub w_plus: Tensor,
+    pub noise: Vec<Tensor>,
+    /// Best image after each step (only with `keep_intermediate`), [3,256,256] at most.
+    pub intermediate: Vec<Tensor>,
+    /// The latent and optimized noise after the last update (what PULSE's code leaves behind).
+    pub final_latent: Tensor,
+    pub final_noise: Vec<Tensor>,
+}
+
+/// Per-step progress, for a progress bar: the step and each item's L2 (or first image term).
+pub struct Progress<'a> {
+    pub step: usize,
+    pub steps: usize,
+    pub values: &'a Tensor,
+}
+
+/// `w_plus = leaky_relu(latent * std + mean, 0.2)`, tiled to `layers` rows when the latent has one.
+pub fn to_w_plus(latent: &Tensor, fit: &GaussianFit, layers: usize) -> Tensor {
+    let latent = if latent.size()[1] == 1 { latent.expand([-1, layers as i64, -1], false) } else { latent.shallow_clone() };
+    crate::stylegan::leaky_relu(&(latent * &fit.std + &fit.mean), 0.2)
+}
+
+/// Inverse of `to_w_plus` (leaky ReLU 0.2 is invertible by slope 5): recovers the sphere-side
+/// latent from a W+ that has none (an embedded photo).
+pub fn from_w_plus(w_plus: &Tensor, fit: &GaussianFit) -> Tensor {
+    (crate::stylegan::leaky_relu(w_plus, 5.0) - &fit.mean) / &fit.std
+}
+
+/// Runs the search for a batch. `target.image` is [B,3,s,s] on `device`; `on_step` sees each step.
+pub fn search(
+    synthesis: &Synthesis,
+    fit: &GaussianFit,
+    config: &SearchConfig,
+    target: &LossTarget,
+    start: Start,
+    device: Device,
+    on_step: &mut dyn FnMut(Progress),
+) -> anyhow::Result<Vec<SearchOutcome>> {
+    let layers = synthesis.config().num_layers();
+    let resolution = synthesis.config().resolution;
+    let batch = start.latent.size()[0];
+    ensure!(start.noise.len() == layers, "start has {} noise maps, the network has {layers}", start.noise.len());
+    ensure!(config.steps > 0, "the search needs at least one step");
+    let side = target.image.size()[3];
+    let Some(factor) = super::downscale::factor_for(resolution, side) else {
+        bail!("target side {side} is not {resolution}/2^k");
+    };
+    let down = Downscaler::new(factor, device);
+
+    // Optimized tensors live in their own VarStore; the network's weights stay frozen in theirs.
+    let vs = nn::VarStore::new(device);
+    let root = vs.root();
+    let latent = root.var_copy("latent", &start.latent.to_device(device));
+    let mut params = vec![latent.shallow_clone()];
+    let noise: Vec<Tensor> = start
+        .noise
+        .iter()
+        .enumerate()
+        .map(|(l, n)| {
+            let n = n.to_device(device);
+            if config.noise == NoiseMode::Zero || config.bad_noise_layers.contains(&l) {
+                n.zeros_like()
+            } else if config.noise == NoiseMode::Trainable && l < config.trainable_noise {
+                let v = root.var_copy(&format!("noise.{l}"), &n);
+                params.push(v.shallow_clone());
+                v
+            } else {
+                n
+            }
+        })
+        .collect();
+    let mut opt = SphericalOptimizer::new(config.optimizer, params);
+
+    let image_term = config.loss.terms.iter().position(|(_, t)| *t == Term::L2).unwrap_or(0);
+    let mut best_total = Tensor::full([batch], f64::INFINITY, (Kind::Float, device));
+    let mut best_step = Tensor::zeros([batch], (Kind::Int64, device));
+    let mut best_image = Tensor::zeros([batch, 3, resolution, resolution], (Kind::Float, device));
+    let mut best_latent = latent.detach().copy();
+    let mut best_noise: Vec<Tensor> = noise.iter().map(|n| n.detach().copy()).collect();
+    let mut rows: Vec<Tensor> = Vec::with_capacity(config.steps);
+    let mut intermediate: Vec<Tensor> = vec![];
+    let mut lrs = Vec::with_capacity(config.steps);
+
+    for step in 0..config.steps {
+        let lr = config.lr * config.schedule.factor(step, config.steps);
+        lrs.push(lr);
+        opt.zero_grad();
+        let w_plus = to_w_plus(&latent, fit, layers);
+        let gen = (synthesis.forward(&w_plus, &noise)? + 1.0) / 2.0;
+        let (total, terms) = loss::evaluate(&config.loss, &down.forward(&gen), target, &w_plus, config.eps);
+
+        // Keep each item's best iterate, on the device (no host round trip).
+        tch::no_grad(|| {
+            let total = total.detach();
+            let better = total.lt_tensor(&best_total);
+            best_total = total.where_self(&better, &best_total);
+            best_step = Tensor::full([batch], step as i64, (Kind::Int64, device)).where_self(&better, &best_step);
+            let b4 = better.view([batch, 1, 1, 1]);
+            best_image = gen.detach().where_self(&b4, &best_image);
+            best_latent = latent.detach().where_self(&better.view([batch, 1, 1]), &best_latent);
+            for (bn, n) in best_noise.iter_mut().zip(&noise) {
+                *bn = n.detach().where_self(&b4, bn);
+            }
+            if config.keep_intermediate {
+                intermediate.push(preview(&best_image).to_device(Device::Cpu));
+            }
+            let mut row = vec![total];
+            row.extend(terms.iter().map(|t| t.detach()));
+            rows.push(Tensor::stack(&row, 0));
+        });
+        on_step(Progress { step, steps: config.steps, values: &rows[step].get(1 + image_term as i64) });
+
+        total.sum(Kind::Float).backward();
+        opt.step(lr);
+    }
+
+    // One host transfer for the whole history: [steps, 1 + terms, B].
+    let history = Tensor::stack(&rows, 0).to_device(Device::Cpu).to_kind(Kind::Double);
+    let best_step: Vec<i64> = Vec::try_from(best_step.to_device(Device::Cpu))?;
+    let l2_col = config.loss.terms.iter().position(|(_, t)| *t == Term::L2);
+    let best_image = best_image.to_device(Device::Cpu).clamp(0.0, 1.0);
+    let best_latent = best_latent.to_device(Device::Cpu);
+    let best_w_plus = tch::no_grad(|| to_w_plus(&best_latent, &fit.to_device(Device::Cpu), layers));
+    let best_noise: Vec<Tensor> = best_noise.iter().map(|n| n.to_device(Device::Cpu)).collect();
+
+    let final_latent = latent.detach().to_device(Device::Cpu);
+    let final_noise: Vec<Tensor> = noise.iter().map(|n| n.detach().to_device(Device::Cpu)).collect();
+    let mut outcomes = vec![];
+    for b in 0..batch {
+        let item: Vec<StepValues> = (0..config.steps)
+            .map(|s| {
+                let v: Vec<f64> = Vec::try_from(history.get(s as i64).select(1, b)).expect("history row");
+                StepValues { step: s, lr: lrs[s], total: v[0], terms: v[1..].to_vec() }
+            })
+            .collect();
+        let converged = match l2_col {
+            Some(c) => item.iter().any(|v| v.terms[c] <= config.eps * (1.0 + 1e-6)),
+            None => false,
+        };
+        let bs = best_step[b as usize] as usize;
+        outcomes.push(SearchOutcome {
+            image: best_image.get(b),
+            best_step: bs,
+            best: item[bs].clone(),
+            converged,
+            latent: best_latent.narrow(0, b, 1),
+            w_plus: best_w_plus.narrow(0, b, 1),
+            noise: best_noise.iter().map(|n| n.narrow(0, b, 1)).collect(),
+            intermediate: intermediate.iter().map(|t| t.get(b)).collect(),
+            history: item,
+            final_latent: final_latent.narrow(0, b, 1),
+            final_noise: final_noise.iter().map(|n| n.narrow(0, b, 1)).collect(),
+        });
+    }
+    Ok(outcomes)
+}
+
+/// Shrinks images to at most 256 px for per-step previews (average pooling keeps them faithful).
+fn preview(images: &Tensor) -> Tensor {
+    let side = images.size()[3];
+    if side <= 256 {
+        return images.shallow_clone();
+    }
+    let k = side / 256;
+    images.avg_pool2d([k, k], [k, k], [0, 0], false, true, None::<i64>)
+}

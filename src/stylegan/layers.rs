@@ -1,0 +1,43 @@
+//! Equalized-learning-rate layers (Karras et al. 2018, section 4.1): weights are stored at unit
+//! scale and multiplied at run time by `gain / sqrt(fan_in)` (times a learning-rate multiplier
+//! for the mapping network). The weights are frozen, so the product is computed once.
+use tch::{nn, Tensor};
+
+/// A weight tensor stored in the VarStore plus its run-time scale; `scaled` caches the product.
+#[derive(Debug)]
+pub(crate) struct ScaledWeight {
+    raw: Tensor,
+    scale: f64,
+    scaled: Option<Tensor>,
+}
+
+impl ScaledWeight {
+    pub(crate) fn new(vs: nn::Path, name: &str, shape: &[i64], scale: f64) -> Self {
+        Self { raw: vs.zeros_no_train(name, shape), scale, scaled: None }
+    }
+
+    /// Recomputes the cached product; call after the weights are loaded.
+    pub(crate) fn prepare(&mut self) {
+        self.scaled = Some(tch::no_grad(|| &self.raw * self.scale));
+    }
+
+    /// The scaled weight. Before `prepare` it is computed on the fly.
+    pub(crate) fn get(&self) -> Tensor {
+        match &self.scaled {
+            Some(t) => t.shallow_clone(),
+            None => &self.raw * self.scale,
+        }
+    }
+}
+
+/// A frozen bias vector (equalized learning rate applies no bias multiplier except in the mapping
+/// network, whose caller scales it).
+pub(crate) fn bias(vs: &nn::Path, name: &str, n: i64) -> Tensor {
+    vs.zeros_no_train(name, &[n])
+}
+
+/// `leaky_relu(x, slope)`. tch exposes leaky ReLU only at its default slope 0.01, so this goes
+/// through PReLU with a one-element weight, which is the same function for any slope.
+pub fn leaky_relu(x: &Tensor, slope: f64) -> Tensor {
+    x.prelu(&Tensor::from_slice(&[slope as f32]).to_kind(x.kind()).to_device(x.device()))
+}
