@@ -171,7 +171,13 @@ pub fn from_w_plus(w_plus: &Tensor, fit: &GaussianFit) -> Tensor {
     (crate::stylegan::leaky_relu(w_plus, 5.0) - &fit.mean) / &fit.std
 }
 
-/// Runs the search for a batch. `target.image` is [B,3,s,s] on `device`; `on_step` sees each step.
+/// The search was stopped by its caller (`on_step` returned false).
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted")]
+pub struct Interrupted;
+
+/// Runs the search for a batch. `target.image` is [B,3,s,s] on `device`; `on_step` sees each
+/// step and returns whether to go on (else the search ends with [`Interrupted`]).
 pub fn search(
     synthesis: &Synthesis,
     fit: &GaussianFit,
@@ -179,7 +185,7 @@ pub fn search(
     target: &LossTarget,
     start: Start,
     device: Device,
-    on_step: &mut dyn FnMut(Progress),
+    on_step: &mut dyn FnMut(Progress) -> bool,
 ) -> anyhow::Result<Vec<SearchOutcome>> {
     let layers = synthesis.config().num_layers();
     let resolution = synthesis.config().resolution;
@@ -206,7 +212,7 @@ pub fn search(
             if config.noise == NoiseMode::Zero || config.bad_noise_layers.contains(&l) {
                 n.zeros_like()
             } else if config.noise == NoiseMode::Trainable && l < config.trainable_noise {
-                let v = root.var_copy(&format!("noise.{l}"), &n);
+                let v = (&root / "noise").var_copy(&l.to_string(), &n);
                 params.push(v.shallow_clone());
                 v
             } else {
@@ -253,7 +259,9 @@ pub fn search(
             row.extend(terms.iter().map(|t| t.detach()));
             rows.push(Tensor::stack(&row, 0));
         });
-        on_step(Progress { step, steps: config.steps, values: &rows[step].get(1 + image_term as i64) });
+        if !on_step(Progress { step, steps: config.steps, values: &rows[step].get(1 + image_term as i64) }) {
+            return Err(Interrupted.into());
+        }
 
         total.sum(Kind::Float).backward();
         opt.step(lr);

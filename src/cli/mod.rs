@@ -1,0 +1,20 @@
+//! Argument parsing (clap) into plain options, and one function per command. This is the edge:
+//! the only place that prints.
+mod args;
+mod commands;
+mod progress;
+
+pub use args::Cli;
+use args::Command;
+use std::process::ExitCode;
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Info => commands::info(),
+        Command::Upsample(a) => commands::upsample(a),
+        Command::Generate(a) => commands::generate(a),
+        Command::Render(a) => commands::render(a),
+        Command::Convert(a) => commands::convert(a),
+        Command::FitGaussian(a) => commands::fit_gaussian(a),
+    }
+}

@@ -1,0 +1,135 @@
+//! A model is a folder: `synthesis.{pt,safetensors}` (required), `mapping.{pt,safetensors}` and
+//! `gaussian_fit.{pt,safetensors}` (each optional). See models/README.md.
+use crate::pulse::GaussianFit;
+use crate::stylegan::{Mapping, Synthesis, SynthesisConfig, LATENT_DIM};
+use crate::weights::{self, StateDict};
+use anyhow::{bail, Context};
+use std::path::{Path, PathBuf};
+use tch::{nn, Device, Kind};
+
+/// Where `--model` falls back to: `$PULSE_MODEL`, else `models/ffhq`.
+pub fn default_dir() -> PathBuf {
+    std::env::var_os("PULSE_MODEL").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("models/ffhq"))
+}
+
+/// Samples and seed of the Gaussian fit when it has to be computed (spec section 4).
+pub const FIT_SAMPLES: i64 = 1_000_000;
+pub const FIT_SEED: i64 = 0;
+
+/// The file `<dir>/<stem>.pt` or `<dir>/<stem>.safetensors`, whichever exists (safetensors first).
+pub fn find_file(dir: &Path, stem: &str) -> Option<PathBuf> {
+    ["safetensors", "pt"].iter().map(|ext| dir.join(format!("{stem}.{ext}"))).find(|p| p.is_file())
+}
+
+/// Frozen networks of one model folder, on one device. The weights live in their own VarStores,
+/// kept here so the tensors the networks hold stay alive.
+pub struct Model {
+    pub dir: PathBuf,
+    pub device: Device,
+    pub synthesis: Synthesis,
+    pub mapping: Option<Mapping>,
+    pub fit: Option<GaussianFit>,
+    /// sha256 of the synthesis file: latents made with this model carry it.
+    pub sha256: String,
+    _stores: Vec<nn::VarStore>,
+}
+
+impl Model {
+    /// Loads every network the folder has. The Gaussian fit is not computed here; see
+    /// [`Model::ensure_fit`].
+    pub fn load(dir: &Path, device: Device) -> anyhow::Result<Self> {
+        if !dir.is_dir() {
+            bail!("model folder {} not found (set --model DIR or $PULSE_MODEL; see models/README.md)", dir.display());
+        }
+        let synth_path = find_file(dir, "synthesis")
+            .with_context(|| format!("{}: no synthesis.pt or synthesis.safetensors in the model folder", dir.display()))?;
+        let sha256 = weights::sha256_file(&synth_path).with_context(|| format!("reading {}", synth_path.display()))?;
+        let sd = weights::load(&synth_path)?;
+        let (synthesis, synth_vs) = build_synthesis(&sd, &synth_path, device)?;
+        let mut stores = vec![synth_vs];
+        let mapping = match find_file(dir, "mapping") {
+            Some(path) => {
+                let (mapping, vs) = build_mapping(&weights::load(&path)?, device)?;
+                stores.push(vs);
+                Some(mapping)
+            }
+            None => None,
+        };
+        let fit = match find_file(dir, "gaussian_fit") {
+            Some(path) => Some(read_fit(&path, device)?),
+            None => None,
+        };
+        Ok(Self { dir: dir.to_path_buf(), device, synthesis, mapping, fit, sha256, _stores: stores })
+    }
+
+    pub fn config(&self) -> &SynthesisConfig {
+        self.synthesis.config()
+    }
+
+    /// The mapping network, or an error saying the folder has none.
+    pub fn mapping(&self) -> anyhow::Result<&Mapping> {
+        self.mapping.as_ref().with_context(|| {
+            format!("{}: this command needs the mapping network (mapping.pt or mapping.safetensors), which the model folder does not have", self.dir.display())
+        })
+    }
+
+    /// The Gaussian fit: loaded from the folder, or computed from the mapping network (with
+    /// `progress(done, total)`), saved as `gaussian_fit.safetensors` beside it and reused.
+    pub fn ensure_fit(&mut self, progress: &mut dyn FnMut(i64, i64)) -> anyhow::Result<&GaussianFit> {
+        if self.fit.is_none() {
+            let fit = compute_and_save_fit(self, progress)?;
+            self.fit = Some(fit);
+        }
+        Ok(self.fit.as_ref().expect("fit set above"))
+    }
+}
+
+/// Computes the Gaussian fit from the folder's mapping network and saves it in the folder.
+pub fn compute_and_save_fit(model: &Model, progress: &mut dyn FnMut(i64, i64)) -> anyhow::Result<GaussianFit> {
+    let mapping = model.mapping().context("no gaussian_fit file and no mapping network to compute one from")?;
+    let fit = GaussianFit::compute(mapping, FIT_SAMPLES, 10_000, FIT_SEED, model.device, &mut |done| {
+        progress(done, FIT_SAMPLES)
+    });
+    let path = model.dir.join("gaussian_fit.safetensors");
+    let sd = StateDict::from_pairs(vec![
+        ("mean".to_string(), fit.mean.to_device(Device::Cpu)),
+        ("std".to_string(), fit.std.to_device(Device::Cpu)),
+    ]);
+    let meta = [("samples".to_string(), FIT_SAMPLES.to_string()), ("seed".to_string(), FIT_SEED.to_string())].into();
+    weights::save_safetensors(&sd, &path, Some(&meta))?;
+    Ok(fit)
+}
+
+/// Builds the synthesis network whose architecture the state dict describes.
+pub fn build_synthesis(sd: &StateDict, path: &Path, device: Device) -> anyhow::Result<(Synthesis, nn::VarStore)> {
+    let config = SynthesisConfig::from_shapes(sd.iter().map(|(k, t)| (k, t.size())))
+        .with_context(|| format!("{}: not a StyleGAN synthesis network", path.display()))?;
+    let mut vs = nn::VarStore::new(device);
+    let mut synthesis = Synthesis::new(vs.root(), &config);
+    weights::load_into(&mut vs, sd)?;
+    vs.freeze();
+    synthesis.prepare();
+    Ok((synthesis, vs))
+}
+
+fn build_mapping(sd: &StateDict, device: Device) -> anyhow::Result<(Mapping, nn::VarStore)> {
+    let mut vs = nn::VarStore::new(device);
+    let mut mapping = Mapping::new(vs.root());
+    weights::load_into(&mut vs, sd)?;
+    vs.freeze();
+    mapping.prepare();
+    Ok((mapping, vs))
+}
+
+/// Reads `{mean, std}` [512] (PULSE's `gaussian_fit.pt` or our safetensors).
+pub fn read_fit(path: &Path, device: Device) -> anyhow::Result<GaussianFit> {
+    let sd = weights::load(path)?;
+    let get = |key: &str| -> anyhow::Result<tch::Tensor> {
+        let t = sd.get(key).with_context(|| format!("{}: missing key '{key}' (a Gaussian fit has 'mean' and 'std')", path.display()))?;
+        if t.size() != [LATENT_DIM] {
+            bail!("{}: '{key}' has shape {:?}, expected [{LATENT_DIM}]", path.display(), t.size());
+        }
+        Ok(t.to_kind(Kind::Float).to_device(device))
+    };
+    Ok(GaussianFit { mean: get("mean")?, std: get("std")? })
+}
