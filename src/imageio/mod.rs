@@ -21,6 +21,9 @@ use tch::{Kind, Tensor};
 /// The largest side any reader accepts; larger headers are refused before decoding.
 pub const MAX_SIDE: i64 = 8192;
 
+/// The largest file any reader opens (1 GiB): JPEGs are read into memory whole before decoding.
+pub const MAX_FILE_BYTES: u64 = 1 << 30;
+
 /// The sides a target may have for a generator of `resolution`: `resolution / 2^k`, largest
 /// first (1024 gives 1024, 512, ..., 1). Stops early if `resolution` is not a power of two.
 pub fn accepted_sides(resolution: i64) -> Vec<i64> {
@@ -40,12 +43,18 @@ pub fn accepted_sides(resolution: i64) -> Vec<i64> {
 /// smoothing", for side-by-side comparisons. Output pixel `i` copies input pixel `i*h/size`.
 pub fn upscale_nearest(t: &Tensor, size: i64) -> Tensor {
     let s = t.size();
-    assert!(s.len() == 3 && size > 0, "upscale_nearest wants [C,h,w], got {s:?}");
+    assert!(
+        s.len() == 3 && size > 0,
+        "upscale_nearest wants [C,h,w], got {s:?}"
+    );
     let index = |n: i64| {
         let idx: Vec<i64> = (0..size).map(|i| i * n / size).collect();
-        Tensor::from_slice(&idx).to_kind(Kind::Int64).to_device(t.device())
+        Tensor::from_slice(&idx)
+            .to_kind(Kind::Int64)
+            .to_device(t.device())
     };
-    t.index_select(1, &index(s[1])).index_select(2, &index(s[2]))
+    t.index_select(1, &index(s[1]))
+        .index_select(2, &index(s[2]))
 }
 
 #[cfg(test)]
@@ -64,14 +73,21 @@ mod tests {
         let t = Tensor::from_slice(&[1f32, 2., 3., 4.]).view([1, 2, 2]);
         let up = upscale_nearest(&t, 4);
         let v = Vec::<f32>::try_from(up.view([-1])).unwrap();
-        assert_eq!(v, [1., 1., 2., 2., 1., 1., 2., 2., 3., 3., 4., 4., 3., 3., 4., 4.]);
+        assert_eq!(
+            v,
+            [1., 1., 2., 2., 1., 1., 2., 2., 3., 3., 4., 4., 3., 3., 4., 4.]
+        );
     }
 
     #[test]
     fn unsupported_size_message_lists_sides() {
         let e = ImageError::new(
             std::path::Path::new("face.png"),
-            ImageErrorKind::UnsupportedSize { width: 32, height: 40, accepted: accepted_sides(1024) },
+            ImageErrorKind::UnsupportedSize {
+                width: 32,
+                height: 40,
+                accepted: accepted_sides(1024),
+            },
         );
         assert_eq!(
             e.to_string(),

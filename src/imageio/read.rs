@@ -12,7 +12,7 @@ use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
 use tch::Tensor;
 
 use super::error::{from_image, ImageError, ImageErrorKind};
-use super::{accepted_sides, MAX_SIDE};
+use super::{accepted_sides, MAX_FILE_BYTES, MAX_SIDE};
 
 /// A low-resolution target: RGB plus the alpha channel when the file has one.
 #[derive(Debug)]
@@ -32,14 +32,18 @@ pub fn read_target(path: &Path, resolution: i64) -> Result<Target, ImageError> {
     let accepted = accepted_sides(resolution);
     let img = decode(path, |w, h| {
         let ok = w == h && accepted.contains(&i64::from(w));
-        ok.then_some(()).ok_or_else(|| ImageErrorKind::UnsupportedSize {
-            width: w,
-            height: h,
-            accepted: accepted.clone(),
-        })
+        ok.then_some(())
+            .ok_or_else(|| ImageErrorKind::UnsupportedSize {
+                width: w,
+                height: h,
+                accepted: accepted.clone(),
+            })
     })?;
     let rgb = to_chw(&img, Channels::Rgb);
-    let alpha = img.color().has_alpha().then(|| to_chw(&img, Channels::Alpha));
+    let alpha = img
+        .color()
+        .has_alpha()
+        .then(|| to_chw(&img, Channels::Alpha));
     Ok(Target { rgb, alpha })
 }
 
@@ -48,11 +52,12 @@ pub fn read_target(path: &Path, resolution: i64) -> Result<Target, ImageError> {
 pub fn read_mask(path: &Path, side: i64) -> Result<Tensor, ImageError> {
     let img = decode(path, |w, h| {
         let ok = i64::from(w) == side && i64::from(h) == side;
-        ok.then_some(()).ok_or_else(|| ImageErrorKind::UnsupportedSize {
-            width: w,
-            height: h,
-            accepted: vec![side],
-        })
+        ok.then_some(())
+            .ok_or_else(|| ImageErrorKind::UnsupportedSize {
+                width: w,
+                height: h,
+                accepted: vec![side],
+            })
     })?;
     Ok(to_chw(&img, Channels::Luma))
 }
@@ -86,9 +91,15 @@ fn decode(
 ) -> Result<DynamicImage, ImageError> {
     let err = |kind| ImageError::new(path, kind);
     let mut file = File::open(path).map_err(|e| err(ImageErrorKind::Io(e)))?;
-    let len = file.metadata().map_err(|e| err(ImageErrorKind::Io(e)))?.len();
+    let len = file
+        .metadata()
+        .map_err(|e| err(ImageErrorKind::Io(e)))?
+        .len();
     if len == 0 {
         return Err(err(ImageErrorKind::Empty));
+    }
+    if len > MAX_FILE_BYTES {
+        return Err(err(ImageErrorKind::FileTooLarge { bytes: len }));
     }
 
     // PNG decoders read up to the first IDAT chunk before reporting a size, so the size is taken
@@ -107,7 +118,8 @@ fn decode(
         Some(ImageFormat::Jpeg) => {
             let mut bytes = Vec::new();
             let mut file = reader.into_inner();
-            file.read_to_end(&mut bytes).map_err(|e| err(ImageErrorKind::Io(e)))?;
+            file.read_to_end(&mut bytes)
+                .map_err(|e| err(ImageErrorKind::Io(e)))?;
             let complete = jpeg_has_end(&bytes);
             let reader = ImageReader::with_format(Cursor::new(bytes), ImageFormat::Jpeg);
             decode_checked(path, reader, &check, complete)
@@ -129,13 +141,18 @@ fn decode_checked<R: BufRead + Seek>(
     let (w, h) = decoder.dimensions();
     check_size(w, h, check).map_err(|k| ImageError::new(path, k))?;
     if !complete {
-        let kind = ImageErrorKind::Truncated("the JPEG data ends before its end-of-image marker".into());
+        let kind =
+            ImageErrorKind::Truncated("the JPEG data ends before its end-of-image marker".into());
         return Err(ImageError::new(path, kind));
     }
-    decoder.set_limits(full_limits()).map_err(|e| from_image(path, e))?;
+    decoder
+        .set_limits(full_limits())
+        .map_err(|e| from_image(path, e))?;
 
     // A broken EXIF block is not worth refusing the image for: it is shown as stored.
-    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| from_image(path, e))?;
     img.apply_orientation(orientation);
     Ok(img)
@@ -153,8 +170,8 @@ fn jpeg_has_end(b: &[u8]) -> bool {
         }
         match b[i + 1] {
             0xD9 => return true,
-            0xFF => i += 1,                          // fill byte before a marker
-            0x00 | 0x01 | 0xD0..=0xD7 => i += 2,     // stuffed byte, TEM, restart markers
+            0xFF => i += 1,                      // fill byte before a marker
+            0x00 | 0x01 | 0xD0..=0xD7 => i += 2, // stuffed byte, TEM, restart markers
             _ if i + 3 < b.len() => {
                 let len = usize::from(u16::from_be_bytes([b[i + 2], b[i + 3]]));
                 i += 2 + len;
@@ -172,7 +189,10 @@ fn check_size(
     check: &impl Fn(u32, u32) -> Result<(), ImageErrorKind>,
 ) -> Result<(), ImageErrorKind> {
     if i64::from(w) > MAX_SIDE || i64::from(h) > MAX_SIDE {
-        return Err(ImageErrorKind::TooLarge { width: w, height: h });
+        return Err(ImageErrorKind::TooLarge {
+            width: w,
+            height: h,
+        });
     }
     check(w, h)
 }
@@ -266,10 +286,18 @@ mod tests {
     fn jpeg_end_marker_is_found_past_segments_and_data() {
         // SOI, an APP1 whose payload holds a fake FFD9, SOS header, data with a stuffed FF00.
         let mut j = vec![0xFF, 0xD8, 0xFF, 0xE1, 0x00, 0x06, 0xFF, 0xD9, 0x00, 0x00];
-        j.extend_from_slice(&[0xFF, 0xDA, 0x00, 0x02, 0x12, 0xFF, 0x00, 0x34, 0xFF, 0xD0, 0x56]);
-        assert!(!jpeg_has_end(&j), "no end marker yet: the one inside APP1 does not count");
+        j.extend_from_slice(&[
+            0xFF, 0xDA, 0x00, 0x02, 0x12, 0xFF, 0x00, 0x34, 0xFF, 0xD0, 0x56,
+        ]);
+        assert!(
+            !jpeg_has_end(&j),
+            "no end marker yet: the one inside APP1 does not count"
+        );
         j.extend_from_slice(&[0xFF, 0xD9]);
         assert!(jpeg_has_end(&j));
-        assert!(!jpeg_has_end(&j[..8]), "a segment running past the end is truncation");
+        assert!(
+            !jpeg_has_end(&j[..8]),
+            "a segment running past the end is truncation"
+        );
     }
 }

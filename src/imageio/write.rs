@@ -80,7 +80,8 @@ pub fn write_atomic(
 pub fn write_animation(frames: &[Tensor], path: &Path, delay_ms: u32) -> Result<(), ImageError> {
     let mut rgba = Vec::with_capacity(frames.len());
     for (i, t) in frames.iter().enumerate() {
-        let (data, w, h) = to_hwc_u8(t, 3).map_err(|m| write_err(path, format!("frame {i}: {m}")))?;
+        let (data, w, h) =
+            to_hwc_u8(t, 3).map_err(|m| write_err(path, format!("frame {i}: {m}")))?;
         let mut px = Vec::with_capacity(data.len() / 3 * 4);
         for c in data.chunks_exact(3) {
             px.extend_from_slice(&[c[0], c[1], c[2], 255]);
@@ -99,7 +100,8 @@ pub fn write_animation(frames: &[Tensor], path: &Path, delay_ms: u32) -> Result<
         {
             // Speed 10 of 1..30: good colours at a fraction of the default (1) quantiser's time.
             let mut enc = GifEncoder::new_with_speed(&mut out, 10);
-            enc.set_repeat(Repeat::Infinite).map_err(std::io::Error::other)?;
+            enc.set_repeat(Repeat::Infinite)
+                .map_err(std::io::Error::other)?;
             for img in rgba {
                 enc.encode_frame(Frame::from_parts(img, 0, 0, delay))
                     .map_err(std::io::Error::other)?;
