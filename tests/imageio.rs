@@ -809,7 +809,7 @@ fn sheet_labels_change_pixels_only_in_the_band() {
 
 #[test]
 fn sheet_shrinks_large_tiles_by_area() {
-    // A 2x2 checker of 64 px blocks averages to 0.5 when shrunk to 2x2 tiles... of 1 px each.
+    // A 2x2 checker blown up to 128 px, shrunk into a 64 px tile: area averaging keeps each block.
     let big = Tensor::from_slice(&[0f32, 1.0, 1.0, 0.0]).view([1, 2, 2]);
     let big = upscale_nearest(&big.expand([3, 2, 2], false), 128);
     let mut sheet = Sheet::new(64, 1);
