@@ -121,7 +121,7 @@ impl LatentFile {
             .collect::<Result<_, LatentError>>()?;
         let meta: HashMap<String, String> = self.metadata.clone().into_iter().collect();
         let bytes = safetensors::serialize(views, &Some(meta)).map_err(|e| err(e.to_string()))?;
-        crate::atomic::write_atomic(path, &bytes).map_err(|e| err(format!("cannot write: {e}")))
+        crate::imageio::write_atomic(path, |f| std::io::Write::write_all(f, &bytes)).map_err(|e| err(format!("cannot write: {}", e.kind)))
     }
 
     /// Checks that this latent fits a network with `layers` style layers.

@@ -2,7 +2,13 @@
 //! a pretrained StyleGAN (v1), on libtorch through `tch`.
 //!
 //! Layout: `stylegan` (the networks), `pulse` (the search: losses, optimizer, schedule,
-//! downscaler), `weights` (file formats), `model` (a model folder), `imageio` and `cli` at the edge.
+//! downscaler), `weights` (file formats), `model` (a model folder), `latent` (the latent file
+//! format), `pipelines` (the jobs users run), `imageio` (image files). Nothing here prints: the
+//! command line in `src/cli/` is the edge.
 pub mod device;
+pub mod imageio;
+pub mod latent;
+pub mod model;
+pub mod pipelines;
 pub mod pulse;
 pub mod stylegan;

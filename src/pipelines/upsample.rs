@@ -538,5 +538,5 @@ fn finish(model: &Model, opts: &UpsampleOptions, input: &Input, job: Job) -> any
 
 fn write_report(report: &Report, path: &Path) -> anyhow::Result<()> {
     let json = serde_json::to_vec_pretty(report)?;
-    crate::atomic::write_atomic(path, &json).with_context(|| format!("{}: cannot write report", path.display()))
+    Ok(imageio::write_atomic(path, |f| std::io::Write::write_all(f, &json))?)
 }

@@ -1,0 +1,98 @@
+//! Image input and output.
+//!
+//! Images are CPU float32 tensors, `[C,H,W]`, values in [0,1] (8-bit value / 255, 16-bit value /
+//! 65535). Readers check sizes from the file header before decoding, so a wrong-size or
+//! decompression-bomb input is refused cheaply; every writer goes through [`write_atomic`], so no
+//! half-written file ever appears under an output name. Errors name the file on one line.
+//! Nothing here prints.
+mod error;
+mod font;
+mod read;
+mod sheet;
+mod write;
+
+pub use error::{ImageError, ImageErrorKind};
+pub use read::{read_mask, read_photo, read_target, Target};
+pub use sheet::Sheet;
+pub use write::{write_animation, write_atomic, write_png, write_png_rgba};
+
+use tch::{Kind, Tensor};
+
+/// The largest side any reader accepts; larger headers are refused before decoding.
+pub const MAX_SIDE: i64 = 8192;
+
+/// The largest file any reader opens (1 GiB): JPEGs are read into memory whole before decoding.
+pub const MAX_FILE_BYTES: u64 = 1 << 30;
+
+/// The sides a target may have for a generator of `resolution`: `resolution / 2^k`, largest
+/// first (1024 gives 1024, 512, ..., 1). Stops early if `resolution` is not a power of two.
+pub fn accepted_sides(resolution: i64) -> Vec<i64> {
+    let mut sides = Vec::new();
+    let mut s = resolution;
+    while s >= 1 {
+        sides.push(s);
+        if s % 2 != 0 {
+            break;
+        }
+        s /= 2;
+    }
+    sides
+}
+
+/// Nearest-neighbour upscale of `[C,h,w]` to `[C,size,size]`: the input "blown up without
+/// smoothing", for side-by-side comparisons. Output pixel `i` copies input pixel `i*h/size`.
+pub fn upscale_nearest(t: &Tensor, size: i64) -> Tensor {
+    let s = t.size();
+    assert!(
+        s.len() == 3 && size > 0,
+        "upscale_nearest wants [C,h,w], got {s:?}"
+    );
+    let index = |n: i64| {
+        let idx: Vec<i64> = (0..size).map(|i| i * n / size).collect();
+        Tensor::from_slice(&idx)
+            .to_kind(Kind::Int64)
+            .to_device(t.device())
+    };
+    t.index_select(1, &index(s[1]))
+        .index_select(2, &index(s[2]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_sides_halves_down_to_one() {
+        assert_eq!(accepted_sides(16), vec![16, 8, 4, 2, 1]);
+        assert_eq!(accepted_sides(1024).len(), 11);
+        assert_eq!(accepted_sides(12), vec![12, 6, 3]);
+    }
+
+    #[test]
+    fn upscale_nearest_repeats_pixels() {
+        let t = Tensor::from_slice(&[1f32, 2., 3., 4.]).view([1, 2, 2]);
+        let up = upscale_nearest(&t, 4);
+        let v = Vec::<f32>::try_from(up.view([-1])).unwrap();
+        assert_eq!(
+            v,
+            [1., 1., 2., 2., 1., 1., 2., 2., 3., 3., 4., 4., 3., 3., 4., 4.]
+        );
+    }
+
+    #[test]
+    fn unsupported_size_message_lists_sides() {
+        let e = ImageError::new(
+            std::path::Path::new("face.png"),
+            ImageErrorKind::UnsupportedSize {
+                width: 32,
+                height: 40,
+                accepted: accepted_sides(1024),
+            },
+        );
+        assert_eq!(
+            e.to_string(),
+            "face.png: 32x40 is not accepted: the input must be square with side 1024/2^k \
+             (1024, 512, 256, 128, 64, 32, 16, 8, 4, 2, 1)"
+        );
+    }
+}
