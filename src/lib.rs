@@ -12,3 +12,4 @@ pub mod model;
 pub mod pipelines;
 pub mod pulse;
 pub mod stylegan;
+pub mod weights;

@@ -1,0 +1,1092 @@
+//! A restricted unpickler for the pickles inside `torch.save` files (spec section 1, "Security").
+//!
+//! Python's pickle format is a small stack machine whose `GLOBAL` + `REDUCE` opcodes can call any
+//! Python function, which is how a malicious `.pt` file runs code. This reader is pure data, like
+//! PyTorch's `weights_only=True`: there is no code execution path at all. A `GLOBAL` is resolved
+//! only against a short allow-list of names whose effect this module implements itself (building
+//! an `OrderedDict`, rebuilding a tensor from a storage, ...); any other name is refused with
+//! [`ErrorKind::RefusedGlobal`] the moment it is read, before anything could call it.
+//!
+//! Objects live in an arena (`Vec<Obj>`) and refer to each other by index, so shared and even
+//! cyclic references (possible through the memo) need no reference counting and cannot leak or
+//! recurse. Every length read from the file is checked against the bytes actually left before
+//! anything is allocated, and [`MAX_WORK`], [`MAX_MEMO`], [`MAX_STACK`] and [`MAX_MARKS`] bound
+//! time and memory whatever the input.
+use super::dtype::Dtype;
+use super::error::{limit, malformed, one_line, ErrorKind};
+use std::collections::HashMap;
+
+/// Upper bound on opcodes executed plus elements copied by one pickle. PULSE's synthesis
+/// network needs about 5 000; a state dict needs roughly 30 per tensor.
+pub(crate) const MAX_WORK: usize = 4_000_000;
+/// Upper bound on memo entries (a legitimate pickle memoizes at most once per opcode).
+pub(crate) const MAX_MEMO: usize = 1_000_000;
+/// Upper bound on the value stack length.
+pub(crate) const MAX_STACK: usize = 1_000_000;
+/// Upper bound on nested MARKs (tuples/dicts being built inside one another).
+pub(crate) const MAX_MARKS: usize = 1_000;
+/// Upper bound on tensor dimensions (PyTorch's own limit is lower).
+pub(crate) const MAX_NDIM: usize = 64;
+/// A strided view may describe more elements than its storage holds (stride 0 broadcasts), but
+/// copying it would allocate them all; such views are accepted only up to this many elements.
+pub(crate) const MAX_BROADCAST_NUMEL: u64 = 1 << 24;
+
+/// Index of an object in [`Pickle::objs`].
+pub(crate) type ObjId = usize;
+
+/// A Python value as far as weight files need them.
+#[derive(Debug)]
+pub(crate) enum Obj {
+    None,
+    Bool(bool),
+    Int(i64),
+    /// An integer wider than 64 bits, as its little-endian two's complement bytes (the legacy
+    /// magic number is one).
+    BigInt(Vec<u8>),
+    /// A float (its value is never needed by a weight file).
+    Float,
+    Str(String),
+    Bytes(Vec<u8>),
+    Tuple(Vec<ObjId>),
+    List(Vec<ObjId>),
+    /// Insertion-ordered pairs, duplicates included (the last one wins, as in Python).
+    Dict(Vec<(ObjId, ObjId)>),
+    Global(Global),
+    Storage(Box<StorageRef>),
+    Tensor(Box<TensorSpec>),
+}
+
+impl Obj {
+    /// The Python type name, for error messages.
+    pub(crate) fn type_name(&self) -> &'static str {
+        match self {
+            Obj::None => "None",
+            Obj::Bool(_) => "bool",
+            Obj::Int(_) | Obj::BigInt(_) => "int",
+            Obj::Float => "float",
+            Obj::Str(_) => "str",
+            Obj::Bytes(_) => "bytes",
+            Obj::Tuple(_) => "tuple",
+            Obj::List(_) => "list",
+            Obj::Dict(_) => "dict",
+            Obj::Global(_) => "class or function",
+            Obj::Storage(_) => "storage",
+            Obj::Tensor(_) => "tensor",
+        }
+    }
+}
+
+/// The allow-list: every global a weight file may name, and nothing else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Global {
+    /// `collections.OrderedDict`: state dicts are OrderedDicts.
+    OrderedDict,
+    /// `torch._utils._rebuild_tensor_v2(storage, offset, size, stride, requires_grad, hooks[, metadata])`
+    RebuildTensorV2,
+    /// `torch._utils._rebuild_tensor(storage, offset, size, stride)` (older files)
+    RebuildTensor,
+    /// `torch._utils._rebuild_parameter(data, requires_grad, hooks)`: an `nn.Parameter`
+    RebuildParameter,
+    /// `torch._utils._rebuild_parameter_with_state(data, requires_grad, hooks, state)`
+    RebuildParameterWithState,
+    /// `torch._tensor._rebuild_from_type_v2(func, type, args, state)`: a tensor with attributes
+    RebuildFromTypeV2,
+    /// `torch.Tensor` / `torch.nn.parameter.Parameter`: only as the type of `_rebuild_from_type_v2`
+    TensorClass,
+    /// `torch.Size(tuple)`: a tuple
+    TorchSize,
+    /// `torch.FloatStorage` & co. (also `torch.cuda.*`): only inside storage persistent ids
+    StorageClass(Dtype),
+}
+
+/// A reference to (a slice of) a storage: the raw element buffer several tensors may share.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct StorageRef {
+    /// The key naming the storage's data in the file.
+    pub key: String,
+    pub dtype: Dtype,
+    /// First element of the slice within the storage (legacy "view" storages are slices).
+    pub offset: u64,
+    /// Number of elements in the slice.
+    pub len: u64,
+}
+
+/// A tensor to build once storages are read: `as_strided(size, stride, offset)` of its storage.
+#[derive(Clone, Debug)]
+pub(crate) struct TensorSpec {
+    pub storage: StorageRef,
+    /// In elements, relative to the start of `storage`'s slice.
+    pub offset: u64,
+    pub size: Vec<i64>,
+    pub stride: Vec<i64>,
+}
+
+/// A storage declared by a persistent id: its data must then come from the container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct DeclaredStorage {
+    pub key: String,
+    pub dtype: Dtype,
+    pub numel: u64,
+}
+
+/// The result of one pickle: the object arena, the root object and the storages it declared.
+#[derive(Debug)]
+pub(crate) struct Pickle {
+    pub objs: Vec<Obj>,
+    pub root: ObjId,
+    /// In order of first appearance.
+    pub storages: Vec<DeclaredStorage>,
+}
+
+impl Pickle {
+    pub(crate) fn get(&self, id: ObjId) -> &Obj {
+        // Ids only ever come from the arena itself, so this cannot fail; `None` keeps it total.
+        self.objs.get(id).unwrap_or(&Obj::None)
+    }
+
+    pub(crate) fn root(&self) -> &Obj {
+        self.get(self.root)
+    }
+}
+
+/// Limits that depend on the container.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// Largest storage (in bytes) the container could possibly hold: a bigger declaration is
+    /// refused before anything is allocated for it.
+    pub max_storage_bytes: u64,
+}
+
+/// Unpickles one pickle starting at `data[start]`; returns it and the position after its STOP.
+/// Error offsets are `base_offset + position in data`.
+pub(crate) fn unpickle(
+    data: &[u8],
+    start: usize,
+    base_offset: u64,
+    limits: Limits,
+) -> Result<(Pickle, usize), ErrorKind> {
+    let mut u = Unpickler {
+        data,
+        pos: start,
+        base_offset,
+        limits,
+        objs: Vec::new(),
+        stack: Vec::new(),
+        marks: Vec::new(),
+        memo: HashMap::new(),
+        work: 0,
+        storages: Vec::new(),
+        storage_index: HashMap::new(),
+    };
+    let root = u.run()?;
+    let pickle = Pickle {
+        objs: u.objs,
+        root,
+        storages: u.storages,
+    };
+    Ok((pickle, u.pos))
+}
+
+// Opcodes (Python's Lib/pickle.py names). Protocol 0/1 text opcodes, INST/OBJ, EXT* and sets are
+// deliberately absent: torch.save never writes them.
+const MARK: u8 = b'(';
+const STOP: u8 = b'.';
+const POP: u8 = b'0';
+const POP_MARK: u8 = b'1';
+const DUP: u8 = b'2';
+const BINFLOAT: u8 = b'G';
+const BININT: u8 = b'J';
+const BININT1: u8 = b'K';
+const BININT2: u8 = b'M';
+const NONE: u8 = b'N';
+const BINPERSID: u8 = b'Q';
+const REDUCE: u8 = b'R';
+const BINSTRING: u8 = b'T';
+const SHORT_BINSTRING: u8 = b'U';
+const BINUNICODE: u8 = b'X';
+const APPEND: u8 = b'a';
+const BUILD: u8 = b'b';
+const GLOBAL: u8 = b'c';
+const APPENDS: u8 = b'e';
+const BINGET: u8 = b'h';
+const LONG_BINGET: u8 = b'j';
+const EMPTY_LIST: u8 = b']';
+const BINPUT: u8 = b'q';
+const LONG_BINPUT: u8 = b'r';
+const SETITEM: u8 = b's';
+const TUPLE: u8 = b't';
+const SETITEMS: u8 = b'u';
+const EMPTY_DICT: u8 = b'}';
+const EMPTY_TUPLE: u8 = b')';
+const BINBYTES: u8 = b'B';
+const SHORT_BINBYTES: u8 = b'C';
+const PROTO: u8 = 0x80;
+const NEWOBJ: u8 = 0x81;
+const TUPLE1: u8 = 0x85;
+const TUPLE2: u8 = 0x86;
+const TUPLE3: u8 = 0x87;
+const NEWTRUE: u8 = 0x88;
+const NEWFALSE: u8 = 0x89;
+const LONG1: u8 = 0x8a;
+const LONG4: u8 = 0x8b;
+const SHORT_BINUNICODE: u8 = 0x8c;
+const BINUNICODE8: u8 = 0x8d;
+const BINBYTES8: u8 = 0x8e;
+const STACK_GLOBAL: u8 = 0x93;
+const MEMOIZE: u8 = 0x94;
+const FRAME: u8 = 0x95;
+const BYTEARRAY8: u8 = 0x96;
+
+/// Highest pickle protocol understood (Python 3.8+ writes 5 at most).
+const MAX_PROTOCOL: u8 = 5;
+
+struct Unpickler<'a> {
+    data: &'a [u8],
+    pos: usize,
+    base_offset: u64,
+    limits: Limits,
+    objs: Vec<Obj>,
+    stack: Vec<ObjId>,
+    /// Stack lengths at each pending MARK.
+    marks: Vec<usize>,
+    memo: HashMap<u32, ObjId>,
+    /// Opcodes executed plus elements copied, checked against [`MAX_WORK`].
+    work: usize,
+    storages: Vec<DeclaredStorage>,
+    storage_index: HashMap<String, usize>,
+}
+
+impl<'a> Unpickler<'a> {
+    fn run(&mut self) -> Result<ObjId, ErrorKind> {
+        loop {
+            self.charge(1)?;
+            let op_pos = self.pos;
+            let op = self.read_u8()?;
+            match op {
+                PROTO => {
+                    let version = self.read_u8()?;
+                    if version > MAX_PROTOCOL {
+                        return Err(malformed(format!(
+                            "pickle protocol {version} is newer than the {MAX_PROTOCOL} this reader understands"
+                        )));
+                    }
+                }
+                FRAME => {
+                    // Frames only group opcodes for buffered reading; the content is read as usual.
+                    self.read_u64()?;
+                }
+                STOP => return self.pop(),
+                MARK => {
+                    if self.marks.len() >= MAX_MARKS {
+                        return Err(limit(format!("more than {MAX_MARKS} nested pickle MARKs")));
+                    }
+                    self.marks.push(self.stack.len());
+                }
+                POP => {
+                    self.pop()?;
+                }
+                POP_MARK => {
+                    self.pop_mark()?;
+                }
+                DUP => {
+                    let top = self.top()?;
+                    self.push_id(top)?;
+                }
+                NONE => self.push(Obj::None)?,
+                NEWTRUE => self.push(Obj::Bool(true))?,
+                NEWFALSE => self.push(Obj::Bool(false))?,
+                BININT => {
+                    let v = i32::from_le_bytes(self.read_array()?);
+                    self.push(Obj::Int(v.into()))?
+                }
+                BININT1 => {
+                    let v = self.read_u8()?;
+                    self.push(Obj::Int(v.into()))?
+                }
+                BININT2 => {
+                    let v = u16::from_le_bytes(self.read_array()?);
+                    self.push(Obj::Int(v.into()))?
+                }
+                LONG1 => {
+                    let n = usize::from(self.read_u8()?);
+                    let bytes = self.read_bytes(n)?;
+                    self.push(decode_long(bytes))?
+                }
+                LONG4 => {
+                    let n = self.read_len_i32()?;
+                    let bytes = self.read_bytes(n)?;
+                    self.push(decode_long(bytes))?
+                }
+                BINFLOAT => {
+                    self.read_array::<8>()?;
+                    self.push(Obj::Float)?
+                }
+                BINUNICODE => {
+                    let n = u32::from_le_bytes(self.read_array()?) as usize;
+                    self.push_str(n, op_pos)?
+                }
+                SHORT_BINUNICODE => {
+                    let n = usize::from(self.read_u8()?);
+                    self.push_str(n, op_pos)?
+                }
+                BINUNICODE8 => {
+                    let n = self.read_len_u64()?;
+                    self.push_str(n, op_pos)?
+                }
+                // Python 2 `str`: torch.load decodes them as UTF-8 text.
+                BINSTRING => {
+                    let n = self.read_len_i32()?;
+                    self.push_str(n, op_pos)?
+                }
+                SHORT_BINSTRING => {
+                    let n = usize::from(self.read_u8()?);
+                    self.push_str(n, op_pos)?
+                }
+                BINBYTES => {
+                    let n = u32::from_le_bytes(self.read_array()?) as usize;
+                    let b = self.read_bytes(n)?.to_vec();
+                    self.push(Obj::Bytes(b))?
+                }
+                SHORT_BINBYTES => {
+                    let n = usize::from(self.read_u8()?);
+                    let b = self.read_bytes(n)?.to_vec();
+                    self.push(Obj::Bytes(b))?
+                }
+                BINBYTES8 | BYTEARRAY8 => {
+                    let n = self.read_len_u64()?;
+                    let b = self.read_bytes(n)?.to_vec();
+                    self.push(Obj::Bytes(b))?
+                }
+                EMPTY_TUPLE => self.push(Obj::Tuple(Vec::new()))?,
+                EMPTY_LIST => self.push(Obj::List(Vec::new()))?,
+                EMPTY_DICT => self.push(Obj::Dict(Vec::new()))?,
+                TUPLE => {
+                    let items = self.pop_mark()?;
+                    self.push(Obj::Tuple(items))?
+                }
+                TUPLE1 | TUPLE2 | TUPLE3 => {
+                    let n = usize::from(op - TUPLE1 + 1);
+                    if self.stack.len() < n + self.mark_floor() {
+                        return Err(self.underflow(op_pos));
+                    }
+                    let items = self.stack.split_off(self.stack.len() - n);
+                    self.push(Obj::Tuple(items))?
+                }
+                APPEND => {
+                    let value = self.pop()?;
+                    let list = self.top()?;
+                    self.list_extend(list, vec![value])?
+                }
+                APPENDS => {
+                    let items = self.pop_mark()?;
+                    let list = self.top()?;
+                    self.list_extend(list, items)?
+                }
+                SETITEM => {
+                    let value = self.pop()?;
+                    let key = self.pop()?;
+                    let dict = self.top()?;
+                    self.dict_extend(dict, vec![key, value])?
+                }
+                SETITEMS => {
+                    let items = self.pop_mark()?;
+                    let dict = self.top()?;
+                    self.dict_extend(dict, items)?
+                }
+                BINPUT => {
+                    let idx = self.read_u8()?;
+                    self.memo_put(idx.into())?
+                }
+                LONG_BINPUT => {
+                    let idx = u32::from_le_bytes(self.read_array()?);
+                    self.memo_put(idx)?
+                }
+                MEMOIZE => {
+                    let idx = u32::try_from(self.memo.len())
+                        .map_err(|_| limit("pickle memo is full"))?;
+                    self.memo_put(idx)?
+                }
+                BINGET => {
+                    let idx = self.read_u8()?;
+                    self.memo_get(idx.into())?
+                }
+                LONG_BINGET => {
+                    let idx = u32::from_le_bytes(self.read_array()?);
+                    self.memo_get(idx)?
+                }
+                GLOBAL => {
+                    let module = self.read_line()?;
+                    let name = self.read_line()?;
+                    let g = resolve_global(&module, &name)?;
+                    self.push(Obj::Global(g))?
+                }
+                STACK_GLOBAL => {
+                    let name = self.pop()?;
+                    let module = self.pop()?;
+                    let (module, name) = match (&self.objs[module], &self.objs[name]) {
+                        (Obj::Str(m), Obj::Str(n)) => (m.clone(), n.clone()),
+                        _ => return Err(malformed("STACK_GLOBAL needs two strings")),
+                    };
+                    let g = resolve_global(&module, &name)?;
+                    self.push(Obj::Global(g))?
+                }
+                REDUCE => {
+                    let args = self.pop()?;
+                    let callable = self.pop()?;
+                    let result = self.call(callable, args, 0)?;
+                    self.push_id(result)?
+                }
+                NEWOBJ => {
+                    let args = self.pop()?;
+                    let class = self.pop()?;
+                    let result = self.new_object(class, args)?;
+                    self.push_id(result)?
+                }
+                BUILD => {
+                    // BUILD sets an object's attributes (`OrderedDict._metadata` in state
+                    // dicts, attributes of a tensor subclass): not needed, so dropped.
+                    self.pop()?;
+                    let target = self.top()?;
+                    match &self.objs[target] {
+                        Obj::Dict(_) | Obj::Tensor(_) => {}
+                        other => {
+                            return Err(malformed(format!(
+                                "BUILD on a {} at byte {}",
+                                other.type_name(),
+                                self.offset(op_pos)
+                            )))
+                        }
+                    }
+                }
+                BINPERSID => {
+                    let pid = self.pop()?;
+                    let storage = self.persistent_load(pid)?;
+                    self.push(storage)?
+                }
+                _ => {
+                    return Err(ErrorKind::UnsupportedOpcode {
+                        opcode: op,
+                        offset: self.offset(op_pos),
+                    })
+                }
+            }
+        }
+    }
+
+    // ---- reading bytes: every read is bounds-checked and ends in `Truncated` at end of input
+
+    fn offset(&self, pos: usize) -> u64 {
+        self.base_offset.saturating_add(pos as u64)
+    }
+
+    fn read_bytes(&mut self, n: usize) -> Result<&'a [u8], ErrorKind> {
+        let end = self.pos.checked_add(n).ok_or(ErrorKind::Truncated)?;
+        let bytes = self.data.get(self.pos..end).ok_or(ErrorKind::Truncated)?;
+        self.pos = end;
+        Ok(bytes)
+    }
+
+    fn read_array<const N: usize>(&mut self) -> Result<[u8; N], ErrorKind> {
+        let bytes = self.read_bytes(N)?;
+        let mut out = [0u8; N];
+        out.copy_from_slice(bytes);
+        Ok(out)
+    }
+
+    fn read_u8(&mut self) -> Result<u8, ErrorKind> {
+        Ok(self.read_array::<1>()?[0])
+    }
+
+    fn read_u64(&mut self) -> Result<u64, ErrorKind> {
+        Ok(u64::from_le_bytes(self.read_array()?))
+    }
+
+    /// A length that must fit in the bytes left (checked again by `read_bytes`).
+    fn read_len_u64(&mut self) -> Result<usize, ErrorKind> {
+        let n = self.read_u64()?;
+        usize::try_from(n).map_err(|_| ErrorKind::Truncated)
+    }
+
+    fn read_len_i32(&mut self) -> Result<usize, ErrorKind> {
+        let n = i32::from_le_bytes(self.read_array()?);
+        usize::try_from(n).map_err(|_| malformed(format!("negative length {n} in pickle")))
+    }
+
+    /// A newline-terminated line (the operands of GLOBAL).
+    fn read_line(&mut self) -> Result<String, ErrorKind> {
+        let rest = self.data.get(self.pos..).unwrap_or(&[]);
+        let n = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or(ErrorKind::Truncated)?;
+        let line = String::from_utf8_lossy(&rest[..n]).into_owned();
+        self.pos += n + 1;
+        Ok(line)
+    }
+
+    fn push_str(&mut self, n: usize, op_pos: usize) -> Result<(), ErrorKind> {
+        let bytes = self.read_bytes(n)?;
+        let s = std::str::from_utf8(bytes).map_err(|_| {
+            malformed(format!(
+                "invalid UTF-8 string at byte {}",
+                self.offset(op_pos)
+            ))
+        })?;
+        self.push(Obj::Str(s.to_owned()))
+    }
+
+    // ---- the stack, marks and memo
+
+    fn charge(&mut self, n: usize) -> Result<(), ErrorKind> {
+        self.work = self.work.saturating_add(n);
+        if self.work > MAX_WORK {
+            return Err(limit(format!(
+                "the pickle needs more than {MAX_WORK} operations"
+            )));
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, obj: Obj) -> Result<(), ErrorKind> {
+        self.objs.push(obj);
+        self.push_id(self.objs.len() - 1)
+    }
+
+    fn push_id(&mut self, id: ObjId) -> Result<(), ErrorKind> {
+        if self.stack.len() >= MAX_STACK {
+            return Err(limit(format!(
+                "pickle stack deeper than {MAX_STACK} entries"
+            )));
+        }
+        self.stack.push(id);
+        Ok(())
+    }
+
+    /// The lowest stack index the current MARK lets opcodes pop to.
+    fn mark_floor(&self) -> usize {
+        self.marks.last().copied().unwrap_or(0)
+    }
+
+    fn underflow(&self, op_pos: usize) -> ErrorKind {
+        malformed(format!(
+            "pickle stack underflow at byte {}",
+            self.offset(op_pos)
+        ))
+    }
+
+    /// Pops the top of the stack; like Python, an opcode cannot reach below the latest MARK.
+    fn pop(&mut self) -> Result<ObjId, ErrorKind> {
+        let top = self.top()?;
+        self.stack.pop();
+        Ok(top)
+    }
+
+    fn top(&self) -> Result<ObjId, ErrorKind> {
+        if self.stack.len() <= self.mark_floor() {
+            return Err(malformed("pickle stack underflow"));
+        }
+        self.stack
+            .last()
+            .copied()
+            .ok_or_else(|| malformed("pickle stack underflow"))
+    }
+
+    /// Pops everything above the latest MARK, and the MARK.
+    fn pop_mark(&mut self) -> Result<Vec<ObjId>, ErrorKind> {
+        let mark = self
+            .marks
+            .pop()
+            .ok_or_else(|| malformed("pickle uses a MARK that was never set"))?;
+        if mark > self.stack.len() {
+            return Err(malformed("pickle MARK is above the stack"));
+        }
+        Ok(self.stack.split_off(mark))
+    }
+
+    fn memo_put(&mut self, idx: u32) -> Result<(), ErrorKind> {
+        let top = self.top()?;
+        if !self.memo.contains_key(&idx) && self.memo.len() >= MAX_MEMO {
+            return Err(limit(format!("more than {MAX_MEMO} pickle memo entries")));
+        }
+        self.memo.insert(idx, top);
+        Ok(())
+    }
+
+    fn memo_get(&mut self, idx: u32) -> Result<(), ErrorKind> {
+        let id = *self
+            .memo
+            .get(&idx)
+            .ok_or_else(|| malformed(format!("pickle memo entry {idx} is used before it is set")))?;
+        self.push_id(id)
+    }
+
+    // ---- containers
+
+    fn list_extend(&mut self, list: ObjId, items: Vec<ObjId>) -> Result<(), ErrorKind> {
+        match &mut self.objs[list] {
+            Obj::List(v) => {
+                v.extend(items);
+                Ok(())
+            }
+            other => Err(malformed(format!(
+                "APPEND to a {} instead of a list",
+                other.type_name()
+            ))),
+        }
+    }
+
+    fn dict_extend(&mut self, dict: ObjId, items: Vec<ObjId>) -> Result<(), ErrorKind> {
+        if items.len() % 2 != 0 {
+            return Err(malformed("SETITEMS with a key but no value"));
+        }
+        match &mut self.objs[dict] {
+            Obj::Dict(pairs) => {
+                pairs.extend(items.chunks_exact(2).map(|kv| (kv[0], kv[1])));
+                Ok(())
+            }
+            other => Err(malformed(format!(
+                "SETITEM on a {} instead of a dict",
+                other.type_name()
+            ))),
+        }
+    }
+
+    fn tuple_items(&mut self, id: ObjId, what: &str) -> Result<Vec<ObjId>, ErrorKind> {
+        match &self.objs[id] {
+            Obj::Tuple(items) | Obj::List(items) => {
+                let items = items.clone();
+                self.charge(items.len())?;
+                Ok(items)
+            }
+            other => Err(malformed(format!(
+                "{what} is a {} instead of a tuple",
+                other.type_name()
+            ))),
+        }
+    }
+
+    fn int(&self, id: ObjId, what: &str) -> Result<i64, ErrorKind> {
+        match &self.objs[id] {
+            Obj::Int(v) => Ok(*v),
+            Obj::Bool(b) => Ok(i64::from(*b)),
+            other => Err(malformed(format!(
+                "{what} is a {} instead of an integer",
+                other.type_name()
+            ))),
+        }
+    }
+
+    fn ints(&mut self, id: ObjId, what: &str) -> Result<Vec<i64>, ErrorKind> {
+        let items = self.tuple_items(id, what)?;
+        items.iter().map(|&i| self.int(i, what)).collect()
+    }
+
+    // ---- the allow-listed callables
+
+    /// REDUCE: `callable(*args)` for the allow-listed callables only.
+    fn call(&mut self, callable: ObjId, args: ObjId, depth: u8) -> Result<ObjId, ErrorKind> {
+        let global = match &self.objs[callable] {
+            Obj::Global(g) => *g,
+            other => {
+                return Err(malformed(format!(
+                    "REDUCE calls a {}, which is not callable",
+                    other.type_name()
+                )))
+            }
+        };
+        let args = self.tuple_items(args, "REDUCE arguments")?;
+        let arity = |n: std::ops::RangeInclusive<usize>, name: &str| {
+            if n.contains(&args.len()) {
+                Ok(())
+            } else {
+                Err(malformed(format!(
+                    "{name} called with {} arguments",
+                    args.len()
+                )))
+            }
+        };
+        match global {
+            Global::OrderedDict => {
+                arity(0..=1, "OrderedDict")?;
+                let pairs = match args.first() {
+                    None => Vec::new(),
+                    Some(&items) => self.dict_pairs(items)?,
+                };
+                self.new_obj(Obj::Dict(pairs))
+            }
+            Global::TorchSize => {
+                arity(1..=1, "torch.Size")?;
+                let dims = self.tuple_items(args[0], "torch.Size argument")?;
+                self.new_obj(Obj::Tuple(dims))
+            }
+            Global::RebuildTensorV2 => {
+                arity(6..=7, "_rebuild_tensor_v2")?;
+                self.rebuild_tensor(&args[..4])
+            }
+            Global::RebuildTensor => {
+                arity(4..=4, "_rebuild_tensor")?;
+                self.rebuild_tensor(&args[..4])
+            }
+            Global::RebuildParameter | Global::RebuildParameterWithState => {
+                arity(3..=4, "_rebuild_parameter")?;
+                match &self.objs[args[0]] {
+                    Obj::Tensor(_) => Ok(args[0]),
+                    other => Err(malformed(format!(
+                        "a parameter wraps a {} instead of a tensor",
+                        other.type_name()
+                    ))),
+                }
+            }
+            Global::RebuildFromTypeV2 => {
+                arity(4..=4, "_rebuild_from_type_v2")?;
+                // Only one level: the inner function must be a plain tensor rebuild.
+                if depth > 0 || !matches!(self.objs[args[1]], Obj::Global(Global::TensorClass)) {
+                    return Err(malformed("_rebuild_from_type_v2 of a non-tensor type"));
+                }
+                self.call(args[0], args[2], depth + 1)
+            }
+            Global::TensorClass | Global::StorageClass(_) => Err(malformed(
+                "a tensor or storage class is called directly instead of through torch._utils",
+            )),
+        }
+    }
+
+    /// NEWOBJ: `cls.__new__(cls, *args)`, which only makes sense for the container classes.
+    fn new_object(&mut self, class: ObjId, args: ObjId) -> Result<ObjId, ErrorKind> {
+        match &self.objs[class] {
+            Obj::Global(Global::OrderedDict) => self.new_obj(Obj::Dict(Vec::new())),
+            Obj::Global(Global::TorchSize) => self.call(class, args, 0),
+            other => Err(malformed(format!(
+                "NEWOBJ of a {} is not supported",
+                other.type_name()
+            ))),
+        }
+    }
+
+    fn new_obj(&mut self, obj: Obj) -> Result<ObjId, ErrorKind> {
+        self.objs.push(obj);
+        Ok(self.objs.len() - 1)
+    }
+
+    /// The pairs of `OrderedDict(items)`: a dict, or a sequence of 2-item sequences.
+    fn dict_pairs(&mut self, items: ObjId) -> Result<Vec<(ObjId, ObjId)>, ErrorKind> {
+        if let Obj::Dict(pairs) = &self.objs[items] {
+            let pairs = pairs.clone();
+            self.charge(pairs.len())?;
+            return Ok(pairs);
+        }
+        let items = self.tuple_items(items, "OrderedDict argument")?;
+        let mut pairs = Vec::with_capacity(items.len());
+        for item in items {
+            match &self.objs[item] {
+                Obj::Tuple(kv) | Obj::List(kv) if kv.len() == 2 => pairs.push((kv[0], kv[1])),
+                _ => return Err(malformed("OrderedDict item is not a (key, value) pair")),
+            }
+        }
+        Ok(pairs)
+    }
+
+    /// `_rebuild_tensor(storage, storage_offset, size, stride)`: checks that the view stays
+    /// inside its storage, so building it later can never read out of bounds.
+    fn rebuild_tensor(&mut self, args: &[ObjId]) -> Result<ObjId, ErrorKind> {
+        let storage = match &self.objs[args[0]] {
+            Obj::Storage(s) => (**s).clone(),
+            other => {
+                return Err(malformed(format!(
+                    "a tensor is built from a {} instead of a storage",
+                    other.type_name()
+                )))
+            }
+        };
+        let offset = self.int(args[1], "tensor storage offset")?;
+        let size = self.ints(args[2], "tensor size")?;
+        let stride = self.ints(args[3], "tensor stride")?;
+        let offset = u64::try_from(offset)
+            .map_err(|_| malformed(format!("negative tensor storage offset {offset}")))?;
+        check_view(&storage, offset, &size, &stride)?;
+        self.new_obj(Obj::Tensor(Box::new(TensorSpec {
+            storage,
+            offset,
+            size,
+            stride,
+        })))
+    }
+
+    // ---- persistent ids: where the storages come from
+
+    /// BINPERSID `("storage", storage_class, key, location, numel[, view_metadata])`: a storage
+    /// whose bytes the container holds elsewhere. The location (`cpu`, `cuda:0`, ...) is
+    /// ignored: everything loads onto the CPU.
+    fn persistent_load(&mut self, pid: ObjId) -> Result<Obj, ErrorKind> {
+        let fields = self.tuple_items(pid, "persistent id")?;
+        let tag = match fields.first().map(|&f| &self.objs[f]) {
+            Some(Obj::Str(s)) => s.clone(),
+            Some(Obj::Bytes(b)) => String::from_utf8_lossy(b).into_owned(),
+            _ => String::new(),
+        };
+        if tag == "module" {
+            return Err(malformed(
+                "the file holds a whole pickled model, not a state dict (save model.state_dict() instead)",
+            ));
+        }
+        if tag != "storage" || !(5..=6).contains(&fields.len()) {
+            return Err(malformed(format!(
+                "unknown persistent id '{}' with {} fields",
+                one_line(&tag),
+                fields.len()
+            )));
+        }
+        let dtype = match &self.objs[fields[1]] {
+            Obj::Global(Global::StorageClass(dtype)) => *dtype,
+            other => {
+                return Err(malformed(format!(
+                    "storage type is a {} instead of a storage class",
+                    other.type_name()
+                )))
+            }
+        };
+        let key = match &self.objs[fields[2]] {
+            Obj::Str(s) => s.clone(),
+            Obj::Int(i) => i.to_string(),
+            Obj::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+            other => {
+                return Err(malformed(format!(
+                    "storage key is a {} instead of a string",
+                    other.type_name()
+                )))
+            }
+        };
+        let numel = self.int(fields[4], "storage size")?;
+        let numel = u64::try_from(numel)
+            .map_err(|_| malformed(format!("negative storage size {numel}")))?;
+        let nbytes = numel.checked_mul(dtype.size() as u64);
+        if nbytes.is_none_or(|n| n > self.limits.max_storage_bytes) {
+            return Err(limit(format!(
+                "storage '{}' declares {numel} elements of {} bytes, more than this {}-byte file can hold",
+                one_line(&key),
+                dtype.size(),
+                self.limits.max_storage_bytes
+            )));
+        }
+        self.declare_storage(&key, dtype, numel)?;
+        let mut storage = StorageRef {
+            key,
+            dtype,
+            offset: 0,
+            len: numel,
+        };
+        // Legacy files of old torch versions: the storage is a slice (view_key, offset, size).
+        if let Some(&view) = fields.get(5) {
+            if !matches!(self.objs[view], Obj::None) {
+                let view = self.tuple_items(view, "storage view")?;
+                if view.len() != 3 {
+                    return Err(malformed("storage view is not (key, offset, size)"));
+                }
+                let offset = self.int(view[1], "storage view offset")?;
+                let len = self.int(view[2], "storage view size")?;
+                let (offset, len) = match (u64::try_from(offset), u64::try_from(len)) {
+                    (Ok(o), Ok(l)) if o.checked_add(l).is_some_and(|end| end <= numel) => (o, l),
+                    _ => return Err(malformed("storage view lies outside its storage")),
+                };
+                storage.offset = offset;
+                storage.len = len;
+            }
+        }
+        Ok(Obj::Storage(Box::new(storage)))
+    }
+
+    /// Records a storage; a key declared twice must agree on dtype and size.
+    fn declare_storage(&mut self, key: &str, dtype: Dtype, numel: u64) -> Result<(), ErrorKind> {
+        if let Some(&i) = self.storage_index.get(key) {
+            let known = &self.storages[i];
+            if known.dtype != dtype || known.numel != numel {
+                return Err(malformed(format!(
+                    "storage '{}' is declared twice with different types or sizes",
+                    one_line(key)
+                )));
+            }
+            return Ok(());
+        }
+        self.storage_index.insert(key.to_owned(), self.storages.len());
+        self.storages.push(DeclaredStorage {
+            key: key.to_owned(),
+            dtype,
+            numel,
+        });
+        Ok(())
+    }
+}
+
+/// Checks a strided view against its storage slice: non-negative sizes and strides, every
+/// element it can reach inside the slice, and a bounded element count.
+pub(crate) fn check_view(
+    storage: &StorageRef,
+    offset: u64,
+    size: &[i64],
+    stride: &[i64],
+) -> Result<(), ErrorKind> {
+    if size.len() != stride.len() {
+        return Err(malformed(format!(
+            "tensor has {} sizes but {} strides",
+            size.len(),
+            stride.len()
+        )));
+    }
+    if size.len() > MAX_NDIM {
+        return Err(limit(format!("tensor has more than {MAX_NDIM} dimensions")));
+    }
+    if size.iter().chain(stride).any(|&v| v < 0) {
+        return Err(malformed("negative tensor size or stride"));
+    }
+    let bad = || malformed("tensor reaches past the end of its storage");
+    if offset > storage.len {
+        return Err(bad());
+    }
+    let mut numel: u64 = 1;
+    let mut last: u64 = offset;
+    for (&n, &s) in size.iter().zip(stride) {
+        numel = numel.saturating_mul(n as u64);
+        if n > 0 {
+            let reach = ((n - 1) as u64).checked_mul(s as u64).ok_or_else(bad)?;
+            last = last.checked_add(reach).ok_or_else(bad)?;
+        }
+    }
+    if numel > 0 && last >= storage.len {
+        return Err(bad());
+    }
+    if numel > storage.len.max(MAX_BROADCAST_NUMEL) {
+        return Err(limit(format!(
+            "tensor view of {numel} elements over a storage of {}",
+            storage.len
+        )));
+    }
+    Ok(())
+}
+
+/// The allow-list (see [`Global`]). Anything else is refused by name.
+fn resolve_global(module: &str, name: &str) -> Result<Global, ErrorKind> {
+    Ok(match (module, name) {
+        ("collections", "OrderedDict") => Global::OrderedDict,
+        ("torch._utils", "_rebuild_tensor_v2") => Global::RebuildTensorV2,
+        ("torch._utils", "_rebuild_tensor") => Global::RebuildTensor,
+        ("torch._utils", "_rebuild_parameter") => Global::RebuildParameter,
+        ("torch._utils", "_rebuild_parameter_with_state") => Global::RebuildParameterWithState,
+        ("torch._tensor", "_rebuild_from_type_v2") => Global::RebuildFromTypeV2,
+        ("torch", "Tensor") | ("torch.nn.parameter", "Parameter") => Global::TensorClass,
+        ("torch", "Size") => Global::TorchSize,
+        ("torch" | "torch.cuda", class) if class.ends_with("Storage") => {
+            Global::StorageClass(Dtype::from_storage_class(module, class)?)
+        }
+        _ => {
+            return Err(ErrorKind::RefusedGlobal {
+                module: one_line(module),
+                name: one_line(name),
+            })
+        }
+    })
+}
+
+/// LONG1/LONG4 payload: little-endian two's complement of any length.
+fn decode_long(bytes: &[u8]) -> Obj {
+    let negative = bytes.last().is_some_and(|&b| b & 0x80 != 0);
+    let pad = if negative { 0xff } else { 0x00 };
+    // Drop redundant sign bytes so that a wide encoding of a small number still fits in i64.
+    let mut n = bytes.len();
+    while n > 1 && bytes[n - 1] == pad && (bytes[n - 2] & 0x80 != 0) == negative {
+        n -= 1;
+    }
+    if n <= 8 {
+        let mut buf = [pad; 8];
+        buf[..n].copy_from_slice(&bytes[..n]);
+        Obj::Int(i64::from_le_bytes(buf))
+    } else {
+        Obj::BigInt(bytes[..n].to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(bytes: &[u8]) -> Result<Pickle, ErrorKind> {
+        let limits = Limits {
+            max_storage_bytes: 1 << 20,
+        };
+        unpickle(bytes, 0, 0, limits).map(|(p, _)| p)
+    }
+
+    #[test]
+    fn decodes_longs() {
+        assert!(matches!(decode_long(&[]), Obj::Int(0)));
+        assert!(matches!(decode_long(&[0xff]), Obj::Int(-1)));
+        assert!(matches!(decode_long(&[0x80, 0x00]), Obj::Int(128)));
+        assert!(matches!(decode_long(&[0x00, 0x80]), Obj::Int(-32768)));
+        assert!(matches!(decode_long(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0]), Obj::Int(1)));
+        let magic = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
+        assert!(matches!(decode_long(&magic), Obj::BigInt(b) if b == magic));
+    }
+
+    #[test]
+    fn builds_a_dict_with_memo_and_frames() {
+        // protocol 4: {"a": 1, "b": [1, 2]} with MEMOIZE and BINGET sharing the 1
+        let p = b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00}\x94(\x8c\x01a\x94K\x01\x94\x8c\x01b]\x94(h\x02K\x02eu.";
+        let p = run(p).unwrap();
+        let Obj::Dict(pairs) = p.root() else {
+            panic!("not a dict")
+        };
+        assert_eq!(pairs.len(), 2);
+        assert!(matches!(p.get(pairs[1].1), Obj::List(v) if v.len() == 2));
+    }
+
+    #[test]
+    fn refuses_unknown_globals_by_name() {
+        let err = run(b"\x80\x02cposix\nsystem\n.").unwrap_err();
+        assert!(
+            matches!(err, ErrorKind::RefusedGlobal { ref module, ref name } if module == "posix" && name == "system")
+        );
+        let err = run(b"\x80\x04\x8c\x08builtins\x8c\x04eval\x93.").unwrap_err();
+        assert!(matches!(err, ErrorKind::RefusedGlobal { .. }));
+    }
+
+    #[test]
+    fn errors_instead_of_panicking() {
+        for bad in [
+            &b""[..],
+            b"\x80",
+            b"0",
+            b"t",
+            b"(((((u",
+            b"h\x05",
+            b"K\x01K\x02b.",
+            b"X\xff\xff\xff\xff",
+            b"\x8e\xff\xff\xff\xff\xff\xff\xff\xff",
+            b"\x8b\x00\x00\x00\x80",
+            b"\x80\x09.",
+            b"N\x94\x94\x94j\xff\xff\xff\xff.",
+            b"(\x85.",
+        ] {
+            assert!(run(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn view_checks() {
+        let s = StorageRef {
+            key: "0".into(),
+            dtype: Dtype::F32,
+            offset: 0,
+            len: 12,
+        };
+        assert!(check_view(&s, 0, &[3, 4], &[4, 1]).is_ok());
+        assert!(check_view(&s, 0, &[4, 3], &[1, 4]).is_ok());
+        assert!(check_view(&s, 1, &[3, 4], &[4, 1]).is_err());
+        assert!(check_view(&s, 12, &[0, 4], &[4, 1]).is_ok());
+        assert!(check_view(&s, 0, &[], &[]).is_ok());
+        assert!(check_view(&s, 0, &[2], &[-1]).is_err());
+        assert!(check_view(&s, 0, &[i64::MAX, 2], &[i64::MAX, 1]).is_err());
+        assert!(matches!(
+            check_view(&s, 0, &[1 << 20, 1 << 20], &[0, 0]),
+            Err(ErrorKind::LimitExceeded(_))
+        ));
+    }
+}
