@@ -77,27 +77,32 @@ impl Model {
     /// `progress(done, total)`), saved as `gaussian_fit.safetensors` beside it and reused.
     pub fn ensure_fit(&mut self, progress: &mut dyn FnMut(i64, i64)) -> anyhow::Result<&GaussianFit> {
         if self.fit.is_none() {
-            let fit = compute_and_save_fit(self, progress)?;
-            self.fit = Some(fit);
+            save_fit(self, FIT_SAMPLES, FIT_SEED, progress)?;
+            self.fit = Some(read_fit(&self.dir.join(FIT_FILE), self.device)?);
         }
         Ok(self.fit.as_ref().expect("fit set above"))
     }
 }
 
-/// Computes the Gaussian fit from the folder's mapping network and saves it in the folder.
-pub fn compute_and_save_fit(model: &Model, progress: &mut dyn FnMut(i64, i64)) -> anyhow::Result<GaussianFit> {
+/// Where a computed Gaussian fit is saved in the model folder.
+pub const FIT_FILE: &str = "gaussian_fit.safetensors";
+
+/// Computes the Gaussian fit from the folder's mapping network (`samples` draws seeded with
+/// `seed`) and saves it as `gaussian_fit.safetensors` in the folder; returns that path.
+pub fn save_fit(model: &Model, samples: i64, seed: i64, progress: &mut dyn FnMut(i64, i64)) -> anyhow::Result<PathBuf> {
     let mapping = model.mapping().context("no gaussian_fit file and no mapping network to compute one from")?;
-    let fit = GaussianFit::compute(mapping, FIT_SAMPLES, 10_000, FIT_SEED, model.device, &mut |done| {
-        progress(done, FIT_SAMPLES)
-    });
-    let path = model.dir.join("gaussian_fit.safetensors");
+    if samples < 2 {
+        bail!("the Gaussian fit needs at least 2 samples");
+    }
+    let fit = GaussianFit::compute(mapping, samples, 10_000, seed, model.device, &mut |done| progress(done, samples));
+    let path = model.dir.join(FIT_FILE);
     let sd = StateDict::from_pairs(vec![
         ("mean".to_string(), fit.mean.to_device(Device::Cpu)),
         ("std".to_string(), fit.std.to_device(Device::Cpu)),
     ]);
-    let meta = [("samples".to_string(), FIT_SAMPLES.to_string()), ("seed".to_string(), FIT_SEED.to_string())].into();
+    let meta = [("samples".to_string(), samples.to_string()), ("seed".to_string(), seed.to_string())].into();
     weights::save_safetensors(&sd, &path, Some(&meta))?;
-    Ok(fit)
+    Ok(path)
 }
 
 /// Builds the synthesis network whose architecture the state dict describes.

@@ -1,6 +1,19 @@
 //! The jobs users run, built from the networks (`stylegan`), the search (`pulse`) and the file
 //! formats. Each takes a plain options struct and reports through an observer; none prints.
+pub mod generate;
 pub mod upsample;
+
+pub use generate::render;
+
+/// `--batch-size auto`: on CUDA, as many searches as fit in free GPU memory (measured per image
+/// for this network at about 1.5x the activations of one forward+backward); 1 on the CPU, where
+/// batching gains nothing.
+pub fn auto_batch_size(model: &crate::model::Model) -> usize {
+    let tch::Device::Cuda(index) = model.device else { return 1 };
+    let Some(free) = crate::device::cuda_free_bytes(index) else { return 1 };
+    let per_image = crate::device::search_bytes_per_image(model.config());
+    ((free as f64 * 0.8 / per_image as f64) as usize).clamp(1, 64)
+}
 
 /// A stable per-item seed from the run's seed and the item's identity, so that a result does not
 /// depend on the batch it ran in, the order of the files, or the shard that ran it.

@@ -434,6 +434,14 @@ fn same_file(a: &Path, b: &Path) -> bool {
 fn read_checked_latent(path: &Path, model: &Model, layers: usize) -> anyhow::Result<LatentFile> {
     let latent = LatentFile::read(path)?;
     latent.check_layers(path, layers)?;
+    if latent.model_sha256() != model.sha256 {
+        bail!(
+            "{}: made with another model (model_sha256 {}, this model {}); start from a latent of this model",
+            path.display(),
+            latent.model_sha256(),
+            model.sha256
+        );
+    }
     Ok(latent)
 }
 
