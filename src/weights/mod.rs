@@ -141,12 +141,14 @@ fn detect(bytes: &[u8]) -> Result<Format, ErrorKind> {
     if bytes.starts_with(ZIP_MAGIC) {
         return Ok(Format::Zip);
     }
+    // Safetensors first: its 8-byte header length can begin with 0x80 too (a 1408-byte header
+    // is `80 05 00 ..`), which would pass for a pickle's PROTO opcode.
+    if self::safetensors::looks_like_safetensors(bytes) {
+        return Ok(Format::Safetensors);
+    }
     // A pickle starts with PROTO (0x80) and its protocol; torch.save writes 2 to 5.
     if bytes[0] == 0x80 && bytes.get(1).is_none_or(|p| (2..=5).contains(p)) {
         return Ok(Format::LegacyPickle);
-    }
-    if self::safetensors::looks_like_safetensors(bytes) {
-        return Ok(Format::Safetensors);
     }
     // The first bytes of a zip, cut short.
     if bytes.len() < ZIP_MAGIC.len() && ZIP_MAGIC.starts_with(bytes) {
