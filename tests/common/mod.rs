@@ -1,0 +1,80 @@
+//! Helpers shared by the command-line tests.
+#![allow(dead_code)]
+use std::path::{Path, PathBuf};
+
+pub fn pulse() -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin("pulse").unwrap();
+    cmd.env_remove("PULSE_MODEL");
+    cmd
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+/// A bundled example face, as a string path.
+pub fn face(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/faces").join(name).to_string_lossy().into_owned()
+}
+
+/// A temporary folder, removed when dropped.
+pub struct TestDir(tempfile::TempDir);
+
+impl TestDir {
+    pub fn new() -> Self {
+        Self(tempfile::tempdir().unwrap())
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.path().join(name)
+    }
+
+    /// A model folder with the 128x128 fixture network and the FFHQ Gaussian fit.
+    pub fn model_128(&self) -> PathBuf {
+        self.model("m128", "synthesis_128_c32.pt", false)
+    }
+
+    /// A model folder from fixture files; `mapping` adds the fixture mapping network.
+    pub fn model(&self, name: &str, synthesis: &str, mapping: bool) -> PathBuf {
+        let dir = self.path(name);
+        if !dir.exists() {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::copy(fixture(synthesis), dir.join("synthesis.pt")).unwrap();
+            std::fs::copy(fixture("gaussian_fit_ffhq.pt"), dir.join("gaussian_fit.pt")).unwrap();
+            if mapping {
+                std::fs::copy(fixture("mapping.pt"), dir.join("mapping.pt")).unwrap();
+            }
+        }
+        dir
+    }
+}
+
+pub fn image_size(path: &Path) -> (u32, u32) {
+    image::image_dimensions(path).unwrap()
+}
+
+pub fn pixels(path: &Path) -> Vec<u8> {
+    image::open(path).unwrap().to_rgb8().into_raw()
+}
+
+pub fn pixels_of(png: &[u8]) -> Vec<u8> {
+    image::load_from_memory(png).unwrap().to_rgb8().into_raw()
+}
+
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// A latent file's `w_plus`, flattened.
+pub fn latent_w_plus(path: &Path) -> Vec<f32> {
+    let latent = pulse::latent::LatentFile::read(path).unwrap();
+    Vec::try_from(latent.w_plus.flatten(0, -1)).unwrap()
+}
+
+pub fn write_rgb_png(path: &Path, w: u32, h: u32) {
+    image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 7) as u8, (y * 5) as u8, 128])).save(path).unwrap();
+}
+
+pub fn write_rgba_png(path: &Path, side: u32, f: impl Fn(u32, u32) -> [u8; 4]) {
+    image::RgbaImage::from_fn(side, side, |x, y| image::Rgba(f(x, y))).save(path).unwrap();
+}
