@@ -1,0 +1,190 @@
+//! `pulse info`, `generate`, `render`, `convert` and `fit-gaussian` driven as users run them.
+mod common;
+
+use common::*;
+use predicates::prelude::*;
+
+#[test]
+fn info_reports_libtorch_cuda_and_threads() {
+    pulse()
+        .arg("info")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("libtorch: 2.11.0"))
+        .stdout(predicate::str::contains("cuda: "))
+        .stdout(predicate::str::contains("gpus: "))
+        .stdout(predicate::str::contains("cpu threads: "));
+}
+
+#[test]
+fn generate_then_render_gives_the_same_image() {
+    let t = TestDir::new();
+    let model = t.model("m", "synthesis_128_c32.pt", true);
+    let out = t.path("faces/face.png");
+    pulse()
+        .args(["generate", "--model", model.to_str().unwrap(), "--seed", "3", "--count", "2", "-o", out.to_str().unwrap()])
+        .assert()
+        .success();
+    let first = t.path("faces/face_0.png");
+    assert_eq!(image_size(&first), (128, 128));
+    assert_ne!(pixels(&first), pixels(&t.path("faces/face_1.png")));
+    let rendered = t.path("rendered.png");
+    pulse()
+        .args(["render", t.path("faces/face_0.latent.safetensors").to_str().unwrap()])
+        .args(["--model", model.to_str().unwrap(), "-o", rendered.to_str().unwrap()])
+        .assert()
+        .success();
+    assert_eq!(pixels(&first), pixels(&rendered));
+    // The same seed gives the same faces.
+    let again = t.path("again.png");
+    pulse()
+        .args(["generate", "--model", model.to_str().unwrap(), "--seed", "3", "-o", again.to_str().unwrap()])
+        .assert()
+        .success();
+    assert_eq!(pixels(&first), pixels(&again));
+}
+
+#[test]
+fn truncation_one_differs_from_default() {
+    let t = TestDir::new();
+    let model = t.model("m", "synthesis_128_c32.pt", true);
+    for (psi, name) in [("0.7", "a.png"), ("1", "b.png")] {
+        pulse()
+            .args(["generate", "--model", model.to_str().unwrap(), "--seed", "1", "--truncation", psi])
+            .args(["-o", t.path(name).to_str().unwrap()])
+            .assert()
+            .success();
+    }
+    assert_ne!(pixels(&t.path("a.png")), pixels(&t.path("b.png")));
+}
+
+#[test]
+fn generate_without_mapping_says_so() {
+    let t = TestDir::new();
+    pulse()
+        .args(["generate", "--model", t.model_128().to_str().unwrap(), "-o", t.path("x.png").to_str().unwrap()])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("mapping network"));
+}
+
+#[test]
+fn render_warns_about_another_model_and_refuses_another_resolution() {
+    let t = TestDir::new();
+    let m128 = t.model("m", "synthesis_128_c32.pt", true);
+    pulse()
+        .args(["generate", "--model", m128.to_str().unwrap(), "-o", t.path("f.png").to_str().unwrap()])
+        .assert()
+        .success();
+    let latent = t.path("f.latent.safetensors");
+    // Same architecture, other file: a warning, still rendered.
+    let other = t.path("other");
+    std::fs::create_dir_all(&other).unwrap();
+    pulse()
+        .args(["convert", fixture("synthesis_128_c32.pt").to_str().unwrap(), "-o", other.join("synthesis.safetensors").to_str().unwrap()])
+        .assert()
+        .success();
+    pulse()
+        .args(["render", latent.to_str().unwrap(), "--model", other.to_str().unwrap(), "-o", t.path("r.png").to_str().unwrap()])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("warning").and(predicate::str::contains("another model")));
+    // A 1024 network has 18 layers: refused with the reason.
+    let m1024 = t.model("big", "synthesis_1024_c16.pt", false);
+    pulse()
+        .args(["render", latent.to_str().unwrap(), "--model", m1024.to_str().unwrap(), "-o", t.path("r2.png").to_str().unwrap()])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("12 layers").and(predicate::str::contains("18")));
+    assert!(!t.path("r2.png").exists());
+}
+
+#[test]
+fn corrupted_latent_is_refused_with_the_reason() {
+    let t = TestDir::new();
+    let bad = t.path("bad.latent.safetensors");
+    std::fs::write(&bad, b"not a latent").unwrap();
+    pulse()
+        .args(["render", bad.to_str().unwrap(), "--model", t.model_128().to_str().unwrap(), "-o", t.path("x.png").to_str().unwrap()])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("bad.latent.safetensors").and(predicate::str::contains("not a latent file")));
+}
+
+#[test]
+fn converted_safetensors_renders_like_the_pickle() {
+    let t = TestDir::new();
+    let pt = t.model("pt", "synthesis_128_c32.pt", true);
+    let st = t.path("st");
+    std::fs::create_dir_all(&st).unwrap();
+    for (name, out) in [("synthesis", "synthesis.safetensors"), ("mapping", "mapping.safetensors"), ("gaussian_fit", "gaussian_fit.safetensors")] {
+        pulse()
+            .args(["convert", pt.join(format!("{name}.pt")).to_str().unwrap(), "-o", st.join(out).to_str().unwrap()])
+            .assert()
+            .success();
+    }
+    for (dir, png) in [(&pt, "a.png"), (&st, "b.png")] {
+        pulse()
+            .args(["generate", "--model", dir.to_str().unwrap(), "--seed", "8", "-o", t.path(png).to_str().unwrap()])
+            .assert()
+            .success();
+    }
+    assert_eq!(pixels(&t.path("a.png")), pixels(&t.path("b.png")));
+}
+
+#[test]
+fn convert_refuses_a_non_weight_file_with_one_line() {
+    let t = TestDir::new();
+    let bad = t.path("notes.pt");
+    std::fs::write(&bad, b"hello").unwrap();
+    let out = t.path("o.safetensors");
+    let assert = pulse().args(["convert", bad.to_str().unwrap(), "-o", out.to_str().unwrap()]).assert().code(1);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("notes.pt"));
+    assert!(!out.exists());
+}
+
+#[test]
+fn missing_model_folder_is_a_clear_error() {
+    let t = TestDir::new();
+    pulse()
+        .args(["upsample", &face("astronaut32.png"), "--model", t.path("nowhere").to_str().unwrap()])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("model folder").and(predicate::str::contains("nowhere")));
+}
+
+#[test]
+fn fit_gaussian_writes_a_reusable_fit() {
+    let t = TestDir::new();
+    let model = t.path("m");
+    std::fs::create_dir_all(&model).unwrap();
+    std::fs::copy(fixture("synthesis_128_c32.pt"), model.join("synthesis.pt")).unwrap();
+    std::fs::copy(fixture("mapping.pt"), model.join("mapping.pt")).unwrap();
+    pulse()
+        .args(["fit-gaussian", "--model", model.to_str().unwrap(), "--samples", "20000", "--seed", "1"])
+        .assert()
+        .success();
+    let fit = pulse::weights::load(&model.join("gaussian_fit.safetensors")).unwrap();
+    let (mean, std) = (fit.get("mean").unwrap(), fit.get("std").unwrap());
+    assert_eq!((mean.size(), std.size()), (vec![512], vec![512]));
+    // The fixture's random mapping network is nearly constant: its mean is far from zero and
+    // its spread tiny, but never negative or NaN.
+    assert!(mean.abs().max().double_value(&[]) > 1e-4);
+    assert!(std.min().double_value(&[]) >= 0.0 && std.max().double_value(&[]) < 1e-3);
+    // The same seed gives the same fit.
+    let first = mean.copy();
+    pulse()
+        .args(["fit-gaussian", "--model", model.to_str().unwrap(), "--samples", "20000", "--seed", "1"])
+        .assert()
+        .success();
+    let again = pulse::weights::load(&model.join("gaussian_fit.safetensors")).unwrap();
+    assert!(again.get("mean").unwrap().equal(&first));
+    // upsample now uses it without recomputing.
+    pulse()
+        .args(["upsample", &face("astronaut32.png"), "--steps", "1", "--eps", "1", "-q"])
+        .args(["--model", model.to_str().unwrap(), "-o", t.path("out").to_str().unwrap()])
+        .assert()
+        .success();
+}
