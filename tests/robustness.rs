@@ -1,0 +1,193 @@
+//! Interrupted batches, full disks, concurrent runs and foreign latents: nothing partial is ever
+//! left under an output name, and a rerun finishes the job exactly.
+mod common;
+
+use common::*;
+use predicates::prelude::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("pulse")
+}
+
+/// A folder of three 32x32 faces.
+fn three_inputs(t: &TestDir) -> PathBuf {
+    let dir = t.path("in");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(face("astronaut32.png"), dir.join("a.png")).unwrap();
+    std::fs::copy(face("cameraman32.png"), dir.join("b.png")).unwrap();
+    write_rgb_png(&dir.join("c.png"), 32, 32);
+    dir
+}
+
+/// Every file in `dir` is a complete output: PNGs decode, latents validate, no temporary files.
+fn assert_only_complete_outputs(dir: &Path) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(!name.ends_with(".tmp"), "temporary file left behind: {name}");
+        if name.ends_with(".latent.safetensors") {
+            pulse::latent::LatentFile::read(&path).unwrap();
+        } else if name.ends_with(".png") {
+            image::open(&path).unwrap_or_else(|e| panic!("{name} does not decode: {e}"));
+        }
+    }
+}
+
+fn upsample_cmd(inputs: &Path, model: &Path, out: &Path, steps: &str) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.args(["upsample", inputs.to_str().unwrap(), "--steps", steps, "--seed", "11", "--eps", "1", "-q"])
+        .args(["--model", model.to_str().unwrap(), "-o", out.to_str().unwrap()])
+        .env_remove("PULSE_MODEL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Waits until `path` exists, up to a minute.
+fn wait_for(path: &Path) {
+    let start = Instant::now();
+    while !path.exists() {
+        assert!(start.elapsed() < Duration::from_secs(60), "{} never appeared", path.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    assert!(Command::new("kill").args([sig, &pid.to_string()]).status().unwrap().success());
+}
+
+fn compare_latents(a: &Path, b: &Path) {
+    for name in ["a", "b", "c"] {
+        let x = latent_w_plus(&a.join(format!("{name}.latent.safetensors")));
+        let y = latent_w_plus(&b.join(format!("{name}.latent.safetensors")));
+        let d = x.iter().zip(&y).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+        assert!(d < 1e-5, "{name}: resumed result differs from the uninterrupted one by {d}");
+    }
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_and_a_rerun_matches_an_uninterrupted_run() {
+    let t = TestDir::new();
+    let model = t.model_128();
+    let inputs = three_inputs(&t);
+    let out = t.path("out");
+    let mut child = upsample_cmd(&inputs, &model, &out, "30").spawn().unwrap();
+    wait_for(&out.join("a.latent.safetensors"));
+    signal(child.id(), "-INT");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "interrupted run should exit 130");
+    assert!(!out.join("c.png").exists(), "the run went on after Ctrl-C");
+    assert_only_complete_outputs(&out);
+
+    let rerun = upsample_cmd(&inputs, &model, &out, "30").output().unwrap();
+    assert_eq!(rerun.status.code(), Some(0), "{}", String::from_utf8_lossy(&rerun.stderr));
+    let whole = t.path("whole");
+    assert_eq!(upsample_cmd(&inputs, &model, &whole, "30").status().unwrap().code(), Some(0));
+    compare_latents(&out, &whole);
+}
+
+#[test]
+fn killed_run_leaves_nothing_partial_and_resumes() {
+    let t = TestDir::new();
+    let model = t.model_128();
+    let inputs = three_inputs(&t);
+    let out = t.path("out");
+    let mut child = upsample_cmd(&inputs, &model, &out, "30").spawn().unwrap();
+    wait_for(&out.join("a.png"));
+    signal(child.id(), "-KILL");
+    child.wait().unwrap();
+    // A kill can land mid-write: only the temporary file may be cut short, never an output.
+    for entry in std::fs::read_dir(&out).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.file_name().unwrap().to_string_lossy().ends_with(".tmp") {
+            if path.extension().unwrap() == "png" {
+                image::open(&path).unwrap();
+            } else if path.to_string_lossy().ends_with(".latent.safetensors") {
+                pulse::latent::LatentFile::read(&path).unwrap();
+            }
+        }
+    }
+    assert_eq!(upsample_cmd(&inputs, &model, &out, "30").status().unwrap().code(), Some(0));
+    let whole = t.path("whole");
+    assert_eq!(upsample_cmd(&inputs, &model, &whole, "30").status().unwrap().code(), Some(0));
+    compare_latents(&out, &whole);
+}
+
+#[test]
+fn full_disk_is_a_clear_error_without_partial_outputs() {
+    let t = TestDir::new();
+    let model = t.model_128();
+    let inputs = three_inputs(&t);
+    let out = t.path("out");
+    std::fs::create_dir_all(&out).unwrap();
+    // A file size limit of 8 KiB stands in for a full disk: the first 128x128 PNG does not fit.
+    // SIGXFSZ is ignored so that the write fails with EFBIG instead of killing the process.
+    let cmd = format!(
+        "trap '' XFSZ; ulimit -f 8; exec '{}' upsample '{}' --steps 1 --seed 1 --eps 1 -q --model '{}' -o '{}'",
+        bin().display(),
+        inputs.display(),
+        model.display(),
+        out.display()
+    );
+    let output = Command::new("bash").args(["-c", &cmd]).env_remove("PULSE_MODEL").output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("a.png"), "the error names the file: {stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(!out.join("a.png").exists());
+    assert_only_complete_outputs(&out);
+}
+
+#[test]
+fn two_runs_on_one_folder_write_complete_files() {
+    let t = TestDir::new();
+    let model = t.model_128();
+    let inputs = three_inputs(&t);
+    let out = t.path("out");
+    let mut a = upsample_cmd(&inputs, &model, &out, "3").spawn().unwrap();
+    let mut b = upsample_cmd(&inputs, &model, &out, "3").spawn().unwrap();
+    assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
+    assert_only_complete_outputs(&out);
+    for name in ["a", "b", "c"] {
+        assert!(out.join(format!("{name}.png")).is_file());
+    }
+}
+
+#[test]
+fn output_folder_that_is_a_file_is_refused() {
+    let t = TestDir::new();
+    let not_a_dir = t.path("file");
+    std::fs::write(&not_a_dir, b"x").unwrap();
+    pulse()
+        .args(["upsample", &face("astronaut32.png"), "--steps", "1", "-q"])
+        .args(["--model", t.model_128().to_str().unwrap(), "-o", not_a_dir.to_str().unwrap()])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("cannot create output folder"));
+    assert_eq!(std::fs::read(&not_a_dir).unwrap(), b"x");
+}
+
+#[test]
+fn init_from_another_model_is_refused() {
+    let t = TestDir::new();
+    let m = t.model("gen", "synthesis_128_c32.pt", true);
+    pulse().args(["generate", "--model", m.to_str().unwrap(), "-o", t.path("f.png").to_str().unwrap()]).assert().success();
+    // A model folder with the same architecture but another synthesis file.
+    let other = t.path("other");
+    std::fs::create_dir_all(&other).unwrap();
+    pulse()
+        .args(["convert", fixture("synthesis_128_c32.pt").to_str().unwrap(), "-o", other.join("synthesis.safetensors").to_str().unwrap()])
+        .assert()
+        .success();
+    std::fs::copy(fixture("gaussian_fit_ffhq.pt"), other.join("gaussian_fit.pt")).unwrap();
+    pulse()
+        .args(["upsample", &face("astronaut32.png"), "--steps", "1", "-q"])
+        .args(["--init", t.path("f.latent.safetensors").to_str().unwrap()])
+        .args(["--model", other.to_str().unwrap(), "-o", t.path("out").to_str().unwrap()])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("another model"));
+}
