@@ -14,7 +14,7 @@ pub enum Command {
     /// Print the libtorch version, CUDA availability, GPUs and CPU threads.
     Info,
     /// Upscale low-resolution faces to the generator's resolution with PULSE.
-    Upsample(UpsampleArgs),
+    Upsample(Box<UpsampleArgs>),
     /// Render random faces (z -> w -> truncation -> synthesis).
     Generate(GenerateArgs),
     /// Render a latent file exactly.

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Info => commands::info(),
-        Command::Upsample(a) => commands::upsample(a),
+        Command::Upsample(a) => commands::upsample(*a),
         Command::Generate(a) => commands::generate(a),
         Command::Render(a) => commands::render(a),
         Command::Convert(a) => commands::convert(a),
