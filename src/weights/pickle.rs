@@ -153,7 +153,7 @@ impl Pickle {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Limits {
     /// Largest storage (in bytes) the container could possibly hold: a bigger declaration is
-    /// refused before anything is allocated for it.
+    /// refused with `LimitExceeded` (`u64::MAX`: only byte counts that overflow are refused).
     pub max_storage_bytes: u64,
 }
 
@@ -862,7 +862,7 @@ impl<'a> Unpickler<'a> {
         let nbytes = numel.checked_mul(dtype.size() as u64);
         if nbytes.is_none_or(|n| n > self.limits.max_storage_bytes) {
             return Err(limit(format!(
-                "storage '{}' declares {numel} elements of {} bytes, more than this {}-byte file can hold",
+                "storage '{}' declares {numel} elements of {} bytes, more than the file can hold ({} bytes at most)",
                 one_line(&key),
                 dtype.size(),
                 self.limits.max_storage_bytes

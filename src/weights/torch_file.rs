@@ -27,9 +27,9 @@ type StorageData<'a> = HashMap<String, Cow<'a, [u8]>>;
 /// pickle(magic) pickle(1001) pickle(sys info) pickle(object) pickle(storage keys), then for each
 /// key: little-endian u64 element count and the raw little-endian elements.
 pub(crate) fn load_legacy(bytes: &[u8]) -> Result<Vec<(String, tch::Tensor)>, ErrorKind> {
-    // Nothing in a legacy file can be bigger than the file itself.
+    // Storage sizes are checked when their data is read, against the bytes left (`Truncated`).
     let limits = Limits {
-        max_storage_bytes: bytes.len() as u64,
+        max_storage_bytes: u64::MAX,
     };
     let next = |pos: usize| unpickle(bytes, pos, 0, limits);
 
@@ -70,7 +70,7 @@ pub(crate) fn load_legacy(bytes: &[u8]) -> Result<Vec<(String, tch::Tensor)>, Er
                 storage.numel
             )));
         }
-        // `count` was checked against the file size when declared, so this cannot overflow.
+        // `count * size` was checked for overflow when the storage was declared.
         let n = usize::try_from(count * storage.dtype.size() as u64)
             .map_err(|_| ErrorKind::Truncated)?;
         let end = pos.checked_add(n).ok_or(ErrorKind::Truncated)?;
