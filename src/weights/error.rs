@@ -15,7 +15,10 @@ pub struct WeightError {
 
 impl WeightError {
     pub fn new(path: &Path, kind: ErrorKind) -> Self {
-        WeightError { path: path.to_path_buf(), kind }
+        WeightError {
+            path: path.to_path_buf(),
+            kind,
+        }
     }
 }
 
@@ -34,7 +37,9 @@ pub enum ErrorKind {
     /// `data.pkl` record (zip format).
     #[error("unsupported pickle opcode 0x{opcode:02x} at byte {offset} (only the opcodes torch.save writes are read)")]
     UnsupportedOpcode { opcode: u8, offset: u64 },
-    #[error("refused global '{module}.{name}' (only tensor data may be loaded from a weight file)")]
+    #[error(
+        "refused global '{module}.{name}' (only tensor data may be loaded from a weight file)"
+    )]
     RefusedGlobal { module: String, name: String },
     #[error("missing key '{key}'")]
     MissingKey { key: String },

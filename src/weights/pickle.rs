@@ -402,8 +402,8 @@ impl<'a> Unpickler<'a> {
                     self.memo_put(idx)?
                 }
                 MEMOIZE => {
-                    let idx = u32::try_from(self.memo.len())
-                        .map_err(|_| limit("pickle memo is full"))?;
+                    let idx =
+                        u32::try_from(self.memo.len()).map_err(|_| limit("pickle memo is full"))?;
                     self.memo_put(idx)?
                 }
                 BINGET => {
@@ -613,10 +613,9 @@ impl<'a> Unpickler<'a> {
     }
 
     fn memo_get(&mut self, idx: u32) -> Result<(), ErrorKind> {
-        let id = *self
-            .memo
-            .get(&idx)
-            .ok_or_else(|| malformed(format!("pickle memo entry {idx} is used before it is set")))?;
+        let id = *self.memo.get(&idx).ok_or_else(|| {
+            malformed(format!("pickle memo entry {idx} is used before it is set"))
+        })?;
         self.push_id(id)
     }
 
@@ -636,7 +635,7 @@ impl<'a> Unpickler<'a> {
     }
 
     fn dict_extend(&mut self, dict: ObjId, items: Vec<ObjId>) -> Result<(), ErrorKind> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(malformed("SETITEMS with a key but no value"));
         }
         match &mut self.objs[dict] {
@@ -907,7 +906,8 @@ impl<'a> Unpickler<'a> {
             }
             return Ok(());
         }
-        self.storage_index.insert(key.to_owned(), self.storages.len());
+        self.storage_index
+            .insert(key.to_owned(), self.storages.len());
         self.storages.push(DeclaredStorage {
             key: key.to_owned(),
             dtype,
@@ -1021,7 +1021,10 @@ mod tests {
         assert!(matches!(decode_long(&[0xff]), Obj::Int(-1)));
         assert!(matches!(decode_long(&[0x80, 0x00]), Obj::Int(128)));
         assert!(matches!(decode_long(&[0x00, 0x80]), Obj::Int(-32768)));
-        assert!(matches!(decode_long(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0]), Obj::Int(1)));
+        assert!(matches!(
+            decode_long(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Obj::Int(1)
+        ));
         let magic = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
         assert!(matches!(decode_long(&magic), Obj::BigInt(b) if b == magic));
     }

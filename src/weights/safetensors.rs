@@ -24,10 +24,7 @@ pub(crate) fn looks_like_safetensors(bytes: &[u8]) -> bool {
 }
 
 /// Tensors loaded from a safetensors file, plus its `__metadata__` string map.
-pub(crate) type Loaded = (
-    Vec<(String, tch::Tensor)>,
-    Option<HashMap<String, String>>,
-);
+pub(crate) type Loaded = (Vec<(String, tch::Tensor)>, Option<HashMap<String, String>>);
 
 /// Loads every tensor, in the order of their data in the file.
 pub(crate) fn load(bytes: &[u8]) -> Result<Loaded, ErrorKind> {
@@ -137,12 +134,12 @@ pub(crate) fn save(
         .prefix(".pulse-weights-")
         .suffix(".tmp")
         .tempfile_in(folder)?;
-    ::safetensors::tensor::serialize_to_file(views, &metadata.cloned(), tmp.path()).map_err(|e| {
-        match e {
+    ::safetensors::tensor::serialize_to_file(views, &metadata.cloned(), tmp.path()).map_err(
+        |e| match e {
             SafeTensorError::IoError(e) => ErrorKind::Io(e),
             other => malformed(format!("safetensors: {other:?}")),
-        }
-    })?;
+        },
+    )?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| ErrorKind::Io(e.error))?;
     Ok(())

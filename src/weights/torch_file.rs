@@ -60,7 +60,10 @@ pub(crate) fn load_legacy(bytes: &[u8]) -> Result<Vec<(String, tch::Tensor)>, Er
     let mut data: StorageData = HashMap::new();
     for key in storage_keys(&keys)? {
         let storage = declared.get(key.as_str()).ok_or_else(|| {
-            malformed(format!("storage '{}' has data but no tensor", one_line(&key)))
+            malformed(format!(
+                "storage '{}' has data but no tensor",
+                one_line(&key)
+            ))
         })?;
         let count = read_u64(bytes, &mut pos)?;
         if count != storage.numel {
@@ -276,10 +279,7 @@ fn build_tensors(
         let storage = &spec.storage;
         if !bases.contains_key(storage.key.as_str()) {
             let raw = data.get(&storage.key).ok_or_else(|| {
-                malformed(format!(
-                    "storage '{}' has no data",
-                    one_line(&storage.key)
-                ))
+                malformed(format!("storage '{}' has no data", one_line(&storage.key)))
             })?;
             let base = tensor_from_bytes(raw, storage.dtype)?;
             bases.insert(storage.key.as_str(), base);
