@@ -200,6 +200,16 @@ fn safetensors_round_trip_keeps_keys_values_and_metadata() {
     // nothing else was left in the folder (no temporary file)
     let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(names.len(), 1);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&out).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o777,
+            0o644,
+            "not the private mode of a temporary file"
+        );
+    }
 }
 
 #[test]
@@ -852,6 +862,26 @@ fn work_is_bounded() {
     }
     let (_d, err) = load_bytes("amplify.pt", &legacy_file(&p.op(b"}").stop(), &[]));
     assert!(matches!(err.kind, ErrorKind::LimitExceeded(_)), "{err}");
+}
+
+#[test]
+fn one_tensor_named_a_million_times_is_refused() {
+    // {"0": t, "1": t, ...} with t fetched from the memo: cheap to write, costly to build
+    let mut p = Pickle::new()
+        .tensor("FloatStorage", "0", 1, None, 0, &[1], &[1])
+        .op(b"q\x00}(");
+    for i in 0..(1u32 << 20) + 1 {
+        p = p.str(&i.to_string()).op(b"h\x00");
+        if i % 1000 == 999 {
+            p = p.op(b"u(");
+        }
+    }
+    let object = p.op(b"u").stop();
+    let (_d, err) = load_bytes("many.pt", &legacy_file(&object, &[("0", 1, &[0; 4])]));
+    assert!(
+        matches!(&err.kind, ErrorKind::LimitExceeded(m) if m.contains("tensors")),
+        "{err}"
+    );
 }
 
 #[test]

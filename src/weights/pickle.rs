@@ -25,6 +25,8 @@ pub(crate) const MAX_MEMO: usize = 1_000_000;
 pub(crate) const MAX_STACK: usize = 1_000_000;
 /// Upper bound on nested MARKs (tuples/dicts being built inside one another).
 pub(crate) const MAX_MARKS: usize = 1_000;
+/// Upper bound on storage key length (torch.save writes decimal numbers).
+pub(crate) const MAX_STORAGE_KEY_BYTES: usize = 256;
 /// Upper bound on tensor dimensions (PyTorch's own limit is lower).
 pub(crate) const MAX_NDIM: usize = 64;
 /// A strided view may describe more elements than its storage holds (stride 0 broadcasts), but
@@ -102,8 +104,9 @@ pub(crate) enum Global {
 /// A reference to (a slice of) a storage: the raw element buffer several tensors may share.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct StorageRef {
-    /// The key naming the storage's data in the file.
-    pub key: String,
+    /// Which storage: an index into [`Pickle::storages`] (not the key itself, so that a
+    /// reference repeated through the memo costs no copy of a long key).
+    pub index: usize,
     pub dtype: Dtype,
     /// First element of the slice within the storage (legacy "view" storages are slices).
     pub offset: u64,
@@ -423,11 +426,10 @@ impl<'a> Unpickler<'a> {
                 STACK_GLOBAL => {
                     let name = self.pop()?;
                     let module = self.pop()?;
-                    let (module, name) = match (&self.objs[module], &self.objs[name]) {
-                        (Obj::Str(m), Obj::Str(n)) => (m.clone(), n.clone()),
+                    let g = match (&self.objs[module], &self.objs[name]) {
+                        (Obj::Str(m), Obj::Str(n)) => resolve_global(m, n)?,
                         _ => return Err(malformed("STACK_GLOBAL needs two strings")),
                     };
-                    let g = resolve_global(&module, &name)?;
                     self.push(Obj::Global(g))?
                 }
                 REDUCE => {
@@ -818,22 +820,21 @@ impl<'a> Unpickler<'a> {
     /// ignored: everything loads onto the CPU.
     fn persistent_load(&mut self, pid: ObjId) -> Result<Obj, ErrorKind> {
         let fields = self.tuple_items(pid, "persistent id")?;
-        let tag = match fields.first().map(|&f| &self.objs[f]) {
-            Some(Obj::Str(s)) => s.clone(),
-            Some(Obj::Bytes(b)) => String::from_utf8_lossy(b).into_owned(),
-            _ => String::new(),
-        };
-        if tag == "module" {
-            return Err(malformed(
-                "the file holds a whole pickled model, not a state dict (save model.state_dict() instead)",
-            ));
-        }
-        if tag != "storage" || !(5..=6).contains(&fields.len()) {
-            return Err(malformed(format!(
-                "unknown persistent id '{}' with {} fields",
-                one_line(&tag),
-                fields.len()
-            )));
+        let tag = fields.first().and_then(|&f| as_text(&self.objs[f]));
+        match tag.as_deref() {
+            Some("storage") if (5..=6).contains(&fields.len()) => {}
+            Some("module") => {
+                return Err(malformed(
+                    "the file holds a whole pickled model, not a state dict (save model.state_dict() instead)",
+                ))
+            }
+            other => {
+                return Err(malformed(format!(
+                    "unknown persistent id '{}' with {} fields",
+                    one_line(other.unwrap_or("")),
+                    fields.len()
+                )))
+            }
         }
         let dtype = match &self.objs[fields[1]] {
             Obj::Global(Global::StorageClass(dtype)) => *dtype,
@@ -844,16 +845,14 @@ impl<'a> Unpickler<'a> {
                 )))
             }
         };
-        let key = match &self.objs[fields[2]] {
-            Obj::Str(s) => s.clone(),
-            Obj::Int(i) => i.to_string(),
-            Obj::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
-            other => {
-                return Err(malformed(format!(
-                    "storage key is a {} instead of a string",
-                    other.type_name()
+        let key = match as_text(&self.objs[fields[2]]) {
+            Some(key) if key.len() <= MAX_STORAGE_KEY_BYTES => key.into_owned(),
+            Some(_) => {
+                return Err(limit(format!(
+                    "storage key longer than {MAX_STORAGE_KEY_BYTES} bytes"
                 )))
             }
+            None => return Err(malformed("storage key is not a string")),
         };
         let numel = self.int(fields[4], "storage size")?;
         let numel = u64::try_from(numel)
@@ -867,9 +866,9 @@ impl<'a> Unpickler<'a> {
                 self.limits.max_storage_bytes
             )));
         }
-        self.declare_storage(&key, dtype, numel)?;
+        let index = self.declare_storage(key, dtype, numel)?;
         let mut storage = StorageRef {
-            key,
+            index,
             dtype,
             offset: 0,
             len: numel,
@@ -894,26 +893,38 @@ impl<'a> Unpickler<'a> {
         Ok(Obj::Storage(Box::new(storage)))
     }
 
-    /// Records a storage; a key declared twice must agree on dtype and size.
-    fn declare_storage(&mut self, key: &str, dtype: Dtype, numel: u64) -> Result<(), ErrorKind> {
-        if let Some(&i) = self.storage_index.get(key) {
+    /// Records a storage and returns its index; a key declared twice must agree on dtype and
+    /// size.
+    fn declare_storage(
+        &mut self,
+        key: String,
+        dtype: Dtype,
+        numel: u64,
+    ) -> Result<usize, ErrorKind> {
+        if let Some(&i) = self.storage_index.get(&key) {
             let known = &self.storages[i];
             if known.dtype != dtype || known.numel != numel {
                 return Err(malformed(format!(
                     "storage '{}' is declared twice with different types or sizes",
-                    one_line(key)
+                    one_line(&key)
                 )));
             }
-            return Ok(());
+            return Ok(i);
         }
-        self.storage_index
-            .insert(key.to_owned(), self.storages.len());
-        self.storages.push(DeclaredStorage {
-            key: key.to_owned(),
-            dtype,
-            numel,
-        });
-        Ok(())
+        let i = self.storages.len();
+        self.storage_index.insert(key.clone(), i);
+        self.storages.push(DeclaredStorage { key, dtype, numel });
+        Ok(i)
+    }
+}
+
+/// Text of a string-like value (`str`, Python 2 `bytes`, or a number used as a key).
+fn as_text(obj: &Obj) -> Option<std::borrow::Cow<'_, str>> {
+    match obj {
+        Obj::Str(s) => Some(s.as_str().into()),
+        Obj::Bytes(b) => Some(String::from_utf8_lossy(b)),
+        Obj::Int(i) => Some(i.to_string().into()),
+        _ => None,
     }
 }
 
@@ -1075,7 +1086,7 @@ mod tests {
     #[test]
     fn view_checks() {
         let s = StorageRef {
-            key: "0".into(),
+            index: 0,
             dtype: Dtype::F32,
             offset: 0,
             len: 12,
