@@ -71,8 +71,14 @@ fn assert_matches_torch(sd: &StateDict, file: &str) {
         assert!((got_abs - abs_sum).abs() <= tol, "{file} {key}: abs sum");
         for pick in desc["elements"].as_array().unwrap() {
             let i = pick[0].as_i64().unwrap();
-            let v = pick[1].as_f64().unwrap();
-            assert_eq!(flat.double_value(&[i]), v, "{file} {key}[{i}]");
+            let bits = u64::from_str_radix(pick[2].as_str().unwrap(), 16).unwrap();
+            let got = flat.double_value(&[i]);
+            assert_eq!(
+                got.to_bits(),
+                bits,
+                "{file} {key}[{i}]: {got} vs {}",
+                f64::from_bits(bits)
+            );
         }
     }
 }
@@ -146,8 +152,14 @@ fn tensors_sharing_a_storage_are_views_of_it() {
     let t = sd.get("weights.shared.transposed").unwrap();
     assert!(t.equal(&base.tr()));
     assert_eq!(t.stride(), [1, 6]);
-    assert!(sd.get("weights.shared.col").unwrap().equal(&base.select(1, 3)));
-    assert_eq!(sd.get("weights.shared.row").unwrap().data_ptr(), base.get(2).data_ptr());
+    assert!(sd
+        .get("weights.shared.col")
+        .unwrap()
+        .equal(&base.select(1, 3)));
+    assert_eq!(
+        sd.get("weights.shared.row").unwrap().data_ptr(),
+        base.get(2).data_ptr()
+    );
 }
 
 #[test]
@@ -188,6 +200,16 @@ fn safetensors_round_trip_keeps_keys_values_and_metadata() {
     // nothing else was left in the folder (no temporary file)
     let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(names.len(), 1);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&out).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o777,
+            0o644,
+            "not the private mode of a temporary file"
+        );
+    }
 }
 
 #[test]
@@ -218,10 +240,7 @@ fn save_failure_leaves_existing_file_untouched() {
         Tensor::zeros([2], (Kind::ComplexFloat, Device::Cpu)),
     )]);
     let err = weights::save_safetensors(&sd, &out, None).unwrap_err();
-    assert!(
-        matches!(err.kind, ErrorKind::UnsupportedDtype(_)),
-        "{err}"
-    );
+    assert!(matches!(err.kind, ErrorKind::UnsupportedDtype(_)), "{err}");
     assert_one_line_naming(&err, "model.safetensors");
     assert_eq!(std::fs::read(&out).unwrap(), b"previous contents");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
@@ -247,8 +266,8 @@ fn mapping_store(shape0: &[i64]) -> tch::nn::VarStore {
     for i in 0..8 {
         let layer = root.sub(format!("dense{i}"));
         let shape = if i == 0 { shape0 } else { &[512, 512] };
-        layer.var("weight", shape, tch::nn::Init::Const(0.0));
-        layer.var("bias", &[512], tch::nn::Init::Const(0.0));
+        let _ = layer.var("weight", shape, tch::nn::Init::Const(0.0));
+        let _ = layer.var("bias", &[512], tch::nn::Init::Const(0.0));
     }
     vs
 }
@@ -271,7 +290,7 @@ fn load_into_ignores_extra_keys_and_converts_dtype() {
     let sd = load_ok("weights_mixed_zip.pt");
     let mut vs = tch::nn::VarStore::new(Device::Cpu);
     let w = vs.root().sub("weights");
-    w.var("f16", &[2, 3], tch::nn::Init::Const(0.0));
+    let _ = w.var("f16", &[2, 3], tch::nn::Init::Const(0.0));
     weights::load_into(&mut vs, &sd).unwrap();
     let got = &vs.variables()["weights.f16"];
     assert_eq!(got.kind(), Kind::Float);
@@ -282,7 +301,10 @@ fn load_into_ignores_extra_keys_and_converts_dtype() {
 fn load_into_reports_missing_key() {
     let sd = load_ok("mapping.pt");
     let mut vs = mapping_store(&[512, 512]);
-    vs.root().var("truncation.avg", &[512], tch::nn::Init::Const(0.0));
+    let _ = vs
+        .root()
+        .sub("truncation")
+        .var("avg", &[512], tch::nn::Init::Const(0.0));
     let err = weights::load_into(&mut vs, &sd).unwrap_err();
     assert!(
         matches!(&err.kind, ErrorKind::MissingKey { key } if key == "truncation.avg"),
@@ -447,8 +469,8 @@ fn legacy_file(object: &[u8], storages: &[(&str, u64, &[u8])]) -> Vec<u8> {
 fn zip_file(data_pkl: &[u8], storages: &[(&str, &[u8])]) -> Vec<u8> {
     let mut out = std::io::Cursor::new(Vec::new());
     let mut zip = zip::ZipWriter::new(&mut out);
-    let opts = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Stored);
+    let opts =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     zip.start_file("archive/data.pkl", opts).unwrap();
     zip.write_all(data_pkl).unwrap();
     zip.start_file("archive/byteorder", opts).unwrap();
@@ -482,7 +504,10 @@ fn crafted_legacy_file_with_storage_views_loads() {
     std::fs::write(&path, legacy_file(&object, &[("root", 8, &data)])).unwrap();
     let sd = weights::load(&path).unwrap();
     assert_eq!(sd.keys().collect::<Vec<_>>(), ["a", "b"]);
-    assert!(sd.get("a").unwrap().equal(&Tensor::from_slice(&[3f32, 4., 5.])));
+    assert!(sd
+        .get("a")
+        .unwrap()
+        .equal(&Tensor::from_slice(&[3f32, 4., 5.])));
     assert_eq!(sd.get("b").unwrap().size(), [2, 4]);
     assert_eq!(sd.get("b").unwrap().double_value(&[1, 3]), 7.0);
 }
@@ -527,7 +552,17 @@ fn truncated_legacy_files_report_truncated_at_every_cut() {
         );
     }
     let big = std::fs::read(fixture("synthesis_1024_c16.pt")).unwrap();
-    for cut in [2, 14, 15, 200, 21_000, 23_504, 23_510, 100_000, big.len() - 1] {
+    for cut in [
+        2,
+        14,
+        15,
+        200,
+        21_000,
+        23_504,
+        23_510,
+        100_000,
+        big.len() - 1,
+    ] {
         let (_dir, err) = load_bytes("synthesis.pt", &big[..cut]);
         assert!(
             matches!(err.kind, ErrorKind::Truncated),
@@ -681,8 +716,14 @@ fn huge_declared_storage_is_refused_without_allocating() {
         .tensor("FloatStorage", "0", 1 << 40, None, 0, &[1 << 20], &[1])
         .op(b"u")
         .stop();
-    let (_d, err) = load_bytes("huge.pt", &legacy_file(&object, &[]));
-    assert!(matches!(err.kind, ErrorKind::LimitExceeded(_)), "{err}");
+    // legacy: the storage would have to follow in the file, which ends first
+    let (_d, err) = load_bytes(
+        "huge.pt",
+        &legacy_file(&object, &[("0", 1 << 40, &[0; 16])]),
+    );
+    assert!(matches!(err.kind, ErrorKind::Truncated), "{err}");
+    // zip: no record of a few hundred bytes can expand to 4 TiB
+
     let (_d, err) = load_bytes("huge_zip.pt", &zip_file(&object, &[("0", &[0; 16])]));
     assert!(matches!(err.kind, ErrorKind::LimitExceeded(_)), "{err}");
     // a storage whose u64 count claims more than the file holds: truncated, not allocated
@@ -709,19 +750,45 @@ fn inconsistent_storages_and_views_are_malformed() {
     let four = f32_bytes(&[1., 2., 3., 4.]);
     let cases: Vec<(&str, Vec<u8>)> = vec![
         // the view reaches element 4 of a 4-element storage
-        ("past_end.pt", legacy_file(&tensor(4, 1, &[4], &[1]), &[("0", 4, &four)])),
-        ("stride.pt", legacy_file(&tensor(4, 0, &[2, 2], &[3, 1]), &[("0", 4, &four)])),
+        (
+            "past_end.pt",
+            legacy_file(&tensor(4, 1, &[4], &[1]), &[("0", 4, &four)]),
+        ),
+        (
+            "stride.pt",
+            legacy_file(&tensor(4, 0, &[2, 2], &[3, 1]), &[("0", 4, &four)]),
+        ),
         // the data section's count disagrees with the declaration
-        ("count.pt", legacy_file(&tensor(4, 0, &[4], &[1]), &[("0", 3, &four[..12])])),
+        (
+            "count.pt",
+            legacy_file(&tensor(4, 0, &[4], &[1]), &[("0", 3, &four[..12])]),
+        ),
         // a storage with a tensor but no data
         ("no_data.pt", legacy_file(&tensor(4, 0, &[4], &[1]), &[])),
         // data for a storage no tensor declared
-        ("stray.pt", legacy_file(&tensor(4, 0, &[4], &[1]), &[("0", 4, &four), ("9", 1, &four[..4])])),
+        (
+            "stray.pt",
+            legacy_file(
+                &tensor(4, 0, &[4], &[1]),
+                &[("0", 4, &four), ("9", 1, &four[..4])],
+            ),
+        ),
         // zip record of the wrong size, and a missing record
-        ("zip_size.pt", zip_file(&tensor(4, 0, &[4], &[1]), &[("0", &four[..8])])),
+        (
+            "zip_size.pt",
+            zip_file(&tensor(4, 0, &[4], &[1]), &[("0", &four[..8])]),
+        ),
         ("zip_missing.pt", zip_file(&tensor(4, 0, &[4], &[1]), &[])),
         // a lone tensor instead of a dict
-        ("lone.pt", legacy_file(&Pickle::new().tensor("FloatStorage", "0", 4, None, 0, &[4], &[1]).stop(), &[("0", 4, &four)])),
+        (
+            "lone.pt",
+            legacy_file(
+                &Pickle::new()
+                    .tensor("FloatStorage", "0", 4, None, 0, &[4], &[1])
+                    .stop(),
+                &[("0", 4, &four)],
+            ),
+        ),
     ];
     for (name, bytes) in cases {
         let (_d, err) = load_bytes(name, &bytes);
@@ -791,12 +858,30 @@ fn work_is_bounded() {
     }
     p = p.op(b"eq\x00");
     for _ in 0..1_000 {
-        p = p
-            .global("collections", "OrderedDict")
-            .op(b"h\x00\x85R0");
+        p = p.global("collections", "OrderedDict").op(b"h\x00\x85R0");
     }
     let (_d, err) = load_bytes("amplify.pt", &legacy_file(&p.op(b"}").stop(), &[]));
     assert!(matches!(err.kind, ErrorKind::LimitExceeded(_)), "{err}");
+}
+
+#[test]
+fn one_tensor_named_a_million_times_is_refused() {
+    // {"0": t, "1": t, ...} with t fetched from the memo: cheap to write, costly to build
+    let mut p = Pickle::new()
+        .tensor("FloatStorage", "0", 1, None, 0, &[1], &[1])
+        .op(b"q\x00}(");
+    for i in 0..(1u32 << 20) + 1 {
+        p = p.str(&i.to_string()).op(b"h\x00");
+        if i % 1000 == 999 {
+            p = p.op(b"u(");
+        }
+    }
+    let object = p.op(b"u").stop();
+    let (_d, err) = load_bytes("many.pt", &legacy_file(&object, &[("0", 1, &[0; 4])]));
+    assert!(
+        matches!(&err.kind, ErrorKind::LimitExceeded(m) if m.contains("tensors")),
+        "{err}"
+    );
 }
 
 #[test]

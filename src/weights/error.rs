@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 /// A failure to read, parse or apply a weight file, with the file it concerns.
 #[derive(Debug, thiserror::Error)]
-#[error("{}: {kind}", one_line(&path.display().to_string()))]
+#[error("{}: {kind}", escape_controls(&path.display().to_string()))]
 pub struct WeightError {
     /// The file that was being read (empty for a [`super::StateDict::from_pairs`] dict).
     pub path: PathBuf,
@@ -15,7 +15,10 @@ pub struct WeightError {
 
 impl WeightError {
     pub fn new(path: &Path, kind: ErrorKind) -> Self {
-        WeightError { path: path.to_path_buf(), kind }
+        WeightError {
+            path: path.to_path_buf(),
+            kind,
+        }
     }
 }
 
@@ -34,7 +37,9 @@ pub enum ErrorKind {
     /// `data.pkl` record (zip format).
     #[error("unsupported pickle opcode 0x{opcode:02x} at byte {offset} (only the opcodes torch.save writes are read)")]
     UnsupportedOpcode { opcode: u8, offset: u64 },
-    #[error("refused global '{module}.{name}' (only tensor data may be loaded from a weight file)")]
+    #[error(
+        "refused global '{module}.{name}' (only tensor data may be loaded from a weight file)"
+    )]
     RefusedGlobal { module: String, name: String },
     #[error("missing key '{key}'")]
     MissingKey { key: String },
@@ -62,12 +67,16 @@ impl From<std::io::Error> for ErrorKind {
 /// included) are escaped and very long text is cut, so a crafted key cannot forge log lines.
 pub(crate) fn one_line(s: &str) -> String {
     const MAX_CHARS: usize = 200;
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i == MAX_CHARS {
-            out.push_str("...");
-            break;
-        }
+    match s.char_indices().nth(MAX_CHARS) {
+        Some((cut, _)) => format!("{}...", escape_controls(&s[..cut])),
+        None => escape_controls(s),
+    }
+}
+
+/// Escapes control characters (a file name may contain a newline), keeping everything else.
+fn escape_controls(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
         if c.is_control() {
             out.extend(c.escape_default());
         } else {

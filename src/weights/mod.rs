@@ -258,7 +258,10 @@ mod tests {
             detect(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"),
             Err(ErrorKind::NotAWeightFile)
         ));
-        assert!(matches!(detect(b"\x80\x09"), Err(ErrorKind::NotAWeightFile)));
+        assert!(matches!(
+            detect(b"\x80\x09"),
+            Err(ErrorKind::NotAWeightFile)
+        ));
     }
 
     #[test]

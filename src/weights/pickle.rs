@@ -25,6 +25,8 @@ pub(crate) const MAX_MEMO: usize = 1_000_000;
 pub(crate) const MAX_STACK: usize = 1_000_000;
 /// Upper bound on nested MARKs (tuples/dicts being built inside one another).
 pub(crate) const MAX_MARKS: usize = 1_000;
+/// Upper bound on storage key length (torch.save writes decimal numbers).
+pub(crate) const MAX_STORAGE_KEY_BYTES: usize = 256;
 /// Upper bound on tensor dimensions (PyTorch's own limit is lower).
 pub(crate) const MAX_NDIM: usize = 64;
 /// A strided view may describe more elements than its storage holds (stride 0 broadcasts), but
@@ -102,8 +104,9 @@ pub(crate) enum Global {
 /// A reference to (a slice of) a storage: the raw element buffer several tensors may share.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct StorageRef {
-    /// The key naming the storage's data in the file.
-    pub key: String,
+    /// Which storage: an index into [`Pickle::storages`] (not the key itself, so that a
+    /// reference repeated through the memo costs no copy of a long key).
+    pub index: usize,
     pub dtype: Dtype,
     /// First element of the slice within the storage (legacy "view" storages are slices).
     pub offset: u64,
@@ -153,7 +156,7 @@ impl Pickle {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Limits {
     /// Largest storage (in bytes) the container could possibly hold: a bigger declaration is
-    /// refused before anything is allocated for it.
+    /// refused with `LimitExceeded` (`u64::MAX`: only byte counts that overflow are refused).
     pub max_storage_bytes: u64,
 }
 
@@ -402,8 +405,8 @@ impl<'a> Unpickler<'a> {
                     self.memo_put(idx)?
                 }
                 MEMOIZE => {
-                    let idx = u32::try_from(self.memo.len())
-                        .map_err(|_| limit("pickle memo is full"))?;
+                    let idx =
+                        u32::try_from(self.memo.len()).map_err(|_| limit("pickle memo is full"))?;
                     self.memo_put(idx)?
                 }
                 BINGET => {
@@ -423,11 +426,10 @@ impl<'a> Unpickler<'a> {
                 STACK_GLOBAL => {
                     let name = self.pop()?;
                     let module = self.pop()?;
-                    let (module, name) = match (&self.objs[module], &self.objs[name]) {
-                        (Obj::Str(m), Obj::Str(n)) => (m.clone(), n.clone()),
+                    let g = match (&self.objs[module], &self.objs[name]) {
+                        (Obj::Str(m), Obj::Str(n)) => resolve_global(m, n)?,
                         _ => return Err(malformed("STACK_GLOBAL needs two strings")),
                     };
-                    let g = resolve_global(&module, &name)?;
                     self.push(Obj::Global(g))?
                 }
                 REDUCE => {
@@ -613,10 +615,9 @@ impl<'a> Unpickler<'a> {
     }
 
     fn memo_get(&mut self, idx: u32) -> Result<(), ErrorKind> {
-        let id = *self
-            .memo
-            .get(&idx)
-            .ok_or_else(|| malformed(format!("pickle memo entry {idx} is used before it is set")))?;
+        let id = *self.memo.get(&idx).ok_or_else(|| {
+            malformed(format!("pickle memo entry {idx} is used before it is set"))
+        })?;
         self.push_id(id)
     }
 
@@ -636,7 +637,7 @@ impl<'a> Unpickler<'a> {
     }
 
     fn dict_extend(&mut self, dict: ObjId, items: Vec<ObjId>) -> Result<(), ErrorKind> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(malformed("SETITEMS with a key but no value"));
         }
         match &mut self.objs[dict] {
@@ -819,22 +820,21 @@ impl<'a> Unpickler<'a> {
     /// ignored: everything loads onto the CPU.
     fn persistent_load(&mut self, pid: ObjId) -> Result<Obj, ErrorKind> {
         let fields = self.tuple_items(pid, "persistent id")?;
-        let tag = match fields.first().map(|&f| &self.objs[f]) {
-            Some(Obj::Str(s)) => s.clone(),
-            Some(Obj::Bytes(b)) => String::from_utf8_lossy(b).into_owned(),
-            _ => String::new(),
-        };
-        if tag == "module" {
-            return Err(malformed(
-                "the file holds a whole pickled model, not a state dict (save model.state_dict() instead)",
-            ));
-        }
-        if tag != "storage" || !(5..=6).contains(&fields.len()) {
-            return Err(malformed(format!(
-                "unknown persistent id '{}' with {} fields",
-                one_line(&tag),
-                fields.len()
-            )));
+        let tag = fields.first().and_then(|&f| as_text(&self.objs[f]));
+        match tag.as_deref() {
+            Some("storage") if (5..=6).contains(&fields.len()) => {}
+            Some("module") => {
+                return Err(malformed(
+                    "the file holds a whole pickled model, not a state dict (save model.state_dict() instead)",
+                ))
+            }
+            other => {
+                return Err(malformed(format!(
+                    "unknown persistent id '{}' with {} fields",
+                    one_line(other.unwrap_or("")),
+                    fields.len()
+                )))
+            }
         }
         let dtype = match &self.objs[fields[1]] {
             Obj::Global(Global::StorageClass(dtype)) => *dtype,
@@ -845,16 +845,14 @@ impl<'a> Unpickler<'a> {
                 )))
             }
         };
-        let key = match &self.objs[fields[2]] {
-            Obj::Str(s) => s.clone(),
-            Obj::Int(i) => i.to_string(),
-            Obj::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
-            other => {
-                return Err(malformed(format!(
-                    "storage key is a {} instead of a string",
-                    other.type_name()
+        let key = match as_text(&self.objs[fields[2]]) {
+            Some(key) if key.len() <= MAX_STORAGE_KEY_BYTES => key.into_owned(),
+            Some(_) => {
+                return Err(limit(format!(
+                    "storage key longer than {MAX_STORAGE_KEY_BYTES} bytes"
                 )))
             }
+            None => return Err(malformed("storage key is not a string")),
         };
         let numel = self.int(fields[4], "storage size")?;
         let numel = u64::try_from(numel)
@@ -862,15 +860,15 @@ impl<'a> Unpickler<'a> {
         let nbytes = numel.checked_mul(dtype.size() as u64);
         if nbytes.is_none_or(|n| n > self.limits.max_storage_bytes) {
             return Err(limit(format!(
-                "storage '{}' declares {numel} elements of {} bytes, more than this {}-byte file can hold",
+                "storage '{}' declares {numel} elements of {} bytes, more than the file can hold ({} bytes at most)",
                 one_line(&key),
                 dtype.size(),
                 self.limits.max_storage_bytes
             )));
         }
-        self.declare_storage(&key, dtype, numel)?;
+        let index = self.declare_storage(key, dtype, numel)?;
         let mut storage = StorageRef {
-            key,
+            index,
             dtype,
             offset: 0,
             len: numel,
@@ -895,25 +893,38 @@ impl<'a> Unpickler<'a> {
         Ok(Obj::Storage(Box::new(storage)))
     }
 
-    /// Records a storage; a key declared twice must agree on dtype and size.
-    fn declare_storage(&mut self, key: &str, dtype: Dtype, numel: u64) -> Result<(), ErrorKind> {
-        if let Some(&i) = self.storage_index.get(key) {
+    /// Records a storage and returns its index; a key declared twice must agree on dtype and
+    /// size.
+    fn declare_storage(
+        &mut self,
+        key: String,
+        dtype: Dtype,
+        numel: u64,
+    ) -> Result<usize, ErrorKind> {
+        if let Some(&i) = self.storage_index.get(&key) {
             let known = &self.storages[i];
             if known.dtype != dtype || known.numel != numel {
                 return Err(malformed(format!(
                     "storage '{}' is declared twice with different types or sizes",
-                    one_line(key)
+                    one_line(&key)
                 )));
             }
-            return Ok(());
+            return Ok(i);
         }
-        self.storage_index.insert(key.to_owned(), self.storages.len());
-        self.storages.push(DeclaredStorage {
-            key: key.to_owned(),
-            dtype,
-            numel,
-        });
-        Ok(())
+        let i = self.storages.len();
+        self.storage_index.insert(key.clone(), i);
+        self.storages.push(DeclaredStorage { key, dtype, numel });
+        Ok(i)
+    }
+}
+
+/// Text of a string-like value (`str`, Python 2 `bytes`, or a number used as a key).
+fn as_text(obj: &Obj) -> Option<std::borrow::Cow<'_, str>> {
+    match obj {
+        Obj::Str(s) => Some(s.as_str().into()),
+        Obj::Bytes(b) => Some(String::from_utf8_lossy(b)),
+        Obj::Int(i) => Some(i.to_string().into()),
+        _ => None,
     }
 }
 
@@ -1021,7 +1032,10 @@ mod tests {
         assert!(matches!(decode_long(&[0xff]), Obj::Int(-1)));
         assert!(matches!(decode_long(&[0x80, 0x00]), Obj::Int(128)));
         assert!(matches!(decode_long(&[0x00, 0x80]), Obj::Int(-32768)));
-        assert!(matches!(decode_long(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0]), Obj::Int(1)));
+        assert!(matches!(
+            decode_long(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Obj::Int(1)
+        ));
         let magic = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
         assert!(matches!(decode_long(&magic), Obj::BigInt(b) if b == magic));
     }
@@ -1072,7 +1086,7 @@ mod tests {
     #[test]
     fn view_checks() {
         let s = StorageRef {
-            key: "0".into(),
+            index: 0,
             dtype: Dtype::F32,
             offset: 0,
             len: 12,

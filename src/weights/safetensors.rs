@@ -24,10 +24,7 @@ pub(crate) fn looks_like_safetensors(bytes: &[u8]) -> bool {
 }
 
 /// Tensors loaded from a safetensors file, plus its `__metadata__` string map.
-pub(crate) type Loaded = (
-    Vec<(String, tch::Tensor)>,
-    Option<HashMap<String, String>>,
-);
+pub(crate) type Loaded = (Vec<(String, tch::Tensor)>, Option<HashMap<String, String>>);
 
 /// Loads every tensor, in the order of their data in the file.
 pub(crate) fn load(bytes: &[u8]) -> Result<Loaded, ErrorKind> {
@@ -133,16 +130,25 @@ pub(crate) fn save(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let tmp = tempfile::Builder::new()
-        .prefix(".pulse-weights-")
-        .suffix(".tmp")
-        .tempfile_in(folder)?;
-    ::safetensors::tensor::serialize_to_file(views, &metadata.cloned(), tmp.path()).map_err(|e| {
-        match e {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".pulse-weights-").suffix(".tmp");
+    // Temporary files are private (0600); the saved file gets the permissions of the file it
+    // replaces, or the usual 0644.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let permissions = std::fs::metadata(path)
+            .map(|m| m.permissions())
+            .unwrap_or_else(|_| std::fs::Permissions::from_mode(0o644));
+        builder.permissions(permissions);
+    }
+    let tmp = builder.tempfile_in(folder)?;
+    ::safetensors::tensor::serialize_to_file(views, &metadata.cloned(), tmp.path()).map_err(
+        |e| match e {
             SafeTensorError::IoError(e) => ErrorKind::Io(e),
             other => malformed(format!("safetensors: {other:?}")),
-        }
-    })?;
+        },
+    )?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| ErrorKind::Io(e.error))?;
     Ok(())

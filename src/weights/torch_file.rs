@@ -19,6 +19,11 @@ const MAX_DEFLATE_RATIO: u64 = 1032;
 const MAX_KEY_BYTES: usize = 4096;
 /// Nested dicts deeper than this are refused (a state dict has one level, a checkpoint two).
 const MAX_DICT_DEPTH: usize = 32;
+/// Upper bound on the tensors of one file (large checkpoints hold a few thousand): a small
+/// hostile pickle can name one tensor many times, and each costs a libtorch view.
+const MAX_TENSORS: usize = 1 << 20;
+/// Upper bound on the total length of the flattened keys.
+const MAX_TOTAL_KEY_BYTES: usize = 64 << 20;
 
 /// Storage bytes by key, borrowed from the file when possible.
 type StorageData<'a> = HashMap<String, Cow<'a, [u8]>>;
@@ -27,9 +32,9 @@ type StorageData<'a> = HashMap<String, Cow<'a, [u8]>>;
 /// pickle(magic) pickle(1001) pickle(sys info) pickle(object) pickle(storage keys), then for each
 /// key: little-endian u64 element count and the raw little-endian elements.
 pub(crate) fn load_legacy(bytes: &[u8]) -> Result<Vec<(String, tch::Tensor)>, ErrorKind> {
-    // Nothing in a legacy file can be bigger than the file itself.
+    // Storage sizes are checked when their data is read, against the bytes left (`Truncated`).
     let limits = Limits {
-        max_storage_bytes: bytes.len() as u64,
+        max_storage_bytes: u64::MAX,
     };
     let next = |pos: usize| unpickle(bytes, pos, 0, limits);
 
@@ -60,7 +65,10 @@ pub(crate) fn load_legacy(bytes: &[u8]) -> Result<Vec<(String, tch::Tensor)>, Er
     let mut data: StorageData = HashMap::new();
     for key in storage_keys(&keys)? {
         let storage = declared.get(key.as_str()).ok_or_else(|| {
-            malformed(format!("storage '{}' has data but no tensor", one_line(&key)))
+            malformed(format!(
+                "storage '{}' has data but no tensor",
+                one_line(&key)
+            ))
         })?;
         let count = read_u64(bytes, &mut pos)?;
         if count != storage.numel {
@@ -70,7 +78,7 @@ pub(crate) fn load_legacy(bytes: &[u8]) -> Result<Vec<(String, tch::Tensor)>, Er
                 storage.numel
             )));
         }
-        // `count` was checked against the file size when declared, so this cannot overflow.
+        // `count * size` was checked for overflow when the storage was declared.
         let n = usize::try_from(count * storage.dtype.size() as u64)
             .map_err(|_| ErrorKind::Truncated)?;
         let end = pos.checked_add(n).ok_or(ErrorKind::Truncated)?;
@@ -270,21 +278,22 @@ fn build_tensors(
     data: &StorageData,
 ) -> Result<Vec<(String, tch::Tensor)>, ErrorKind> {
     let specs = flatten(object)?;
-    let mut bases: HashMap<&str, tch::Tensor> = HashMap::new();
+    let mut bases: HashMap<usize, tch::Tensor> = HashMap::new();
     let mut out = Vec::with_capacity(specs.len());
     for (key, spec) in specs {
         let storage = &spec.storage;
-        if !bases.contains_key(storage.key.as_str()) {
-            let raw = data.get(&storage.key).ok_or_else(|| {
-                malformed(format!(
-                    "storage '{}' has no data",
-                    one_line(&storage.key)
-                ))
+        if !bases.contains_key(&storage.index) {
+            let declared = object
+                .storages
+                .get(storage.index)
+                .ok_or_else(|| malformed("tensor refers to an unknown storage"))?;
+            let raw = data.get(&declared.key).ok_or_else(|| {
+                malformed(format!("storage '{}' has no data", one_line(&declared.key)))
             })?;
             let base = tensor_from_bytes(raw, storage.dtype)?;
-            bases.insert(storage.key.as_str(), base);
+            bases.insert(storage.index, base);
         }
-        let base = &bases[storage.key.as_str()];
+        let base = &bases[&storage.index];
         // The view was checked against its storage when unpickled (`pickle::check_view`).
         let offset = storage
             .offset
@@ -319,6 +328,7 @@ fn flatten(object: &Pickle) -> Result<Vec<(String, &TensorSpec)>, ErrorKind> {
         object,
         out: Vec::new(),
         seen_keys: HashSet::new(),
+        key_bytes: 0,
         seen_dicts: HashSet::new(),
     };
     walk.dict(object.root, "", 0)?;
@@ -329,6 +339,8 @@ struct Flatten<'p> {
     object: &'p Pickle,
     out: Vec<(String, &'p TensorSpec)>,
     seen_keys: HashSet<String>,
+    /// Total length of the keys in `out`.
+    key_bytes: usize,
     /// Each dict is walked once: a dict reachable twice (or from itself) would repeat keys or
     /// loop, and could multiply the output exponentially.
     seen_dicts: HashSet<ObjId>,
@@ -349,8 +361,8 @@ impl<'p> Flatten<'p> {
             return Ok(());
         };
         // Within one dict a repeated key replaces the earlier value, as in Python.
-        let mut entries: Vec<(String, ObjId)> = Vec::new();
-        let mut index: HashMap<&str, usize> = HashMap::new();
+        let mut entries: Vec<(&'p str, ObjId)> = Vec::new();
+        let mut index: HashMap<&'p str, usize> = HashMap::new();
         for &(k, v) in pairs {
             let key = match object.get(k) {
                 Obj::Str(s) => s.as_str(),
@@ -365,21 +377,31 @@ impl<'p> Flatten<'p> {
                 Some(&i) => entries[i].1 = v,
                 None => {
                     index.insert(key, entries.len());
-                    entries.push((key.to_owned(), v));
+                    entries.push((key, v));
                 }
             }
         }
         for (key, v) in entries {
+            let value = object.get(v);
+            if !matches!(value, Obj::Tensor(_) | Obj::Dict(_)) {
+                continue;
+            }
+            if prefix.len() + 1 + key.len() > MAX_KEY_BYTES {
+                return Err(limit(format!("a key is longer than {MAX_KEY_BYTES} bytes")));
+            }
             let full = if prefix.is_empty() {
-                key
+                key.to_owned()
             } else {
                 format!("{prefix}.{key}")
             };
-            if full.len() > MAX_KEY_BYTES {
-                return Err(limit(format!("a key is longer than {MAX_KEY_BYTES} bytes")));
-            }
-            match object.get(v) {
+            match value {
                 Obj::Tensor(spec) => {
+                    self.key_bytes += full.len();
+                    if self.out.len() >= MAX_TENSORS || self.key_bytes > MAX_TOTAL_KEY_BYTES {
+                        return Err(limit(format!(
+                            "more than {MAX_TENSORS} tensors or {MAX_TOTAL_KEY_BYTES} bytes of keys"
+                        )));
+                    }
                     if !self.seen_keys.insert(full.clone()) {
                         return Err(malformed(format!(
                             "key '{}' appears twice after flattening nested dictionaries",
