@@ -8,6 +8,7 @@ use super::pickle::{
     MAX_STORAGE_KEY_BYTES,
 };
 use std::borrow::Cow;
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::io::{Cursor, Read};
 
@@ -285,18 +286,19 @@ fn build_tensors(
     let mut out = Vec::with_capacity(specs.len());
     for (key, spec) in specs {
         let storage = &spec.storage;
-        if !bases.contains_key(&storage.index) {
-            let declared = object
-                .storages
-                .get(storage.index)
-                .ok_or_else(|| malformed("tensor refers to an unknown storage"))?;
-            let raw = data.get(&declared.key).ok_or_else(|| {
-                malformed(format!("storage '{}' has no data", one_line(&declared.key)))
-            })?;
-            let base = tensor_from_bytes(raw, storage.dtype)?;
-            bases.insert(storage.index, base);
-        }
-        let base = &bases[&storage.index];
+        let base = match bases.entry(storage.index) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                let declared = object
+                    .storages
+                    .get(storage.index)
+                    .ok_or_else(|| malformed("tensor refers to an unknown storage"))?;
+                let raw = data.get(&declared.key).ok_or_else(|| {
+                    malformed(format!("storage '{}' has no data", one_line(&declared.key)))
+                })?;
+                e.insert(tensor_from_bytes(raw, storage.dtype)?)
+            }
+        };
         // The view was checked against its storage when unpickled (`pickle::check_view`).
         let offset = storage
             .offset
