@@ -820,10 +820,13 @@ impl<'a> Unpickler<'a> {
     /// ignored: everything loads onto the CPU.
     fn persistent_load(&mut self, pid: ObjId) -> Result<Obj, ErrorKind> {
         let fields = self.tuple_items(pid, "persistent id")?;
-        let tag = fields.first().and_then(|&f| as_text(&self.objs[f]));
-        match tag.as_deref() {
-            Some("storage") if (5..=6).contains(&fields.len()) => {}
-            Some("module") => {
+        let tag = match fields.first() {
+            Some(&f) => short_text(&self.objs[f], 16, "persistent id tag")?,
+            None => "".into(),
+        };
+        match &*tag {
+            "storage" if (5..=6).contains(&fields.len()) => {}
+            "module" => {
                 return Err(malformed(
                     "the file holds a whole pickled model, not a state dict (save model.state_dict() instead)",
                 ))
@@ -831,7 +834,7 @@ impl<'a> Unpickler<'a> {
             other => {
                 return Err(malformed(format!(
                     "unknown persistent id '{}' with {} fields",
-                    one_line(other.unwrap_or("")),
+                    one_line(other),
                     fields.len()
                 )))
             }
@@ -845,15 +848,8 @@ impl<'a> Unpickler<'a> {
                 )))
             }
         };
-        let key = match as_text(&self.objs[fields[2]]) {
-            Some(key) if key.len() <= MAX_STORAGE_KEY_BYTES => key.into_owned(),
-            Some(_) => {
-                return Err(limit(format!(
-                    "storage key longer than {MAX_STORAGE_KEY_BYTES} bytes"
-                )))
-            }
-            None => return Err(malformed("storage key is not a string")),
-        };
+        let key =
+            short_text(&self.objs[fields[2]], MAX_STORAGE_KEY_BYTES, "storage key")?.into_owned();
         let numel = self.int(fields[4], "storage size")?;
         let numel = u64::try_from(numel)
             .map_err(|_| malformed(format!("negative storage size {numel}")))?;
@@ -918,13 +914,25 @@ impl<'a> Unpickler<'a> {
     }
 }
 
-/// Text of a string-like value (`str`, Python 2 `bytes`, or a number used as a key).
-fn as_text(obj: &Obj) -> Option<std::borrow::Cow<'_, str>> {
+/// Text of a short string-like value (`str`, Python 2 `bytes`, or a number used as a key).
+/// The length is checked before anything is decoded or copied: a hostile pickle can repeat one
+/// huge string millions of times through the memo.
+pub(crate) fn short_text<'o>(
+    obj: &'o Obj,
+    max: usize,
+    what: &str,
+) -> Result<std::borrow::Cow<'o, str>, ErrorKind> {
+    let too_long = || limit(format!("{what} is longer than {max} bytes"));
     match obj {
-        Obj::Str(s) => Some(s.as_str().into()),
-        Obj::Bytes(b) => Some(String::from_utf8_lossy(b)),
-        Obj::Int(i) => Some(i.to_string().into()),
-        _ => None,
+        Obj::Str(s) if s.len() > max => Err(too_long()),
+        Obj::Bytes(b) if b.len() > max => Err(too_long()),
+        Obj::Str(s) => Ok(s.as_str().into()),
+        Obj::Bytes(b) => Ok(String::from_utf8_lossy(b)),
+        Obj::Int(i) => Ok(i.to_string().into()),
+        other => Err(malformed(format!(
+            "{what} is a {} instead of a string",
+            other.type_name()
+        ))),
     }
 }
 

@@ -3,8 +3,12 @@
 //! Both end in the same step: flatten the unpickled dict and cut every tensor out of its storage.
 use super::dtype::{tensor_from_bytes, Dtype};
 use super::error::{limit, malformed, one_line, ErrorKind};
-use super::pickle::{unpickle, DeclaredStorage, Limits, Obj, ObjId, Pickle, TensorSpec};
+use super::pickle::{
+    short_text, unpickle, DeclaredStorage, Limits, Obj, ObjId, Pickle, TensorSpec,
+    MAX_STORAGE_KEY_BYTES,
+};
 use std::borrow::Cow;
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::io::{Cursor, Read};
 
@@ -22,7 +26,7 @@ const MAX_DICT_DEPTH: usize = 32;
 /// Upper bound on the tensors of one file (large checkpoints hold a few thousand): a small
 /// hostile pickle can name one tensor many times, and each costs a libtorch view.
 const MAX_TENSORS: usize = 1 << 20;
-/// Upper bound on the total length of the flattened keys.
+/// Upper bound on the total length of the dictionary keys read and of the flattened keys.
 const MAX_TOTAL_KEY_BYTES: usize = 64 << 20;
 
 /// Storage bytes by key, borrowed from the file when possible.
@@ -64,7 +68,7 @@ pub(crate) fn load_legacy(bytes: &[u8]) -> Result<Vec<(String, tch::Tensor)>, Er
         .collect();
     let mut data: StorageData = HashMap::new();
     for key in storage_keys(&keys)? {
-        let storage = declared.get(key.as_str()).ok_or_else(|| {
+        let storage = declared.get(&*key).ok_or_else(|| {
             malformed(format!(
                 "storage '{}' has data but no tensor",
                 one_line(&key)
@@ -83,7 +87,10 @@ pub(crate) fn load_legacy(bytes: &[u8]) -> Result<Vec<(String, tch::Tensor)>, Er
             .map_err(|_| ErrorKind::Truncated)?;
         let end = pos.checked_add(n).ok_or(ErrorKind::Truncated)?;
         let raw = bytes.get(pos..end).ok_or(ErrorKind::Truncated)?;
-        if data.insert(key.clone(), Cow::Borrowed(raw)).is_some() {
+        if data
+            .insert(storage.key.clone(), Cow::Borrowed(raw))
+            .is_some()
+        {
             return Err(malformed(format!(
                 "storage '{}' is listed twice",
                 one_line(&key)
@@ -95,8 +102,9 @@ pub(crate) fn load_legacy(bytes: &[u8]) -> Result<Vec<(String, tch::Tensor)>, Er
     build_tensors(&object, &data)
 }
 
-/// The keys of the storage list pickle, in order.
-fn storage_keys(keys: &Pickle) -> Result<Vec<String>, ErrorKind> {
+/// The keys of the storage list pickle, in order (borrowed: a hostile list may repeat one long
+/// string many times through the memo).
+fn storage_keys(keys: &Pickle) -> Result<Vec<Cow<'_, str>>, ErrorKind> {
     let items = match keys.root() {
         Obj::List(v) | Obj::Tuple(v) => v,
         other => {
@@ -108,11 +116,7 @@ fn storage_keys(keys: &Pickle) -> Result<Vec<String>, ErrorKind> {
     };
     items
         .iter()
-        .map(|&id| match keys.get(id) {
-            Obj::Str(s) => Ok(s.clone()),
-            Obj::Int(i) => Ok(i.to_string()),
-            _ => Err(malformed("a storage key is not a string")),
-        })
+        .map(|&id| short_text(keys.get(id), MAX_STORAGE_KEY_BYTES, "storage key"))
         .collect()
 }
 
@@ -282,18 +286,19 @@ fn build_tensors(
     let mut out = Vec::with_capacity(specs.len());
     for (key, spec) in specs {
         let storage = &spec.storage;
-        if !bases.contains_key(&storage.index) {
-            let declared = object
-                .storages
-                .get(storage.index)
-                .ok_or_else(|| malformed("tensor refers to an unknown storage"))?;
-            let raw = data.get(&declared.key).ok_or_else(|| {
-                malformed(format!("storage '{}' has no data", one_line(&declared.key)))
-            })?;
-            let base = tensor_from_bytes(raw, storage.dtype)?;
-            bases.insert(storage.index, base);
-        }
-        let base = &bases[&storage.index];
+        let base = match bases.entry(storage.index) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                let declared = object
+                    .storages
+                    .get(storage.index)
+                    .ok_or_else(|| malformed("tensor refers to an unknown storage"))?;
+                let raw = data.get(&declared.key).ok_or_else(|| {
+                    malformed(format!("storage '{}' has no data", one_line(&declared.key)))
+                })?;
+                e.insert(tensor_from_bytes(raw, storage.dtype)?)
+            }
+        };
         // The view was checked against its storage when unpickled (`pickle::check_view`).
         let offset = storage
             .offset
@@ -339,7 +344,7 @@ struct Flatten<'p> {
     object: &'p Pickle,
     out: Vec<(String, &'p TensorSpec)>,
     seen_keys: HashSet<String>,
-    /// Total length of the keys in `out`.
+    /// Total length of the keys read and written, checked against [`MAX_TOTAL_KEY_BYTES`].
     key_bytes: usize,
     /// Each dict is walked once: a dict reachable twice (or from itself) would repeat keys or
     /// loop, and could multiply the output exponentially.
@@ -347,6 +352,16 @@ struct Flatten<'p> {
 }
 
 impl<'p> Flatten<'p> {
+    fn charge_key_bytes(&mut self, n: usize) -> Result<(), ErrorKind> {
+        self.key_bytes = self.key_bytes.saturating_add(n);
+        if self.key_bytes > MAX_TOTAL_KEY_BYTES {
+            return Err(limit(format!(
+                "more than {MAX_TOTAL_KEY_BYTES} bytes of dictionary keys"
+            )));
+        }
+        Ok(())
+    }
+
     fn dict(&mut self, id: ObjId, prefix: &str, depth: usize) -> Result<(), ErrorKind> {
         if depth > MAX_DICT_DEPTH {
             return Err(limit(format!(
@@ -373,6 +388,8 @@ impl<'p> Flatten<'p> {
                     )))
                 }
             };
+            // Hashing keys costs their length: a hostile pickle may repeat a long one.
+            self.charge_key_bytes(key.len())?;
             match index.get(key) {
                 Some(&i) => entries[i].1 = v,
                 None => {
@@ -396,11 +413,9 @@ impl<'p> Flatten<'p> {
             };
             match value {
                 Obj::Tensor(spec) => {
-                    self.key_bytes += full.len();
-                    if self.out.len() >= MAX_TENSORS || self.key_bytes > MAX_TOTAL_KEY_BYTES {
-                        return Err(limit(format!(
-                            "more than {MAX_TENSORS} tensors or {MAX_TOTAL_KEY_BYTES} bytes of keys"
-                        )));
+                    self.charge_key_bytes(full.len())?;
+                    if self.out.len() >= MAX_TENSORS {
+                        return Err(limit(format!("more than {MAX_TENSORS} tensors")));
                     }
                     if !self.seen_keys.insert(full.clone()) {
                         return Err(malformed(format!(
