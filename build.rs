@@ -10,8 +10,12 @@ fn main() {
     // `pulse info` reports the libtorch version it was built against.
     let version_py = PathBuf::from(&libtorch).join("version.py");
     if let Ok(text) = std::fs::read_to_string(&version_py) {
-        let version = text.lines().find_map(|l| l.strip_prefix("__version__ = ")).unwrap_or("unknown");
-        println!("cargo:rustc-env=PULSE_LIBTORCH_VERSION={}", version.trim_matches(|c| c == '\'' || c == '"'));
+        let version =
+            text.lines().find_map(|l| l.strip_prefix("__version__ = ")).unwrap_or("unknown");
+        println!(
+            "cargo:rustc-env=PULSE_LIBTORCH_VERSION={}",
+            version.trim_matches(|c| c == '\'' || c == '"')
+        );
     }
     let lib = PathBuf::from(libtorch).join("lib");
     // Resolve symlinks so the rpath survives the venv symlink being replaced.

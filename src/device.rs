@@ -34,7 +34,11 @@ pub fn gpu_names() -> Vec<String> {
 /// cudaMemGetInfo through tch); `None` when it cannot be asked.
 pub fn cuda_free_bytes(index: usize) -> Option<u64> {
     let out = std::process::Command::new("nvidia-smi")
-        .args(["--query-gpu=memory.free", "--format=csv,noheader,nounits", &format!("--id={index}")])
+        .args([
+            "--query-gpu=memory.free",
+            "--format=csv,noheader,nounits",
+            &format!("--id={index}"),
+        ])
         .output()
         .ok()?;
     let mib: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
@@ -44,10 +48,15 @@ pub fn cuda_free_bytes(index: usize) -> Option<u64> {
 /// Rough GPU memory of one search image: float32 activations kept for the backward pass, about
 /// 12 tensors of the block's size per layer (conv, blur, noise, activation, norm, style), plus 50%.
 pub fn search_bytes_per_image(config: &crate::stylegan::SynthesisConfig) -> u64 {
-    let per_block: u64 = config.channels.iter().enumerate().map(|(i, &c)| {
-        let side = 4u64 << i;
-        12 * c as u64 * side * side * 4
-    }).sum();
+    let per_block: u64 = config
+        .channels
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| {
+            let side = 4u64 << i;
+            12 * c as u64 * side * side * 4
+        })
+        .sum();
     per_block * 3 / 2
 }
 

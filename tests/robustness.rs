@@ -38,11 +38,21 @@ fn assert_only_complete_outputs(dir: &Path) {
 
 fn upsample_cmd(inputs: &Path, model: &Path, out: &Path, steps: &str) -> Command {
     let mut cmd = Command::new(bin());
-    cmd.args(["upsample", inputs.to_str().unwrap(), "--steps", steps, "--seed", "11", "--eps", "1", "-q"])
-        .args(["--model", model.to_str().unwrap(), "-o", out.to_str().unwrap()])
-        .env_remove("PULSE_MODEL")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    cmd.args([
+        "upsample",
+        inputs.to_str().unwrap(),
+        "--steps",
+        steps,
+        "--seed",
+        "11",
+        "--eps",
+        "1",
+        "-q",
+    ])
+    .args(["--model", model.to_str().unwrap(), "-o", out.to_str().unwrap()])
+    .env_remove("PULSE_MODEL")
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
     cmd
 }
 
@@ -132,7 +142,8 @@ fn full_disk_is_a_clear_error_without_partial_outputs() {
         model.display(),
         out.display()
     );
-    let output = Command::new("bash").args(["-c", &cmd]).env_remove("PULSE_MODEL").output().unwrap();
+    let output =
+        Command::new("bash").args(["-c", &cmd]).env_remove("PULSE_MODEL").output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("a.png"), "the error names the file: {stderr}");
@@ -174,12 +185,20 @@ fn output_folder_that_is_a_file_is_refused() {
 fn init_from_another_model_is_refused() {
     let t = TestDir::new();
     let m = t.model("gen", "synthesis_128_c32.pt", true);
-    pulse().args(["generate", "--model", m.to_str().unwrap(), "-o", t.path("f.png").to_str().unwrap()]).assert().success();
+    pulse()
+        .args(["generate", "--model", m.to_str().unwrap(), "-o", t.path("f.png").to_str().unwrap()])
+        .assert()
+        .success();
     // A model folder with the same architecture but another synthesis file.
     let other = t.path("other");
     std::fs::create_dir_all(&other).unwrap();
     pulse()
-        .args(["convert", fixture("synthesis_128_c32.pt").to_str().unwrap(), "-o", other.join("synthesis.safetensors").to_str().unwrap()])
+        .args([
+            "convert",
+            fixture("synthesis_128_c32.pt").to_str().unwrap(),
+            "-o",
+            other.join("synthesis.safetensors").to_str().unwrap(),
+        ])
         .assert()
         .success();
     std::fs::copy(fixture("gaussian_fit_ffhq.pt"), other.join("gaussian_fit.pt")).unwrap();

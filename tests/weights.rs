@@ -11,9 +11,7 @@ use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
 fn expected() -> Value {
@@ -51,12 +49,8 @@ fn assert_matches_torch(sd: &StateDict, file: &str) {
         let t = sd.get(key).unwrap();
         assert_eq!(t.device(), Device::Cpu, "{key}");
         assert_eq!(dtype_name(t.kind()), desc["dtype"], "{file} {key}: dtype");
-        let shape: Vec<i64> = desc["shape"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_i64().unwrap())
-            .collect();
+        let shape: Vec<i64> =
+            desc["shape"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
         assert_eq!(t.size(), shape, "{file} {key}: shape");
         let flat = t.to_kind(Kind::Double).reshape([-1]);
         let abs_sum = desc["abs_sum"].as_f64().unwrap();
@@ -73,12 +67,7 @@ fn assert_matches_torch(sd: &StateDict, file: &str) {
             let i = pick[0].as_i64().unwrap();
             let bits = u64::from_str_radix(pick[2].as_str().unwrap(), 16).unwrap();
             let got = flat.double_value(&[i]);
-            assert_eq!(
-                got.to_bits(),
-                bits,
-                "{file} {key}[{i}]: {got} vs {}",
-                f64::from_bits(bits)
-            );
+            assert_eq!(got.to_bits(), bits, "{file} {key}[{i}]: {got} vs {}", f64::from_bits(bits));
         }
     }
 }
@@ -152,14 +141,8 @@ fn tensors_sharing_a_storage_are_views_of_it() {
     let t = sd.get("weights.shared.transposed").unwrap();
     assert!(t.equal(&base.tr()));
     assert_eq!(t.stride(), [1, 6]);
-    assert!(sd
-        .get("weights.shared.col")
-        .unwrap()
-        .equal(&base.select(1, 3)));
-    assert_eq!(
-        sd.get("weights.shared.row").unwrap().data_ptr(),
-        base.get(2).data_ptr()
-    );
+    assert!(sd.get("weights.shared.col").unwrap().equal(&base.select(1, 3)));
+    assert_eq!(sd.get("weights.shared.row").unwrap().data_ptr(), base.get(2).data_ptr());
 }
 
 #[test]
@@ -189,11 +172,7 @@ fn safetensors_round_trip_keeps_keys_values_and_metadata() {
     for (key, orig) in sd.iter() {
         let got = back.get(key).unwrap_or_else(|| panic!("{key} lost"));
         assert_eq!(got.size(), orig.size(), "{key}");
-        let want_kind = if orig.is_floating_point() {
-            Kind::Float
-        } else {
-            orig.kind()
-        };
+        let want_kind = if orig.is_floating_point() { Kind::Float } else { orig.kind() };
         assert_eq!(got.kind(), want_kind, "{key}");
         assert!(got.equal(&orig.to_kind(want_kind)), "{key}");
     }
@@ -204,11 +183,7 @@ fn safetensors_round_trip_keeps_keys_values_and_metadata() {
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&out).unwrap().permissions().mode();
-        assert_eq!(
-            mode & 0o777,
-            0o644,
-            "not the private mode of a temporary file"
-        );
+        assert_eq!(mode & 0o777, 0o644, "not the private mode of a temporary file");
     }
 }
 
@@ -301,15 +276,9 @@ fn load_into_ignores_extra_keys_and_converts_dtype() {
 fn load_into_reports_missing_key() {
     let sd = load_ok("mapping.pt");
     let mut vs = mapping_store(&[512, 512]);
-    let _ = vs
-        .root()
-        .sub("truncation")
-        .var("avg", &[512], tch::nn::Init::Const(0.0));
+    let _ = vs.root().sub("truncation").var("avg", &[512], tch::nn::Init::Const(0.0));
     let err = weights::load_into(&mut vs, &sd).unwrap_err();
-    assert!(
-        matches!(&err.kind, ErrorKind::MissingKey { key } if key == "truncation.avg"),
-        "{err}"
-    );
+    assert!(matches!(&err.kind, ErrorKind::MissingKey { key } if key == "truncation.avg"), "{err}");
     assert_one_line_naming(&err, "mapping.pt");
 }
 
@@ -319,11 +288,7 @@ fn load_into_reports_shape_mismatch_and_changes_nothing() {
     let mut vs = mapping_store(&[256, 512]);
     let err = weights::load_into(&mut vs, &sd).unwrap_err();
     match &err.kind {
-        ErrorKind::ShapeMismatch {
-            key,
-            expected,
-            found,
-        } => {
+        ErrorKind::ShapeMismatch { key, expected, found } => {
             assert_eq!(key, "dense0.weight");
             assert_eq!(expected, &[256, 512]);
             assert_eq!(found, &[512, 512]);
@@ -452,11 +417,8 @@ fn legacy_file(object: &[u8], storages: &[(&str, u64, &[u8])]) -> Vec<u8> {
     f.extend(b"\x80\x02M\xe9\x03.");
     f.extend(b"\x80\x02}.");
     f.extend(object);
-    let keys = storages
-        .iter()
-        .fold(Pickle::new().op(b"]("), |p, (k, _, _)| p.str(k))
-        .op(b"e")
-        .stop();
+    let keys =
+        storages.iter().fold(Pickle::new().op(b"]("), |p, (k, _, _)| p.str(k)).op(b"e").stop();
     f.extend(keys);
     for (_, count, bytes) in storages {
         f.extend(count.to_le_bytes());
@@ -504,10 +466,7 @@ fn crafted_legacy_file_with_storage_views_loads() {
     std::fs::write(&path, legacy_file(&object, &[("root", 8, &data)])).unwrap();
     let sd = weights::load(&path).unwrap();
     assert_eq!(sd.keys().collect::<Vec<_>>(), ["a", "b"]);
-    assert!(sd
-        .get("a")
-        .unwrap()
-        .equal(&Tensor::from_slice(&[3f32, 4., 5.])));
+    assert!(sd.get("a").unwrap().equal(&Tensor::from_slice(&[3f32, 4., 5.])));
     assert_eq!(sd.get("b").unwrap().size(), [2, 4]);
     assert_eq!(sd.get("b").unwrap().double_value(&[1, 3]), 7.0);
 }
@@ -546,28 +505,12 @@ fn truncated_legacy_files_report_truncated_at_every_cut() {
     let full = std::fs::read(fixture("gaussian_fit_ffhq.pt")).unwrap();
     for cut in 1..full.len() {
         let (_dir, err) = load_bytes("gaussian_fit.pt", &full[..cut]);
-        assert!(
-            matches!(err.kind, ErrorKind::Truncated),
-            "cut at {cut}: {err}"
-        );
+        assert!(matches!(err.kind, ErrorKind::Truncated), "cut at {cut}: {err}");
     }
     let big = std::fs::read(fixture("synthesis_1024_c16.pt")).unwrap();
-    for cut in [
-        2,
-        14,
-        15,
-        200,
-        21_000,
-        23_504,
-        23_510,
-        100_000,
-        big.len() - 1,
-    ] {
+    for cut in [2, 14, 15, 200, 21_000, 23_504, 23_510, 100_000, big.len() - 1] {
         let (_dir, err) = load_bytes("synthesis.pt", &big[..cut]);
-        assert!(
-            matches!(err.kind, ErrorKind::Truncated),
-            "cut at {cut}: {err}"
-        );
+        assert!(matches!(err.kind, ErrorKind::Truncated), "cut at {cut}: {err}");
     }
 }
 
@@ -576,18 +519,12 @@ fn truncated_zip_files_report_truncated() {
     let full = std::fs::read(fixture("weights_mixed_zip.pt")).unwrap();
     for cut in (1..full.len()).step_by(7) {
         let (_dir, err) = load_bytes("mixed.pt", &full[..cut]);
-        assert!(
-            matches!(err.kind, ErrorKind::Truncated),
-            "cut at {cut}: {err}"
-        );
+        assert!(matches!(err.kind, ErrorKind::Truncated), "cut at {cut}: {err}");
     }
     let big = std::fs::read(fixture("synthesis_128_c32.pt")).unwrap();
     for cut in [4, 100, 13_000, 1_000_000, big.len() - 22, big.len() - 1] {
         let (_dir, err) = load_bytes("synthesis_128.pt", &big[..cut]);
-        assert!(
-            matches!(err.kind, ErrorKind::Truncated),
-            "cut at {cut}: {err}"
-        );
+        assert!(matches!(err.kind, ErrorKind::Truncated), "cut at {cut}: {err}");
     }
 }
 
@@ -600,10 +537,7 @@ fn truncated_safetensors_report_truncated() {
     // from the header's first byte on ('{' at offset 8 identifies the format)
     for cut in (9..full.len()).step_by(13) {
         let (_dir, err) = load_bytes("m.safetensors", &full[..cut]);
-        assert!(
-            matches!(err.kind, ErrorKind::Truncated),
-            "cut at {cut}: {err}"
-        );
+        assert!(matches!(err.kind, ErrorKind::Truncated), "cut at {cut}: {err}");
     }
 }
 
@@ -623,19 +557,9 @@ fn unsupported_opcode_is_named_with_its_offset() {
 /// A pickle calling `module.name("touch <marker>")`, as a legacy file, a zip and a bare pickle.
 fn code_execution_payloads(module: &str, name: &str, marker: &Path) -> Vec<(String, Vec<u8>)> {
     let command = format!("touch {}", marker.display());
-    let classic = Pickle::new()
-        .global(module, name)
-        .mark()
-        .str(&command)
-        .tuple()
-        .op(b"R");
+    let classic = Pickle::new().global(module, name).mark().str(&command).tuple().op(b"R");
     // protocol 4 spelling: STACK_GLOBAL with the names as strings
-    let stack = Pickle(vec![0x80, 4])
-        .str(module)
-        .str(name)
-        .op(b"\x93")
-        .str(&command)
-        .op(b"\x85R");
+    let stack = Pickle(vec![0x80, 4]).str(module).str(name).op(b"\x93").str(&command).op(b"\x85R");
     let dict_with = |call: &Pickle| {
         let mut p = Pickle::new().op(b"}(").str("w");
         p.0.extend_from_slice(&call.0[2..]);
@@ -717,10 +641,7 @@ fn huge_declared_storage_is_refused_without_allocating() {
         .op(b"u")
         .stop();
     // legacy: the storage would have to follow in the file, which ends first
-    let (_d, err) = load_bytes(
-        "huge.pt",
-        &legacy_file(&object, &[("0", 1 << 40, &[0; 16])]),
-    );
+    let (_d, err) = load_bytes("huge.pt", &legacy_file(&object, &[("0", 1 << 40, &[0; 16])]));
     assert!(matches!(err.kind, ErrorKind::Truncated), "{err}");
     // zip: no record of a few hundred bytes can expand to 4 TiB
 
@@ -750,42 +671,25 @@ fn inconsistent_storages_and_views_are_malformed() {
     let four = f32_bytes(&[1., 2., 3., 4.]);
     let cases: Vec<(&str, Vec<u8>)> = vec![
         // the view reaches element 4 of a 4-element storage
-        (
-            "past_end.pt",
-            legacy_file(&tensor(4, 1, &[4], &[1]), &[("0", 4, &four)]),
-        ),
-        (
-            "stride.pt",
-            legacy_file(&tensor(4, 0, &[2, 2], &[3, 1]), &[("0", 4, &four)]),
-        ),
+        ("past_end.pt", legacy_file(&tensor(4, 1, &[4], &[1]), &[("0", 4, &four)])),
+        ("stride.pt", legacy_file(&tensor(4, 0, &[2, 2], &[3, 1]), &[("0", 4, &four)])),
         // the data section's count disagrees with the declaration
-        (
-            "count.pt",
-            legacy_file(&tensor(4, 0, &[4], &[1]), &[("0", 3, &four[..12])]),
-        ),
+        ("count.pt", legacy_file(&tensor(4, 0, &[4], &[1]), &[("0", 3, &four[..12])])),
         // a storage with a tensor but no data
         ("no_data.pt", legacy_file(&tensor(4, 0, &[4], &[1]), &[])),
         // data for a storage no tensor declared
         (
             "stray.pt",
-            legacy_file(
-                &tensor(4, 0, &[4], &[1]),
-                &[("0", 4, &four), ("9", 1, &four[..4])],
-            ),
+            legacy_file(&tensor(4, 0, &[4], &[1]), &[("0", 4, &four), ("9", 1, &four[..4])]),
         ),
         // zip record of the wrong size, and a missing record
-        (
-            "zip_size.pt",
-            zip_file(&tensor(4, 0, &[4], &[1]), &[("0", &four[..8])]),
-        ),
+        ("zip_size.pt", zip_file(&tensor(4, 0, &[4], &[1]), &[("0", &four[..8])])),
         ("zip_missing.pt", zip_file(&tensor(4, 0, &[4], &[1]), &[])),
         // a lone tensor instead of a dict
         (
             "lone.pt",
             legacy_file(
-                &Pickle::new()
-                    .tensor("FloatStorage", "0", 4, None, 0, &[4], &[1])
-                    .stop(),
+                &Pickle::new().tensor("FloatStorage", "0", 4, None, 0, &[4], &[1]).stop(),
                 &[("0", 4, &four)],
             ),
         ),
@@ -823,9 +727,7 @@ fn deep_nesting_and_huge_memo_indices_are_errors_not_crashes() {
     assert!(matches!(err.kind, ErrorKind::Malformed(_)), "{err}");
 
     // memo indices near 2^32: storing is fine, fetching an unset one is an error
-    let memo = Pickle::new()
-        .op(b"}r\xff\xff\xff\xffj\xfe\xff\xff\xff")
-        .stop();
+    let memo = Pickle::new().op(b"}r\xff\xff\xff\xffj\xfe\xff\xff\xff").stop();
     let (_d, err) = load_bytes("memo.pt", &wrap(memo));
     assert!(matches!(err.kind, ErrorKind::Malformed(_)), "{err}");
 
@@ -867,9 +769,7 @@ fn work_is_bounded() {
 #[test]
 fn one_tensor_named_a_million_times_is_refused() {
     // {"0": t, "1": t, ...} with t fetched from the memo: cheap to write, costly to build
-    let mut p = Pickle::new()
-        .tensor("FloatStorage", "0", 1, None, 0, &[1], &[1])
-        .op(b"q\x00}(");
+    let mut p = Pickle::new().tensor("FloatStorage", "0", 1, None, 0, &[1], &[1]).op(b"q\x00}(");
     for i in 0..(1u32 << 20) + 1 {
         p = p.str(&i.to_string()).op(b"h\x00");
         if i % 1000 == 999 {
@@ -878,26 +778,14 @@ fn one_tensor_named_a_million_times_is_refused() {
     }
     let object = p.op(b"u").stop();
     let (_d, err) = load_bytes("many.pt", &legacy_file(&object, &[("0", 1, &[0; 4])]));
-    assert!(
-        matches!(&err.kind, ErrorKind::LimitExceeded(m) if m.contains("tensors")),
-        "{err}"
-    );
+    assert!(matches!(&err.kind, ErrorKind::LimitExceeded(m) if m.contains("tensors")), "{err}");
 }
 
 #[test]
 fn whole_pickled_model_is_explained() {
-    let object = Pickle::new()
-        .mark()
-        .str("module")
-        .op(b"NNN")
-        .tuple()
-        .op(b"Q")
-        .stop();
+    let object = Pickle::new().mark().str("module").op(b"NNN").tuple().op(b"Q").stop();
     let (_d, err) = load_bytes("model.pt", &legacy_file(&object, &[]));
-    assert!(
-        matches!(&err.kind, ErrorKind::Malformed(m) if m.contains("state_dict")),
-        "{err}"
-    );
+    assert!(matches!(&err.kind, ErrorKind::Malformed(m) if m.contains("state_dict")), "{err}");
 }
 
 /// Random byte edits of real files: the loader must return (any result) without panicking.

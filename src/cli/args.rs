@@ -3,7 +3,11 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "pulse", version, about = "PULSE face super-resolution: search a StyleGAN's latent space for a face that downscales to your image")]
+#[command(
+    name = "pulse",
+    version,
+    about = "PULSE face super-resolution: search a StyleGAN's latent space for a face that downscales to your image"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -19,7 +19,8 @@ pub fn auto_batch_size(model: &crate::model::Model) -> usize {
 /// depend on the batch it ran in, the order of the files, or the shard that ran it.
 pub fn item_seed(seed: u64, name: &str, sample: usize, attempt: usize) -> u64 {
     use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(format!("pulse-seed/1:{seed}:{name}:{sample}:{attempt}").as_bytes());
+    let digest =
+        Sha256::digest(format!("pulse-seed/1:{seed}:{name}:{sample}:{attempt}").as_bytes());
     u64::from_le_bytes(digest[..8].try_into().expect("8 bytes")) >> 1
 }
 

@@ -33,8 +33,11 @@ impl GaussianFit {
         tch::no_grad(|| {
             while moments.count < samples {
                 let n = chunk.min(samples - moments.count);
-                let z = Tensor::randn([n, LATENT_DIM], (Kind::Float, Device::Cpu)).to_device(device);
-                moments.add(&crate::stylegan::leaky_relu(&mapping.forward(&z), 5.0).to_kind(Kind::Double));
+                let z =
+                    Tensor::randn([n, LATENT_DIM], (Kind::Float, Device::Cpu)).to_device(device);
+                moments.add(
+                    &crate::stylegan::leaky_relu(&mapping.forward(&z), 5.0).to_kind(Kind::Double),
+                );
                 progress(moments.count);
             }
         });

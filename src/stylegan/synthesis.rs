@@ -32,7 +32,9 @@ impl SynthesisConfig {
 
     /// Reads the architecture from checkpoint keys: blocks `NxN`, channels from each block's
     /// `conv1` (or the 4x4 block's `conv`) weight shape.
-    pub fn from_shapes<'a>(shapes: impl Iterator<Item = (&'a str, Vec<i64>)>) -> anyhow::Result<Self> {
+    pub fn from_shapes<'a>(
+        shapes: impl Iterator<Item = (&'a str, Vec<i64>)>,
+    ) -> anyhow::Result<Self> {
         let mut blocks: Vec<(i64, i64)> = vec![];
         for (key, shape) in shapes {
             let Some(rest) = key.strip_prefix("blocks.") else { continue };
@@ -52,7 +54,9 @@ impl SynthesisConfig {
         }
         for (i, (s, _)) in blocks.iter().enumerate() {
             if *s != 4 << i {
-                bail!("synthesis blocks are not contiguous: block {s}x{s} missing its predecessors");
+                bail!(
+                    "synthesis blocks are not contiguous: block {s}x{s} missing its predecessors"
+                );
             }
         }
         let resolution = blocks.last().map(|b| b.0).unwrap_or(4);
@@ -104,7 +108,8 @@ impl Epilogue {
         let x = x + self.noise_weight.view([1, c, 1, 1]) * noise;
         let x = leaky_relu(&x, 0.2);
         let x = x.instance_norm(None::<Tensor>, None, None, None, true, 0.0, 1e-5, false);
-        let style = w.linear(&self.style_weight.get(), Some(&self.style_bias)).view([-1, 2, c, 1, 1]);
+        let style =
+            w.linear(&self.style_weight.get(), Some(&self.style_bias)).view([-1, 2, c, 1, 1]);
         x * (style.select(1, 0) + 1.0) + style.select(1, 1)
     }
 }
@@ -119,7 +124,10 @@ struct Conv3x3 {
 impl Conv3x3 {
     fn new(vs: nn::Path, cin: i64, cout: i64) -> Self {
         let scale = (2.0 / (cin * 9) as f64).sqrt();
-        Self { weight: ScaledWeight::new(vs.clone(), "weight", &[cout, cin, 3, 3], scale), bias: bias(&vs, "bias", cout) }
+        Self {
+            weight: ScaledWeight::new(vs.clone(), "weight", &[cout, cin, 3, 3], scale),
+            bias: bias(&vs, "bias", cout),
+        }
     }
 
     fn forward(&self, x: &Tensor) -> Tensor {
@@ -141,7 +149,8 @@ impl UpConv {
     fn prepare(&mut self) {
         self.conv.weight.prepare();
         if self.fused {
-            self.fused_kernel = Some(tch::no_grad(|| fuse_upsample_kernel(&self.conv.weight.get())));
+            self.fused_kernel =
+                Some(tch::no_grad(|| fuse_upsample_kernel(&self.conv.weight.get())));
         }
     }
 
@@ -216,7 +225,11 @@ impl Synthesis {
                 }
             } else {
                 Block::Up {
-                    up: UpConv { conv: Conv3x3::new(&p / "conv0_up", cin, c), fused: side >= 128, fused_kernel: None },
+                    up: UpConv {
+                        conv: Conv3x3::new(&p / "conv0_up", cin, c),
+                        fused: side >= 128,
+                        fused_kernel: None,
+                    },
                     conv1: Conv3x3::new(&p / "conv1", c, c),
                 }
             };
@@ -227,7 +240,12 @@ impl Synthesis {
         Self {
             config: config.clone(),
             blocks,
-            torgb: ScaledWeight::new(rgb.clone(), "weight", &[3, cin, 1, 1], 1.0 / (cin as f64).sqrt()),
+            torgb: ScaledWeight::new(
+                rgb.clone(),
+                "weight",
+                &[3, cin, 1, 1],
+                1.0 / (cin as f64).sqrt(),
+            ),
             torgb_bias: bias(&rgb, "bias", 3),
         }
     }

@@ -59,9 +59,9 @@ impl Dtype {
             "ByteStorage" | "UntypedStorage" => Dtype::U8,
             "BoolStorage" => Dtype::Bool,
             _ => {
-                return Err(ErrorKind::UnsupportedDtype(super::error::one_line(
-                    &format!("{module}.{name}"),
-                )))
+                return Err(ErrorKind::UnsupportedDtype(super::error::one_line(&format!(
+                    "{module}.{name}"
+                ))))
             }
         })
     }
@@ -79,11 +79,7 @@ impl Dtype {
             S::I8 => Dtype::I8,
             S::U8 => Dtype::U8,
             S::BOOL => Dtype::Bool,
-            other => {
-                return Err(ErrorKind::UnsupportedDtype(format!(
-                    "{other:?} (safetensors)"
-                )))
-            }
+            other => return Err(ErrorKind::UnsupportedDtype(format!("{other:?} (safetensors)"))),
         })
     }
 
@@ -99,11 +95,7 @@ impl Dtype {
             Kind::Int8 => Dtype::I8,
             Kind::Uint8 => Dtype::U8,
             Kind::Bool => Dtype::Bool,
-            other => {
-                return Err(ErrorKind::UnsupportedDtype(format!(
-                    "{other:?} (tensor kind)"
-                )))
-            }
+            other => return Err(ErrorKind::UnsupportedDtype(format!("{other:?} (tensor kind)"))),
         })
     }
 

@@ -15,10 +15,7 @@ pub struct WeightError {
 
 impl WeightError {
     pub fn new(path: &Path, kind: ErrorKind) -> Self {
-        WeightError {
-            path: path.to_path_buf(),
-            kind,
-        }
+        WeightError { path: path.to_path_buf(), kind }
     }
 }
 
@@ -44,11 +41,7 @@ pub enum ErrorKind {
     #[error("missing key '{key}'")]
     MissingKey { key: String },
     #[error("shape mismatch for '{key}': the model expects {expected:?}, the file has {found:?}")]
-    ShapeMismatch {
-        key: String,
-        expected: Vec<i64>,
-        found: Vec<i64>,
-    },
+    ShapeMismatch { key: String, expected: Vec<i64>, found: Vec<i64> },
     #[error("limit exceeded: {0}")]
     LimitExceeded(String),
     #[error("malformed weight file: {0}")]

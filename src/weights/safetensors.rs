@@ -77,20 +77,15 @@ fn data_end(bytes: &[u8]) -> u64 {
     let mut buf = [0u8; 8];
     buf.copy_from_slice(len);
     let n = u64::from_le_bytes(buf);
-    let Some(header) = usize::try_from(n)
-        .ok()
-        .and_then(|n| bytes.get(8..8usize.checked_add(n)?))
+    let Some(header) = usize::try_from(n).ok().and_then(|n| bytes.get(8..8usize.checked_add(n)?))
     else {
         return 0;
     };
     let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(header) else {
         return 0;
     };
-    let max_end = map
-        .values()
-        .filter_map(|v| v.get("data_offsets")?.get(1)?.as_u64())
-        .max()
-        .unwrap_or(0);
+    let max_end =
+        map.values().filter_map(|v| v.get("data_offsets")?.get(1)?.as_u64()).max().unwrap_or(0);
     max_end.saturating_add(8).saturating_add(n)
 }
 

@@ -37,9 +37,7 @@ type StorageData<'a> = HashMap<String, Cow<'a, [u8]>>;
 /// key: little-endian u64 element count and the raw little-endian elements.
 pub(crate) fn load_legacy(bytes: &[u8]) -> Result<Vec<(String, tch::Tensor)>, ErrorKind> {
     // Storage sizes are checked when their data is read, against the bytes left (`Truncated`).
-    let limits = Limits {
-        max_storage_bytes: u64::MAX,
-    };
+    let limits = Limits { max_storage_bytes: u64::MAX };
     let next = |pos: usize| unpickle(bytes, pos, 0, limits);
 
     // A pickle that is not the magic number is some other pickle file, not a weight file; but
@@ -61,18 +59,12 @@ pub(crate) fn load_legacy(bytes: &[u8]) -> Result<Vec<(String, tch::Tensor)>, Er
     let (object, pos) = next(pos)?;
     let (keys, mut pos) = next(pos)?;
 
-    let declared: HashMap<&str, &DeclaredStorage> = object
-        .storages
-        .iter()
-        .map(|s| (s.key.as_str(), s))
-        .collect();
+    let declared: HashMap<&str, &DeclaredStorage> =
+        object.storages.iter().map(|s| (s.key.as_str(), s)).collect();
     let mut data: StorageData = HashMap::new();
     for key in storage_keys(&keys)? {
         let storage = declared.get(&*key).ok_or_else(|| {
-            malformed(format!(
-                "storage '{}' has data but no tensor",
-                one_line(&key)
-            ))
+            malformed(format!("storage '{}' has data but no tensor", one_line(&key)))
         })?;
         let count = read_u64(bytes, &mut pos)?;
         if count != storage.numel {
@@ -87,14 +79,8 @@ pub(crate) fn load_legacy(bytes: &[u8]) -> Result<Vec<(String, tch::Tensor)>, Er
             .map_err(|_| ErrorKind::Truncated)?;
         let end = pos.checked_add(n).ok_or(ErrorKind::Truncated)?;
         let raw = bytes.get(pos..end).ok_or(ErrorKind::Truncated)?;
-        if data
-            .insert(storage.key.clone(), Cow::Borrowed(raw))
-            .is_some()
-        {
-            return Err(malformed(format!(
-                "storage '{}' is listed twice",
-                one_line(&key)
-            )));
+        if data.insert(storage.key.clone(), Cow::Borrowed(raw)).is_some() {
+            return Err(malformed(format!("storage '{}' is listed twice", one_line(&key))));
         }
         pos = end;
     }
@@ -107,17 +93,9 @@ pub(crate) fn load_legacy(bytes: &[u8]) -> Result<Vec<(String, tch::Tensor)>, Er
 fn storage_keys(keys: &Pickle) -> Result<Vec<Cow<'_, str>>, ErrorKind> {
     let items = match keys.root() {
         Obj::List(v) | Obj::Tuple(v) => v,
-        other => {
-            return Err(malformed(format!(
-                "the storage key list is a {}",
-                other.type_name()
-            )))
-        }
+        other => return Err(malformed(format!("the storage key list is a {}", other.type_name()))),
     };
-    items
-        .iter()
-        .map(|&id| short_text(keys.get(id), MAX_STORAGE_KEY_BYTES, "storage key"))
-        .collect()
+    items.iter().map(|&id| short_text(keys.get(id), MAX_STORAGE_KEY_BYTES, "storage key")).collect()
 }
 
 fn read_u64(bytes: &[u8], pos: &mut usize) -> Result<u64, ErrorKind> {
@@ -147,18 +125,12 @@ pub(crate) fn load_zip(bytes: &[u8]) -> Result<Vec<(String, tch::Tensor)>, Error
         Some(order) => match String::from_utf8_lossy(&order).trim() {
             "little" => false,
             "big" => true,
-            other => {
-                return Err(malformed(format!(
-                    "unknown byte order '{}'",
-                    one_line(other)
-                )))
-            }
+            other => return Err(malformed(format!("unknown byte order '{}'", one_line(other)))),
         },
     };
     let pkl = read_record(&mut zip, &pkl_name, None)?.ok_or(ErrorKind::NotAWeightFile)?;
-    let limits = Limits {
-        max_storage_bytes: (bytes.len() as u64).saturating_mul(MAX_DEFLATE_RATIO),
-    };
+    let limits =
+        Limits { max_storage_bytes: (bytes.len() as u64).saturating_mul(MAX_DEFLATE_RATIO) };
     let (object, _) = unpickle(&pkl, 0, 0, limits)?;
 
     let mut data: StorageData = HashMap::new();
@@ -166,10 +138,7 @@ pub(crate) fn load_zip(bytes: &[u8]) -> Result<Vec<(String, tch::Tensor)>, Error
         let name = format!("{prefix}data/{}", storage.key);
         let nbytes = storage.numel * storage.dtype.size() as u64;
         let mut raw = read_record(&mut zip, &name, Some(nbytes))?.ok_or_else(|| {
-            malformed(format!(
-                "storage '{}' is missing from the archive",
-                one_line(&storage.key)
-            ))
+            malformed(format!("storage '{}' is missing from the archive", one_line(&storage.key)))
         })?;
         if big_endian {
             swap_bytes(&mut raw, storage.dtype);
@@ -194,10 +163,7 @@ fn read_record(
     let declared = record.size();
     let possible = match record.compression() {
         zip::CompressionMethod::Stored => record.compressed_size(),
-        _ => record
-            .compressed_size()
-            .saturating_mul(MAX_DEFLATE_RATIO)
-            .saturating_add(1024),
+        _ => record.compressed_size().saturating_mul(MAX_DEFLATE_RATIO).saturating_add(1024),
     };
     let wanted = expected.unwrap_or(declared);
     if wanted != declared {
@@ -215,10 +181,7 @@ fn read_record(
     }
     // Grows with the bytes actually decompressed; `take` stops a record that lies about its size.
     let mut out = Vec::new();
-    record
-        .take(wanted.saturating_add(1))
-        .read_to_end(&mut out)
-        .map_err(io_error)?;
+    record.take(wanted.saturating_add(1)).read_to_end(&mut out).map_err(io_error)?;
     if out.len() as u64 != wanted {
         return Err(malformed(format!(
             "record '{}' holds {} bytes but {wanted} were declared",
@@ -236,10 +199,7 @@ fn zip_open_error(bytes: &[u8], e: zip::result::ZipError) -> ErrorKind {
     const EOCD_LEN: usize = 22;
     // The EOCD record sits in the last 22 bytes plus a comment of at most 65 535 bytes.
     let start = bytes.len().saturating_sub(EOCD_LEN + 65_535);
-    let found = bytes[start..]
-        .windows(EOCD.len())
-        .rposition(|w| w == EOCD)
-        .map(|p| start + p);
+    let found = bytes[start..].windows(EOCD.len()).rposition(|w| w == EOCD).map(|p| start + p);
     let complete = found.is_some_and(|p| match bytes.get(p + 20..p + 22) {
         Some(c) => p + EOCD_LEN + usize::from(u16::from_le_bytes([c[0], c[1]])) <= bytes.len(),
         None => false,
@@ -319,15 +279,9 @@ fn flatten(object: &Pickle) -> Result<Vec<(String, &TensorSpec)>, ErrorKind> {
     match object.root() {
         Obj::Dict(_) => {}
         Obj::Tensor(_) => {
-            return Err(malformed(
-                "the file holds a single tensor, not a dictionary of tensors",
-            ))
+            return Err(malformed("the file holds a single tensor, not a dictionary of tensors"))
         }
-        _ => {
-            return Err(malformed(
-                "the file holds no dictionary of tensors at its top level",
-            ))
-        }
+        _ => return Err(malformed("the file holds no dictionary of tensors at its top level")),
     }
     let mut walk = Flatten {
         object,
@@ -355,9 +309,7 @@ impl<'p> Flatten<'p> {
     fn charge_key_bytes(&mut self, n: usize) -> Result<(), ErrorKind> {
         self.key_bytes = self.key_bytes.saturating_add(n);
         if self.key_bytes > MAX_TOTAL_KEY_BYTES {
-            return Err(limit(format!(
-                "more than {MAX_TOTAL_KEY_BYTES} bytes of dictionary keys"
-            )));
+            return Err(limit(format!("more than {MAX_TOTAL_KEY_BYTES} bytes of dictionary keys")));
         }
         Ok(())
     }
@@ -406,11 +358,7 @@ impl<'p> Flatten<'p> {
             if prefix.len() + 1 + key.len() > MAX_KEY_BYTES {
                 return Err(limit(format!("a key is longer than {MAX_KEY_BYTES} bytes")));
             }
-            let full = if prefix.is_empty() {
-                key.to_owned()
-            } else {
-                format!("{prefix}.{key}")
-            };
+            let full = if prefix.is_empty() { key.to_owned() } else { format!("{prefix}.{key}") };
             match value {
                 Obj::Tensor(spec) => {
                     self.charge_key_bytes(full.len())?;
