@@ -14,5 +14,7 @@ for f in tests/fixtures/*.pt tests/fixtures/*.safetensors; do
     [ "$(stat -c %s "$f")" -le 2200000 ] && cp -n "$f" "$corpus/" || true
 done
 export LIBTORCH=${LIBTORCH:-$PWD/.venv/libtorch}
+# The fuzz binary is not built by this package, so it lacks the rpath build.rs adds.
+export LD_LIBRARY_PATH=$LIBTORCH/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 RUSTC_BOOTSTRAP=1 cargo fuzz run weights --sanitizer none --release -- \
     -max_total_time="$seconds" -max_len=4194304 -rss_limit_mb=4096 -timeout=10
