@@ -116,17 +116,7 @@ fn render_warns_about_another_model_and_refuses_another_resolution() {
         .success();
     let latent = t.path("f.latent.safetensors");
     // Same architecture, other file: a warning, still rendered.
-    let other = t.path("other");
-    std::fs::create_dir_all(&other).unwrap();
-    pulse()
-        .args([
-            "convert",
-            fixture("synthesis_128_c32.pt").to_str().unwrap(),
-            "-o",
-            other.join("synthesis.safetensors").to_str().unwrap(),
-        ])
-        .assert()
-        .success();
+    let other = t.model_converted("other");
     pulse()
         .args([
             "render",

@@ -388,3 +388,69 @@ fn output_equal_to_input_is_refused() {
         .stderr(predicate::str::contains("overwrite this input"));
     assert_eq!(std::fs::read(&input).unwrap(), before);
 }
+
+#[test]
+fn restarts_search_again_and_report_the_winning_attempt() {
+    let t = TestDir::new();
+    let report = t.path("r.json");
+    // An eps no search reaches: every attempt runs, the best one wins.
+    pulse()
+        .args([
+            "upsample",
+            &face("astronaut32.png"),
+            "--steps",
+            "2",
+            "--seed",
+            "7",
+            "--eps",
+            "1e-9",
+            "--restarts",
+            "2",
+            "-q",
+        ])
+        .args(["--model", t.model_128().to_str().unwrap(), "-o", t.path("out").to_str().unwrap()])
+        .args(["--report", report.to_str().unwrap()])
+        .assert()
+        .code(3);
+    let img = &read_json(&report)["images"][0];
+    let attempt = img["attempt"].as_u64().unwrap() as usize;
+    assert!(attempt <= 2);
+    assert_eq!(
+        img["seed"].as_u64().unwrap(),
+        pulse::pipelines::item_seed(7, "astronaut32", 0, attempt)
+    );
+    let seeds: Vec<u64> =
+        (0..3).map(|a| pulse::pipelines::item_seed(7, "astronaut32", 0, a)).collect();
+    assert!(seeds[0] != seeds[1] && seeds[1] != seeds[2]);
+}
+
+#[test]
+fn mask_weights_an_rgb_target_and_intermediates_are_saved() {
+    let t = TestDir::new();
+    let mask = t.path("mask.png");
+    image::GrayImage::from_pixel(32, 32, image::Luma([0])).save(&mask).unwrap();
+    let report = t.path("r.json");
+    pulse()
+        .args([
+            "upsample",
+            &face("astronaut32.png"),
+            "--steps",
+            "3",
+            "--seed",
+            "1",
+            "-q",
+            "--save-intermediate",
+        ])
+        .args(["--mask", mask.to_str().unwrap()])
+        .args(["--model", t.model_128().to_str().unwrap(), "-o", t.path("out").to_str().unwrap()])
+        .args(["--report", report.to_str().unwrap()])
+        .assert()
+        .success();
+    // An all-zero mask leaves nothing to match: L2 is 0, clamped to eps.
+    assert_eq!(read_json(&report)["images"][0]["best"]["L2"].as_f64().unwrap() as f32, 2e-3f32);
+    let gif = std::fs::File::open(t.path("out").join("astronaut32.steps.gif")).unwrap();
+    let frames = image::AnimationDecoder::into_frames(
+        image::codecs::gif::GifDecoder::new(std::io::BufReader::new(gif)).unwrap(),
+    );
+    assert_eq!(frames.count(), 3);
+}

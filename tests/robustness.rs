@@ -190,18 +190,7 @@ fn init_from_another_model_is_refused() {
         .assert()
         .success();
     // A model folder with the same architecture but another synthesis file.
-    let other = t.path("other");
-    std::fs::create_dir_all(&other).unwrap();
-    pulse()
-        .args([
-            "convert",
-            fixture("synthesis_128_c32.pt").to_str().unwrap(),
-            "-o",
-            other.join("synthesis.safetensors").to_str().unwrap(),
-        ])
-        .assert()
-        .success();
-    std::fs::copy(fixture("gaussian_fit_ffhq.pt"), other.join("gaussian_fit.pt")).unwrap();
+    let other = t.model_converted("other");
     pulse()
         .args(["upsample", &face("astronaut32.png"), "--steps", "1", "-q"])
         .args(["--init", t.path("f.latent.safetensors").to_str().unwrap()])

@@ -38,6 +38,17 @@ impl TestDir {
         self.model("m128", "synthesis_128_c32.pt", false)
     }
 
+    /// The 128x128 network converted to safetensors, with the Gaussian fit: the same
+    /// architecture and weights as `model_128`, but another synthesis file (another sha256).
+    pub fn model_converted(&self, name: &str) -> PathBuf {
+        let dir = self.path(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let sd = pulse::weights::load(&fixture("synthesis_128_c32.pt")).unwrap();
+        pulse::weights::save_safetensors(&sd, &dir.join("synthesis.safetensors"), None).unwrap();
+        std::fs::copy(fixture("gaussian_fit_ffhq.pt"), dir.join("gaussian_fit.pt")).unwrap();
+        dir
+    }
+
     /// A model folder from fixture files; `mapping` adds the fixture mapping network.
     pub fn model(&self, name: &str, synthesis: &str, mapping: bool) -> PathBuf {
         let dir = self.path(name);
