@@ -14,6 +14,14 @@ pub fn parse_device(s: &str) -> anyhow::Result<Device> {
     }
 }
 
+/// The name `--device` takes for a device: `cpu` or `cuda:N`.
+pub fn device_name(device: Device) -> String {
+    match device {
+        Device::Cuda(n) => format!("cuda:{n}"),
+        _ => "cpu".to_string(),
+    }
+}
+
 /// GPU model names, read from the NVIDIA driver's /proc entries (libtorch does not expose them);
 /// empty where there is no NVIDIA driver.
 pub fn gpu_names() -> Vec<String> {
@@ -71,5 +79,7 @@ mod tests {
         assert_eq!(parse_device("cuda:3").unwrap(), Device::Cuda(3));
         assert!(parse_device("gpu").is_err());
         assert!(parse_device("cuda:x").is_err());
+        assert_eq!(device_name(parse_device("cuda:2").unwrap()), "cuda:2");
+        assert_eq!(device_name(Device::Cpu), "cpu");
     }
 }

@@ -24,6 +24,8 @@ fn writes_image_latent_compare_and_report() {
     assert_eq!(r["settings"]["steps"], 3);
     assert_eq!(r["settings"]["loss"], "100*L2+0.05*GEOCROSS");
     assert_eq!(r["model"]["resolution"], 128);
+    let device = r["settings"]["device"].as_str().unwrap();
+    assert!(device == "cpu" || device.starts_with("cuda:"), "device {device}");
     let img = &r["images"][0];
     assert_eq!(img["converged"], false);
     assert_eq!(img["sample"], 0);

@@ -410,7 +410,7 @@ fn settings(opts: &UpsampleOptions, device: Device) -> Settings {
         samples: opts.samples,
         batch_size: opts.batch_size,
         restarts: opts.restarts,
-        device: format!("{device:?}"),
+        device: crate::device::device_name(device),
     }
 }
 
