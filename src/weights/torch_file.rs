@@ -282,7 +282,7 @@ fn build_tensors(
     let mut out = Vec::with_capacity(specs.len());
     for (key, spec) in specs {
         let storage = &spec.storage;
-        if !bases.contains_key(&storage.index) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = bases.entry(storage.index) {
             let declared = object
                 .storages
                 .get(storage.index)
@@ -290,8 +290,7 @@ fn build_tensors(
             let raw = data.get(&declared.key).ok_or_else(|| {
                 malformed(format!("storage '{}' has no data", one_line(&declared.key)))
             })?;
-            let base = tensor_from_bytes(raw, storage.dtype)?;
-            bases.insert(storage.index, base);
+            slot.insert(tensor_from_bytes(raw, storage.dtype)?);
         }
         let base = &bases[&storage.index];
         // The view was checked against its storage when unpickled (`pickle::check_view`).
