@@ -64,7 +64,10 @@ impl Default for Options {
             scales: vec![0.0, 0.5, 1.0, 1.5],
             regions: root.join("examples/hair/regions32.png"),
             reference: root.join("examples/faces/astronaut32.png"),
-            faces: vec![root.join("examples/faces/astronaut32.png"), root.join("examples/faces/cameraman32.png")],
+            faces: vec![
+                root.join("examples/faces/astronaut32.png"),
+                root.join("examples/faces/cameraman32.png"),
+            ],
             photo: Some(root.join("examples/faces/astronaut128.png")),
             out: PathBuf::from("out/hair_colour"),
         }
@@ -96,7 +99,8 @@ pub fn run(opts: &Options, log: &mut dyn FnMut(&str)) -> anyhow::Result<Outputs>
     let mut model = Model::load(&opts.model, device)?;
     let resolution = model.config().resolution;
     for dir in ["targets", "results"] {
-        std::fs::create_dir_all(opts.out.join(dir)).with_context(|| format!("{}: cannot create", opts.out.display()))?;
+        std::fs::create_dir_all(opts.out.join(dir))
+            .with_context(|| format!("{}: cannot create", opts.out.display()))?;
     }
     let search = SearchConfig { steps: opts.steps, ..SearchConfig::default() };
 
@@ -126,7 +130,14 @@ pub fn run(opts: &Options, log: &mut dyn FnMut(&str)) -> anyhow::Result<Outputs>
     let mut results = vec![];
     for (hair, rgba) in HAIR.iter().zip(&targets) {
         let (rgb, alpha) = (rgba.narrow(0, 0, 3), rgba.narrow(0, 3, 1));
-        let (image, mut latent) = editing::search_target(&mut model, &rgb, Some(&alpha), opts.seed, &search, &mut |_, _| true)?;
+        let (image, mut latent) = editing::search_target(
+            &mut model,
+            &rgb,
+            Some(&alpha),
+            opts.seed,
+            &search,
+            &mut |_, _| true,
+        )?;
         latent.metadata.insert("source".into(), format!("targets/{hair}.png"));
         let path = opts.out.join(format!("results/{hair}.latent.safetensors"));
         latent.write(&path)?;
@@ -138,16 +149,25 @@ pub fn run(opts: &Options, log: &mut dyn FnMut(&str)) -> anyhow::Result<Outputs>
     }
 
     // 3. The direction blond minus black.
-    let direction = Direction::from_latents(&[(&latents[0], &latents[1])], &[(latent_paths[0].display().to_string(), latent_paths[1].display().to_string())])?;
+    let direction = Direction::from_latents(
+        &[(&latents[0], &latents[1])],
+        &[(latent_paths[0].display().to_string(), latent_paths[1].display().to_string())],
+    )?;
     let direction_path = opts.out.join("blond_minus_black.direction.safetensors");
     direction.write(&direction_path)?;
-    log(&format!("direction {} (norm {:.3})", direction_path.display(), direction.vector.norm().double_value(&[])));
+    log(&format!(
+        "direction {} (norm {:.3})",
+        direction_path.display(),
+        direction.vector.norm().double_value(&[])
+    ));
 
     // 4. Other faces: the blue-hair result, PULSE results of low-resolution faces, an embedded photo.
-    let mut faces: Vec<(String, LatentFile, PathBuf)> = vec![("blue".into(), latents.pop().expect("three latents"), latent_paths[2].clone())];
+    let mut faces: Vec<(String, LatentFile, PathBuf)> =
+        vec![("blue".into(), latents.pop().expect("three latents"), latent_paths[2].clone())];
     for face in &opts.faces {
         let t = imageio::read_target(face, resolution)?;
-        let (image, latent) = editing::search_target(&mut model, &t.rgb, None, opts.seed, &search, &mut |_, _| true)?;
+        let (image, latent) =
+            editing::search_target(&mut model, &t.rgb, None, opts.seed, &search, &mut |_, _| true)?;
         let name = stem(face);
         let path = opts.out.join(format!("results/{name}.latent.safetensors"));
         latent.write(&path)?;
@@ -157,7 +177,11 @@ pub fn run(opts: &Options, log: &mut dyn FnMut(&str)) -> anyhow::Result<Outputs>
     }
     if let Some(photo) = &opts.photo {
         let (pixels, resized) = imageio::read_photo(photo, resolution)?;
-        let eopts = EmbedOptions { steps: opts.embed_steps, noise: EmbedNoise::Random { seed: opts.seed }, ..EmbedOptions::default() };
+        let eopts = EmbedOptions {
+            steps: opts.embed_steps,
+            noise: EmbedNoise::Random { seed: opts.seed },
+            ..EmbedOptions::default()
+        };
         let embedded = editing::embed(&model, &pixels, &eopts, &mut |_| true)?;
         let name = format!("{}_embedded", stem(photo));
         let path = opts.out.join(format!("results/{name}.latent.safetensors"));
@@ -181,7 +205,7 @@ pub fn run(opts: &Options, log: &mut dyn FnMut(&str)) -> anyhow::Result<Outputs>
     let columns = opts.scales.len().max(4);
     let mut sheet = Sheet::new(tile, columns);
     let pad = |sheet: &mut Sheet| {
-        while sheet.len() % columns != 0 {
+        while !sheet.len().is_multiple_of(columns) {
             sheet.push(&Tensor::full([3, 1, 1], 0.12, (Kind::Float, Device::Cpu)), "");
         }
     };
@@ -197,7 +221,15 @@ pub fn run(opts: &Options, log: &mut dyn FnMut(&str)) -> anyhow::Result<Outputs>
     pad(&mut sheet);
     let mask = LayerMask::all(model.config().num_layers());
     for (name, latent, path) in &faces {
-        let edits = editing::edit::edit(&model, latent, path, &direction, &direction_path, &opts.scales, &mask)?;
+        let edits = editing::edit::edit(
+            &model,
+            latent,
+            path,
+            &direction,
+            &direction_path,
+            &opts.scales,
+            &mask,
+        )?;
         for e in &edits {
             sheet.push(&e.image, &format!("{name} {}", scale_label(e.scale)));
         }
@@ -209,7 +241,15 @@ pub fn run(opts: &Options, log: &mut dyn FnMut(&str)) -> anyhow::Result<Outputs>
     log(&format!("sheet {} ({rows} rows of {columns})", sheet_path.display()));
     let mut all_latents = latent_paths;
     all_latents.extend(faces.iter().skip(1).map(|f| f.2.clone()));
-    Ok(Outputs { sheet: sheet_path, tile, columns, rows, targets: target_paths, latents: all_latents, direction: direction_path })
+    Ok(Outputs {
+        sheet: sheet_path,
+        tile,
+        columns,
+        rows,
+        targets: target_paths,
+        latents: all_latents,
+        direction: direction_path,
+    })
 }
 
 fn parse_args() -> anyhow::Result<Options> {
@@ -221,7 +261,8 @@ fn parse_args() -> anyhow::Result<Options> {
             std::process::exit(0);
         }
         let value = args.next().with_context(|| format!("{flag} needs a value"))?;
-        let number = |v: &str| v.parse::<u64>().with_context(|| format!("{flag}: '{v}' is not a number"));
+        let number =
+            |v: &str| v.parse::<u64>().with_context(|| format!("{flag}: '{v}' is not a number"));
         match flag.as_str() {
             "--model" => o.model = value.into(),
             "--device" => o.device = value,
@@ -231,7 +272,9 @@ fn parse_args() -> anyhow::Result<Options> {
             "--scales" => o.scales = editing::edit::parse_scales(&value)?,
             "--regions" => o.regions = value.into(),
             "--reference" => o.reference = value.into(),
-            "--faces" => o.faces = value.split(',').filter(|s| !s.is_empty()).map(PathBuf::from).collect(),
+            "--faces" => {
+                o.faces = value.split(',').filter(|s| !s.is_empty()).map(PathBuf::from).collect()
+            }
             "--photo" => o.photo = (value != "none").then(|| value.into()),
             "--out" => o.out = value.into(),
             _ => bail!("unknown flag {flag} (see --help)"),

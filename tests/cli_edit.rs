@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
 fn regions() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hair/regions32.png").to_string_lossy().into_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/hair/regions32.png")
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn s(p: &Path) -> &str {
@@ -32,7 +35,20 @@ fn sheet_size(tile: i64, n: usize) -> (u32, u32) {
 
 /// Two faces of the model with a mapping network, as latent files; returns their paths.
 fn two_latents(t: &TestDir, model: &Path) -> (PathBuf, PathBuf) {
-    pulse().args(["generate", "--model", s(model), "--seed", "1", "--count", "2", "-o", s(&t.path("g/face.png"))]).assert().success();
+    pulse()
+        .args([
+            "generate",
+            "--model",
+            s(model),
+            "--seed",
+            "1",
+            "--count",
+            "2",
+            "-o",
+            s(&t.path("g/face.png")),
+        ])
+        .assert()
+        .success();
     (t.path("g/face_0.latent.safetensors"), t.path("g/face_1.latent.safetensors"))
 }
 
@@ -41,7 +57,16 @@ fn target_colours_regions_from_names_hex_and_a_face() {
     let t = TestDir::new();
     let out = t.path("blond/face.png");
     pulse()
-        .args(["target", &regions(), "--hair", "blond", "--face", &face("astronaut32.png"), "-o", s(&out)])
+        .args([
+            "target",
+            &regions(),
+            "--hair",
+            "blond",
+            "--face",
+            &face("astronaut32.png"),
+            "-o",
+            s(&out),
+        ])
         .assert()
         .success()
         .stderr(predicate::str::contains("hair").and(predicate::str::contains("#debe80")));
@@ -69,7 +94,21 @@ fn target_colours_regions_from_names_hex_and_a_face() {
 
     // Hex colours, and `none` leaves a region free.
     let out2 = t.path("t2.png");
-    pulse().args(["target", &regions(), "--hair", "#102030", "--skin", "none", "--background", "white", "-o", s(&out2)]).assert().success();
+    pulse()
+        .args([
+            "target",
+            &regions(),
+            "--hair",
+            "#102030",
+            "--skin",
+            "none",
+            "--background",
+            "white",
+            "-o",
+            s(&out2),
+        ])
+        .assert()
+        .success();
     let img2 = rgba(&out2);
     for (x, y, m) in map.enumerate_pixels() {
         let p = img2.get_pixel(x, y).0;
@@ -96,14 +135,27 @@ fn hair_workflow_target_upsample_direction_edit_render() {
     let model = t.model_128();
     for hair in ["black", "blond"] {
         let target = t.path(&format!("targets/{hair}/face.png"));
-        pulse().args(["target", &regions(), "--hair", hair, "--face", &face("astronaut32.png"), "-o", s(&target)]).assert().success();
+        pulse()
+            .args([
+                "target",
+                &regions(),
+                "--hair",
+                hair,
+                "--face",
+                &face("astronaut32.png"),
+                "-o",
+                s(&target),
+            ])
+            .assert()
+            .success();
         pulse()
             .args(["upsample", s(&target), "--steps", "3", "--seed", "7", "-q"])
             .args(["--model", s(&model), "-o", s(&t.path(&format!("out/{hair}")))])
             .assert()
             .code(predicate::in_iter([0, 3])); // 3: not converged, as expected of the random network
     }
-    let (black, blond) = (t.path("out/black/face.latent.safetensors"), t.path("out/blond/face.latent.safetensors"));
+    let (black, blond) =
+        (t.path("out/black/face.latent.safetensors"), t.path("out/blond/face.latent.safetensors"));
     let dir = t.path("blond_minus_black.safetensors");
     pulse()
         .args(["direction", s(&black), s(&blond), "-o", s(&dir)])
@@ -115,7 +167,18 @@ fn hair_workflow_target_upsample_direction_edit_render() {
 
     let sheet = t.path("edit/black.png");
     pulse()
-        .args(["edit", s(&black), "--direction", s(&dir), "--scale", "0,1", "--layers", "0-11", "--separate", "--save-latent"])
+        .args([
+            "edit",
+            s(&black),
+            "--direction",
+            s(&dir),
+            "--scale",
+            "0,1",
+            "--layers",
+            "0-11",
+            "--separate",
+            "--save-latent",
+        ])
         .args(["--model", s(&model), "-o", s(&sheet)])
         .assert()
         .success()
@@ -123,12 +186,18 @@ fn hair_workflow_target_upsample_direction_edit_render() {
     assert_eq!(image_size(&sheet), sheet_size(128, 2));
     // Scale 0 is the face itself, exactly as `render` draws it.
     let rendered = t.path("rendered.png");
-    pulse().args(["render", s(&black), "--model", s(&model), "-o", s(&rendered)]).assert().success();
+    pulse()
+        .args(["render", s(&black), "--model", s(&model), "-o", s(&rendered)])
+        .assert()
+        .success();
     assert_eq!(pixels(&t.path("edit/black_scale0.png")), pixels(&rendered));
     // The saved edit at scale 1 renders as shown, and carries blond's W+ (black's noise).
     let edited = t.path("edit/black_scale1.latent.safetensors");
     let rendered1 = t.path("rendered1.png");
-    pulse().args(["render", s(&edited), "--model", s(&model), "-o", s(&rendered1)]).assert().success();
+    pulse()
+        .args(["render", s(&edited), "--model", s(&model), "-o", s(&rendered1)])
+        .assert()
+        .success();
     assert_eq!(pixels(&t.path("edit/black_scale1.png")), pixels(&rendered1));
     let (w_edit, w_blond) = (latent_w_plus(&edited), latent_w_plus(&blond));
     assert!(w_edit.iter().zip(&w_blond).all(|(a, b)| (a - b).abs() < 1e-4));
@@ -137,7 +206,16 @@ fn hair_workflow_target_upsample_direction_edit_render() {
     // Only the chosen layers move; negative scales need `=` or a leading scale.
     let partial = t.path("partial.png");
     pulse()
-        .args(["edit", s(&black), "--direction", s(&dir), "--scale=-1,0.5", "--layers", "0-3", "--save-latent"])
+        .args([
+            "edit",
+            s(&black),
+            "--direction",
+            s(&dir),
+            "--scale=-1,0.5",
+            "--layers",
+            "0-3",
+            "--save-latent",
+        ])
         .args(["--model", s(&model), "-o", s(&partial)])
         .assert()
         .success();
@@ -147,7 +225,18 @@ fn hair_workflow_target_upsample_direction_edit_render() {
     assert_eq!(moved[4 * 512..], base[4 * 512..]);
     assert!(t.path("partial_scale-1.latent.safetensors").is_file());
     pulse()
-        .args(["edit", s(&black), "--direction", s(&dir), "--layers", "0-12", "--model", s(&model), "-o", s(&t.path("x.png"))])
+        .args([
+            "edit",
+            s(&black),
+            "--direction",
+            s(&dir),
+            "--layers",
+            "0-12",
+            "--model",
+            s(&model),
+            "-o",
+            s(&t.path("x.png")),
+        ])
         .assert()
         .failure()
         .stderr(predicate::str::contains("layer 12 does not exist"));
@@ -161,14 +250,24 @@ fn direction_averages_pairs_and_refuses_other_models() {
     let pairs = t.path("pairs.txt");
     std::fs::write(&pairs, "# from to\ng/face_0.latent.safetensors g/face_1.latent.safetensors\n\ng/face_1.latent.safetensors\tg/face_0.latent.safetensors # reversed\n").unwrap();
     let dir = t.path("d.safetensors");
-    pulse().args(["direction", "--pairs", s(&pairs), s(&a), s(&b), "-o", s(&dir)]).assert().success().stderr(predicate::str::contains("3 pairs"));
+    pulse()
+        .args(["direction", "--pairs", s(&pairs), s(&a), s(&b), "-o", s(&dir)])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("3 pairs"));
     let d = pulse::editing::Direction::read(&dir).unwrap();
     assert_eq!(d.pairs(), 3);
     // (b - a) + (b - a) + (a - b), over 3.
-    let expected = (pulse::latent::LatentFile::read(&b).unwrap().w_plus - pulse::latent::LatentFile::read(&a).unwrap().w_plus) / 3.0;
+    let expected = (pulse::latent::LatentFile::read(&b).unwrap().w_plus
+        - pulse::latent::LatentFile::read(&a).unwrap().w_plus)
+        / 3.0;
     assert!((d.vector - expected).abs().max().double_value(&[]) < 1e-5);
 
-    pulse().args(["direction", s(&a), "-o", s(&t.path("odd.safetensors"))]).assert().failure().stderr(predicate::str::contains("pairs"));
+    pulse()
+        .args(["direction", s(&a), "-o", s(&t.path("odd.safetensors"))])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("pairs"));
     // A latent of another model (its synthesis file's sha256 differs) is refused.
     let mut foreign = pulse::latent::LatentFile::read(&b).unwrap();
     foreign.metadata.insert("model_sha256".into(), "0".repeat(64));
@@ -182,14 +281,35 @@ fn direction_averages_pairs_and_refuses_other_models() {
     assert!(!t.path("mixed.safetensors").exists());
     // A direction of another model is refused by edit; a latent is not a direction.
     let foreign_dir = t.path("foreign_dir.safetensors");
-    pulse().args(["direction", s(&foreign_path), s(&foreign_path), "-o", s(&foreign_dir)]).assert().success();
     pulse()
-        .args(["edit", s(&a), "--direction", s(&foreign_dir), "--model", s(&model), "-o", s(&t.path("e.png"))])
+        .args(["direction", s(&foreign_path), s(&foreign_path), "-o", s(&foreign_dir)])
+        .assert()
+        .success();
+    pulse()
+        .args([
+            "edit",
+            s(&a),
+            "--direction",
+            s(&foreign_dir),
+            "--model",
+            s(&model),
+            "-o",
+            s(&t.path("e.png")),
+        ])
         .assert()
         .failure()
         .stderr(predicate::str::contains("another model"));
     pulse()
-        .args(["edit", s(&a), "--direction", s(&b), "--model", s(&model), "-o", s(&t.path("e.png"))])
+        .args([
+            "edit",
+            s(&a),
+            "--direction",
+            s(&b),
+            "--model",
+            s(&model),
+            "-o",
+            s(&t.path("e.png")),
+        ])
         .assert()
         .failure()
         .stderr(predicate::str::contains("pulse-direction/1"));
@@ -204,12 +324,33 @@ fn embed_writes_a_latent_that_renders_its_image_and_reports_psnr() {
     let photo = t.path("g/face_0.png");
     let (latent, image) = (t.path("emb/face.latent.safetensors"), t.path("emb/face.png"));
     pulse()
-        .args(["embed", s(&photo), "-o", s(&latent), "--image", s(&image), "--steps", "3", "--lr", "0.002", "--model", s(&model)])
+        .args([
+            "embed",
+            s(&photo),
+            "-o",
+            s(&latent),
+            "--image",
+            s(&image),
+            "--steps",
+            "3",
+            "--lr",
+            "0.002",
+            "--model",
+            s(&model),
+        ])
         .assert()
         .success()
-        .stderr(predicate::str::contains("PSNR").and(predicate::str::contains(" dB")).and(predicate::str::contains("MSE")));
+        .stderr(
+            predicate::str::contains("PSNR")
+                .and(predicate::str::contains(" dB"))
+                .and(predicate::str::contains("MSE")),
+        );
     let rendered = t.path("rendered.png");
-    pulse().args(["render", s(&latent), "--model", s(&model), "-o", s(&rendered)]).assert().success().stderr(predicate::str::contains("warning").not());
+    pulse()
+        .args(["render", s(&latent), "--model", s(&model), "-o", s(&rendered)])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("warning").not());
     assert_eq!(pixels(&rendered), pixels(&image));
     let file = pulse::latent::LatentFile::read(&latent).unwrap();
     assert_eq!(file.metadata["source"], "embed");
@@ -217,31 +358,79 @@ fn embed_writes_a_latent_that_renders_its_image_and_reports_psnr() {
     // The embedded latent works with `direction` and `edit` like any other.
     let dir = t.path("d.safetensors");
     pulse().args(["direction", s(&a), s(&latent), "-o", s(&dir)]).assert().success();
-    pulse().args(["edit", s(&latent), "--direction", s(&dir), "--model", s(&model), "-o", s(&t.path("e.png"))]).assert().success();
+    pulse()
+        .args([
+            "edit",
+            s(&latent),
+            "--direction",
+            s(&dir),
+            "--model",
+            s(&model),
+            "-o",
+            s(&t.path("e.png")),
+        ])
+        .assert()
+        .success();
     assert_eq!(image_size(&t.path("e.png")), sheet_size(128, 4));
 
     // Another size is resized, saying so; the perceptual term takes a vgg16 state dict.
     let small = t.path("small.png");
     write_rgb_png(&small, 96, 64);
     let vgg = t.path("vgg16.safetensors");
-    let widths = [(0, 3, 4), (2, 4, 4), (5, 4, 4), (7, 4, 4), (10, 4, 4), (12, 4, 4), (14, 4, 4), (17, 4, 4), (19, 4, 4)];
+    let widths = [
+        (0, 3, 4),
+        (2, 4, 4),
+        (5, 4, 4),
+        (7, 4, 4),
+        (10, 4, 4),
+        (12, 4, 4),
+        (14, 4, 4),
+        (17, 4, 4),
+        (19, 4, 4),
+    ];
     let mut pairs = vec![];
     for (i, cin, cout) in widths {
-        pairs.push((format!("features.{i}.weight"), Tensor::randn([cout, cin, 3, 3], (Kind::Float, Device::Cpu))));
-        pairs.push((format!("features.{i}.bias"), Tensor::zeros([cout], (Kind::Float, Device::Cpu))));
+        pairs.push((
+            format!("features.{i}.weight"),
+            Tensor::randn([cout, cin, 3, 3], (Kind::Float, Device::Cpu)),
+        ));
+        pairs.push((
+            format!("features.{i}.bias"),
+            Tensor::zeros([cout], (Kind::Float, Device::Cpu)),
+        ));
     }
-    pulse::weights::save_safetensors(&pulse::weights::StateDict::from_pairs(pairs), &vgg, None).unwrap();
+    pulse::weights::save_safetensors(&pulse::weights::StateDict::from_pairs(pairs), &vgg, None)
+        .unwrap();
     pulse()
-        .args(["embed", s(&small), "-o", s(&t.path("small.latent.safetensors")), "--steps", "2", "--noise", "zero"])
+        .args([
+            "embed",
+            s(&small),
+            "-o",
+            s(&t.path("small.latent.safetensors")),
+            "--steps",
+            "2",
+            "--noise",
+            "zero",
+        ])
         .args(["--perceptual", s(&vgg), "--model", s(&model)])
         .assert()
         .success()
         .stderr(predicate::str::contains("resized"));
     pulse()
-        .args(["embed", s(&small), "-o", s(&t.path("x.latent.safetensors")), "--perceptual", s(&fixture("mapping.pt"))])
+        .args([
+            "embed",
+            s(&small),
+            "-o",
+            s(&t.path("x.latent.safetensors")),
+            "--perceptual",
+            s(&fixture("mapping.pt")),
+        ])
         .args(["--model", s(&model)])
         .assert()
         .failure()
-        .stderr(predicate::str::contains("not a torchvision vgg16 state dict").and(predicate::str::contains("features.0.weight")));
+        .stderr(
+            predicate::str::contains("not a torchvision vgg16 state dict")
+                .and(predicate::str::contains("features.0.weight")),
+        );
     assert!(!t.path("x.latent.safetensors").exists());
 }

@@ -50,7 +50,9 @@ fn scale_zero_renders_the_latent_exactly() {
     let (a, b) = (random_latent(&model, 1), random_latent(&model, 2));
     let direction = direction_between(&a, &b);
     let mask = LayerMask::all(model.config().num_layers());
-    let edits = edit::edit(&model, &a, Path::new("a"), &direction, Path::new("d"), &[0.0, 1.0], &mask).unwrap();
+    let edits =
+        edit::edit(&model, &a, Path::new("a"), &direction, Path::new("d"), &[0.0, 1.0], &mask)
+            .unwrap();
     let (w, noise) = a.batch_of_one(Device::Cpu);
     let plain = synthesize(&model, &w, &noise).unwrap();
     assert!(edits[0].image.equal(&plain), "render(w + 0 v) must equal render(w)");
@@ -63,7 +65,10 @@ fn scale_zero_renders_the_latent_exactly() {
         assert!(n.equal(m));
     }
     assert_eq!(edits[1].latent.metadata["edit_scale"], "1");
-    assert_eq!(edits[1].latent.metadata["edit_layers"], format!("0-{}", model.config().num_layers() - 1));
+    assert_eq!(
+        edits[1].latent.metadata["edit_layers"],
+        format!("0-{}", model.config().num_layers() - 1)
+    );
     assert!(edits[1].latent.latent.is_none());
 }
 
@@ -110,7 +115,9 @@ fn layer_masks_select_only_their_layers() {
     }
     assert!(LayerMask::parse("0-17", 12).unwrap_err().to_string().contains("does not exist"));
     assert_eq!(parse_scales("0,0.5, 1,-1.5").unwrap(), vec![0.0, 0.5, 1.0, -1.5]);
-    assert!(parse_scales("1,x").is_err() && parse_scales("").is_err() && parse_scales("nan").is_err());
+    assert!(
+        parse_scales("1,x").is_err() && parse_scales("").is_err() && parse_scales("nan").is_err()
+    );
     assert_eq!([scale_label(0.0), scale_label(0.5), scale_label(-1.0)], ["0", "+0.5", "-1"]);
 }
 
@@ -119,8 +126,11 @@ fn direction_is_the_mean_difference_and_round_trips_with_metadata() {
     let t = TestDir::new();
     let model = model_128(&t);
     let l: Vec<LatentFile> = (0..4).map(|s| random_latent(&model, s)).collect();
-    let d = Direction::from_latents(&[(&l[0], &l[1]), (&l[2], &l[3])], &[("a".into(), "b".into()), ("c".into(), "d".into())])
-        .unwrap();
+    let d = Direction::from_latents(
+        &[(&l[0], &l[1]), (&l[2], &l[3])],
+        &[("a".into(), "b".into()), ("c".into(), "d".into())],
+    )
+    .unwrap();
     let expected = ((&l[1].w_plus - &l[0].w_plus) + (&l[3].w_plus - &l[2].w_plus)) / 2.0;
     assert!(max_abs(&d.vector, &expected) < 1e-5);
     let path = t.path("d.safetensors");
@@ -147,12 +157,14 @@ fn directions_refuse_latents_of_another_model() {
     let a = random_latent(&model, 1);
     let mut other = random_latent(&model, 2);
     other.metadata.insert("model_sha256".into(), "f".repeat(64));
-    let err = Direction::from_latents(&[(&a, &other)], &[("a".into(), "other".into())]).unwrap_err();
+    let err =
+        Direction::from_latents(&[(&a, &other)], &[("a".into(), "other".into())]).unwrap_err();
     assert!(err.to_string().contains("another model"), "{err}");
     // A direction made with another model is refused by edit.
     let foreign = direction_between(&other, &other);
     let mask = LayerMask::all(model.config().num_layers());
-    let err = edit::edit(&model, &a, Path::new("a"), &foreign, Path::new("d"), &[1.0], &mask).unwrap_err();
+    let err = edit::edit(&model, &a, Path::new("a"), &foreign, Path::new("d"), &[1.0], &mask)
+        .unwrap_err();
     assert!(err.to_string().contains("another model"), "{err}");
 }
 
@@ -174,7 +186,8 @@ fn embedding_recovers_a_rendered_latent_to_high_psnr() {
     let noise = embed::fixed_noise(layers, EmbedNoise::Zero);
     let photo = synthesize(&model, &known, &noise).unwrap();
     let steps = 20;
-    let opts = EmbedOptions { steps, lr: 0.002, noise: EmbedNoise::Zero, ..EmbedOptions::default() };
+    let opts =
+        EmbedOptions { steps, lr: 0.002, noise: EmbedNoise::Zero, ..EmbedOptions::default() };
     let mut seen = 0;
     let out = embed::embed(&model, &photo, &opts, &mut |s| {
         assert_eq!((s.step, s.steps), (seen, steps));
@@ -215,15 +228,33 @@ fn embedding_stops_when_asked_and_refuses_a_wrong_size() {
 
 /// A torchvision-vgg16-shaped state dict (same keys and layout, narrow channels), random.
 pub fn write_tiny_vgg(path: &Path) {
-    let widths = [(0, 3, 4), (2, 4, 4), (5, 4, 6), (7, 6, 6), (10, 6, 8), (12, 8, 8), (14, 8, 8), (17, 8, 8), (19, 8, 8), (21, 8, 8)];
+    let widths = [
+        (0, 3, 4),
+        (2, 4, 4),
+        (5, 4, 6),
+        (7, 6, 6),
+        (10, 6, 8),
+        (12, 8, 8),
+        (14, 8, 8),
+        (17, 8, 8),
+        (19, 8, 8),
+        (21, 8, 8),
+    ];
     tch::manual_seed(3);
     let mut pairs = vec![];
     for (i, cin, cout) in widths {
-        pairs.push((format!("features.{i}.weight"), Tensor::randn([cout, cin, 3, 3], (Kind::Float, Device::Cpu)) * 0.3));
-        pairs.push((format!("features.{i}.bias"), Tensor::randn([cout], (Kind::Float, Device::Cpu)) * 0.1));
+        pairs.push((
+            format!("features.{i}.weight"),
+            Tensor::randn([cout, cin, 3, 3], (Kind::Float, Device::Cpu)) * 0.3,
+        ));
+        pairs.push((
+            format!("features.{i}.bias"),
+            Tensor::randn([cout], (Kind::Float, Device::Cpu)) * 0.1,
+        ));
     }
     pairs.push(("classifier.0.weight".into(), Tensor::zeros([4, 4], (Kind::Float, Device::Cpu))));
-    pulse::weights::save_safetensors(&pulse::weights::StateDict::from_pairs(pairs), path, None).unwrap();
+    pulse::weights::save_safetensors(&pulse::weights::StateDict::from_pairs(pairs), path, None)
+        .unwrap();
 }
 
 #[test]
@@ -238,7 +269,10 @@ fn perceptual_term_uses_four_vgg_feature_maps() {
     let fa = vgg.features(&a);
     let sizes: Vec<Vec<i64>> = fa.iter().map(|f| f.size()).collect();
     // conv1_1, conv1_2 at 256, conv3_2 at 64, conv4_2 at 32 (inputs resized to 256).
-    assert_eq!(sizes, [vec![1, 4, 256, 256], vec![1, 4, 256, 256], vec![1, 8, 64, 64], vec![1, 8, 32, 32]]);
+    assert_eq!(
+        sizes,
+        [vec![1, 4, 256, 256], vec![1, 4, 256, 256], vec![1, 8, 64, 64], vec![1, 8, 32, 32]]
+    );
     assert_eq!(Vgg16Features::distance(&fa, &vgg.features(&a)).double_value(&[]), 0.0);
     assert!(Vgg16Features::distance(&fa, &vgg.features(&b)).double_value(&[]) > 0.0);
     // The embedding adds it to the MSE.
@@ -256,7 +290,10 @@ fn perceptual_term_uses_four_vgg_feature_maps() {
     // A state dict that is not VGG16 is refused, naming the key.
     let bad = t.path("bad.safetensors");
     pulse::weights::save_safetensors(
-        &pulse::weights::StateDict::from_pairs(vec![("features.0.weight".into(), Tensor::zeros([4, 3, 3, 3], (Kind::Float, Device::Cpu)))]),
+        &pulse::weights::StateDict::from_pairs(vec![(
+            "features.0.weight".into(),
+            Tensor::zeros([4, 3, 3, 3], (Kind::Float, Device::Cpu)),
+        )]),
         &bad,
         None,
     )
@@ -270,17 +307,26 @@ fn targets_colour_the_regions_and_leave_the_rest_free() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let map = RegionMap::read(&root.join("examples/hair/regions32.png")).unwrap();
     assert_eq!(map.side, 32);
-    let (hair, skin, bg, free) =
-        (map.count(Region::Hair), map.count(Region::Skin), map.count(Region::Background), map.count(Region::Free));
+    let (hair, skin, bg, free) = (
+        map.count(Region::Hair),
+        map.count(Region::Skin),
+        map.count(Region::Background),
+        map.count(Region::Free),
+    );
     assert!(hair > 100 && skin > 50 && bg > 50 && free > 50, "{hair} {skin} {bg} {free}");
     assert_eq!(hair + skin + bg + free, 32 * 32);
 
     let black = target::parse_colour("black").unwrap().unwrap();
-    let colours = TargetColours::from_u8(Some(black), target::parse_colour("#E0AC8A").unwrap(), None);
+    let colours =
+        TargetColours::from_u8(Some(black), target::parse_colour("#E0AC8A").unwrap(), None);
     let rgba = target::build_target(&map, &colours).unwrap();
     assert_eq!(rgba.size(), [4, 32, 32]);
     let alpha = rgba.get(3);
-    assert_eq!(alpha.sum(Kind::Double).double_value(&[]) as usize, hair + skin, "background left free");
+    assert_eq!(
+        alpha.sum(Kind::Double).double_value(&[]) as usize,
+        hair + skin,
+        "background left free"
+    );
     for (i, region) in map.regions.iter().enumerate() {
         let (y, x) = ((i / 32) as i64, (i % 32) as i64);
         let px: Vec<f64> = (0..4).map(|c| rgba.double_value(&[c, y, x])).collect();
@@ -305,7 +351,14 @@ fn targets_colour_the_regions_and_leave_the_rest_free() {
     let err = target::parse_colour("teal-ish").unwrap_err().to_string();
     assert!(err.contains("blond") && err.contains("#rrggbb"), "{err}");
     // Sampling a face: the mean colour of each region's pixels.
-    let face = Tensor::stack(&[Tensor::full([32, 32], 0.2, (Kind::Float, Device::Cpu)), Tensor::full([32, 32], 0.4, (Kind::Float, Device::Cpu)), Tensor::full([32, 32], 0.6, (Kind::Float, Device::Cpu))], 0);
+    let face = Tensor::stack(
+        &[
+            Tensor::full([32, 32], 0.2, (Kind::Float, Device::Cpu)),
+            Tensor::full([32, 32], 0.4, (Kind::Float, Device::Cpu)),
+            Tensor::full([32, 32], 0.6, (Kind::Float, Device::Cpu)),
+        ],
+        0,
+    );
     let sampled = map.mean_colour(&face, Region::Skin).unwrap();
     assert!((sampled[0] - 0.2).abs() < 1e-6 && (sampled[2] - 0.6).abs() < 1e-6);
     // A map without any coloured region cannot make a target.

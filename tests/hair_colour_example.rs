@@ -26,7 +26,11 @@ fn hair_colour_example_writes_targets_latents_direction_and_sheet() {
 
     for target in &out.targets {
         assert_eq!(image_size(target), (32, 32));
-        assert!(image::open(target).unwrap().color().has_alpha(), "{} must be RGBA", target.display());
+        assert!(
+            image::open(target).unwrap().color().has_alpha(),
+            "{} must be RGBA",
+            target.display()
+        );
     }
     for hair in hair_colour::HAIR {
         assert_eq!(image_size(&t.path(&format!("hair/results/{hair}.png"))), (128, 128));

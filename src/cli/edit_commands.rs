@@ -25,17 +25,24 @@ fn load_model(args: &ModelArgs) -> anyhow::Result<Model> {
 
 fn create_parent(path: &Path) -> anyhow::Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("{}: cannot create folder", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("{}: cannot create folder", parent.display()))?;
     }
     Ok(())
 }
 
 /// `FROM TO` pairs from the arguments and the `--pairs` file.
 fn direction_pairs(a: &DirectionArgs) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
-    ensure!(a.latents.len() % 2 == 0, "give latents in pairs (FROM TO ...); got {} files", a.latents.len());
-    let mut pairs: Vec<(PathBuf, PathBuf)> = a.latents.chunks(2).map(|p| (p[0].clone(), p[1].clone())).collect();
+    ensure!(
+        a.latents.len().is_multiple_of(2),
+        "give latents in pairs (FROM TO ...); got {} files",
+        a.latents.len()
+    );
+    let mut pairs: Vec<(PathBuf, PathBuf)> =
+        a.latents.chunks(2).map(|p| (p[0].clone(), p[1].clone())).collect();
     if let Some(file) = &a.pairs {
-        let text = std::fs::read_to_string(file).with_context(|| format!("{}: cannot read", file.display()))?;
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("{}: cannot read", file.display()))?;
         let base = file.parent().unwrap_or(Path::new(""));
         for (n, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or("").trim();
@@ -48,7 +55,12 @@ fn direction_pairs(a: &DirectionArgs) -> anyhow::Result<Vec<(PathBuf, PathBuf)>>
                 line.split_whitespace().collect()
             };
             if fields.len() != 2 {
-                bail!("{}:{}: expected two latent files FROM TO, got {} fields", file.display(), n + 1, fields.len());
+                bail!(
+                    "{}:{}: expected two latent files FROM TO, got {} fields",
+                    file.display(),
+                    n + 1,
+                    fields.len()
+                );
             }
             pairs.push((base.join(fields[0]), base.join(fields[1])));
         }
@@ -76,7 +88,8 @@ pub fn direction(a: DirectionArgs) -> anyhow::Result<ExitCode> {
 
 /// `OUT_scale<S>.<ext>` beside `OUT.png`.
 fn scale_path(out: &Path, scale: f64, ext: &str) -> PathBuf {
-    let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "edit".into());
+    let stem =
+        out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "edit".into());
     out.with_file_name(format!("{stem}_scale{scale}.{ext}"))
 }
 
@@ -95,7 +108,8 @@ pub fn edit(a: EditArgs) -> anyhow::Result<ExitCode> {
             short(&model.sha256)
         );
     }
-    let edits = editing::edit::edit(&model, &latent, &a.latent, &direction, &a.direction, &scales, &mask)?;
+    let edits =
+        editing::edit::edit(&model, &latent, &a.latent, &direction, &a.direction, &scales, &mask)?;
     let resolution = model.config().resolution;
     let tile = a.tile.unwrap_or(resolution.min(512));
     ensure!((8..=4096).contains(&tile), "--tile: expected 8 to 4096 pixels, got {tile}");
@@ -193,7 +207,9 @@ fn region_colour(
 ) -> anyhow::Result<Option<[f32; 3]>> {
     let to_f = |c: [u8; 3]| c.map(|v| f32::from(v) / 255.0);
     Ok(match (flag, face) {
-        (Some(s), _) => target::parse_colour(s).with_context(|| format!("--{}", region.name()))?.map(to_f),
+        (Some(s), _) => {
+            target::parse_colour(s).with_context(|| format!("--{}", region.name()))?.map(to_f)
+        }
         (None, Some(face)) => map.mean_colour(face, region).or(Some(to_f(default))),
         (None, None) => Some(to_f(default)),
     })
@@ -205,11 +221,18 @@ pub fn target(a: TargetArgs) -> anyhow::Result<ExitCode> {
         Some(path) => Some(imageio::read_photo(path, map.side)?.0),
         None => None,
     };
-    let hair = target::parse_colour(&a.hair).context("--hair")?.map(|c| c.map(|v| f32::from(v) / 255.0));
+    let hair =
+        target::parse_colour(&a.hair).context("--hair")?.map(|c| c.map(|v| f32::from(v) / 255.0));
     let colours = TargetColours {
         hair,
         skin: region_colour(a.skin.as_deref(), Region::Skin, &map, face.as_ref(), DEFAULT_SKIN)?,
-        background: region_colour(a.background.as_deref(), Region::Background, &map, face.as_ref(), DEFAULT_BACKGROUND)?,
+        background: region_colour(
+            a.background.as_deref(),
+            Region::Background,
+            &map,
+            face.as_ref(),
+            DEFAULT_BACKGROUND,
+        )?,
     };
     let rgba = target::build_target(&map, &colours)?;
     create_parent(&a.out)?;

@@ -26,7 +26,10 @@ impl Direction {
     /// The mean of `to.w_plus - from.w_plus` over `pairs` (latents already read). `sources`
     /// names each pair's files for the metadata. Every latent must come from the same model
     /// (same `model_sha256`) and have the same number of layers.
-    pub fn from_latents(pairs: &[(&LatentFile, &LatentFile)], sources: &[(String, String)]) -> anyhow::Result<Self> {
+    pub fn from_latents(
+        pairs: &[(&LatentFile, &LatentFile)],
+        sources: &[(String, String)],
+    ) -> anyhow::Result<Self> {
         ensure!(!pairs.is_empty(), "a direction needs at least one FROM TO pair");
         ensure!(pairs.len() == sources.len(), "one source name per pair");
         let first = pairs[0].0;
@@ -42,7 +45,11 @@ impl Direction {
                     );
                 }
                 if latent.layers() != layers {
-                    bail!("{name}: has {} layers but {} has {layers}", latent.layers(), sources[0].0);
+                    bail!(
+                        "{name}: has {} layers but {} has {layers}",
+                        latent.layers(),
+                        sources[0].0
+                    );
                 }
             }
         }
@@ -94,7 +101,8 @@ impl Direction {
 
     /// Writes the file (atomically).
     pub fn write(&self, path: &Path) -> anyhow::Result<()> {
-        let sd = StateDict::from_pairs(vec![("direction".to_string(), self.vector.shallow_clone())]);
+        let sd =
+            StateDict::from_pairs(vec![("direction".to_string(), self.vector.shallow_clone())]);
         let meta: HashMap<String, String> = self.metadata.clone().into_iter().collect();
         weights::save_safetensors(&sd, path, Some(&meta))?;
         Ok(())
@@ -102,15 +110,23 @@ impl Direction {
 
     /// Reads and checks a direction file (format tag, shape, finite values).
     pub fn read(path: &Path) -> anyhow::Result<Self> {
-        let sd = weights::load(path).with_context(|| format!("{}: not a direction file", path.display()))?;
+        let sd = weights::load(path)
+            .with_context(|| format!("{}: not a direction file", path.display()))?;
         let metadata: BTreeMap<String, String> =
             sd.metadata().cloned().unwrap_or_default().into_iter().collect();
         match metadata.get("format") {
             Some(f) if f == FORMAT => {}
-            Some(f) => bail!("{}: unsupported direction format '{f}' (expected {FORMAT})", path.display()),
-            None => bail!("{}: not a direction file (no 'format' metadata; expected {FORMAT})", path.display()),
+            Some(f) => {
+                bail!("{}: unsupported direction format '{f}' (expected {FORMAT})", path.display())
+            }
+            None => bail!(
+                "{}: not a direction file (no 'format' metadata; expected {FORMAT})",
+                path.display()
+            ),
         }
-        let vector = sd.get("direction").with_context(|| format!("{}: missing 'direction'", path.display()))?;
+        let vector = sd
+            .get("direction")
+            .with_context(|| format!("{}: missing 'direction'", path.display()))?;
         let size = vector.size();
         if size.len() != 2 || size[1] != LATENT_DIM || size[0] < 2 {
             bail!("{}: 'direction' has shape {size:?}, expected [L, {LATENT_DIM}]", path.display());
@@ -124,7 +140,12 @@ impl Direction {
 
     /// Refuses to apply this direction (read from `path`) to a latent of another model or of
     /// another number of layers.
-    pub fn check_latent(&self, path: &Path, latent: &LatentFile, latent_path: &Path) -> anyhow::Result<()> {
+    pub fn check_latent(
+        &self,
+        path: &Path,
+        latent: &LatentFile,
+        latent_path: &Path,
+    ) -> anyhow::Result<()> {
         if latent.model_sha256() != self.model_sha256() {
             bail!(
                 "{}: made with another model (model_sha256 {}) than {} ({}); find the direction again with latents of this model",

@@ -28,14 +28,22 @@ impl LayerMask {
         let mut mask = vec![false; layers];
         for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let number = |s: &str| -> anyhow::Result<usize> {
-                s.trim().parse().with_context(|| format!("layers: '{s}' is not a layer number (expected e.g. 0-17, 0-3,8 or all)"))
+                s.trim().parse().with_context(|| {
+                    format!(
+                        "layers: '{s}' is not a layer number (expected e.g. 0-17, 0-3,8 or all)"
+                    )
+                })
             };
             let (a, b) = match part.split_once('-') {
                 Some((a, b)) => (number(a)?, number(b)?),
                 None => (number(part)?, number(part)?),
             };
             ensure!(a <= b, "layers: range '{part}' is reversed");
-            ensure!(b < layers, "layers: layer {b} does not exist (the model has layers 0-{})", layers - 1);
+            ensure!(
+                b < layers,
+                "layers: layer {b} does not exist (the model has layers 0-{})",
+                layers - 1
+            );
             mask[a..=b].iter_mut().for_each(|m| *m = true);
         }
         ensure!(mask.iter().any(|&m| m), "layers: '{spec}' selects no layer");
@@ -85,7 +93,8 @@ impl std::fmt::Display for LayerMask {
 /// `w_plus + scale * direction` on the layers of `mask`, the other layers unchanged. `w_plus` is
 /// [L,512] or [B,L,512], `direction` [L,512]. Scale 0 returns `w_plus` exactly.
 pub fn apply(w_plus: &Tensor, direction: &Tensor, scale: f64, mask: &LayerMask) -> Tensor {
-    let masked = direction.to_device(w_plus.device()).to_kind(w_plus.kind()) * mask.to_tensor(w_plus.device());
+    let masked = direction.to_device(w_plus.device()).to_kind(w_plus.kind())
+        * mask.to_tensor(w_plus.device());
     w_plus + masked * scale
 }
 
@@ -139,7 +148,12 @@ pub fn edit(
 ) -> anyhow::Result<Vec<Edited>> {
     latent.check_layers(latent_path, model.config().num_layers())?;
     direction.check_latent(direction_path, latent, latent_path)?;
-    ensure!(mask.len() == latent.layers(), "the layer mask has {} layers, the latent {}", mask.len(), latent.layers());
+    ensure!(
+        mask.len() == latent.layers(),
+        "the layer mask has {} layers, the latent {}",
+        mask.len(),
+        latent.layers()
+    );
     let mut out = vec![];
     for &scale in scales {
         let w_plus = apply(&latent.w_plus.to_kind(Kind::Float), &direction.vector, scale, mask);

@@ -19,7 +19,9 @@ use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 pub enum EmbedNoise {
     Zero,
     /// N(0,1) drawn from this seed.
-    Random { seed: u64 },
+    Random {
+        seed: u64,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -99,8 +101,13 @@ pub fn mean_w(model: &Model, samples: i64, seed: i64) -> anyhow::Result<(Tensor,
             let mut done = 0;
             while done < samples {
                 let n = (samples - done).min(10_000);
-                let z = Tensor::randn([n, LATENT_DIM], (Kind::Float, Device::Cpu)).to_device(model.device);
-                sum += mapping.forward(&z).to_kind(Kind::Double).sum_dim_intlist(0, false, Kind::Double);
+                let z = Tensor::randn([n, LATENT_DIM], (Kind::Float, Device::Cpu))
+                    .to_device(model.device);
+                sum += mapping.forward(&z).to_kind(Kind::Double).sum_dim_intlist(
+                    0,
+                    false,
+                    Kind::Double,
+                );
                 done += n;
             }
             (sum / samples as f64).to_kind(Kind::Float)
@@ -126,7 +133,9 @@ pub fn fixed_noise(layers: usize, noise: EmbedNoise) -> Vec<Tensor> {
             let s = SynthesisConfig::noise_side(l);
             match noise {
                 EmbedNoise::Zero => Tensor::zeros([1, 1, s, s], (Kind::Float, Device::Cpu)),
-                EmbedNoise::Random { .. } => Tensor::randn([1, 1, s, s], (Kind::Float, Device::Cpu)),
+                EmbedNoise::Random { .. } => {
+                    Tensor::randn([1, 1, s, s], (Kind::Float, Device::Cpu))
+                }
             }
         })
         .collect()
@@ -137,7 +146,8 @@ pub fn fixed_noise(layers: usize, noise: EmbedNoise) -> Vec<Tensor> {
 /// rendering, which is what the user sees, with gradients kept for every pixel that is off.
 fn saturated_error(gen: &Tensor, photo: &Tensor) -> Tensor {
     let err = gen - photo;
-    let free = (photo.ge(1.0).logical_and(&err.gt(0.0))).logical_or(&photo.le(0.0).logical_and(&err.lt(0.0)));
+    let free = (photo.ge(1.0).logical_and(&err.gt(0.0)))
+        .logical_or(&photo.le(0.0).logical_and(&err.lt(0.0)));
     err.masked_fill(&free, 0.0)
 }
 
@@ -169,7 +179,10 @@ pub fn embed(
     let target_features = vgg.as_ref().map(|v| tch::no_grad(|| v.features(&target)));
 
     let vs = nn::VarStore::new(device);
-    let w = vs.root().var_copy("w_plus", &mean.view([1, 1, LATENT_DIM]).expand([1, layers, LATENT_DIM], false).contiguous());
+    let w = vs.root().var_copy(
+        "w_plus",
+        &mean.view([1, 1, LATENT_DIM]).expand([1, layers, LATENT_DIM], false).contiguous(),
+    );
     let mut adam = nn::Adam::default().build(&vs, opts.lr)?;
 
     // Loss at the current W+: (total, mse) as tensors.
@@ -177,7 +190,9 @@ pub fn embed(
         let gen = (model.synthesis.forward(w, &noise_dev)? + 1.0) / 2.0;
         let mse = saturated_error(&gen, &target).square().mean(Kind::Float);
         let total = match (&vgg, &target_features) {
-            (Some(vgg), Some(tf)) => &mse + Vgg16Features::distance(&vgg.features(&gen), tf) * opts.perceptual_weight,
+            (Some(vgg), Some(tf)) => {
+                &mse + Vgg16Features::distance(&vgg.features(&gen), tf) * opts.perceptual_weight
+            }
             _ => mse.shallow_clone(),
         };
         Ok((total, mse))
@@ -187,8 +202,17 @@ pub fn embed(
     let mut best: Option<(f64, usize, Tensor)> = None;
     for step in 0..=opts.steps {
         let (total, mse) = if step < opts.steps { loss(&w)? } else { tch::no_grad(|| loss(&w))? };
-        let values = EmbedStep { step, steps: opts.steps, mse: mse.double_value(&[]), total: total.double_value(&[]) };
-        ensure!(values.total.is_finite(), "the loss became {} at step {step}; try a lower --lr", values.total);
+        let values = EmbedStep {
+            step,
+            steps: opts.steps,
+            mse: mse.double_value(&[]),
+            total: total.double_value(&[]),
+        };
+        ensure!(
+            values.total.is_finite(),
+            "the loss became {} at step {step}; try a lower --lr",
+            values.total
+        );
         if best.as_ref().is_none_or(|(b, _, _)| values.total < *b) {
             best = Some((values.total, step, tch::no_grad(|| w.detach().copy())));
         }
@@ -207,12 +231,16 @@ pub fn embed(
     let (_, best_step, best_w) = best.expect("at least one step");
 
     let image = synthesize(model, &best_w, &noise)?;
-    let mse_of = |img: &Tensor| f64::try_from((img - photo.to_kind(Kind::Float)).square().mean(Kind::Double)).unwrap_or(f64::NAN);
+    let mse_of = |img: &Tensor| {
+        f64::try_from((img - photo.to_kind(Kind::Float)).square().mean(Kind::Double))
+            .unwrap_or(f64::NAN)
+    };
     let mse = mse_of(&image);
     let start_w = mean.view([1, 1, LATENT_DIM]).expand([1, layers, LATENT_DIM], false);
     let initial_mse = mse_of(&synthesize(model, &start_w, &noise)?);
 
-    let mut latent = LatentFile::new(best_w.squeeze_dim(0).to_device(Device::Cpu), None, noise, &model.sha256);
+    let mut latent =
+        LatentFile::new(best_w.squeeze_dim(0).to_device(Device::Cpu), None, noise, &model.sha256);
     let meta = [
         ("source", "embed".to_string()),
         ("embed_steps", opts.steps.to_string()),
@@ -220,7 +248,14 @@ pub fn embed(
         ("embed_best_step", best_step.to_string()),
         ("embed_mse", format!("{mse:.6e}")),
         ("embed_psnr", format!("{:.2}", psnr(mse))),
-        ("embed_start", match start { MeanSource::Mapping => "mapping", MeanSource::GaussianFit => "gaussian_fit" }.to_string()),
+        (
+            "embed_start",
+            match start {
+                MeanSource::Mapping => "mapping",
+                MeanSource::GaussianFit => "gaussian_fit",
+            }
+            .to_string(),
+        ),
         (
             "embed_noise",
             match opts.noise {

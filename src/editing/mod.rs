@@ -39,9 +39,15 @@ pub fn search_target(
         weight: alpha.map(|a| a.unsqueeze(0).to_device(device)),
     };
     let start = Start::random(seed, model.config(), config.tile_latent);
-    let mut outcomes = search::search(&model.synthesis, &fit, config, &target, start, device, &mut |p: Progress| {
-        on_step(p.step, p.steps)
-    })?;
+    let mut outcomes = search::search(
+        &model.synthesis,
+        &fit,
+        config,
+        &target,
+        start,
+        device,
+        &mut |p: Progress| on_step(p.step, p.steps),
+    )?;
     let outcome = outcomes.remove(0);
     let mut latent = LatentFile::new(
         outcome.w_plus.squeeze_dim(0).to_device(Device::Cpu),

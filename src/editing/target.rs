@@ -110,8 +110,10 @@ impl RegionMap {
     /// From `rgb` [3,S,S] in [0,1] and an optional alpha [1,S,S].
     pub fn from_image(rgb: &Tensor, alpha: Option<&Tensor>) -> Self {
         let side = rgb.size()[2];
-        let values: Vec<f32> = Vec::try_from(rgb.to_kind(Kind::Float).contiguous().view([-1])).expect("float image");
-        let alpha: Option<Vec<f32>> = alpha.map(|a| Vec::try_from(a.to_kind(Kind::Float).contiguous().view([-1])).expect("float"));
+        let values: Vec<f32> =
+            Vec::try_from(rgb.to_kind(Kind::Float).contiguous().view([-1])).expect("float image");
+        let alpha: Option<Vec<f32>> = alpha
+            .map(|a| Vec::try_from(a.to_kind(Kind::Float).contiguous().view([-1])).expect("float"));
         let n = (side * side) as usize;
         let regions = (0..n)
             .map(|i| {
@@ -131,14 +133,20 @@ impl RegionMap {
     /// The mean colour [r,g,b] in [0,1] of `face` ([3,S,S], resized to the map's side if it is
     /// not) over `region`'s pixels; `None` if the map has none.
     pub fn mean_colour(&self, face: &Tensor, region: Region) -> Option<[f32; 3]> {
-        let face = if face.size()[2] != self.side { resize(face, self.side) } else { face.shallow_clone() };
-        let values: Vec<f32> = Vec::try_from(face.to_kind(Kind::Float).contiguous().view([-1])).expect("float image");
+        let face = if face.size()[2] != self.side {
+            resize(face, self.side)
+        } else {
+            face.shallow_clone()
+        };
+        let values: Vec<f32> =
+            Vec::try_from(face.to_kind(Kind::Float).contiguous().view([-1])).expect("float image");
         let n = self.regions.len();
         let pixels: Vec<usize> = (0..n).filter(|&i| self.regions[i] == region).collect();
         if pixels.is_empty() {
             return None;
         }
-        let mean = |c: usize| pixels.iter().map(|&i| values[c * n + i]).sum::<f32>() / pixels.len() as f32;
+        let mean =
+            |c: usize| pixels.iter().map(|&i| values[c * n + i]).sum::<f32>() / pixels.len() as f32;
         Some([mean(0), mean(1), mean(2)])
     }
 }
@@ -163,7 +171,11 @@ pub struct TargetColours {
 }
 
 impl TargetColours {
-    pub fn from_u8(hair: Option<[u8; 3]>, skin: Option<[u8; 3]>, background: Option<[u8; 3]>) -> Self {
+    pub fn from_u8(
+        hair: Option<[u8; 3]>,
+        skin: Option<[u8; 3]>,
+        background: Option<[u8; 3]>,
+    ) -> Self {
         let f = |c: Option<[u8; 3]>| c.map(|c| c.map(|v| f32::from(v) / 255.0));
         Self { hair: f(hair), skin: f(skin), background: f(background) }
     }

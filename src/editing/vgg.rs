@@ -32,7 +32,8 @@ pub struct Vgg16Features {
 impl Vgg16Features {
     pub fn load(path: &Path, device: Device) -> anyhow::Result<Self> {
         let sd = weights::load(path)?;
-        Self::from_state_dict(&sd, device).with_context(|| format!("{}: not a torchvision vgg16 state dict", path.display()))
+        Self::from_state_dict(&sd, device)
+            .with_context(|| format!("{}: not a torchvision vgg16 state dict", path.display()))
     }
 
     pub fn from_state_dict(sd: &StateDict, device: Device) -> anyhow::Result<Self> {
@@ -87,6 +88,10 @@ impl Vgg16Features {
 
     /// Sum over the four feature maps of the mean squared difference (scalar).
     pub fn distance(a: &[Tensor], b: &[Tensor]) -> Tensor {
-        a.iter().zip(b).map(|(x, y)| (x - y).square().mean(Kind::Float)).reduce(|p, q| p + q).expect("four features")
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).square().mean(Kind::Float))
+            .reduce(|p, q| p + q)
+            .expect("four features")
     }
 }
