@@ -3,9 +3,11 @@
 //!
 //! Layout: `stylegan` (the networks), `pulse` (the search: losses, optimizer, schedule,
 //! downscaler), `weights` (file formats), `model` (a model folder), `latent` (the latent file
-//! format), `pipelines` (the jobs users run), `imageio` (image files). Nothing here prints: the
+//! format), `pipelines` (the jobs users run), `editing` (hair-colour targets, W+ directions,
+//! photo embedding), `imageio` (image files). Nothing here prints: the
 //! command line in `src/cli/` is the edge.
 pub mod device;
+pub mod editing;
 pub mod imageio;
 pub mod latent;
 pub mod model;

@@ -27,6 +27,14 @@ pub enum Command {
     Convert(ConvertArgs),
     /// Compute the model's Gaussian fit from its mapping network and save it in the folder.
     FitGaussian(FitGaussianArgs),
+    /// Direction in W+ from latent FROM to latent TO (the mean difference over several pairs).
+    Direction(DirectionArgs),
+    /// Render a latent moved along a direction at several scales, side by side.
+    Edit(EditArgs),
+    /// Embed a photo into W+ (Image2StyleGAN) and write its latent file.
+    Embed(EmbedArgs),
+    /// Build an RGBA target from a region map and a colour per region.
+    Target(TargetArgs),
 }
 
 /// Model folder and device, shared by the commands that run a network.
@@ -164,6 +172,103 @@ pub struct FitGaussianArgs {
     pub samples: i64,
     #[arg(long, default_value_t = pulse::model::FIT_SEED)]
     pub seed: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct DirectionArgs {
+    /// Latent files in pairs: FROM TO [FROM TO ...]; the direction points from FROM to TO.
+    #[arg(value_name = "LATENT")]
+    pub latents: Vec<PathBuf>,
+    /// Text file of pairs, one "FROM TO" per line (tab-separated if paths have spaces; # starts
+    /// a comment); relative paths are relative to the file's folder.
+    #[arg(long, value_name = "FILE")]
+    pub pairs: Option<PathBuf>,
+    #[arg(short = 'o', long = "output", value_name = "DIR.safetensors")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct EditArgs {
+    /// A pulse-latent/1 file.
+    pub latent: PathBuf,
+    /// A direction file made by `pulse direction`.
+    #[arg(long, value_name = "DIR.safetensors")]
+    pub direction: PathBuf,
+    /// Scales s of w_plus + s * v, comma-separated (negative ones too: --scale=-1,0,1).
+    #[arg(long, default_value = "0,0.5,1,1.5", allow_hyphen_values = true, value_name = "LIST")]
+    pub scale: String,
+    /// Layers the edit touches: all, or a list of layers and ranges like 0-17, 0-7 or 0-3,8.
+    #[arg(long, default_value = "all", value_name = "LIST")]
+    pub layers: String,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The side-by-side sheet.
+    #[arg(short = 'o', long = "output", value_name = "OUT.png")]
+    pub out: PathBuf,
+    /// Also write one PNG per scale: <OUT stem>_scale<S>.png.
+    #[arg(long)]
+    pub separate: bool,
+    /// Also write each edited latent: <OUT stem>_scale<S>.latent.safetensors.
+    #[arg(long)]
+    pub save_latent: bool,
+    /// Side of each face in the sheet (default: the model's resolution, at most 512).
+    #[arg(long, value_name = "PIXELS")]
+    pub tile: Option<i64>,
+}
+
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    /// The photo: an aligned face, resolution x resolution (others are centre-cropped and resized).
+    pub photo: PathBuf,
+    /// The latent file to write.
+    #[arg(short = 'o', long = "output", value_name = "LATENT")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Adam steps.
+    #[arg(long, default_value_t = 1000)]
+    pub steps: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 0.01)]
+    pub lr: f64,
+    /// A torchvision vgg16 state dict: adds the perceptual term (conv1_1, conv1_2, conv3_2, conv4_2).
+    #[arg(long, value_name = "VGG16_WEIGHTS")]
+    pub perceptual: Option<PathBuf>,
+    /// Weight of the perceptual term (the pixel MSE has weight 1).
+    #[arg(long, default_value_t = 1.0)]
+    pub perceptual_weight: f64,
+    /// Fixed noise inputs: random (drawn from --seed) or zero.
+    #[arg(long, default_value = "random")]
+    pub noise: String,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Also write the embedded face as a PNG.
+    #[arg(long, value_name = "OUT.png")]
+    pub image: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// Region map PNG: red = hair, green = skin, blue = background, black = unconstrained.
+    pub regions: PathBuf,
+    /// Hair colour: #rrggbb, a name (black, brown, blond, red, blue, ...; see docs/editing.md) or none.
+    #[arg(long, value_name = "COLOR")]
+    pub hair: String,
+    /// Skin colour (default: sampled from --face, else #e0ac8a).
+    #[arg(long, value_name = "COLOR")]
+    pub skin: Option<String>,
+    /// Background colour (default: sampled from --face, else #808080).
+    #[arg(long, value_name = "COLOR")]
+    pub background: Option<String>,
+    /// Reference face whose skin and background colours are used where none is given.
+    #[arg(long, value_name = "FILE")]
+    pub face: Option<PathBuf>,
+    /// The RGBA target to write.
+    #[arg(short = 'o', long = "output", value_name = "OUT.png")]
+    pub out: PathBuf,
 }
 
 #[cfg(test)]

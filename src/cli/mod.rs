@@ -2,6 +2,7 @@
 //! the only place that prints.
 mod args;
 mod commands;
+mod edit_commands;
 mod progress;
 
 pub use args::Cli;
@@ -16,5 +17,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Render(a) => commands::render(a),
         Command::Convert(a) => commands::convert(a),
         Command::FitGaussian(a) => commands::fit_gaussian(a),
+        Command::Direction(a) => edit_commands::direction(a),
+        Command::Edit(a) => edit_commands::edit(a),
+        Command::Embed(a) => edit_commands::embed(a),
+        Command::Target(a) => edit_commands::target(a),
     }
 }

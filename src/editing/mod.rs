@@ -1,0 +1,61 @@
+//! Latent editing (docs/pulse-spec.md section 5, docs/editing.md): RGBA targets from a region map
+//! ([`target`]), directions in W+ between pairs of latents ([`direction`]), applying them to
+//! other faces ([`edit`]), and embedding real photos into W+ the Image2StyleGAN way ([`embed`],
+//! with the optional VGG16 perceptual term in [`vgg`]).
+pub mod direction;
+pub mod edit;
+pub mod embed;
+pub mod target;
+pub mod vgg;
+
+pub use direction::Direction;
+pub use edit::{apply, LayerMask};
+pub use embed::{embed, EmbedNoise, EmbedOptions, EmbedOutcome};
+pub use target::{RegionMap, TargetColours};
+
+use crate::latent::LatentFile;
+use crate::model::Model;
+use crate::pulse::search::{self, Progress};
+use crate::pulse::{LossTarget, SearchConfig, Start};
+use tch::{Device, Tensor};
+
+/// Runs PULSE on one target (`rgb` [3,s,s], optional `alpha` [1,s,s] weights) from the start that
+/// `seed` draws: the same seed on two targets gives "the same person" under both (spec section 5,
+/// step 2). Returns the best image [3,R,R] and the latent file (with its noise) that renders it.
+/// `on_step(step, steps)` returns whether to go on.
+pub fn search_target(
+    model: &mut Model,
+    rgb: &Tensor,
+    alpha: Option<&Tensor>,
+    seed: u64,
+    config: &SearchConfig,
+    on_step: &mut dyn FnMut(usize, usize) -> bool,
+) -> anyhow::Result<(Tensor, LatentFile)> {
+    let device = model.device;
+    model.ensure_fit(&mut |_, _| {})?;
+    let fit = model.fit.as_ref().expect("ensured above").to_device(device);
+    let target = LossTarget {
+        image: rgb.unsqueeze(0).to_device(device),
+        weight: alpha.map(|a| a.unsqueeze(0).to_device(device)),
+    };
+    let start = Start::random(seed, model.config(), config.tile_latent);
+    let mut outcomes = search::search(
+        &model.synthesis,
+        &fit,
+        config,
+        &target,
+        start,
+        device,
+        &mut |p: Progress| on_step(p.step, p.steps),
+    )?;
+    let outcome = outcomes.remove(0);
+    let mut latent = LatentFile::new(
+        outcome.w_plus.squeeze_dim(0).to_device(Device::Cpu),
+        Some(outcome.latent.squeeze_dim(0).to_device(Device::Cpu)),
+        outcome.noise.iter().map(|n| n.to_device(Device::Cpu)).collect(),
+        &model.sha256,
+    );
+    latent.metadata.insert("seed".into(), seed.to_string());
+    latent.metadata.insert("best_step".into(), outcome.best_step.to_string());
+    Ok((outcome.image, latent))
+}
