@@ -9,6 +9,7 @@ pub mod device;
 pub mod imageio;
 pub mod latent;
 pub mod model;
+pub mod ops;
 pub mod pipelines;
 pub mod pulse;
 pub mod stylegan;

@@ -3,7 +3,11 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "pulse", version, about = "PULSE face super-resolution: search a StyleGAN's latent space for a face that downscales to your image")]
+#[command(
+    name = "pulse",
+    version,
+    about = "PULSE face super-resolution: search a StyleGAN's latent space for a face that downscales to your image"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -23,6 +27,9 @@ pub enum Command {
     Convert(ConvertArgs),
     /// Compute the model's Gaussian fit from its mapping network and save it in the folder.
     FitGaussian(FitGaussianArgs),
+    /// Time PULSE steps (FFHQ-size random network unless --model): ms per step, faces per hour,
+    /// peak memory.
+    Bench(BenchArgs),
 }
 
 /// Model folder and device, shared by the commands that run a network.
@@ -160,6 +167,34 @@ pub struct FitGaussianArgs {
     pub samples: i64,
     #[arg(long, default_value_t = pulse::model::FIT_SEED)]
     pub seed: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// A model folder to time instead of the FFHQ-size network with random weights.
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Searches run together, or "auto" (from free GPU memory; 1 on the CPU).
+    #[arg(long, default_value = "1")]
+    pub batch_size: String,
+    /// Timed steps (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub steps: usize,
+    /// Untimed steps before them.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// fp32, tf32 (CUDA), bf16 or fp16 (autocast; loss and optimizer stay float32).
+    #[arg(long, default_value = "fp32")]
+    pub precision: String,
+    /// CPU threads (0 = libtorch's default).
+    #[arg(long, default_value_t = 0)]
+    pub threads: i32,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[cfg(test)]

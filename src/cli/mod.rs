@@ -1,6 +1,7 @@
 //! Argument parsing (clap) into plain options, and one function per command. This is the edge:
 //! the only place that prints.
 mod args;
+mod bench;
 mod commands;
 mod progress;
 
@@ -16,5 +17,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Render(a) => commands::render(a),
         Command::Convert(a) => commands::convert(a),
         Command::FitGaussian(a) => commands::fit_gaussian(a),
+        Command::Bench(a) => bench::bench(a),
     }
 }
