@@ -234,8 +234,8 @@ fn mapping_store(shape0: &[i64]) -> tch::nn::VarStore {
     for i in 0..8 {
         let layer = root.sub(format!("dense{i}"));
         let shape = if i == 0 { shape0 } else { &[512, 512] };
-        layer.var("weight", shape, tch::nn::Init::Const(0.0));
-        layer.var("bias", &[512], tch::nn::Init::Const(0.0));
+        let _ = layer.var("weight", shape, tch::nn::Init::Const(0.0));
+        let _ = layer.var("bias", &[512], tch::nn::Init::Const(0.0));
     }
     vs
 }
@@ -258,7 +258,7 @@ fn load_into_ignores_extra_keys_and_converts_dtype() {
     let sd = load_ok("weights_mixed_zip.pt");
     let mut vs = tch::nn::VarStore::new(Device::Cpu);
     let w = vs.root().sub("weights");
-    w.var("f16", &[2, 3], tch::nn::Init::Const(0.0));
+    let _ = w.var("f16", &[2, 3], tch::nn::Init::Const(0.0));
     weights::load_into(&mut vs, &sd).unwrap();
     let got = &vs.variables()["weights.f16"];
     assert_eq!(got.kind(), Kind::Float);
@@ -269,7 +269,7 @@ fn load_into_ignores_extra_keys_and_converts_dtype() {
 fn load_into_reports_missing_key() {
     let sd = load_ok("mapping.pt");
     let mut vs = mapping_store(&[512, 512]);
-    vs.root().var("truncation.avg", &[512], tch::nn::Init::Const(0.0));
+    let _ = vs.root().var("truncation.avg", &[512], tch::nn::Init::Const(0.0));
     let err = weights::load_into(&mut vs, &sd).unwrap_err();
     assert!(matches!(&err.kind, ErrorKind::MissingKey { key } if key == "truncation.avg"), "{err}");
     assert_one_line_naming(&err, "mapping.pt");

@@ -14,6 +14,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per run; boxing buys nothing
 pub enum Command {
     /// Print the libtorch version, CUDA availability, GPUs and CPU threads.
     Info,

@@ -169,7 +169,7 @@ mod tests {
         let w = Tensor::zeros([2, 4, 512], tch::kind::FLOAT_CPU);
         let spec: LossSpec = "L2".parse().unwrap();
         let (total, _) = evaluate(&spec, &low, &target, &w, 2e-3);
-        assert_eq!(Vec::<f64>::try_from(&total).unwrap(), vec![2e-3 as f32 as f64; 2]);
+        assert_eq!(Vec::<f64>::try_from(&total).unwrap(), vec![2e-3_f32 as f64; 2]);
         let half = Tensor::cat(
             &[
                 Tensor::ones([1, 1, 4, 2], tch::kind::FLOAT_CPU),

@@ -610,7 +610,7 @@ impl<'a> Unpickler<'a> {
     }
 
     fn dict_extend(&mut self, dict: ObjId, items: Vec<ObjId>) -> Result<(), ErrorKind> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(malformed("SETITEMS with a key but no value"));
         }
         match &mut self.objs[dict] {
