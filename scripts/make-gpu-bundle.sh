@@ -23,7 +23,9 @@ for line in sys.stdin:
     except ValueError:
         continue
     if m.get("reason") == "compiler-artifact" and m.get("profile", {}).get("test") and m.get("executable"):
-        print(m["target"]["name"], m["executable"])
+        kind = m["target"]["kind"][0]
+        name = m["target"]["name"] + ("" if kind == "test" else "-" + kind)
+        print(name, m["executable"])
 ' | while read -r name exe; do
   cp "$exe" "$bundle/release/deps/$name-test"
   echo "test executable: $name"

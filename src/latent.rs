@@ -32,17 +32,8 @@ pub struct LatentFile {
 }
 
 impl LatentFile {
-    pub fn new(
-        w_plus: Tensor,
-        latent: Option<Tensor>,
-        noise: Vec<Tensor>,
-        model_sha256: &str,
-    ) -> Self {
-        let metadata = [
-            ("format".to_string(), FORMAT.to_string()),
-            ("model_sha256".to_string(), model_sha256.to_string()),
-        ]
-        .into();
+    pub fn new(w_plus: Tensor, latent: Option<Tensor>, noise: Vec<Tensor>, model_sha256: &str) -> Self {
+        let metadata = [("format".to_string(), FORMAT.to_string()), ("model_sha256".to_string(), model_sha256.to_string())].into();
         Self { w_plus, latent, noise, metadata }
     }
 
@@ -58,22 +49,13 @@ impl LatentFile {
     pub fn read(path: &Path) -> Result<Self, LatentError> {
         let err = |reason: String| LatentError { path: path.to_path_buf(), reason };
         let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read: {e}")))?;
-        let st = SafeTensors::deserialize(&bytes)
-            .map_err(|e| err(format!("not a latent file (not safetensors: {e})")))?;
-        let (_, header) = SafeTensors::read_metadata(&bytes)
-            .map_err(|e| err(format!("bad safetensors header: {e}")))?;
-        let metadata: BTreeMap<String, String> =
-            header.metadata().clone().unwrap_or_default().into_iter().collect();
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| err(format!("not a latent file (not safetensors: {e})")))?;
+        let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| err(format!("bad safetensors header: {e}")))?;
+        let metadata: BTreeMap<String, String> = header.metadata().clone().unwrap_or_default().into_iter().collect();
         match metadata.get("format") {
             Some(f) if f == FORMAT => {}
-            Some(f) => {
-                return Err(err(format!("unsupported latent format '{f}' (expected {FORMAT})")))
-            }
-            None => {
-                return Err(err(format!(
-                    "not a latent file (no 'format' metadata; expected {FORMAT})"
-                )))
-            }
+            Some(f) => return Err(err(format!("unsupported latent format '{f}' (expected {FORMAT})"))),
+            None => return Err(err(format!("not a latent file (no 'format' metadata; expected {FORMAT})"))),
         }
         let get = |name: &str| -> Result<Option<Tensor>, LatentError> {
             let Ok(view) = st.tensor(name) else { return Ok(None) };
@@ -81,11 +63,8 @@ impl LatentFile {
                 return Err(err(format!("'{name}' is {:?}, expected F32", view.dtype())));
             }
             let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
-            let values: Vec<f32> = view
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
+            let values: Vec<f32> =
+                view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
             let t = Tensor::from_slice(&values).view(shape.as_slice());
             if t.isfinite().logical_not().any().int64_value(&[]) != 0 {
                 return Err(err(format!("'{name}' holds NaN or infinite values")));
@@ -95,9 +74,7 @@ impl LatentFile {
         let w_plus = get("w_plus")?.ok_or_else(|| err("missing 'w_plus'".into()))?;
         let ws = w_plus.size();
         if ws.len() != 2 || ws[1] != LATENT_DIM || ws[0] < 2 || ws[0] % 2 != 0 {
-            return Err(err(format!(
-                "'w_plus' has shape {ws:?}, expected [L, {LATENT_DIM}] with L even"
-            )));
+            return Err(err(format!("'w_plus' has shape {ws:?}, expected [L, {LATENT_DIM}] with L even")));
         }
         let layers = ws[0] as usize;
         let latent = get("latent")?;
@@ -109,15 +86,10 @@ impl LatentFile {
         }
         let mut noise = vec![];
         for l in 0..layers {
-            let n = get(&format!("noise.{l}"))?.ok_or_else(|| {
-                err(format!("missing 'noise.{l}' ({layers} layers need {layers} noise maps)"))
-            })?;
+            let n = get(&format!("noise.{l}"))?.ok_or_else(|| err(format!("missing 'noise.{l}' ({layers} layers need {layers} noise maps)")))?;
             let side = SynthesisConfig::noise_side(l);
             if n.size() != [1, 1, side, side] {
-                return Err(err(format!(
-                    "'noise.{l}' has shape {:?}, expected [1, 1, {side}, {side}]",
-                    n.size()
-                )));
+                return Err(err(format!("'noise.{l}' has shape {:?}, expected [1, 1, {side}, {side}]", n.size())));
             }
             noise.push(n);
         }
@@ -145,17 +117,11 @@ impl LatentFile {
             .collect();
         let views: Vec<(String, TensorView)> = buffers
             .iter()
-            .map(|(n, s, b)| {
-                Ok((
-                    n.clone(),
-                    TensorView::new(Dtype::F32, s.clone(), b).map_err(|e| err(e.to_string()))?,
-                ))
-            })
+            .map(|(n, s, b)| Ok((n.clone(), TensorView::new(Dtype::F32, s.clone(), b).map_err(|e| err(e.to_string()))?)))
             .collect::<Result<_, LatentError>>()?;
         let meta: HashMap<String, String> = self.metadata.clone().into_iter().collect();
         let bytes = safetensors::serialize(views, &Some(meta)).map_err(|e| err(e.to_string()))?;
-        crate::imageio::write_atomic(path, |f| std::io::Write::write_all(f, &bytes))
-            .map_err(|e| err(format!("cannot write: {}", e.kind)))
+        crate::imageio::write_atomic(path, |f| std::io::Write::write_all(f, &bytes)).map_err(|e| err(format!("cannot write: {}", e.kind)))
     }
 
     /// Checks that this latent fits a network with `layers` style layers.
@@ -163,10 +129,7 @@ impl LatentFile {
         if self.layers() != layers {
             return Err(LatentError {
                 path: path.to_path_buf(),
-                reason: format!(
-                    "latent has {} layers but the model has {layers} (made for another resolution)",
-                    self.layers()
-                ),
+                reason: format!("latent has {} layers but the model has {layers} (made for another resolution)", self.layers()),
             });
         }
         Ok(())
@@ -174,9 +137,6 @@ impl LatentFile {
 
     /// W+ as a batch of one, [1,L,512], and the noise maps on `device`.
     pub fn batch_of_one(&self, device: Device) -> (Tensor, Vec<Tensor>) {
-        (
-            self.w_plus.unsqueeze(0).to_device(device),
-            self.noise.iter().map(|n| n.to_device(device)).collect(),
-        )
+        (self.w_plus.unsqueeze(0).to_device(device), self.noise.iter().map(|n| n.to_device(device)).collect())
     }
 }

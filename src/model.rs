@@ -9,9 +9,7 @@ use tch::{nn, Device, Kind};
 
 /// Where `--model` falls back to: `$PULSE_MODEL`, else `models/ffhq`.
 pub fn default_dir() -> PathBuf {
-    std::env::var_os("PULSE_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("models/ffhq"))
+    std::env::var_os("PULSE_MODEL").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("models/ffhq"))
 }
 
 /// Samples and seed of the Gaussian fit when it has to be computed (spec section 4).
@@ -41,19 +39,11 @@ impl Model {
     /// [`Model::ensure_fit`].
     pub fn load(dir: &Path, device: Device) -> anyhow::Result<Self> {
         if !dir.is_dir() {
-            bail!(
-                "model folder {} not found (set --model DIR or $PULSE_MODEL; see models/README.md)",
-                dir.display()
-            );
+            bail!("model folder {} not found (set --model DIR or $PULSE_MODEL; see models/README.md)", dir.display());
         }
-        let synth_path = find_file(dir, "synthesis").with_context(|| {
-            format!(
-                "{}: no synthesis.pt or synthesis.safetensors in the model folder",
-                dir.display()
-            )
-        })?;
-        let sha256 = weights::sha256_file(&synth_path)
-            .with_context(|| format!("reading {}", synth_path.display()))?;
+        let synth_path = find_file(dir, "synthesis")
+            .with_context(|| format!("{}: no synthesis.pt or synthesis.safetensors in the model folder", dir.display()))?;
+        let sha256 = weights::sha256_file(&synth_path).with_context(|| format!("reading {}", synth_path.display()))?;
         let sd = weights::load(&synth_path)?;
         let (synthesis, synth_vs) = build_synthesis(&sd, &synth_path, device)?;
         let mut stores = vec![synth_vs];
@@ -69,15 +59,7 @@ impl Model {
             Some(path) => Some(read_fit(&path, device)?),
             None => None,
         };
-        Ok(Self {
-            dir: dir.to_path_buf(),
-            device,
-            synthesis,
-            mapping,
-            fit,
-            sha256,
-            _stores: stores,
-        })
+        Ok(Self { dir: dir.to_path_buf(), device, synthesis, mapping, fit, sha256, _stores: stores })
     }
 
     pub fn config(&self) -> &SynthesisConfig {
@@ -93,10 +75,7 @@ impl Model {
 
     /// The Gaussian fit: loaded from the folder, or computed from the mapping network (with
     /// `progress(done, total)`), saved as `gaussian_fit.safetensors` beside it and reused.
-    pub fn ensure_fit(
-        &mut self,
-        progress: &mut dyn FnMut(i64, i64),
-    ) -> anyhow::Result<&GaussianFit> {
+    pub fn ensure_fit(&mut self, progress: &mut dyn FnMut(i64, i64)) -> anyhow::Result<&GaussianFit> {
         if self.fit.is_none() {
             save_fit(self, FIT_SAMPLES, FIT_SEED, progress)?;
             self.fit = Some(read_fit(&self.dir.join(FIT_FILE), self.device)?);
@@ -110,39 +89,24 @@ pub const FIT_FILE: &str = "gaussian_fit.safetensors";
 
 /// Computes the Gaussian fit from the folder's mapping network (`samples` draws seeded with
 /// `seed`) and saves it as `gaussian_fit.safetensors` in the folder; returns that path.
-pub fn save_fit(
-    model: &Model,
-    samples: i64,
-    seed: i64,
-    progress: &mut dyn FnMut(i64, i64),
-) -> anyhow::Result<PathBuf> {
-    let mapping = model
-        .mapping()
-        .context("no gaussian_fit file and no mapping network to compute one from")?;
+pub fn save_fit(model: &Model, samples: i64, seed: i64, progress: &mut dyn FnMut(i64, i64)) -> anyhow::Result<PathBuf> {
+    let mapping = model.mapping().context("no gaussian_fit file and no mapping network to compute one from")?;
     if samples < 2 {
         bail!("the Gaussian fit needs at least 2 samples");
     }
-    let fit = GaussianFit::compute(mapping, samples, 10_000, seed, model.device, &mut |done| {
-        progress(done, samples)
-    });
+    let fit = GaussianFit::compute(mapping, samples, 10_000, seed, model.device, &mut |done| progress(done, samples));
     let path = model.dir.join(FIT_FILE);
     let sd = StateDict::from_pairs(vec![
         ("mean".to_string(), fit.mean.to_device(Device::Cpu)),
         ("std".to_string(), fit.std.to_device(Device::Cpu)),
     ]);
-    let meta =
-        [("samples".to_string(), samples.to_string()), ("seed".to_string(), seed.to_string())]
-            .into();
+    let meta = [("samples".to_string(), samples.to_string()), ("seed".to_string(), seed.to_string())].into();
     weights::save_safetensors(&sd, &path, Some(&meta))?;
     Ok(path)
 }
 
 /// Builds the synthesis network whose architecture the state dict describes.
-pub fn build_synthesis(
-    sd: &StateDict,
-    path: &Path,
-    device: Device,
-) -> anyhow::Result<(Synthesis, nn::VarStore)> {
+pub fn build_synthesis(sd: &StateDict, path: &Path, device: Device) -> anyhow::Result<(Synthesis, nn::VarStore)> {
     let config = SynthesisConfig::from_shapes(sd.iter().map(|(k, t)| (k, t.size())))
         .with_context(|| format!("{}: not a StyleGAN synthesis network", path.display()))?;
     let mut vs = nn::VarStore::new(device);
@@ -166,9 +130,7 @@ fn build_mapping(sd: &StateDict, device: Device) -> anyhow::Result<(Mapping, nn:
 pub fn read_fit(path: &Path, device: Device) -> anyhow::Result<GaussianFit> {
     let sd = weights::load(path)?;
     let get = |key: &str| -> anyhow::Result<tch::Tensor> {
-        let t = sd.get(key).with_context(|| {
-            format!("{}: missing key '{key}' (a Gaussian fit has 'mean' and 'std')", path.display())
-        })?;
+        let t = sd.get(key).with_context(|| format!("{}: missing key '{key}' (a Gaussian fit has 'mean' and 'std')", path.display()))?;
         if t.size() != [LATENT_DIM] {
             bail!("{}: '{key}' has shape {:?}, expected [{LATENT_DIM}]", path.display(), t.size());
         }

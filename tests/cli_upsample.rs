@@ -48,17 +48,7 @@ fn writes_image_latent_compare_and_report() {
 fn converged_run_exits_zero() {
     let t = TestDir::new();
     pulse()
-        .args([
-            "upsample",
-            &face("astronaut32.png"),
-            "--steps",
-            "2",
-            "--seed",
-            "1",
-            "--eps",
-            "0.5",
-            "-q",
-        ])
+        .args(["upsample", &face("astronaut32.png"), "--steps", "2", "--seed", "1", "--eps", "0.5", "-q"])
         .args(["--model", t.model_128().to_str().unwrap(), "-o", t.path("out").to_str().unwrap()])
         .assert()
         .success();
@@ -70,17 +60,7 @@ fn render_reproduces_the_upsampled_image_exactly() {
     let out = t.path("out");
     let model = t.model_128();
     pulse()
-        .args([
-            "upsample",
-            &face("astronaut32.png"),
-            "--steps",
-            "4",
-            "--seed",
-            "2",
-            "-q",
-            "--eps",
-            "1",
-        ])
+        .args(["upsample", &face("astronaut32.png"), "--steps", "4", "--seed", "2", "-q", "--eps", "1"])
         .args(["--model", model.to_str().unwrap(), "-o", out.to_str().unwrap()])
         .assert()
         .success();
@@ -107,19 +87,7 @@ fn batch_sizes_compared(optimizer: &str) -> (f32, f64, f64) {
         pulse()
             .arg("upsample")
             .args(&inputs)
-            .args([
-                "--steps",
-                "4",
-                "--seed",
-                "9",
-                "--samples",
-                "2",
-                "--batch-size",
-                batch,
-                "-q",
-                "--optimizer",
-                optimizer,
-            ])
+            .args(["--steps", "4", "--seed", "9", "--samples", "2", "--batch-size", batch, "-q", "--optimizer", optimizer])
             .args(["--model", model.to_str().unwrap(), "-o", t.path(dir).to_str().unwrap()])
             .args(["--report", t.path(dir).join("report.json").to_str().unwrap()])
             .assert()
@@ -131,30 +99,20 @@ fn batch_sizes_compared(optimizer: &str) -> (f32, f64, f64) {
             .as_array()
             .unwrap()
             .iter()
-            .map(|i| {
-                (format!("{}#{}", i["input"], i["sample"]), i["best"]["total"].as_f64().unwrap())
-            })
+            .map(|i| (format!("{}#{}", i["input"], i["sample"]), i["best"]["total"].as_f64().unwrap()))
             .collect()
     };
     let (b1, b3) = (best("b1"), best("b3"));
     assert_eq!(b1.len(), 6);
     let total_rel = b1.iter().map(|(k, v)| (v - b3[k]).abs() / v.abs()).fold(0f64, f64::max);
     let (mut w_max, mut px_max) = (0f32, 0f64);
-    for name in [
-        "astronaut32_0",
-        "astronaut32_1",
-        "cameraman32_0",
-        "cameraman32_1",
-        "astronaut128_0",
-        "astronaut128_1",
-    ] {
+    for name in ["astronaut32_0", "astronaut32_1", "cameraman32_0", "cameraman32_1", "astronaut128_0", "astronaut128_1"] {
         let a = latent_w_plus(&t.path("b1").join(format!("{name}.latent.safetensors")));
         let b = latent_w_plus(&t.path("b3").join(format!("{name}.latent.safetensors")));
         w_max = w_max.max(a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max));
         let a = pixels(&t.path("b1").join(format!("{name}.png")));
         let b = pixels(&t.path("b3").join(format!("{name}.png")));
-        let mean = a.iter().zip(&b).map(|(x, y)| (*x as f64 - *y as f64).abs()).sum::<f64>()
-            / a.len() as f64;
+        let mean = a.iter().zip(&b).map(|(x, y)| (*x as f64 - *y as f64).abs()).sum::<f64>() / a.len() as f64;
         px_max = px_max.max(mean);
     }
     // Two samples of one input start from different seeds.
@@ -189,17 +147,7 @@ fn bad_files_are_refused_and_the_rest_processed() {
     write_rgb_png(&inputs.join("odd.png"), 40, 40);
     let out = t.path("out");
     pulse()
-        .args([
-            "upsample",
-            inputs.to_str().unwrap(),
-            "--steps",
-            "1",
-            "--seed",
-            "1",
-            "--eps",
-            "1",
-            "-q",
-        ])
+        .args(["upsample", inputs.to_str().unwrap(), "--steps", "1", "--seed", "1", "--eps", "1", "-q"])
         .args(["--model", t.model_128().to_str().unwrap(), "-o", out.to_str().unwrap()])
         .assert()
         .code(2)
@@ -221,16 +169,7 @@ fn rerun_resumes_and_matches_an_uninterrupted_run() {
     let out = t.path("out");
     let run = || {
         pulse()
-            .args([
-                "upsample",
-                inputs.to_str().unwrap(),
-                "--steps",
-                "3",
-                "--seed",
-                "4",
-                "--eps",
-                "1",
-            ])
+            .args(["upsample", inputs.to_str().unwrap(), "--steps", "3", "--seed", "4", "--eps", "1"])
             .args(["--model", model.to_str().unwrap(), "-o", out.to_str().unwrap()])
             .assert()
             .success()
@@ -240,9 +179,7 @@ fn rerun_resumes_and_matches_an_uninterrupted_run() {
     let kept = std::fs::metadata(out.join("astronaut32.png")).unwrap().modified().unwrap();
     // As if the run had been killed before the second image.
     std::fs::remove_file(out.join("cameraman32.png")).unwrap();
-    run().stderr(
-        predicate::str::contains("skipping").and(predicate::str::contains("astronaut32.png")),
-    );
+    run().stderr(predicate::str::contains("skipping").and(predicate::str::contains("astronaut32.png")));
     assert_eq!(std::fs::metadata(out.join("astronaut32.png")).unwrap().modified().unwrap(), kept);
     assert_eq!(pixels_of(&first), pixels(&out.join("cameraman32.png")));
 }
@@ -263,12 +200,7 @@ fn shards_together_equal_the_whole_run() {
     };
     run("all", None);
     run("sharded", Some("0/2"));
-    let count = |d: &Path| {
-        std::fs::read_dir(d)
-            .unwrap()
-            .filter(|e| e.as_ref().unwrap().path().extension().unwrap() == "png")
-            .count()
-    };
+    let count = |d: &Path| std::fs::read_dir(d).unwrap().filter(|e| e.as_ref().unwrap().path().extension().unwrap() == "png").count();
     assert_eq!(count(&t.path("sharded")), 2); // sorted positions 0 and 2 of 3
     run("sharded", Some("1/2"));
     for name in ["astronaut128", "astronaut32", "cameraman32"] {
@@ -289,37 +221,14 @@ fn transparent_pixels_are_unconstrained() {
     let report = t.path("r.json");
     pulse()
         .args(["upsample", clear.to_str().unwrap(), "--steps", "2", "--seed", "1", "-q"])
-        .args([
-            "--model",
-            model.to_str().unwrap(),
-            "-o",
-            t.path("a").to_str().unwrap(),
-            "--report",
-            report.to_str().unwrap(),
-        ])
+        .args(["--model", model.to_str().unwrap(), "-o", t.path("a").to_str().unwrap(), "--report", report.to_str().unwrap()])
         .assert()
         .success();
     assert_eq!(read_json(&report)["images"][0]["best"]["L2"].as_f64().unwrap() as f32, 2e-3f32);
     // The same colours with the alpha ignored are a real constraint.
     pulse()
-        .args([
-            "upsample",
-            clear.to_str().unwrap(),
-            "--steps",
-            "2",
-            "--seed",
-            "1",
-            "-q",
-            "--ignore-alpha",
-        ])
-        .args([
-            "--model",
-            model.to_str().unwrap(),
-            "-o",
-            t.path("b").to_str().unwrap(),
-            "--report",
-            report.to_str().unwrap(),
-        ])
+        .args(["upsample", clear.to_str().unwrap(), "--steps", "2", "--seed", "1", "-q", "--ignore-alpha"])
+        .args(["--model", model.to_str().unwrap(), "-o", t.path("b").to_str().unwrap(), "--report", report.to_str().unwrap()])
         .assert()
         .code(3);
     assert!(read_json(&report)["images"][0]["best"]["L2"].as_f64().unwrap() > 0.01);
@@ -331,39 +240,15 @@ fn init_continues_from_a_saved_latent() {
     let model = t.model_128();
     let r1 = t.path("r1.json");
     pulse()
-        .args([
-            "upsample",
-            &face("astronaut32.png"),
-            "--steps",
-            "5",
-            "--seed",
-            "6",
-            "-q",
-            "--eps",
-            "1",
-        ])
-        .args([
-            "--model",
-            model.to_str().unwrap(),
-            "-o",
-            t.path("one").to_str().unwrap(),
-            "--report",
-            r1.to_str().unwrap(),
-        ])
+        .args(["upsample", &face("astronaut32.png"), "--steps", "5", "--seed", "6", "-q", "--eps", "1"])
+        .args(["--model", model.to_str().unwrap(), "-o", t.path("one").to_str().unwrap(), "--report", r1.to_str().unwrap()])
         .assert()
         .success();
     let r2 = t.path("r2.json");
     pulse()
         .args(["upsample", &face("astronaut32.png"), "--steps", "1", "-q", "--eps", "1"])
         .args(["--init", t.path("one").join("astronaut32.latent.safetensors").to_str().unwrap()])
-        .args([
-            "--model",
-            model.to_str().unwrap(),
-            "-o",
-            t.path("two").to_str().unwrap(),
-            "--report",
-            r2.to_str().unwrap(),
-        ])
+        .args(["--model", model.to_str().unwrap(), "-o", t.path("two").to_str().unwrap(), "--report", r2.to_str().unwrap()])
         .assert()
         .success();
     // The continued run's first loss is the first run's best: same latent, same noise.

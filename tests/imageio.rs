@@ -18,7 +18,9 @@ use tempfile::TempDir;
 // Helpers
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/images")
+        .join(name)
 }
 
 fn save(dir: &TempDir, name: &str, img: impl Into<DynamicImage>, format: ImageFormat) -> PathBuf {
@@ -44,7 +46,10 @@ fn rgb_at(t: &Tensor, y: i64, x: i64) -> [f64; 3] {
 
 fn assert_close(a: [f64; 3], b: [f64; 3], tol: f64) {
     for i in 0..3 {
-        assert!((a[i] - b[i]).abs() <= tol, "{a:?} vs {b:?} (tolerance {tol})");
+        assert!(
+            (a[i] - b[i]).abs() <= tol,
+            "{a:?} vs {b:?} (tolerance {tol})"
+        );
     }
 }
 
@@ -60,7 +65,11 @@ fn assert_one_line(e: &ImageError, path: &Path) {
 /// A deterministic RGB test card: every pixel different.
 fn card(w: u32, h: u32) -> ImageBuffer<Rgb<u8>, Vec<u8>> {
     ImageBuffer::from_fn(w, h, |x, y| {
-        Rgb([(x * 37 + y * 11) as u8, (y * 53 + 3) as u8, ((x ^ y) * 29) as u8])
+        Rgb([
+            (x * 37 + y * 11) as u8,
+            (y * 53 + 3) as u8,
+            ((x ^ y) * 29) as u8,
+        ])
     })
 }
 
@@ -98,7 +107,10 @@ fn rgb8_png_values_are_exact() {
     assert!(t.alpha.is_none());
     for (x, y, p) in img.enumerate_pixels() {
         for c in 0..3 {
-            assert_eq!(px(&t.rgb, c, y as i64, x as i64) as f32, p[c as usize] as f32 / 255.0);
+            assert_eq!(
+                px(&t.rgb, c, y as i64, x as i64) as f32,
+                p[c as usize] as f32 / 255.0
+            );
         }
     }
 }
@@ -149,8 +161,16 @@ fn palette_png_with_transparency() {
     // Fixture: index 0 = (10,20,30) opaque, index 1 = (200,100,50) transparent in column 0.
     let t = read_target(&fixture("palette.png"), 1024).unwrap();
     assert_eq!(t.rgb.size(), [3, 4, 4]);
-    assert_close(rgb_at(&t.rgb, 2, 2), [10.0 / 255.0, 20.0 / 255.0, 30.0 / 255.0], 1e-7);
-    assert_close(rgb_at(&t.rgb, 3, 0), [200.0 / 255.0, 100.0 / 255.0, 50.0 / 255.0], 1e-7);
+    assert_close(
+        rgb_at(&t.rgb, 2, 2),
+        [10.0 / 255.0, 20.0 / 255.0, 30.0 / 255.0],
+        1e-7,
+    );
+    assert_close(
+        rgb_at(&t.rgb, 3, 0),
+        [200.0 / 255.0, 100.0 / 255.0, 50.0 / 255.0],
+        1e-7,
+    );
     let alpha = t.alpha.expect("tRNS gives alpha");
     assert_eq!(px(&alpha, 0, 1, 0), 0.0);
     assert_eq!(px(&alpha, 0, 1, 1), 1.0);
@@ -170,7 +190,11 @@ fn png_16bit_is_divided_by_65535() {
     let grey: ImageBuffer<Luma<u16>, Vec<u16>> = ImageBuffer::from_pixel(2, 2, Luma([12345]));
     let path = save(&dir, "deep_grey.png", grey, ImageFormat::Png);
     let t = read_target(&path, 1024).unwrap();
-    assert_close(rgb_at(&t.rgb, 0, 0), [(12345.0f32 / 65535.0) as f64; 3], 0.0);
+    assert_close(
+        rgb_at(&t.rgb, 0, 0),
+        [(12345.0f32 / 65535.0) as f64; 3],
+        0.0,
+    );
 }
 
 #[test]
@@ -180,7 +204,11 @@ fn jpeg_is_read_within_compression_error() {
     let path = save(&dir, "face.jpg", img, ImageFormat::Jpeg);
     let t = read_target(&path, 1024).unwrap();
     assert_eq!(t.rgb.size(), [3, 16, 16]);
-    assert_close(rgb_at(&t.rgb, 5, 5), [200.0 / 255.0, 60.0 / 255.0, 30.0 / 255.0], 4.0 / 255.0);
+    assert_close(
+        rgb_at(&t.rgb, 5, 5),
+        [200.0 / 255.0, 60.0 / 255.0, 30.0 / 255.0],
+        4.0 / 255.0,
+    );
 }
 
 #[test]
@@ -197,7 +225,11 @@ fn webp_lossless_is_exact() {
     let p = img.get_pixel(3, 5);
     assert_close(
         rgb_at(&t.rgb, 5, 3),
-        [p[0] as f64 / 255.0, p[1] as f64 / 255.0, p[2] as f64 / 255.0],
+        [
+            p[0] as f64 / 255.0,
+            p[1] as f64 / 255.0,
+            p[2] as f64 / 255.0,
+        ],
         1e-7,
     );
 }
@@ -211,7 +243,11 @@ fn bmp_is_exact() {
     let p = img.get_pixel(1, 2);
     assert_close(
         rgb_at(&t.rgb, 2, 1),
-        [p[0] as f64 / 255.0, p[1] as f64 / 255.0, p[2] as f64 / 255.0],
+        [
+            p[0] as f64 / 255.0,
+            p[1] as f64 / 255.0,
+            p[2] as f64 / 255.0,
+        ],
         1e-7,
     );
 }
@@ -220,8 +256,12 @@ fn bmp_is_exact() {
 fn gif_reads_the_first_frame() {
     let dir = TempDir::new().unwrap();
     let path = dir.path().join("anim.gif");
-    let red = Tensor::from_slice(&[1f32, 0., 0.]).view([3, 1, 1]).expand([3, 4, 4], false);
-    let blue = Tensor::from_slice(&[0f32, 0., 1.]).view([3, 1, 1]).expand([3, 4, 4], false);
+    let red = Tensor::from_slice(&[1f32, 0., 0.])
+        .view([3, 1, 1])
+        .expand([3, 4, 4], false);
+    let blue = Tensor::from_slice(&[0f32, 0., 1.])
+        .view([3, 1, 1])
+        .expand([3, 4, 4], false);
     write_animation(&[red, blue], &path, 100).unwrap();
     let t = read_target(&path, 1024).unwrap();
     assert_close(rgb_at(&t.rgb, 1, 1), [1.0, 0.0, 0.0], 2.0 / 255.0);
@@ -250,7 +290,10 @@ fn cmyk_jpeg_is_converted_to_rgb() {
 fn exif_orientation_is_applied() {
     // Fixture: stored with a white block top-left, Orientation=6 (turn 90 degrees clockwise).
     let t = read_target(&fixture("exif_orientation6.jpg"), 1024).unwrap();
-    assert!(px(&t.rgb, 0, 4, 12) > 0.9, "the block should now be top-right");
+    assert!(
+        px(&t.rgb, 0, 4, 12) > 0.9,
+        "the block should now be top-right"
+    );
     assert!(px(&t.rgb, 0, 4, 4) < 0.1);
     assert!(px(&t.rgb, 0, 12, 12) < 0.1);
 }
@@ -302,7 +345,11 @@ fn zero_byte_file_is_empty() {
 #[test]
 fn text_file_is_not_an_image() {
     let dir = TempDir::new().unwrap();
-    let path = bytes_file(&dir, "notes.png", b"these are not the pixels you are looking for\n");
+    let path = bytes_file(
+        &dir,
+        "notes.png",
+        b"these are not the pixels you are looking for\n",
+    );
     let e = read_target(&path, 1024).unwrap_err();
     assert!(matches!(e.kind, ImageErrorKind::UnknownFormat), "{e}");
     assert_one_line(&e, &path);
@@ -323,7 +370,11 @@ fn non_square_is_refused_with_the_accepted_sides() {
     let path = save(&dir, "tall.png", card(32, 40), ImageFormat::Png);
     let e = read_target(&path, 1024).unwrap_err();
     match &e.kind {
-        ImageErrorKind::UnsupportedSize { width: 32, height: 40, accepted } => {
+        ImageErrorKind::UnsupportedSize {
+            width: 32,
+            height: 40,
+            accepted,
+        } => {
             assert_eq!(accepted, &[1024, 512, 256, 128, 64, 32, 16, 8, 4, 2, 1])
         }
         other => panic!("{other:?}"),
@@ -340,7 +391,14 @@ fn wrong_side_is_refused() {
     let dir = TempDir::new().unwrap();
     let path = save(&dir, "forty.jpg", card(40, 40), ImageFormat::Jpeg);
     let e = read_target(&path, 1024).unwrap_err();
-    assert!(matches!(e.kind, ImageErrorKind::UnsupportedSize { width: 40, height: 40, .. }));
+    assert!(matches!(
+        e.kind,
+        ImageErrorKind::UnsupportedSize {
+            width: 40,
+            height: 40,
+            ..
+        }
+    ));
     assert_one_line(&e, &path);
     // Larger than the generator is refused too, and a 128 generator accepts only up to 128.
     let path = save(&dir, "big.png", card(256, 256), ImageFormat::Png);
@@ -358,7 +416,17 @@ fn size_is_checked_from_the_header_before_decoding() {
     let dir = TempDir::new().unwrap();
     let path = bytes_file(&dir, "header_only.png", &png_header_only(48, 48));
     let e = read_target(&path, 1024).unwrap_err();
-    assert!(matches!(e.kind, ImageErrorKind::UnsupportedSize { width: 48, height: 48, .. }), "{e}");
+    assert!(
+        matches!(
+            e.kind,
+            ImageErrorKind::UnsupportedSize {
+                width: 48,
+                height: 48,
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[test]
@@ -375,7 +443,13 @@ fn huge_declared_dimensions_are_refused_fast() {
     ] {
         let e = read(&path).unwrap_err();
         assert!(
-            matches!(e.kind, ImageErrorKind::TooLarge { width: 100_000, height: 100_000 }),
+            matches!(
+                e.kind,
+                ImageErrorKind::TooLarge {
+                    width: 100_000,
+                    height: 100_000
+                }
+            ),
             "{e}"
         );
         assert_one_line(&e, &path);
@@ -389,12 +463,24 @@ fn huge_jpeg_header_is_refused_before_decoding() {
     let dir = TempDir::new().unwrap();
     let small = save(&dir, "small.jpg", card(8, 8), ImageFormat::Jpeg);
     let mut bytes = std::fs::read(small).unwrap();
-    let sof = bytes.windows(2).position(|w| w == [0xFF, 0xC0]).expect("baseline SOF0");
+    let sof = bytes
+        .windows(2)
+        .position(|w| w == [0xFF, 0xC0])
+        .expect("baseline SOF0");
     bytes[sof + 5..sof + 9].copy_from_slice(&[0xEA, 0x60, 0xEA, 0x60]);
     let path = bytes_file(&dir, "bomb.jpg", &bytes);
     let start = Instant::now();
     let e = read_photo(&path, 1024).unwrap_err();
-    assert!(matches!(e.kind, ImageErrorKind::TooLarge { width: 60000, height: 60000 }), "{e}");
+    assert!(
+        matches!(
+            e.kind,
+            ImageErrorKind::TooLarge {
+                width: 60000,
+                height: 60000
+            }
+        ),
+        "{e}"
+    );
     assert!(start.elapsed() < Duration::from_secs(1));
 }
 
@@ -412,7 +498,16 @@ fn huge_headers_of_other_formats_are_refused_fast() {
     let path = bytes_file(&dir, "bomb.bmp", &bmp);
     let start = Instant::now();
     let e = read_photo(&path, 1024).unwrap_err();
-    assert!(matches!(e.kind, ImageErrorKind::TooLarge { width: 60000, height: 60000 }), "{e}");
+    assert!(
+        matches!(
+            e.kind,
+            ImageErrorKind::TooLarge {
+                width: 60000,
+                height: 60000
+            }
+        ),
+        "{e}"
+    );
     // GIF and WebP headers alone: their decoders stop at the missing data, without allocating.
     let mut gif = b"GIF89a".to_vec();
     gif.extend_from_slice(&[0x60, 0xEA, 0x60, 0xEA, 0, 0, 0, 0x3B]);
@@ -442,7 +537,11 @@ fn oversized_file_is_refused_before_reading() {
 fn progressive_jpeg_is_complete() {
     // Fixture: ten scans; the end-marker check must walk all of them.
     let t = read_target(&fixture("progressive.jpg"), 1024).unwrap();
-    assert_close(rgb_at(&t.rgb, 8, 8), [200.0 / 255.0, 60.0 / 255.0, 30.0 / 255.0], 4.0 / 255.0);
+    assert_close(
+        rgb_at(&t.rgb, 8, 8),
+        [200.0 / 255.0, 60.0 / 255.0, 30.0 / 255.0],
+        4.0 / 255.0,
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -465,7 +564,8 @@ fn mask_is_luma_of_the_right_side() {
 
     let e = read_mask(&path, 16).unwrap_err();
     assert!(
-        e.to_string().ends_with("mask_rgb.png: 8x8 is not accepted: the image must be 16x16"),
+        e.to_string()
+            .ends_with("mask_rgb.png: 8x8 is not accepted: the image must be 16x16"),
         "{e}"
     );
 }
@@ -538,7 +638,9 @@ fn write_png_rounds_half_values() {
 fn write_png_rgba_keeps_alpha() {
     let dir = TempDir::new().unwrap();
     let path = dir.path().join("hair.png");
-    let t = Tensor::from_slice(&[0.2f32, 0.4, 0.6, 0.0]).view([4, 1, 1]).expand([4, 2, 2], false);
+    let t = Tensor::from_slice(&[0.2f32, 0.4, 0.6, 0.0])
+        .view([4, 1, 1])
+        .expand([4, 2, 2], false);
     write_png_rgba(&t, &path).unwrap();
     let back = read_target(&path, 2).unwrap();
     assert_eq!(px(&back.alpha.unwrap(), 0, 1, 1), 0.0);
@@ -629,8 +731,11 @@ fn animation_is_written_and_decodable() {
         .collect();
     write_animation(&frames, &path, 120).unwrap();
     let file = std::io::BufReader::new(std::fs::File::open(&path).unwrap());
-    let decoded =
-        image::codecs::gif::GifDecoder::new(file).unwrap().into_frames().collect_frames().unwrap();
+    let decoded = image::codecs::gif::GifDecoder::new(file)
+        .unwrap()
+        .into_frames()
+        .collect_frames()
+        .unwrap();
     assert_eq!(decoded.len(), 3);
     assert_eq!(decoded[0].buffer().dimensions(), (8, 8));
     assert_eq!(decoded[1].delay().numer_denom_ms(), (120, 1));
@@ -647,7 +752,9 @@ fn animation_is_written_and_decodable() {
 
 #[test]
 fn upscale_nearest_blows_up_without_smoothing() {
-    let t = Tensor::from_slice(&[0f32, 1.0]).view([1, 1, 2]).expand([3, 2, 2], false);
+    let t = Tensor::from_slice(&[0f32, 1.0])
+        .view([1, 1, 2])
+        .expand([3, 2, 2], false);
     let up = upscale_nearest(&t, 8);
     assert_eq!(up.size(), [3, 8, 8]);
     assert_eq!(px(&up, 0, 7, 3), 0.0);
@@ -660,7 +767,10 @@ fn upscale_nearest_blows_up_without_smoothing() {
 fn sheet_dimensions_follow_tiles_and_columns() {
     let mut sheet = Sheet::new(64, 3);
     for i in 0..4 {
-        sheet.push(&Tensor::rand([3, 32, 32], tch::kind::FLOAT_CPU), &format!("seed {i}"));
+        sheet.push(
+            &Tensor::rand([3, 32, 32], tch::kind::FLOAT_CPU),
+            &format!("seed {i}"),
+        );
     }
     let img = sheet.render();
     // 3 columns, 2 rows; gaps of 2 px; a label band of 11 px under each tile.
@@ -688,7 +798,10 @@ fn sheet_labels_change_pixels_only_in_the_band() {
     let changed = blank.ne_tensor(&labelled).any_dim(0, false).nonzero();
     assert!(changed.size()[0] > 20, "the label drew too few pixels");
     let first_row = changed.select(1, 0).min().int64_value(&[]);
-    assert!(first_row >= 4 + 128, "label pixels above the band (row {first_row})");
+    assert!(
+        first_row >= 4 + 128,
+        "label pixels above the band (row {first_row})"
+    );
     assert_eq!(labelled.max().double_value(&[]), 1.0, "text is white");
     // The tile itself is untouched and upscaled without smoothing.
     assert_eq!(px(&labelled, 1, 4 + 64, 4 + 64), 0.5);

@@ -53,15 +53,11 @@ fn mapping_matches_reference() {
 fn synthesis_128_matches_reference() {
     let fwd = tensors("forward.safetensors");
     let path = fixture("synthesis_128_c32.pt");
-    let (synthesis, _vs) =
-        build_synthesis(&weights::load(&path).unwrap(), &path, device()).unwrap();
+    let (synthesis, _vs) = build_synthesis(&weights::load(&path).unwrap(), &path, device()).unwrap();
     assert_eq!(synthesis.config().resolution, 128);
     assert_eq!(synthesis.config().num_layers(), 12);
-    let noise: Vec<Tensor> =
-        (0..12).map(|i| fwd[&format!("synthesis128.noise.{i}")].to_device(device())).collect();
-    let out =
-        tch::no_grad(|| synthesis.forward(&fwd["synthesis128.w_plus"].to_device(device()), &noise))
-            .unwrap();
+    let noise: Vec<Tensor> = (0..12).map(|i| fwd[&format!("synthesis128.noise.{i}")].to_device(device())).collect();
+    let out = tch::no_grad(|| synthesis.forward(&fwd["synthesis128.w_plus"].to_device(device()), &noise)).unwrap();
     let d = max_abs_diff(&out.to_device(Device::Cpu), &fwd["synthesis128.image"]);
     assert!(d < FORWARD_TOL, "128 network differs by {d}");
 }
@@ -75,16 +71,13 @@ fn noise_1024() -> Vec<Tensor> {
 fn synthesis_1024_matches_reference() {
     let fwd = tensors("forward.safetensors");
     let path = fixture("synthesis_1024_c16.pt");
-    let (synthesis, _vs) =
-        build_synthesis(&weights::load(&path).unwrap(), &path, device()).unwrap();
+    let (synthesis, _vs) = build_synthesis(&weights::load(&path).unwrap(), &path, device()).unwrap();
     assert_eq!(synthesis.config().resolution, 1024);
     assert_eq!(synthesis.config().channels, vec![16; 9]);
     let noise: Vec<Tensor> = noise_1024().iter().map(|n| n.to_device(device())).collect();
-    let out = tch::no_grad(|| {
-        synthesis.forward(&fwd["synthesis1024.w_plus"].to_device(device()), &noise)
-    })
-    .unwrap()
-    .to_device(Device::Cpu);
+    let out = tch::no_grad(|| synthesis.forward(&fwd["synthesis1024.w_plus"].to_device(device()), &noise))
+        .unwrap()
+        .to_device(Device::Cpu);
     let crop = out.narrow(2, 480, 64).narrow(3, 480, 64);
     let d = max_abs_diff(&crop, &fwd["synthesis1024.image_crop"]);
     assert!(d < FORWARD_TOL, "1024 crop differs by {d}");
@@ -108,17 +101,14 @@ fn bicubic_downscaler_matches_reference() {
 #[test]
 fn geocross_matches_reference() {
     let fwd = tensors("forward.safetensors");
-    let got = loss::geocross(&fwd["geocross.latent"].to_device(device()))
-        .sum(Kind::Float)
-        .double_value(&[]);
+    let got = loss::geocross(&fwd["geocross.latent"].to_device(device())).sum(Kind::Float).double_value(&[]);
     let want = fwd["geocross.loss"].double_value(&[0]);
     assert!((got - want).abs() / want.abs() < 1e-5, "GEOCROSS {got} vs {want}");
 }
 
 /// One PULSE case of `pulse_cases.json`, run from its recorded starting point.
 fn run_case(name: &str) -> (HashMap<String, Tensor>, SearchOutcome) {
-    let cases: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixture("pulse_cases.json")).unwrap()).unwrap();
+    let cases: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture("pulse_cases.json")).unwrap()).unwrap();
     let case = &cases[name];
     let fx = tensors(&format!("pulse_{name}.safetensors"));
     let path = fixture("synthesis_1024_c16.pt");
@@ -134,25 +124,18 @@ fn run_case(name: &str) -> (HashMap<String, Tensor>, SearchOutcome) {
         eps: case["eps"].as_f64().unwrap(),
         noise: case["noise_type"].as_str().unwrap().parse().unwrap(),
         trainable_noise: case["trainable_noise_layers"].as_u64().unwrap() as usize,
-        bad_noise_layers: case["bad_noise_layers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as usize)
-            .collect(),
+        bad_noise_layers: case["bad_noise_layers"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect(),
         tile_latent: case["tile_latent"].as_bool().unwrap(),
         keep_intermediate: false,
     };
-    let target =
-        pulse::imageio::read_target(&fixture(case["ref"].as_str().unwrap()), 1024).unwrap();
+    let target = pulse::imageio::read_target(&fixture(case["ref"].as_str().unwrap()), 1024).unwrap();
     let target = LossTarget {
         image: target.rgb.unsqueeze(0).to_device(dev),
         weight: target.alpha.map(|a| a.unsqueeze(0).to_device(dev)),
     };
     assert_eq!(target.weight.is_some(), name == "alpha");
     let start = Start { latent: fx["init.latent"].shallow_clone(), noise: noise_1024() };
-    let mut outcomes =
-        search(&synthesis, &fit, &config, &target, start, dev, &mut |_| true).unwrap();
+    let mut outcomes = search(&synthesis, &fit, &config, &target, start, dev, &mut |_| true).unwrap();
 
     // The final image, as the reference recorded it: the last latent's render, downscaled to 32.
     let out = outcomes.pop().unwrap();
@@ -176,30 +159,18 @@ fn check_case(name: &str, row_tol: &[f64], every_row: f64, displacement_tol: f64
         let tol = row_tol.get(i).copied().unwrap_or(every_row);
         for c in 0..3 {
             let r = rel(got[c], want[c]);
-            assert!(
-                r <= tol,
-                "{name}: history row {i} column {c}: got {} want {} (relative error {r} > {tol})",
-                got[c],
-                want[c]
-            );
+            assert!(r <= tol, "{name}: history row {i} column {c}: got {} want {} (relative error {r} > {tol})", got[c], want[c]);
         }
     }
     let init = &fx["init.latent"];
     let want = &fx["final.latent"];
-    let displacement = (&out.final_latent - want).norm().double_value(&[])
-        / (want - init).norm().double_value(&[]);
-    assert!(
-        displacement <= displacement_tol,
-        "{name}: final latent displaced by {displacement} > {displacement_tol}"
-    );
+    let displacement = (&out.final_latent - want).norm().double_value(&[]) / (want - init).norm().double_value(&[]);
+    assert!(displacement <= displacement_tol, "{name}: final latent displaced by {displacement} > {displacement_tol}");
     // The trainable noise maps (layers 0..4) as one vector, by the same displacement measure
     // (a single 4x4 map has too few elements for Adam's sign-like first steps to average out).
-    let flat = |maps: &[Tensor]| {
-        Tensor::cat(&maps.iter().take(5).map(|m| m.flatten(0, -1)).collect::<Vec<_>>(), 0)
-    };
+    let flat = |maps: &[Tensor]| Tensor::cat(&maps.iter().take(5).map(|m| m.flatten(0, -1)).collect::<Vec<_>>(), 0);
     let init = flat(&noise_1024());
-    let want =
-        flat(&(0..5).map(|l| fx[&format!("final.noise.{l}")].shallow_clone()).collect::<Vec<_>>());
+    let want = flat(&(0..5).map(|l| fx[&format!("final.noise.{l}")].shallow_clone()).collect::<Vec<_>>());
     let got = flat(&out.final_noise);
     let d = (&got - &want).norm().double_value(&[]) / (&want - &init).norm().double_value(&[]);
     assert!(d <= displacement_tol, "{name}: trainable noise displaced by {d} > {displacement_tol}");

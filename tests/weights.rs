@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn expected() -> Value {
@@ -49,8 +51,12 @@ fn assert_matches_torch(sd: &StateDict, file: &str) {
         let t = sd.get(key).unwrap();
         assert_eq!(t.device(), Device::Cpu, "{key}");
         assert_eq!(dtype_name(t.kind()), desc["dtype"], "{file} {key}: dtype");
-        let shape: Vec<i64> =
-            desc["shape"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+        let shape: Vec<i64> = desc["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect();
         assert_eq!(t.size(), shape, "{file} {key}: shape");
         let flat = t.to_kind(Kind::Double).reshape([-1]);
         let abs_sum = desc["abs_sum"].as_f64().unwrap();
@@ -171,7 +177,11 @@ fn safetensors_round_trip_keeps_keys_values_and_metadata() {
     for (key, orig) in sd.iter() {
         let got = back.get(key).unwrap_or_else(|| panic!("{key} lost"));
         assert_eq!(got.size(), orig.size(), "{key}");
-        let want_kind = if orig.is_floating_point() { Kind::Float } else { orig.kind() };
+        let want_kind = if orig.is_floating_point() {
+            Kind::Float
+        } else {
+            orig.kind()
+        };
         assert_eq!(got.kind(), want_kind, "{key}");
         assert!(got.equal(&orig.to_kind(want_kind)), "{key}");
     }
@@ -208,7 +218,10 @@ fn save_failure_leaves_existing_file_untouched() {
         Tensor::zeros([2], (Kind::ComplexFloat, Device::Cpu)),
     )]);
     let err = weights::save_safetensors(&sd, &out, None).unwrap_err();
-    assert!(matches!(err.kind, ErrorKind::UnsupportedDtype(_)), "{err}");
+    assert!(
+        matches!(err.kind, ErrorKind::UnsupportedDtype(_)),
+        "{err}"
+    );
     assert_one_line_naming(&err, "model.safetensors");
     assert_eq!(std::fs::read(&out).unwrap(), b"previous contents");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
@@ -234,8 +247,8 @@ fn mapping_store(shape0: &[i64]) -> tch::nn::VarStore {
     for i in 0..8 {
         let layer = root.sub(format!("dense{i}"));
         let shape = if i == 0 { shape0 } else { &[512, 512] };
-        let _ = layer.var("weight", shape, tch::nn::Init::Const(0.0));
-        let _ = layer.var("bias", &[512], tch::nn::Init::Const(0.0));
+        layer.var("weight", shape, tch::nn::Init::Const(0.0));
+        layer.var("bias", &[512], tch::nn::Init::Const(0.0));
     }
     vs
 }
@@ -258,7 +271,7 @@ fn load_into_ignores_extra_keys_and_converts_dtype() {
     let sd = load_ok("weights_mixed_zip.pt");
     let mut vs = tch::nn::VarStore::new(Device::Cpu);
     let w = vs.root().sub("weights");
-    let _ = w.var("f16", &[2, 3], tch::nn::Init::Const(0.0));
+    w.var("f16", &[2, 3], tch::nn::Init::Const(0.0));
     weights::load_into(&mut vs, &sd).unwrap();
     let got = &vs.variables()["weights.f16"];
     assert_eq!(got.kind(), Kind::Float);
@@ -269,9 +282,12 @@ fn load_into_ignores_extra_keys_and_converts_dtype() {
 fn load_into_reports_missing_key() {
     let sd = load_ok("mapping.pt");
     let mut vs = mapping_store(&[512, 512]);
-    let _ = vs.root().var("truncation.avg", &[512], tch::nn::Init::Const(0.0));
+    vs.root().var("truncation.avg", &[512], tch::nn::Init::Const(0.0));
     let err = weights::load_into(&mut vs, &sd).unwrap_err();
-    assert!(matches!(&err.kind, ErrorKind::MissingKey { key } if key == "truncation.avg"), "{err}");
+    assert!(
+        matches!(&err.kind, ErrorKind::MissingKey { key } if key == "truncation.avg"),
+        "{err}"
+    );
     assert_one_line_naming(&err, "mapping.pt");
 }
 
@@ -281,7 +297,11 @@ fn load_into_reports_shape_mismatch_and_changes_nothing() {
     let mut vs = mapping_store(&[256, 512]);
     let err = weights::load_into(&mut vs, &sd).unwrap_err();
     match &err.kind {
-        ErrorKind::ShapeMismatch { key, expected, found } => {
+        ErrorKind::ShapeMismatch {
+            key,
+            expected,
+            found,
+        } => {
             assert_eq!(key, "dense0.weight");
             assert_eq!(expected, &[256, 512]);
             assert_eq!(found, &[512, 512]);
@@ -410,8 +430,11 @@ fn legacy_file(object: &[u8], storages: &[(&str, u64, &[u8])]) -> Vec<u8> {
     f.extend(b"\x80\x02M\xe9\x03.");
     f.extend(b"\x80\x02}.");
     f.extend(object);
-    let keys =
-        storages.iter().fold(Pickle::new().op(b"]("), |p, (k, _, _)| p.str(k)).op(b"e").stop();
+    let keys = storages
+        .iter()
+        .fold(Pickle::new().op(b"]("), |p, (k, _, _)| p.str(k))
+        .op(b"e")
+        .stop();
     f.extend(keys);
     for (_, count, bytes) in storages {
         f.extend(count.to_le_bytes());
@@ -424,8 +447,8 @@ fn legacy_file(object: &[u8], storages: &[(&str, u64, &[u8])]) -> Vec<u8> {
 fn zip_file(data_pkl: &[u8], storages: &[(&str, &[u8])]) -> Vec<u8> {
     let mut out = std::io::Cursor::new(Vec::new());
     let mut zip = zip::ZipWriter::new(&mut out);
-    let opts =
-        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored);
     zip.start_file("archive/data.pkl", opts).unwrap();
     zip.write_all(data_pkl).unwrap();
     zip.start_file("archive/byteorder", opts).unwrap();
@@ -498,12 +521,18 @@ fn truncated_legacy_files_report_truncated_at_every_cut() {
     let full = std::fs::read(fixture("gaussian_fit_ffhq.pt")).unwrap();
     for cut in 1..full.len() {
         let (_dir, err) = load_bytes("gaussian_fit.pt", &full[..cut]);
-        assert!(matches!(err.kind, ErrorKind::Truncated), "cut at {cut}: {err}");
+        assert!(
+            matches!(err.kind, ErrorKind::Truncated),
+            "cut at {cut}: {err}"
+        );
     }
     let big = std::fs::read(fixture("synthesis_1024_c16.pt")).unwrap();
     for cut in [2, 14, 15, 200, 21_000, 23_504, 23_510, 100_000, big.len() - 1] {
         let (_dir, err) = load_bytes("synthesis.pt", &big[..cut]);
-        assert!(matches!(err.kind, ErrorKind::Truncated), "cut at {cut}: {err}");
+        assert!(
+            matches!(err.kind, ErrorKind::Truncated),
+            "cut at {cut}: {err}"
+        );
     }
 }
 
@@ -512,12 +541,18 @@ fn truncated_zip_files_report_truncated() {
     let full = std::fs::read(fixture("weights_mixed_zip.pt")).unwrap();
     for cut in (1..full.len()).step_by(7) {
         let (_dir, err) = load_bytes("mixed.pt", &full[..cut]);
-        assert!(matches!(err.kind, ErrorKind::Truncated), "cut at {cut}: {err}");
+        assert!(
+            matches!(err.kind, ErrorKind::Truncated),
+            "cut at {cut}: {err}"
+        );
     }
     let big = std::fs::read(fixture("synthesis_128_c32.pt")).unwrap();
     for cut in [4, 100, 13_000, 1_000_000, big.len() - 22, big.len() - 1] {
         let (_dir, err) = load_bytes("synthesis_128.pt", &big[..cut]);
-        assert!(matches!(err.kind, ErrorKind::Truncated), "cut at {cut}: {err}");
+        assert!(
+            matches!(err.kind, ErrorKind::Truncated),
+            "cut at {cut}: {err}"
+        );
     }
 }
 
@@ -530,7 +565,10 @@ fn truncated_safetensors_report_truncated() {
     // from the header's first byte on ('{' at offset 8 identifies the format)
     for cut in (9..full.len()).step_by(13) {
         let (_dir, err) = load_bytes("m.safetensors", &full[..cut]);
-        assert!(matches!(err.kind, ErrorKind::Truncated), "cut at {cut}: {err}");
+        assert!(
+            matches!(err.kind, ErrorKind::Truncated),
+            "cut at {cut}: {err}"
+        );
     }
 }
 
@@ -550,9 +588,19 @@ fn unsupported_opcode_is_named_with_its_offset() {
 /// A pickle calling `module.name("touch <marker>")`, as a legacy file, a zip and a bare pickle.
 fn code_execution_payloads(module: &str, name: &str, marker: &Path) -> Vec<(String, Vec<u8>)> {
     let command = format!("touch {}", marker.display());
-    let classic = Pickle::new().global(module, name).mark().str(&command).tuple().op(b"R");
+    let classic = Pickle::new()
+        .global(module, name)
+        .mark()
+        .str(&command)
+        .tuple()
+        .op(b"R");
     // protocol 4 spelling: STACK_GLOBAL with the names as strings
-    let stack = Pickle(vec![0x80, 4]).str(module).str(name).op(b"\x93").str(&command).op(b"\x85R");
+    let stack = Pickle(vec![0x80, 4])
+        .str(module)
+        .str(name)
+        .op(b"\x93")
+        .str(&command)
+        .op(b"\x85R");
     let dict_with = |call: &Pickle| {
         let mut p = Pickle::new().op(b"}(").str("w");
         p.0.extend_from_slice(&call.0[2..]);
@@ -668,21 +716,12 @@ fn inconsistent_storages_and_views_are_malformed() {
         // a storage with a tensor but no data
         ("no_data.pt", legacy_file(&tensor(4, 0, &[4], &[1]), &[])),
         // data for a storage no tensor declared
-        (
-            "stray.pt",
-            legacy_file(&tensor(4, 0, &[4], &[1]), &[("0", 4, &four), ("9", 1, &four[..4])]),
-        ),
+        ("stray.pt", legacy_file(&tensor(4, 0, &[4], &[1]), &[("0", 4, &four), ("9", 1, &four[..4])])),
         // zip record of the wrong size, and a missing record
         ("zip_size.pt", zip_file(&tensor(4, 0, &[4], &[1]), &[("0", &four[..8])])),
         ("zip_missing.pt", zip_file(&tensor(4, 0, &[4], &[1]), &[])),
         // a lone tensor instead of a dict
-        (
-            "lone.pt",
-            legacy_file(
-                &Pickle::new().tensor("FloatStorage", "0", 4, None, 0, &[4], &[1]).stop(),
-                &[("0", 4, &four)],
-            ),
-        ),
+        ("lone.pt", legacy_file(&Pickle::new().tensor("FloatStorage", "0", 4, None, 0, &[4], &[1]).stop(), &[("0", 4, &four)])),
     ];
     for (name, bytes) in cases {
         let (_d, err) = load_bytes(name, &bytes);
@@ -717,7 +756,9 @@ fn deep_nesting_and_huge_memo_indices_are_errors_not_crashes() {
     assert!(matches!(err.kind, ErrorKind::Malformed(_)), "{err}");
 
     // memo indices near 2^32: storing is fine, fetching an unset one is an error
-    let memo = Pickle::new().op(b"}r\xff\xff\xff\xffj\xfe\xff\xff\xff").stop();
+    let memo = Pickle::new()
+        .op(b"}r\xff\xff\xff\xffj\xfe\xff\xff\xff")
+        .stop();
     let (_d, err) = load_bytes("memo.pt", &wrap(memo));
     assert!(matches!(err.kind, ErrorKind::Malformed(_)), "{err}");
 
@@ -750,7 +791,9 @@ fn work_is_bounded() {
     }
     p = p.op(b"eq\x00");
     for _ in 0..1_000 {
-        p = p.global("collections", "OrderedDict").op(b"h\x00\x85R0");
+        p = p
+            .global("collections", "OrderedDict")
+            .op(b"h\x00\x85R0");
     }
     let (_d, err) = load_bytes("amplify.pt", &legacy_file(&p.op(b"}").stop(), &[]));
     assert!(matches!(err.kind, ErrorKind::LimitExceeded(_)), "{err}");
@@ -758,9 +801,18 @@ fn work_is_bounded() {
 
 #[test]
 fn whole_pickled_model_is_explained() {
-    let object = Pickle::new().mark().str("module").op(b"NNN").tuple().op(b"Q").stop();
+    let object = Pickle::new()
+        .mark()
+        .str("module")
+        .op(b"NNN")
+        .tuple()
+        .op(b"Q")
+        .stop();
     let (_d, err) = load_bytes("model.pt", &legacy_file(&object, &[]));
-    assert!(matches!(&err.kind, ErrorKind::Malformed(m) if m.contains("state_dict")), "{err}");
+    assert!(
+        matches!(&err.kind, ErrorKind::Malformed(m) if m.contains("state_dict")),
+        "{err}"
+    );
 }
 
 /// Random byte edits of real files: the loader must return (any result) without panicking.

@@ -39,8 +39,7 @@ fn parse<T: std::str::FromStr<Err = String>>(flag: &str, value: &str) -> anyhow:
 
 /// `I/N` with I < N.
 fn parse_shard(s: &str) -> anyhow::Result<(usize, usize)> {
-    let parsed =
-        s.split_once('/').and_then(|(i, n)| Some((i.trim().parse().ok()?, n.trim().parse().ok()?)));
+    let parsed = s.split_once('/').and_then(|(i, n)| Some((i.trim().parse().ok()?, n.trim().parse().ok()?)));
     match parsed {
         Some((i, n)) if n > 0 && i < n => Ok((i, n)),
         _ => bail!("--shard: expected I/N with 0 <= I < N, got '{s}'"),
@@ -52,10 +51,7 @@ fn parse_layers(s: &str) -> anyhow::Result<Vec<usize>> {
     s.split([',', '.'])
         .map(str::trim)
         .filter(|p| !p.is_empty())
-        .map(|p| {
-            p.parse()
-                .map_err(|_| anyhow::anyhow!("--bad-noise-layers: '{p}' is not a layer number"))
-        })
+        .map(|p| p.parse().map_err(|_| anyhow::anyhow!("--bad-noise-layers: '{p}' is not a layer number")))
         .collect()
 }
 
@@ -84,16 +80,11 @@ pub fn upsample(a: UpsampleArgs) -> anyhow::Result<ExitCode> {
         keep_intermediate: a.save_intermediate,
     };
     let seed = a.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64 % 1_000_000_000)
-            .unwrap_or(0)
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64 % 1_000_000_000).unwrap_or(0)
     });
     let batch_size = match a.batch_size.as_str() {
         "auto" => pipelines::auto_batch_size(&model),
-        n => n.parse().ok().filter(|&n| n > 0).with_context(|| {
-            format!("--batch-size: expected a positive number or auto, got '{n}'")
-        })?,
+        n => n.parse().ok().filter(|&n| n > 0).with_context(|| format!("--batch-size: expected a positive number or auto, got '{n}'"))?,
     };
     let opts = UpsampleOptions {
         inputs: a.inputs,
@@ -146,8 +137,7 @@ fn fit_with_bar(model: &mut Model, quiet: bool) -> anyhow::Result<()> {
 pub fn fit_gaussian(a: FitGaussianArgs) -> anyhow::Result<ExitCode> {
     let model = load_model(&a.model)?;
     let bar = progress::bar(a.samples as u64, "fit", false);
-    let path =
-        model::save_fit(&model, a.samples, a.seed, &mut |done, _| bar.set_position(done as u64))?;
+    let path = model::save_fit(&model, a.samples, a.seed, &mut |done, _| bar.set_position(done as u64))?;
     bar.finish_and_clear();
     eprintln!("pulse: wrote {} ({} samples, seed {})", path.display(), a.samples, a.seed);
     Ok(ExitCode::SUCCESS)
@@ -170,8 +160,7 @@ fn output_paths(out: &Path, count: usize, seed: u64) -> anyhow::Result<Vec<PathB
     let is_png = out.extension().is_some_and(|e| e.eq_ignore_ascii_case("png"));
     if is_png {
         if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("{}: cannot create folder", parent.display()))?;
+            std::fs::create_dir_all(parent).with_context(|| format!("{}: cannot create folder", parent.display()))?;
         }
         if count == 1 {
             return Ok(vec![out.to_path_buf()]);
@@ -179,8 +168,7 @@ fn output_paths(out: &Path, count: usize, seed: u64) -> anyhow::Result<Vec<PathB
         let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         return Ok((0..count).map(|k| out.with_file_name(format!("{stem}_{k}.png"))).collect());
     }
-    std::fs::create_dir_all(out)
-        .with_context(|| format!("{}: cannot create folder", out.display()))?;
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create folder", out.display()))?;
     Ok((0..count).map(|k| out.join(format!("seed{seed}_{k}.png"))).collect())
 }
 

@@ -18,8 +18,7 @@ pub struct UpsampleProgress {
 impl UpsampleProgress {
     pub fn new(quiet: bool, eps: f64) -> Self {
         let visible = !quiet && std::io::stderr().is_terminal();
-        let target =
-            if visible { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+        let target = if visible { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
         let multi = MultiProgress::with_draw_target(target);
         let overall = multi.add(ProgressBar::new(0));
         overall.set_style(
@@ -30,9 +29,7 @@ impl UpsampleProgress {
         overall.set_prefix("images");
         let batch = multi.add(ProgressBar::new(0));
         batch.set_style(
-            ProgressStyle::with_template("{prefix:>8} [{bar:30}] step {pos}/{len} {msg}")
-                .expect("valid template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template("{prefix:>8} [{bar:30}] step {pos}/{len} {msg}").expect("valid template").progress_chars("=> "),
         );
         batch.set_prefix("batch");
         Self { multi, overall, batch, eps, visible, quiet }
@@ -65,11 +62,7 @@ impl Observer for UpsampleProgress {
 
     fn skipped(&mut self, input: &Path, output: &Path) {
         if !self.quiet {
-            self.println(&format!(
-                "pulse: skipping {} ({} exists; --overwrite redoes it)",
-                input.display(),
-                output.display()
-            ));
+            self.println(&format!("pulse: skipping {} ({} exists; --overwrite redoes it)", input.display(), output.display()));
         }
     }
 
@@ -92,11 +85,7 @@ impl Observer for UpsampleProgress {
         if !self.visible && !self.quiet {
             let l2 = record.best.get("L2").map(|v| v.to_string()).unwrap_or_default();
             let status = if record.converged { "converged" } else { "not converged" };
-            self.println(&format!(
-                "pulse: {} -> {} ({status}, best L2 {l2})",
-                record.input.display(),
-                record.outputs[0].display()
-            ));
+            self.println(&format!("pulse: {} -> {} ({status}, best L2 {l2})", record.input.display(), record.outputs[0].display()));
         }
     }
 }
@@ -108,9 +97,7 @@ pub fn bar(len: u64, what: &str, quiet: bool) -> ProgressBar {
     }
     let bar = ProgressBar::new(len);
     bar.set_style(
-        ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} {msg} ETA {eta}").expect("valid template").progress_chars("=> "),
     );
     bar.set_prefix(what.to_string());
     bar

@@ -12,7 +12,10 @@ pub struct ImageError {
 
 impl ImageError {
     pub fn new(path: &Path, kind: ImageErrorKind) -> Self {
-        ImageError { path: path.to_path_buf(), kind }
+        ImageError {
+            path: path.to_path_buf(),
+            kind,
+        }
     }
 }
 
@@ -36,12 +39,19 @@ pub enum ImageErrorKind {
     Corrupt(String),
     /// Not a size this reader accepts; detected from the header, before decoding pixels.
     #[error("{width}x{height} is not accepted: {}", Accepted(accepted))]
-    UnsupportedSize { width: u32, height: u32, accepted: Vec<i64> },
+    UnsupportedSize {
+        width: u32,
+        height: u32,
+        accepted: Vec<i64>,
+    },
     /// Beyond [`MAX_SIDE`](super::MAX_SIDE) on either side; detected from the header.
     #[error("{width}x{height} is too large (at most {max}x{max} is read)", max = super::MAX_SIDE)]
     TooLarge { width: u32, height: u32 },
     /// The file itself is beyond [`MAX_FILE_BYTES`](super::MAX_FILE_BYTES); refused before reading.
-    #[error("the file is {bytes} bytes (at most {} are read)", super::MAX_FILE_BYTES)]
+    #[error(
+        "the file is {bytes} bytes (at most {} are read)",
+        super::MAX_FILE_BYTES
+    )]
     FileTooLarge { bytes: u64 },
     /// A pixel format the decoder cannot convert (e.g. 1-bit PNG variants it lacks).
     #[error("unsupported colour format: {0}")]
@@ -64,7 +74,11 @@ impl fmt::Display for Accepted<'_> {
             [s] => write!(f, "the image must be {s}x{s}"),
             [first, ..] => {
                 let list: Vec<String> = self.0.iter().map(|s| s.to_string()).collect();
-                write!(f, "the input must be square with side {first}/2^k ({})", list.join(", "))
+                write!(
+                    f,
+                    "the input must be square with side {first}/2^k ({})",
+                    list.join(", ")
+                )
             }
         }
     }
@@ -102,9 +116,16 @@ pub(crate) fn from_image(path: &Path, e: image::ImageError) -> ImageError {
 /// Decoders report early ends in their own words; these are the ones seen in practice.
 fn looks_truncated(text: &str) -> bool {
     let t = text.to_ascii_lowercase();
-    ["eof", "end of file", "unexpected end", "truncated", "no more bytes", "not enough"]
-        .iter()
-        .any(|w| t.contains(w))
+    [
+        "eof",
+        "end of file",
+        "unexpected end",
+        "truncated",
+        "no more bytes",
+        "not enough",
+    ]
+    .iter()
+    .any(|w| t.contains(w))
 }
 
 /// Error texts from decoders may span lines; ours must not.

@@ -43,12 +43,18 @@ pub fn accepted_sides(resolution: i64) -> Vec<i64> {
 /// smoothing", for side-by-side comparisons. Output pixel `i` copies input pixel `i*h/size`.
 pub fn upscale_nearest(t: &Tensor, size: i64) -> Tensor {
     let s = t.size();
-    assert!(s.len() == 3 && size > 0, "upscale_nearest wants [C,h,w], got {s:?}");
+    assert!(
+        s.len() == 3 && size > 0,
+        "upscale_nearest wants [C,h,w], got {s:?}"
+    );
     let index = |n: i64| {
         let idx: Vec<i64> = (0..size).map(|i| i * n / size).collect();
-        Tensor::from_slice(&idx).to_kind(Kind::Int64).to_device(t.device())
+        Tensor::from_slice(&idx)
+            .to_kind(Kind::Int64)
+            .to_device(t.device())
     };
-    t.index_select(1, &index(s[1])).index_select(2, &index(s[2]))
+    t.index_select(1, &index(s[1]))
+        .index_select(2, &index(s[2]))
 }
 
 #[cfg(test)]
@@ -67,7 +73,10 @@ mod tests {
         let t = Tensor::from_slice(&[1f32, 2., 3., 4.]).view([1, 2, 2]);
         let up = upscale_nearest(&t, 4);
         let v = Vec::<f32>::try_from(up.view([-1])).unwrap();
-        assert_eq!(v, [1., 1., 2., 2., 1., 1., 2., 2., 3., 3., 4., 4., 3., 3., 4., 4.]);
+        assert_eq!(
+            v,
+            [1., 1., 2., 2., 1., 1., 2., 2., 3., 3., 4., 4., 3., 3., 4., 4.]
+        );
     }
 
     #[test]

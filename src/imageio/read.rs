@@ -32,14 +32,18 @@ pub fn read_target(path: &Path, resolution: i64) -> Result<Target, ImageError> {
     let accepted = accepted_sides(resolution);
     let img = decode(path, |w, h| {
         let ok = w == h && accepted.contains(&i64::from(w));
-        ok.then_some(()).ok_or_else(|| ImageErrorKind::UnsupportedSize {
-            width: w,
-            height: h,
-            accepted: accepted.clone(),
-        })
+        ok.then_some(())
+            .ok_or_else(|| ImageErrorKind::UnsupportedSize {
+                width: w,
+                height: h,
+                accepted: accepted.clone(),
+            })
     })?;
     let rgb = to_chw(&img, Channels::Rgb);
-    let alpha = img.color().has_alpha().then(|| to_chw(&img, Channels::Alpha));
+    let alpha = img
+        .color()
+        .has_alpha()
+        .then(|| to_chw(&img, Channels::Alpha));
     Ok(Target { rgb, alpha })
 }
 
@@ -48,11 +52,12 @@ pub fn read_target(path: &Path, resolution: i64) -> Result<Target, ImageError> {
 pub fn read_mask(path: &Path, side: i64) -> Result<Tensor, ImageError> {
     let img = decode(path, |w, h| {
         let ok = i64::from(w) == side && i64::from(h) == side;
-        ok.then_some(()).ok_or_else(|| ImageErrorKind::UnsupportedSize {
-            width: w,
-            height: h,
-            accepted: vec![side],
-        })
+        ok.then_some(())
+            .ok_or_else(|| ImageErrorKind::UnsupportedSize {
+                width: w,
+                height: h,
+                accepted: vec![side],
+            })
     })?;
     Ok(to_chw(&img, Channels::Luma))
 }
@@ -69,8 +74,12 @@ pub fn read_photo(path: &Path, resolution: i64) -> Result<(Tensor, bool), ImageE
     }
     let side = w.min(h);
     let square = img.crop_imm((w - side) / 2, (h - side) / 2, side, side);
-    let resized =
-        image::imageops::resize(&square.to_rgb32f(), r, r, image::imageops::FilterType::Lanczos3);
+    let resized = image::imageops::resize(
+        &square.to_rgb32f(),
+        r,
+        r,
+        image::imageops::FilterType::Lanczos3,
+    );
     let t = hwc_to_chw(resized.into_raw(), r, r, 3).clamp(0.0, 1.0);
     Ok((t, true))
 }
@@ -82,7 +91,10 @@ fn decode(
 ) -> Result<DynamicImage, ImageError> {
     let err = |kind| ImageError::new(path, kind);
     let mut file = File::open(path).map_err(|e| err(ImageErrorKind::Io(e)))?;
-    let len = file.metadata().map_err(|e| err(ImageErrorKind::Io(e)))?.len();
+    let len = file
+        .metadata()
+        .map_err(|e| err(ImageErrorKind::Io(e)))?
+        .len();
     if len == 0 {
         return Err(err(ImageErrorKind::Empty));
     }
@@ -106,7 +118,8 @@ fn decode(
         Some(ImageFormat::Jpeg) => {
             let mut bytes = Vec::new();
             let mut file = reader.into_inner();
-            file.read_to_end(&mut bytes).map_err(|e| err(ImageErrorKind::Io(e)))?;
+            file.read_to_end(&mut bytes)
+                .map_err(|e| err(ImageErrorKind::Io(e)))?;
             let complete = jpeg_has_end(&bytes);
             let reader = ImageReader::with_format(Cursor::new(bytes), ImageFormat::Jpeg);
             decode_checked(path, reader, &check, complete)
@@ -132,10 +145,14 @@ fn decode_checked<R: BufRead + Seek>(
             ImageErrorKind::Truncated("the JPEG data ends before its end-of-image marker".into());
         return Err(ImageError::new(path, kind));
     }
-    decoder.set_limits(full_limits()).map_err(|e| from_image(path, e))?;
+    decoder
+        .set_limits(full_limits())
+        .map_err(|e| from_image(path, e))?;
 
     // A broken EXIF block is not worth refusing the image for: it is shown as stored.
-    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| from_image(path, e))?;
     img.apply_orientation(orientation);
     Ok(img)
@@ -172,7 +189,10 @@ fn check_size(
     check: &impl Fn(u32, u32) -> Result<(), ImageErrorKind>,
 ) -> Result<(), ImageErrorKind> {
     if i64::from(w) > MAX_SIDE || i64::from(h) > MAX_SIDE {
-        return Err(ImageErrorKind::TooLarge { width: w, height: h });
+        return Err(ImageErrorKind::TooLarge {
+            width: w,
+            height: h,
+        });
     }
     check(w, h)
 }
@@ -252,7 +272,10 @@ fn to_chw(img: &DynamicImage, which: Channels) -> Tensor {
 
 /// Interleaved `H*W*C` values to a contiguous `[C,H,W]` tensor.
 fn hwc_to_chw(data: Vec<f32>, w: u32, h: u32, c: i64) -> Tensor {
-    Tensor::from_slice(&data).view([i64::from(h), i64::from(w), c]).permute([2, 0, 1]).contiguous()
+    Tensor::from_slice(&data)
+        .view([i64::from(h), i64::from(w), c])
+        .permute([2, 0, 1])
+        .contiguous()
 }
 
 #[cfg(test)]
@@ -263,10 +286,18 @@ mod tests {
     fn jpeg_end_marker_is_found_past_segments_and_data() {
         // SOI, an APP1 whose payload holds a fake FFD9, SOS header, data with a stuffed FF00.
         let mut j = vec![0xFF, 0xD8, 0xFF, 0xE1, 0x00, 0x06, 0xFF, 0xD9, 0x00, 0x00];
-        j.extend_from_slice(&[0xFF, 0xDA, 0x00, 0x02, 0x12, 0xFF, 0x00, 0x34, 0xFF, 0xD0, 0x56]);
-        assert!(!jpeg_has_end(&j), "no end marker yet: the one inside APP1 does not count");
+        j.extend_from_slice(&[
+            0xFF, 0xDA, 0x00, 0x02, 0x12, 0xFF, 0x00, 0x34, 0xFF, 0xD0, 0x56,
+        ]);
+        assert!(
+            !jpeg_has_end(&j),
+            "no end marker yet: the one inside APP1 does not count"
+        );
         j.extend_from_slice(&[0xFF, 0xD9]);
         assert!(jpeg_has_end(&j));
-        assert!(!jpeg_has_end(&j[..8]), "a segment running past the end is truncation");
+        assert!(
+            !jpeg_has_end(&j[..8]),
+            "a segment running past the end is truncation"
+        );
     }
 }

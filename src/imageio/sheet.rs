@@ -27,15 +27,23 @@ pub struct Sheet {
 impl Sheet {
     /// `tile`: side of each tile in pixels; `columns`: tiles per row (fewer if fewer are pushed).
     pub fn new(tile: i64, columns: usize) -> Self {
-        assert!(tile > 0 && columns > 0, "a sheet needs a positive tile size and column count");
-        Sheet { tile, columns, tiles: Vec::new() }
+        assert!(
+            tile > 0 && columns > 0,
+            "a sheet needs a positive tile size and column count"
+        );
+        Sheet {
+            tile,
+            columns,
+            tiles: Vec::new(),
+        }
     }
 
     /// Adds an image (`[3,H,W]`, `[1,H,W]` grey, or either with a leading batch of 1), resized
     /// to the tile: blown up with nearest neighbour (pixels stay visible, as for tiny inputs)
     /// or shrunk by area averaging. `label` may be empty.
     pub fn push(&mut self, img: &Tensor, label: &str) {
-        self.tiles.push((fit_tile(img, self.tile), label.to_string()));
+        self.tiles
+            .push((fit_tile(img, self.tile), label.to_string()));
     }
 
     /// Number of tiles pushed so far.
@@ -50,14 +58,23 @@ impl Sheet {
     /// Draws the sheet: `[3,H,W]` CPU float in [0,1]. An empty sheet is a small blank image.
     pub fn render(&self) -> Tensor {
         let l = self.layout();
-        let canvas = Tensor::full([3, l.height, l.width], BACKGROUND, (Kind::Float, Device::Cpu));
+        let canvas = Tensor::full(
+            [3, l.height, l.width],
+            BACKGROUND,
+            (Kind::Float, Device::Cpu),
+        );
         for (i, (img, label)) in self.tiles.iter().enumerate() {
             let (row, col) = ((i / l.columns) as i64, (i % l.columns) as i64);
             let x = l.gap + col * (self.tile + l.gap);
             let y = l.gap + row * (self.tile + l.band + l.gap);
-            canvas.narrow(1, y, self.tile).narrow(2, x, self.tile).copy_(img);
+            canvas
+                .narrow(1, y, self.tile)
+                .narrow(2, x, self.tile)
+                .copy_(img);
             if l.band > 0 {
-                let mut band = canvas.narrow(1, y + self.tile, l.band).narrow(2, x, self.tile);
+                let mut band = canvas
+                    .narrow(1, y + self.tile, l.band)
+                    .narrow(2, x, self.tile);
                 let _ = band.fill_(BAND);
                 self.draw_label(&band, label, l.scale);
             }
@@ -88,7 +105,11 @@ impl Sheet {
         // Glyphs grow with the tile: 1x up to 255 px, 2x up to 511 px, and so on.
         let scale = (self.tile / 128).max(1) as usize;
         let labelled = self.tiles.iter().any(|(_, l)| !l.is_empty());
-        let band = if labelled { (font::HEIGHT + 4) as i64 * scale as i64 } else { 0 };
+        let band = if labelled {
+            (font::HEIGHT + 4) as i64 * scale as i64
+        } else {
+            0
+        };
         let cols = columns as i64;
         Layout {
             columns,
@@ -113,7 +134,11 @@ struct Layout {
 /// Any accepted tile tensor as `[3,tile,tile]` CPU float.
 fn fit_tile(img: &Tensor, tile: i64) -> Tensor {
     let img = img.to_device(Device::Cpu).to_kind(Kind::Float);
-    let img = if img.dim() == 4 { img.squeeze_dim(0) } else { img };
+    let img = if img.dim() == 4 {
+        img.squeeze_dim(0)
+    } else {
+        img
+    };
     let size = img.size();
     assert!(
         size.len() == 3 && (size[0] == 1 || size[0] == 3),
@@ -122,7 +147,9 @@ fn fit_tile(img: &Tensor, tile: i64) -> Tensor {
     let img = img.expand([3, size[1], size[2]], false);
     let (h, w) = (size[1], size[2]);
     if h >= tile && w >= tile {
-        img.unsqueeze(0).adaptive_avg_pool2d([tile, tile]).squeeze_dim(0)
+        img.unsqueeze(0)
+            .adaptive_avg_pool2d([tile, tile])
+            .squeeze_dim(0)
     } else {
         super::upscale_nearest(&img, tile)
     }

@@ -47,7 +47,9 @@ pub fn write_atomic(
     f: impl FnOnce(&mut File) -> std::io::Result<()>,
 ) -> Result<(), ImageError> {
     let fail = |m: String| write_err(path, m);
-    let name = path.file_name().ok_or_else(|| fail("the path has no file name".into()))?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| fail("the path has no file name".into()))?;
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -98,7 +100,8 @@ pub fn write_animation(frames: &[Tensor], path: &Path, delay_ms: u32) -> Result<
         {
             // Speed 10 of 1..30: good colours at a fraction of the default (1) quantiser's time.
             let mut enc = GifEncoder::new_with_speed(&mut out, 10);
-            enc.set_repeat(Repeat::Infinite).map_err(std::io::Error::other)?;
+            enc.set_repeat(Repeat::Infinite)
+                .map_err(std::io::Error::other)?;
             for img in rgba {
                 enc.encode_frame(Frame::from_parts(img, 0, 0, delay))
                     .map_err(std::io::Error::other)?;

@@ -13,20 +13,14 @@ const W_AVG_SAMPLES: i64 = 10_000;
 
 /// Renders `count` random faces; each face k draws z and noise from its own seed, derived from
 /// (`seed`, k). Returns the [3,R,R] image in [0,1] and the latent file that reproduces it.
-pub fn generate(
-    model: &Model,
-    seed: u64,
-    psi: f64,
-    count: usize,
-) -> anyhow::Result<Vec<(Tensor, LatentFile)>> {
+pub fn generate(model: &Model, seed: u64, psi: f64, count: usize) -> anyhow::Result<Vec<(Tensor, LatentFile)>> {
     let mapping = model.mapping()?;
     let config = model.config();
     let layers = config.num_layers() as i64;
     let device = model.device;
     let w_avg = tch::no_grad(|| {
         tch::manual_seed(seed as i64);
-        let z = Tensor::randn([W_AVG_SAMPLES, LATENT_DIM], (Kind::Float, Device::Cpu))
-            .to_device(device);
+        let z = Tensor::randn([W_AVG_SAMPLES, LATENT_DIM], (Kind::Float, Device::Cpu)).to_device(device);
         mapping.forward(&z).mean_dim(0, true, Kind::Float)
     });
     let mut faces = vec![];
@@ -44,21 +38,10 @@ pub fn generate(
             let w = mapping.forward(&z.to_device(device));
             let truncated = &w_avg + (&w - &w_avg) * psi;
             let cut = TRUNCATION_LAYERS.min(layers);
-            Tensor::cat(
-                &[
-                    truncated.unsqueeze(1).expand([1, cut, LATENT_DIM], false),
-                    w.unsqueeze(1).expand([1, layers - cut, LATENT_DIM], false),
-                ],
-                1,
-            )
+            Tensor::cat(&[truncated.unsqueeze(1).expand([1, cut, LATENT_DIM], false), w.unsqueeze(1).expand([1, layers - cut, LATENT_DIM], false)], 1)
         });
         let image = synthesize(model, &w_plus, &noise)?;
-        let mut latent = LatentFile::new(
-            w_plus.squeeze_dim(0).to_device(Device::Cpu),
-            None,
-            noise,
-            &model.sha256,
-        );
+        let mut latent = LatentFile::new(w_plus.squeeze_dim(0).to_device(Device::Cpu), None, noise, &model.sha256);
         latent.metadata.insert("seed".into(), item_seed.to_string());
         latent.metadata.insert("truncation".into(), psi.to_string());
         faces.push((image, latent));

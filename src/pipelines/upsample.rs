@@ -159,8 +159,7 @@ pub fn collect_inputs(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = vec![];
     for input in inputs {
         if input.is_dir() {
-            let entries = std::fs::read_dir(input)
-                .with_context(|| format!("{}: cannot list folder", input.display()))?;
+            let entries = std::fs::read_dir(input).with_context(|| format!("{}: cannot list folder", input.display()))?;
             for entry in entries {
                 let path = entry?.path();
                 let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
@@ -205,8 +204,7 @@ pub fn run(
     let resolution = model.config().resolution;
     let layers = model.config().num_layers();
     model.ensure_fit(&mut |_, _| {})?;
-    std::fs::create_dir_all(&opts.out_dir)
-        .with_context(|| format!("{}: cannot create output folder", opts.out_dir.display()))?;
+    std::fs::create_dir_all(&opts.out_dir).with_context(|| format!("{}: cannot create output folder", opts.out_dir.display()))?;
 
     let mut files = collect_inputs(&opts.inputs)?;
     if let Some((i, n)) = opts.shard {
@@ -279,45 +277,24 @@ pub fn run(
                 None => break,
             }
         }
-        let names: Vec<String> =
-            batch.iter().map(|j| output_base(opts, &inputs[j.input].stem, j.sample)).collect();
+        let names: Vec<String> = batch.iter().map(|j| output_base(opts, &inputs[j.input].stem, j.sample)).collect();
         observer.batch_started(&names, opts.search.steps);
 
         let seeds: Vec<u64> = batch
             .iter()
-            .map(|j| {
-                crate::pipelines::item_seed(opts.seed, &inputs[j.input].stem, j.sample, j.attempt)
-            })
+            .map(|j| crate::pipelines::item_seed(opts.seed, &inputs[j.input].stem, j.sample, j.attempt))
             .collect();
         let starts: Vec<Start> = batch
             .iter()
             .zip(&seeds)
-            .map(|(j, &seed)| {
-                start_for(
-                    &inputs[j.input],
-                    j.attempt,
-                    seed,
-                    model.config(),
-                    opts.search.tile_latent,
-                    &fit,
-                )
-            })
+            .map(|(j, &seed)| start_for(&inputs[j.input], j.attempt, seed, model.config(), opts.search.tile_latent, &fit))
             .collect::<anyhow::Result<_>>()?;
         let target = LossTarget {
-            image: Tensor::stack(
-                &batch
-                    .iter()
-                    .map(|j| inputs[j.input].target.rgb.shallow_clone())
-                    .collect::<Vec<_>>(),
-                0,
-            )
-            .to_device(device),
+            image: Tensor::stack(&batch.iter().map(|j| inputs[j.input].target.rgb.shallow_clone()).collect::<Vec<_>>(), 0)
+                .to_device(device),
             weight: inputs[batch[0].input].weight.as_ref().map(|_| {
                 Tensor::stack(
-                    &batch
-                        .iter()
-                        .map(|j| inputs[j.input].weight.as_ref().expect("same key").shallow_clone())
-                        .collect::<Vec<_>>(),
+                    &batch.iter().map(|j| inputs[j.input].weight.as_ref().expect("same key").shallow_clone()).collect::<Vec<_>>(),
                     0,
                 )
                 .to_device(device)
@@ -334,8 +311,7 @@ pub fn run(
             device,
             &mut |p: Progress| {
                 observer.step(p.step, p.steps, &|| {
-                    Vec::try_from(p.values.to_device(Device::Cpu).to_kind(tch::Kind::Double))
-                        .unwrap_or_default()
+                    Vec::try_from(p.values.to_device(Device::Cpu).to_kind(tch::Kind::Double)).unwrap_or_default()
                 });
                 !stop.load(Ordering::SeqCst)
             },
@@ -353,10 +329,7 @@ pub fn run(
             job.seconds += share;
             let better = match &job.best {
                 None => true,
-                Some((b, _, _)) => {
-                    (outcome.converged && !b.converged)
-                        || (outcome.converged == b.converged && l2(&outcome, opts) < l2(b, opts))
-                }
+                Some((b, _, _)) => (outcome.converged && !b.converged) || (outcome.converged == b.converged && l2(&outcome, opts) < l2(b, opts)),
             };
             if better {
                 job.best = Some((outcome, job.attempt, seed));
@@ -426,11 +399,7 @@ fn prepare_input(
     let resolution = model.config().resolution;
     let out_png = opts.out_dir.join(format!("{}.png", output_base(opts, stem, 0)));
     if same_file(path, &out_png) {
-        bail!(
-            "{}: the output {} would overwrite this input; choose another -o folder",
-            path.display(),
-            out_png.display()
-        );
+        bail!("{}: the output {} would overwrite this input; choose another -o folder", path.display(), out_png.display());
     }
     let mut target = imageio::read_target(path, resolution)?;
     let side = target.rgb.size()[2];
@@ -488,37 +457,20 @@ fn start_for(
     match (&input.init, attempt) {
         (Some(init), 0) => {
             let cpu_fit = fit.to_device(Device::Cpu);
-            let latent = init
-                .latent
-                .as_ref()
-                .map(|l| l.shallow_clone())
-                .unwrap_or_else(|| from_w_plus(&init.w_plus, &cpu_fit));
+            let latent = init.latent.as_ref().map(|l| l.shallow_clone()).unwrap_or_else(|| from_w_plus(&init.w_plus, &cpu_fit));
             let latent = match (tile, latent.size()[0]) {
-                (true, 1) | (false, _) => {
-                    latent.expand([config.num_layers() as i64, -1], false).contiguous()
-                }
-                (true, _) => bail!(
-                    "{}: --tile-latent needs a [1,512] latent in the --init file",
-                    input.path.display()
-                ),
+                (true, 1) | (false, _) => latent.expand([config.num_layers() as i64, -1], false).contiguous(),
+                (true, _) => bail!("{}: --tile-latent needs a [1,512] latent in the --init file", input.path.display()),
             };
             let latent = if tile { latent.narrow(0, 0, 1) } else { latent };
-            Ok(Start {
-                latent: latent.unsqueeze(0),
-                noise: init.noise.iter().map(|n| n.shallow_clone()).collect(),
-            })
+            Ok(Start { latent: latent.unsqueeze(0), noise: init.noise.iter().map(|n| n.shallow_clone()).collect() })
         }
         _ => Ok(Start::random(seed, config, tile)),
     }
 }
 
 /// Writes one job's outputs (each atomically) and returns its report entry.
-fn finish(
-    model: &Model,
-    opts: &UpsampleOptions,
-    input: &Input,
-    job: Job,
-) -> anyhow::Result<ImageRecord> {
+fn finish(model: &Model, opts: &UpsampleOptions, input: &Input, job: Job) -> anyhow::Result<ImageRecord> {
     let (outcome, attempt, seed) = job.best.expect("a finished job has a result");
     let base = output_base(opts, &input.stem, job.sample);
     let resolution = model.config().resolution;
@@ -542,9 +494,7 @@ fn finish(
 
     if opts.compare {
         let factor = resolution / input.target.rgb.size()[2];
-        let down = crate::pulse::Downscaler::new(factor, Device::Cpu)
-            .forward(&outcome.image.unsqueeze(0))
-            .squeeze_dim(0);
+        let down = crate::pulse::Downscaler::new(factor, Device::Cpu).forward(&outcome.image.unsqueeze(0)).squeeze_dim(0);
         let row = Tensor::cat(
             &[
                 imageio::upscale_nearest(&input.target.rgb, resolution),

@@ -70,8 +70,7 @@ impl Downscaler {
 
 /// The factor that maps a `resolution` image to a `side` one, if `side` is `resolution / 2^k`.
 pub fn factor_for(resolution: i64, side: i64) -> Option<i64> {
-    (side > 0 && resolution % side == 0 && (resolution / side).count_ones() == 1)
-        .then(|| resolution / side)
+    (side > 0 && resolution % side == 0 && (resolution / side).count_ones() == 1).then(|| resolution / side)
 }
 
 #[cfg(test)]

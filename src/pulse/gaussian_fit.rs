@@ -34,10 +34,8 @@ impl GaussianFit {
         tch::no_grad(|| {
             while done < samples {
                 let n = chunk.min(samples - done);
-                let z =
-                    Tensor::randn([n, LATENT_DIM], (Kind::Float, Device::Cpu)).to_device(device);
-                let x =
-                    crate::stylegan::leaky_relu(&mapping.forward(&z), 5.0).to_kind(Kind::Double);
+                let z = Tensor::randn([n, LATENT_DIM], (Kind::Float, Device::Cpu)).to_device(device);
+                let x = crate::stylegan::leaky_relu(&mapping.forward(&z), 5.0).to_kind(Kind::Double);
                 sum += x.sum_dim_intlist(0, false, Kind::Double);
                 sum_sq += x.square().sum_dim_intlist(0, false, Kind::Double);
                 done += n;
@@ -47,9 +45,6 @@ impl GaussianFit {
         let n = samples as f64;
         let mean = &sum / n;
         let var = (sum_sq - &mean.square() * n) / (n - 1.0);
-        Self {
-            mean: mean.to_kind(Kind::Float),
-            std: var.clamp_min(0.0).sqrt().to_kind(Kind::Float),
-        }
+        Self { mean: mean.to_kind(Kind::Float), std: var.clamp_min(0.0).sqrt().to_kind(Kind::Float) }
     }
 }

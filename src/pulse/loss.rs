@@ -45,10 +45,7 @@ impl FromStr for LossSpec {
         for part in s.split('+').map(str::trim) {
             let (weight, name) = match part.split_once('*') {
                 Some((w, n)) => {
-                    let w = w
-                        .trim()
-                        .parse::<f64>()
-                        .map_err(|_| format!("bad weight '{w}' in loss term '{part}'"))?;
+                    let w = w.trim().parse::<f64>().map_err(|_| format!("bad weight '{w}' in loss term '{part}'"))?;
                     (w, n.trim())
                 }
                 None => (1.0, part),
@@ -57,9 +54,7 @@ impl FromStr for LossSpec {
                 "L2" => Term::L2,
                 "L1" => Term::L1,
                 "GEOCROSS" => Term::GeoCross,
-                _ => {
-                    return Err(format!("unknown loss term '{name}' (expected L2, L1 or GEOCROSS)"))
-                }
+                _ => return Err(format!("unknown loss term '{name}' (expected L2, L1 or GEOCROSS)")),
             };
             if terms.iter().any(|(_, t)| *t == term) {
                 return Err(format!("loss term {name} appears twice"));
@@ -75,8 +70,7 @@ impl FromStr for LossSpec {
 
 impl fmt::Display for LossSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> =
-            self.terms.iter().map(|(w, t)| format!("{w}*{}", t.name())).collect();
+        let parts: Vec<String> = self.terms.iter().map(|(w, t)| format!("{w}*{}", t.name())).collect();
         write!(f, "{}", parts.join("+"))
     }
 }
@@ -91,33 +85,17 @@ pub struct LossTarget {
 }
 
 /// Per-item value [B] of each term of `spec`, in order, and the weighted total [B].
-pub fn evaluate(
-    spec: &LossSpec,
-    low_res: &Tensor,
-    target: &LossTarget,
-    w_plus: &Tensor,
-    eps: f64,
-) -> (Tensor, Vec<Tensor>) {
-    let values: Vec<Tensor> =
-        spec.terms
-            .iter()
-            .map(|(_, term)| match term {
-                Term::L2 => weighted_mean(&(low_res - &target.image).square(), &target.weight)
-                    .clamp_min(eps),
-                Term::L1 => {
-                    weighted_mean(&(low_res - &target.image).abs(), &target.weight).clamp_min(eps)
-                        * 10.0
-                }
-                Term::GeoCross => geocross(w_plus),
-            })
-            .collect();
-    let total = spec
+pub fn evaluate(spec: &LossSpec, low_res: &Tensor, target: &LossTarget, w_plus: &Tensor, eps: f64) -> (Tensor, Vec<Tensor>) {
+    let values: Vec<Tensor> = spec
         .terms
         .iter()
-        .zip(&values)
-        .map(|((w, _), v)| v * *w)
-        .reduce(|a, b| a + b)
-        .expect("loss has terms");
+        .map(|(_, term)| match term {
+            Term::L2 => weighted_mean(&(low_res - &target.image).square(), &target.weight).clamp_min(eps),
+            Term::L1 => weighted_mean(&(low_res - &target.image).abs(), &target.weight).clamp_min(eps) * 10.0,
+            Term::GeoCross => geocross(w_plus),
+        })
+        .collect();
+    let total = spec.terms.iter().zip(&values).map(|((w, _), v)| v * *w).reduce(|a, b| a + b).expect("loss has terms");
     (total, values)
 }
 
@@ -163,20 +141,13 @@ mod tests {
 
     #[test]
     fn l2_is_clamped_at_eps_and_weighted() {
-        let target =
-            LossTarget { image: Tensor::zeros([2, 3, 4, 4], tch::kind::FLOAT_CPU), weight: None };
+        let target = LossTarget { image: Tensor::zeros([2, 3, 4, 4], tch::kind::FLOAT_CPU), weight: None };
         let low = Tensor::ones([2, 3, 4, 4], tch::kind::FLOAT_CPU) * 0.01;
         let w = Tensor::zeros([2, 4, 512], tch::kind::FLOAT_CPU);
         let spec: LossSpec = "L2".parse().unwrap();
         let (total, _) = evaluate(&spec, &low, &target, &w, 2e-3);
-        assert_eq!(Vec::<f64>::try_from(&total).unwrap(), vec![2e-3_f32 as f64; 2]);
-        let half = Tensor::cat(
-            &[
-                Tensor::ones([1, 1, 4, 2], tch::kind::FLOAT_CPU),
-                Tensor::zeros([1, 1, 4, 2], tch::kind::FLOAT_CPU),
-            ],
-            3,
-        );
+        assert_eq!(Vec::<f64>::try_from(&total).unwrap(), vec![2e-3 as f32 as f64; 2]);
+        let half = Tensor::cat(&[Tensor::ones([1, 1, 4, 2], tch::kind::FLOAT_CPU), Tensor::zeros([1, 1, 4, 2], tch::kind::FLOAT_CPU)], 3);
         let target = LossTarget { image: target.image, weight: Some(half.repeat([2, 1, 1, 1])) };
         let low = Tensor::ones([2, 3, 4, 4], tch::kind::FLOAT_CPU);
         let (total, _) = evaluate(&spec, &low, &target, &w, 2e-3);

@@ -91,8 +91,7 @@ impl SphericalOptimizer {
         self.steps_taken += 1;
         let t = self.steps_taken;
         tch::no_grad(|| {
-            for ((p, state), radius) in self.params.iter_mut().zip(&mut self.state).zip(&self.radii)
-            {
+            for ((p, state), radius) in self.params.iter_mut().zip(&mut self.state).zip(&self.radii) {
                 let grad = p.grad();
                 if !grad.defined() {
                     continue;
@@ -146,18 +145,14 @@ mod tests {
 
     #[test]
     fn keeps_every_row_on_its_initial_sphere() {
-        for kind in
-            [OptimizerKind::Adam, OptimizerKind::Sgd, OptimizerKind::Sgdm, OptimizerKind::Adamax]
-        {
+        for kind in [OptimizerKind::Adam, OptimizerKind::Sgd, OptimizerKind::Sgdm, OptimizerKind::Adamax] {
             tch::manual_seed(1);
             let p = Tensor::randn([2, 3, 8], tch::kind::FLOAT_CPU).set_requires_grad(true);
             let before = norms(&p);
             let mut opt = SphericalOptimizer::new(kind, vec![p.shallow_clone()]);
             for _ in 0..3 {
                 opt.zero_grad();
-                (&p * Tensor::randn([2, 3, 8], tch::kind::FLOAT_CPU))
-                    .sum(tch::Kind::Float)
-                    .backward();
+                (&p * Tensor::randn([2, 3, 8], tch::kind::FLOAT_CPU)).sum(tch::Kind::Float).backward();
                 opt.step(0.4);
             }
             let diff = (norms(&p) - &before).abs().max().double_value(&[]);

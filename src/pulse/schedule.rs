@@ -40,9 +40,7 @@ impl FromStr for Schedule {
             "fixed" => Ok(Schedule::Fixed),
             "linear1cycle" => Ok(Schedule::Linear1Cycle),
             "linear1cycledrop" => Ok(Schedule::Linear1CycleDrop),
-            _ => Err(format!(
-                "unknown schedule '{s}' (expected fixed, linear1cycle or linear1cycledrop)"
-            )),
+            _ => Err(format!("unknown schedule '{s}' (expected fixed, linear1cycle or linear1cycledrop)")),
         }
     }
 }

@@ -113,15 +113,9 @@ impl Start {
 
     /// Stacks single-item starts into one batch.
     pub fn batch(items: &[Start]) -> Self {
-        let latent =
-            Tensor::cat(&items.iter().map(|s| s.latent.shallow_clone()).collect::<Vec<_>>(), 0);
+        let latent = Tensor::cat(&items.iter().map(|s| s.latent.shallow_clone()).collect::<Vec<_>>(), 0);
         let noise = (0..items[0].noise.len())
-            .map(|l| {
-                Tensor::cat(
-                    &items.iter().map(|s| s.noise[l].shallow_clone()).collect::<Vec<_>>(),
-                    0,
-                )
-            })
+            .map(|l| Tensor::cat(&items.iter().map(|s| s.noise[l].shallow_clone()).collect::<Vec<_>>(), 0))
             .collect();
         Self { latent, noise }
     }
@@ -167,11 +161,7 @@ pub struct Progress<'a> {
 
 /// `w_plus = leaky_relu(latent * std + mean, 0.2)`, tiled to `layers` rows when the latent has one.
 pub fn to_w_plus(latent: &Tensor, fit: &GaussianFit, layers: usize) -> Tensor {
-    let latent = if latent.size()[1] == 1 {
-        latent.expand([-1, layers as i64, -1], false)
-    } else {
-        latent.shallow_clone()
-    };
+    let latent = if latent.size()[1] == 1 { latent.expand([-1, layers as i64, -1], false) } else { latent.shallow_clone() };
     crate::stylegan::leaky_relu(&(latent * &fit.std + &fit.mean), 0.2)
 }
 
@@ -200,11 +190,7 @@ pub fn search(
     let layers = synthesis.config().num_layers();
     let resolution = synthesis.config().resolution;
     let batch = start.latent.size()[0];
-    ensure!(
-        start.noise.len() == layers,
-        "start has {} noise maps, the network has {layers}",
-        start.noise.len()
-    );
+    ensure!(start.noise.len() == layers, "start has {} noise maps, the network has {layers}", start.noise.len());
     ensure!(config.steps > 0, "the search needs at least one step");
     let side = target.image.size()[3];
     let Some(factor) = super::downscale::factor_for(resolution, side) else {
@@ -252,16 +238,14 @@ pub fn search(
         opt.zero_grad();
         let w_plus = to_w_plus(&latent, fit, layers);
         let gen = (synthesis.forward(&w_plus, &noise)? + 1.0) / 2.0;
-        let (total, terms) =
-            loss::evaluate(&config.loss, &down.forward(&gen), target, &w_plus, config.eps);
+        let (total, terms) = loss::evaluate(&config.loss, &down.forward(&gen), target, &w_plus, config.eps);
 
         // Keep each item's best iterate, on the device (no host round trip).
         tch::no_grad(|| {
             let total = total.detach();
             let better = total.lt_tensor(&best_total);
             best_total = total.where_self(&better, &best_total);
-            best_step = Tensor::full([batch], step as i64, (Kind::Int64, device))
-                .where_self(&better, &best_step);
+            best_step = Tensor::full([batch], step as i64, (Kind::Int64, device)).where_self(&better, &best_step);
             let b4 = better.view([batch, 1, 1, 1]);
             best_image = gen.detach().where_self(&b4, &best_image);
             best_latent = latent.detach().where_self(&better.view([batch, 1, 1]), &best_latent);
@@ -275,11 +259,7 @@ pub fn search(
             row.extend(terms.iter().map(|t| t.detach()));
             rows.push(Tensor::stack(&row, 0));
         });
-        if !on_step(Progress {
-            step,
-            steps: config.steps,
-            values: &rows[step].get(1 + image_term as i64),
-        }) {
+        if !on_step(Progress { step, steps: config.steps, values: &rows[step].get(1 + image_term as i64) }) {
             return Err(Interrupted.into());
         }
 
@@ -297,14 +277,12 @@ pub fn search(
     let best_noise: Vec<Tensor> = best_noise.iter().map(|n| n.to_device(Device::Cpu)).collect();
 
     let final_latent = latent.detach().to_device(Device::Cpu);
-    let final_noise: Vec<Tensor> =
-        noise.iter().map(|n| n.detach().to_device(Device::Cpu)).collect();
+    let final_noise: Vec<Tensor> = noise.iter().map(|n| n.detach().to_device(Device::Cpu)).collect();
     let mut outcomes = vec![];
     for b in 0..batch {
         let item: Vec<StepValues> = (0..config.steps)
             .map(|s| {
-                let v: Vec<f64> =
-                    Vec::try_from(history.get(s as i64).select(1, b)).expect("history row");
+                let v: Vec<f64> = Vec::try_from(history.get(s as i64).select(1, b)).expect("history row");
                 StepValues { step: s, lr: lrs[s], total: v[0], terms: v[1..].to_vec() }
             })
             .collect();

@@ -34,14 +34,16 @@ pub enum ErrorKind {
     /// `data.pkl` record (zip format).
     #[error("unsupported pickle opcode 0x{opcode:02x} at byte {offset} (only the opcodes torch.save writes are read)")]
     UnsupportedOpcode { opcode: u8, offset: u64 },
-    #[error(
-        "refused global '{module}.{name}' (only tensor data may be loaded from a weight file)"
-    )]
+    #[error("refused global '{module}.{name}' (only tensor data may be loaded from a weight file)")]
     RefusedGlobal { module: String, name: String },
     #[error("missing key '{key}'")]
     MissingKey { key: String },
     #[error("shape mismatch for '{key}': the model expects {expected:?}, the file has {found:?}")]
-    ShapeMismatch { key: String, expected: Vec<i64>, found: Vec<i64> },
+    ShapeMismatch {
+        key: String,
+        expected: Vec<i64>,
+        found: Vec<i64>,
+    },
     #[error("limit exceeded: {0}")]
     LimitExceeded(String),
     #[error("malformed weight file: {0}")]

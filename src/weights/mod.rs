@@ -196,9 +196,11 @@ pub fn load_into(vs: &mut tch::nn::VarStore, sd: &StateDict) -> Result<(), Weigh
     vars.sort_by(|a, b| a.0.cmp(&b.0));
     let mut sources = Vec::with_capacity(vars.len());
     for (name, var) in &vars {
-        let src = sd
-            .get(name)
-            .ok_or_else(|| err(ErrorKind::MissingKey { key: error::one_line(name) }))?;
+        let src = sd.get(name).ok_or_else(|| {
+            err(ErrorKind::MissingKey {
+                key: error::one_line(name),
+            })
+        })?;
         if src.size() != var.size() {
             return Err(err(ErrorKind::ShapeMismatch {
                 key: error::one_line(name),
@@ -231,7 +233,11 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
             Err(e) => return Err(e),
         }
     }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 #[cfg(test)]
@@ -248,7 +254,10 @@ mod tests {
         );
         assert!(matches!(detect(b""), Err(ErrorKind::NotAWeightFile)));
         assert!(matches!(detect(b"PK"), Err(ErrorKind::Truncated)));
-        assert!(matches!(detect(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"), Err(ErrorKind::NotAWeightFile)));
+        assert!(matches!(
+            detect(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"),
+            Err(ErrorKind::NotAWeightFile)
+        ));
         assert!(matches!(detect(b"\x80\x09"), Err(ErrorKind::NotAWeightFile)));
     }
 
@@ -268,7 +277,10 @@ mod tests {
     fn errors_display_on_one_line() {
         let e = WeightError::new(
             Path::new("evil\nname.pt"),
-            ErrorKind::RefusedGlobal { module: "posix".into(), name: "system".into() },
+            ErrorKind::RefusedGlobal {
+                module: "posix".into(),
+                name: "system".into(),
+            },
         );
         let text = e.to_string();
         assert!(!text.contains('\n'), "{text}");

@@ -179,7 +179,11 @@ pub(crate) fn unpickle(
         storage_index: HashMap::new(),
     };
     let root = u.run()?;
-    let pickle = Pickle { objs: u.objs, root, storages: u.storages };
+    let pickle = Pickle {
+        objs: u.objs,
+        root,
+        storages: u.storages,
+    };
     Ok((pickle, u.pos))
 }
 
@@ -398,8 +402,8 @@ impl<'a> Unpickler<'a> {
                     self.memo_put(idx)?
                 }
                 MEMOIZE => {
-                    let idx =
-                        u32::try_from(self.memo.len()).map_err(|_| limit("pickle memo is full"))?;
+                    let idx = u32::try_from(self.memo.len())
+                        .map_err(|_| limit("pickle memo is full"))?;
                     self.memo_put(idx)?
                 }
                 BINGET => {
@@ -511,7 +515,10 @@ impl<'a> Unpickler<'a> {
     /// A newline-terminated line (the operands of GLOBAL).
     fn read_line(&mut self) -> Result<String, ErrorKind> {
         let rest = self.data.get(self.pos..).unwrap_or(&[]);
-        let n = rest.iter().position(|&b| b == b'\n').ok_or(ErrorKind::Truncated)?;
+        let n = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or(ErrorKind::Truncated)?;
         let line = String::from_utf8_lossy(&rest[..n]).into_owned();
         self.pos += n + 1;
         Ok(line)
@@ -520,7 +527,10 @@ impl<'a> Unpickler<'a> {
     fn push_str(&mut self, n: usize, op_pos: usize) -> Result<(), ErrorKind> {
         let bytes = self.read_bytes(n)?;
         let s = std::str::from_utf8(bytes).map_err(|_| {
-            malformed(format!("invalid UTF-8 string at byte {}", self.offset(op_pos)))
+            malformed(format!(
+                "invalid UTF-8 string at byte {}",
+                self.offset(op_pos)
+            ))
         })?;
         self.push(Obj::Str(s.to_owned()))
     }
@@ -530,7 +540,9 @@ impl<'a> Unpickler<'a> {
     fn charge(&mut self, n: usize) -> Result<(), ErrorKind> {
         self.work = self.work.saturating_add(n);
         if self.work > MAX_WORK {
-            return Err(limit(format!("the pickle needs more than {MAX_WORK} operations")));
+            return Err(limit(format!(
+                "the pickle needs more than {MAX_WORK} operations"
+            )));
         }
         Ok(())
     }
@@ -542,7 +554,9 @@ impl<'a> Unpickler<'a> {
 
     fn push_id(&mut self, id: ObjId) -> Result<(), ErrorKind> {
         if self.stack.len() >= MAX_STACK {
-            return Err(limit(format!("pickle stack deeper than {MAX_STACK} entries")));
+            return Err(limit(format!(
+                "pickle stack deeper than {MAX_STACK} entries"
+            )));
         }
         self.stack.push(id);
         Ok(())
@@ -554,7 +568,10 @@ impl<'a> Unpickler<'a> {
     }
 
     fn underflow(&self, op_pos: usize) -> ErrorKind {
-        malformed(format!("pickle stack underflow at byte {}", self.offset(op_pos)))
+        malformed(format!(
+            "pickle stack underflow at byte {}",
+            self.offset(op_pos)
+        ))
     }
 
     /// Pops the top of the stack; like Python, an opcode cannot reach below the latest MARK.
@@ -568,13 +585,18 @@ impl<'a> Unpickler<'a> {
         if self.stack.len() <= self.mark_floor() {
             return Err(malformed("pickle stack underflow"));
         }
-        self.stack.last().copied().ok_or_else(|| malformed("pickle stack underflow"))
+        self.stack
+            .last()
+            .copied()
+            .ok_or_else(|| malformed("pickle stack underflow"))
     }
 
     /// Pops everything above the latest MARK, and the MARK.
     fn pop_mark(&mut self) -> Result<Vec<ObjId>, ErrorKind> {
-        let mark =
-            self.marks.pop().ok_or_else(|| malformed("pickle uses a MARK that was never set"))?;
+        let mark = self
+            .marks
+            .pop()
+            .ok_or_else(|| malformed("pickle uses a MARK that was never set"))?;
         if mark > self.stack.len() {
             return Err(malformed("pickle MARK is above the stack"));
         }
@@ -591,9 +613,10 @@ impl<'a> Unpickler<'a> {
     }
 
     fn memo_get(&mut self, idx: u32) -> Result<(), ErrorKind> {
-        let id = *self.memo.get(&idx).ok_or_else(|| {
-            malformed(format!("pickle memo entry {idx} is used before it is set"))
-        })?;
+        let id = *self
+            .memo
+            .get(&idx)
+            .ok_or_else(|| malformed(format!("pickle memo entry {idx} is used before it is set")))?;
         self.push_id(id)
     }
 
@@ -605,12 +628,15 @@ impl<'a> Unpickler<'a> {
                 v.extend(items);
                 Ok(())
             }
-            other => Err(malformed(format!("APPEND to a {} instead of a list", other.type_name()))),
+            other => Err(malformed(format!(
+                "APPEND to a {} instead of a list",
+                other.type_name()
+            ))),
         }
     }
 
     fn dict_extend(&mut self, dict: ObjId, items: Vec<ObjId>) -> Result<(), ErrorKind> {
-        if !items.len().is_multiple_of(2) {
+        if items.len() % 2 != 0 {
             return Err(malformed("SETITEMS with a key but no value"));
         }
         match &mut self.objs[dict] {
@@ -618,9 +644,10 @@ impl<'a> Unpickler<'a> {
                 pairs.extend(items.chunks_exact(2).map(|kv| (kv[0], kv[1])));
                 Ok(())
             }
-            other => {
-                Err(malformed(format!("SETITEM on a {} instead of a dict", other.type_name())))
-            }
+            other => Err(malformed(format!(
+                "SETITEM on a {} instead of a dict",
+                other.type_name()
+            ))),
         }
     }
 
@@ -631,9 +658,10 @@ impl<'a> Unpickler<'a> {
                 self.charge(items.len())?;
                 Ok(items)
             }
-            other => {
-                Err(malformed(format!("{what} is a {} instead of a tuple", other.type_name())))
-            }
+            other => Err(malformed(format!(
+                "{what} is a {} instead of a tuple",
+                other.type_name()
+            ))),
         }
     }
 
@@ -641,9 +669,10 @@ impl<'a> Unpickler<'a> {
         match &self.objs[id] {
             Obj::Int(v) => Ok(*v),
             Obj::Bool(b) => Ok(i64::from(*b)),
-            other => {
-                Err(malformed(format!("{what} is a {} instead of an integer", other.type_name())))
-            }
+            other => Err(malformed(format!(
+                "{what} is a {} instead of an integer",
+                other.type_name()
+            ))),
         }
     }
 
@@ -670,7 +699,10 @@ impl<'a> Unpickler<'a> {
             if n.contains(&args.len()) {
                 Ok(())
             } else {
-                Err(malformed(format!("{name} called with {} arguments", args.len())))
+                Err(malformed(format!(
+                    "{name} called with {} arguments",
+                    args.len()
+                )))
             }
         };
         match global {
@@ -724,7 +756,10 @@ impl<'a> Unpickler<'a> {
         match &self.objs[class] {
             Obj::Global(Global::OrderedDict) => self.new_obj(Obj::Dict(Vec::new())),
             Obj::Global(Global::TorchSize) => self.call(class, args, 0),
-            other => Err(malformed(format!("NEWOBJ of a {} is not supported", other.type_name()))),
+            other => Err(malformed(format!(
+                "NEWOBJ of a {} is not supported",
+                other.type_name()
+            ))),
         }
     }
 
@@ -769,7 +804,12 @@ impl<'a> Unpickler<'a> {
         let offset = u64::try_from(offset)
             .map_err(|_| malformed(format!("negative tensor storage offset {offset}")))?;
         check_view(&storage, offset, &size, &stride)?;
-        self.new_obj(Obj::Tensor(Box::new(TensorSpec { storage, offset, size, stride })))
+        self.new_obj(Obj::Tensor(Box::new(TensorSpec {
+            storage,
+            offset,
+            size,
+            stride,
+        })))
     }
 
     // ---- persistent ids: where the storages come from
@@ -829,7 +869,12 @@ impl<'a> Unpickler<'a> {
             )));
         }
         self.declare_storage(&key, dtype, numel)?;
-        let mut storage = StorageRef { key, dtype, offset: 0, len: numel };
+        let mut storage = StorageRef {
+            key,
+            dtype,
+            offset: 0,
+            len: numel,
+        };
         // Legacy files of old torch versions: the storage is a slice (view_key, offset, size).
         if let Some(&view) = fields.get(5) {
             if !matches!(self.objs[view], Obj::None) {
@@ -863,7 +908,11 @@ impl<'a> Unpickler<'a> {
             return Ok(());
         }
         self.storage_index.insert(key.to_owned(), self.storages.len());
-        self.storages.push(DeclaredStorage { key: key.to_owned(), dtype, numel });
+        self.storages.push(DeclaredStorage {
+            key: key.to_owned(),
+            dtype,
+            numel,
+        });
         Ok(())
     }
 }
@@ -929,7 +978,10 @@ fn resolve_global(module: &str, name: &str) -> Result<Global, ErrorKind> {
             Global::StorageClass(Dtype::from_storage_class(module, class)?)
         }
         _ => {
-            return Err(ErrorKind::RefusedGlobal { module: one_line(module), name: one_line(name) })
+            return Err(ErrorKind::RefusedGlobal {
+                module: one_line(module),
+                name: one_line(name),
+            })
         }
     })
 }
@@ -957,7 +1009,9 @@ mod tests {
     use super::*;
 
     fn run(bytes: &[u8]) -> Result<Pickle, ErrorKind> {
-        let limits = Limits { max_storage_bytes: 1 << 20 };
+        let limits = Limits {
+            max_storage_bytes: 1 << 20,
+        };
         unpickle(bytes, 0, 0, limits).map(|(p, _)| p)
     }
 
@@ -977,7 +1031,9 @@ mod tests {
         // protocol 4: {"a": 1, "b": [1, 2]} with MEMOIZE and BINGET sharing the 1
         let p = b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00}\x94(\x8c\x01a\x94K\x01\x94\x8c\x01b]\x94(h\x02K\x02eu.";
         let p = run(p).unwrap();
-        let Obj::Dict(pairs) = p.root() else { panic!("not a dict") };
+        let Obj::Dict(pairs) = p.root() else {
+            panic!("not a dict")
+        };
         assert_eq!(pairs.len(), 2);
         assert!(matches!(p.get(pairs[1].1), Obj::List(v) if v.len() == 2));
     }
@@ -1015,7 +1071,12 @@ mod tests {
 
     #[test]
     fn view_checks() {
-        let s = StorageRef { key: "0".into(), dtype: Dtype::F32, offset: 0, len: 12 };
+        let s = StorageRef {
+            key: "0".into(),
+            dtype: Dtype::F32,
+            offset: 0,
+            len: 12,
+        };
         assert!(check_view(&s, 0, &[3, 4], &[4, 1]).is_ok());
         assert!(check_view(&s, 0, &[4, 3], &[1, 4]).is_ok());
         assert!(check_view(&s, 1, &[3, 4], &[4, 1]).is_err());

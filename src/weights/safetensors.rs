@@ -24,7 +24,10 @@ pub(crate) fn looks_like_safetensors(bytes: &[u8]) -> bool {
 }
 
 /// Tensors loaded from a safetensors file, plus its `__metadata__` string map.
-pub(crate) type Loaded = (Vec<(String, tch::Tensor)>, Option<HashMap<String, String>>);
+pub(crate) type Loaded = (
+    Vec<(String, tch::Tensor)>,
+    Option<HashMap<String, String>>,
+);
 
 /// Loads every tensor, in the order of their data in the file.
 pub(crate) fn load(bytes: &[u8]) -> Result<Loaded, ErrorKind> {
@@ -77,15 +80,20 @@ fn data_end(bytes: &[u8]) -> u64 {
     let mut buf = [0u8; 8];
     buf.copy_from_slice(len);
     let n = u64::from_le_bytes(buf);
-    let Some(header) = usize::try_from(n).ok().and_then(|n| bytes.get(8..8usize.checked_add(n)?))
+    let Some(header) = usize::try_from(n)
+        .ok()
+        .and_then(|n| bytes.get(8..8usize.checked_add(n)?))
     else {
         return 0;
     };
     let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(header) else {
         return 0;
     };
-    let max_end =
-        map.values().filter_map(|v| v.get("data_offsets")?.get(1)?.as_u64()).max().unwrap_or(0);
+    let max_end = map
+        .values()
+        .filter_map(|v| v.get("data_offsets")?.get(1)?.as_u64())
+        .max()
+        .unwrap_or(0);
     max_end.saturating_add(8).saturating_add(n)
 }
 
@@ -125,14 +133,16 @@ pub(crate) fn save(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let tmp =
-        tempfile::Builder::new().prefix(".pulse-weights-").suffix(".tmp").tempfile_in(folder)?;
-    ::safetensors::tensor::serialize_to_file(views, &metadata.cloned(), tmp.path()).map_err(
-        |e| match e {
+    let tmp = tempfile::Builder::new()
+        .prefix(".pulse-weights-")
+        .suffix(".tmp")
+        .tempfile_in(folder)?;
+    ::safetensors::tensor::serialize_to_file(views, &metadata.cloned(), tmp.path()).map_err(|e| {
+        match e {
             SafeTensorError::IoError(e) => ErrorKind::Io(e),
             other => malformed(format!("safetensors: {other:?}")),
-        },
-    )?;
+        }
+    })?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| ErrorKind::Io(e.error))?;
     Ok(())

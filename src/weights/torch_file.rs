@@ -28,7 +28,9 @@ type StorageData<'a> = HashMap<String, Cow<'a, [u8]>>;
 /// key: little-endian u64 element count and the raw little-endian elements.
 pub(crate) fn load_legacy(bytes: &[u8]) -> Result<Vec<(String, tch::Tensor)>, ErrorKind> {
     // Nothing in a legacy file can be bigger than the file itself.
-    let limits = Limits { max_storage_bytes: bytes.len() as u64 };
+    let limits = Limits {
+        max_storage_bytes: bytes.len() as u64,
+    };
     let next = |pos: usize| unpickle(bytes, pos, 0, limits);
 
     // A pickle that is not the magic number is some other pickle file, not a weight file; but
@@ -50,8 +52,11 @@ pub(crate) fn load_legacy(bytes: &[u8]) -> Result<Vec<(String, tch::Tensor)>, Er
     let (object, pos) = next(pos)?;
     let (keys, mut pos) = next(pos)?;
 
-    let declared: HashMap<&str, &DeclaredStorage> =
-        object.storages.iter().map(|s| (s.key.as_str(), s)).collect();
+    let declared: HashMap<&str, &DeclaredStorage> = object
+        .storages
+        .iter()
+        .map(|s| (s.key.as_str(), s))
+        .collect();
     let mut data: StorageData = HashMap::new();
     for key in storage_keys(&keys)? {
         let storage = declared.get(key.as_str()).ok_or_else(|| {
@@ -71,7 +76,10 @@ pub(crate) fn load_legacy(bytes: &[u8]) -> Result<Vec<(String, tch::Tensor)>, Er
         let end = pos.checked_add(n).ok_or(ErrorKind::Truncated)?;
         let raw = bytes.get(pos..end).ok_or(ErrorKind::Truncated)?;
         if data.insert(key.clone(), Cow::Borrowed(raw)).is_some() {
-            return Err(malformed(format!("storage '{}' is listed twice", one_line(&key))));
+            return Err(malformed(format!(
+                "storage '{}' is listed twice",
+                one_line(&key)
+            )));
         }
         pos = end;
     }
@@ -83,7 +91,12 @@ pub(crate) fn load_legacy(bytes: &[u8]) -> Result<Vec<(String, tch::Tensor)>, Er
 fn storage_keys(keys: &Pickle) -> Result<Vec<String>, ErrorKind> {
     let items = match keys.root() {
         Obj::List(v) | Obj::Tuple(v) => v,
-        other => return Err(malformed(format!("the storage key list is a {}", other.type_name()))),
+        other => {
+            return Err(malformed(format!(
+                "the storage key list is a {}",
+                other.type_name()
+            )))
+        }
     };
     items
         .iter()
@@ -122,12 +135,18 @@ pub(crate) fn load_zip(bytes: &[u8]) -> Result<Vec<(String, tch::Tensor)>, Error
         Some(order) => match String::from_utf8_lossy(&order).trim() {
             "little" => false,
             "big" => true,
-            other => return Err(malformed(format!("unknown byte order '{}'", one_line(other)))),
+            other => {
+                return Err(malformed(format!(
+                    "unknown byte order '{}'",
+                    one_line(other)
+                )))
+            }
         },
     };
     let pkl = read_record(&mut zip, &pkl_name, None)?.ok_or(ErrorKind::NotAWeightFile)?;
-    let limits =
-        Limits { max_storage_bytes: (bytes.len() as u64).saturating_mul(MAX_DEFLATE_RATIO) };
+    let limits = Limits {
+        max_storage_bytes: (bytes.len() as u64).saturating_mul(MAX_DEFLATE_RATIO),
+    };
     let (object, _) = unpickle(&pkl, 0, 0, limits)?;
 
     let mut data: StorageData = HashMap::new();
@@ -135,7 +154,10 @@ pub(crate) fn load_zip(bytes: &[u8]) -> Result<Vec<(String, tch::Tensor)>, Error
         let name = format!("{prefix}data/{}", storage.key);
         let nbytes = storage.numel * storage.dtype.size() as u64;
         let mut raw = read_record(&mut zip, &name, Some(nbytes))?.ok_or_else(|| {
-            malformed(format!("storage '{}' is missing from the archive", one_line(&storage.key)))
+            malformed(format!(
+                "storage '{}' is missing from the archive",
+                one_line(&storage.key)
+            ))
         })?;
         if big_endian {
             swap_bytes(&mut raw, storage.dtype);
@@ -160,7 +182,10 @@ fn read_record(
     let declared = record.size();
     let possible = match record.compression() {
         zip::CompressionMethod::Stored => record.compressed_size(),
-        _ => record.compressed_size().saturating_mul(MAX_DEFLATE_RATIO).saturating_add(1024),
+        _ => record
+            .compressed_size()
+            .saturating_mul(MAX_DEFLATE_RATIO)
+            .saturating_add(1024),
     };
     let wanted = expected.unwrap_or(declared);
     if wanted != declared {
@@ -178,7 +203,10 @@ fn read_record(
     }
     // Grows with the bytes actually decompressed; `take` stops a record that lies about its size.
     let mut out = Vec::new();
-    record.take(wanted.saturating_add(1)).read_to_end(&mut out).map_err(io_error)?;
+    record
+        .take(wanted.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(io_error)?;
     if out.len() as u64 != wanted {
         return Err(malformed(format!(
             "record '{}' holds {} bytes but {wanted} were declared",
@@ -196,7 +224,10 @@ fn zip_open_error(bytes: &[u8], e: zip::result::ZipError) -> ErrorKind {
     const EOCD_LEN: usize = 22;
     // The EOCD record sits in the last 22 bytes plus a comment of at most 65 535 bytes.
     let start = bytes.len().saturating_sub(EOCD_LEN + 65_535);
-    let found = bytes[start..].windows(EOCD.len()).rposition(|w| w == EOCD).map(|p| start + p);
+    let found = bytes[start..]
+        .windows(EOCD.len())
+        .rposition(|w| w == EOCD)
+        .map(|p| start + p);
     let complete = found.is_some_and(|p| match bytes.get(p + 20..p + 22) {
         Some(c) => p + EOCD_LEN + usize::from(u16::from_le_bytes([c[0], c[1]])) <= bytes.len(),
         None => false,
@@ -245,7 +276,10 @@ fn build_tensors(
         let storage = &spec.storage;
         if !bases.contains_key(storage.key.as_str()) {
             let raw = data.get(&storage.key).ok_or_else(|| {
-                malformed(format!("storage '{}' has no data", one_line(&storage.key)))
+                malformed(format!(
+                    "storage '{}' has no data",
+                    one_line(&storage.key)
+                ))
             })?;
             let base = tensor_from_bytes(raw, storage.dtype)?;
             bases.insert(storage.key.as_str(), base);
@@ -271,12 +305,22 @@ fn flatten(object: &Pickle) -> Result<Vec<(String, &TensorSpec)>, ErrorKind> {
     match object.root() {
         Obj::Dict(_) => {}
         Obj::Tensor(_) => {
-            return Err(malformed("the file holds a single tensor, not a dictionary of tensors"))
+            return Err(malformed(
+                "the file holds a single tensor, not a dictionary of tensors",
+            ))
         }
-        _ => return Err(malformed("the file holds no dictionary of tensors at its top level")),
+        _ => {
+            return Err(malformed(
+                "the file holds no dictionary of tensors at its top level",
+            ))
+        }
     }
-    let mut walk =
-        Flatten { object, out: Vec::new(), seen_keys: HashSet::new(), seen_dicts: HashSet::new() };
+    let mut walk = Flatten {
+        object,
+        out: Vec::new(),
+        seen_keys: HashSet::new(),
+        seen_dicts: HashSet::new(),
+    };
     walk.dict(object.root, "", 0)?;
     Ok(walk.out)
 }
@@ -326,7 +370,11 @@ impl<'p> Flatten<'p> {
             }
         }
         for (key, v) in entries {
-            let full = if prefix.is_empty() { key } else { format!("{prefix}.{key}") };
+            let full = if prefix.is_empty() {
+                key
+            } else {
+                format!("{prefix}.{key}")
+            };
             if full.len() > MAX_KEY_BYTES {
                 return Err(limit(format!("a key is longer than {MAX_KEY_BYTES} bytes")));
             }

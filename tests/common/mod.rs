@@ -14,11 +14,7 @@ pub fn fixture(name: &str) -> PathBuf {
 
 /// A bundled example face, as a string path.
 pub fn face(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples/faces")
-        .join(name)
-        .to_string_lossy()
-        .into_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/faces").join(name).to_string_lossy().into_owned()
 }
 
 /// A temporary folder, removed when dropped.
@@ -76,9 +72,7 @@ pub fn latent_w_plus(path: &Path) -> Vec<f32> {
 }
 
 pub fn write_rgb_png(path: &Path, w: u32, h: u32) {
-    image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 7) as u8, (y * 5) as u8, 128]))
-        .save(path)
-        .unwrap();
+    image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 7) as u8, (y * 5) as u8, 128])).save(path).unwrap();
 }
 
 pub fn write_rgba_png(path: &Path, side: u32, f: impl Fn(u32, u32) -> [u8; 4]) {
