@@ -6,7 +6,12 @@ use std::path::PathBuf;
 fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-changed=build.rs");
-    let Ok(libtorch) = std::env::var("LIBTORCH") else { return };
+    println!("cargo:rerun-if-changed=csrc/pulse_ops.cpp");
+    println!("cargo:rerun-if-env-changed=PULSE_CXX11_ABI");
+    let Ok(libtorch) = std::env::var("LIBTORCH") else {
+        panic!("set LIBTORCH to the libtorch folder (its include/ is needed to compile csrc/pulse_ops.cpp)");
+    };
+    compile_ops(&PathBuf::from(&libtorch));
     // `pulse info` reports the libtorch version it was built against.
     let version_py = PathBuf::from(&libtorch).join("version.py");
     if let Ok(text) = std::fs::read_to_string(&version_py) {
@@ -27,4 +32,42 @@ fn main() {
         println!("cargo:rustc-link-arg=-ltorch_cuda");
         println!("cargo:rustc-link-arg=-Wl,--as-needed");
     }
+}
+
+/// Compiles `csrc/pulse_ops.cpp` (libtorch entry points tch does not expose) into a static
+/// library linked into the crate. Plain `c++` and `ar`: no build dependency needed.
+fn compile_ops(libtorch: &std::path::Path) {
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
+    let obj = out.join("pulse_ops.o");
+    let include = libtorch.join("include");
+    let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".to_string());
+    let abi = std::env::var("PULSE_CXX11_ABI").unwrap_or_else(|_| "1".to_string());
+    let status = std::process::Command::new(&cxx)
+        .args([
+            "-c",
+            "-O2",
+            "-fPIC",
+            "-std=c++17",
+            &format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"),
+            "-DGLOG_USE_GLOG_EXPORT",
+        ])
+        .arg(format!("-I{}", include.display()))
+        .arg(format!("-I{}", include.join("torch/csrc/api/include").display()))
+        .arg("csrc/pulse_ops.cpp")
+        .arg("-o")
+        .arg(&obj)
+        .status()
+        .unwrap_or_else(|e| panic!("running {cxx}: {e}"));
+    assert!(status.success(), "compiling csrc/pulse_ops.cpp failed");
+    let lib = out.join("libpulse_ops.a");
+    let _ = std::fs::remove_file(&lib);
+    let status = std::process::Command::new("ar")
+        .arg("crs")
+        .arg(&lib)
+        .arg(&obj)
+        .status()
+        .expect("running ar");
+    assert!(status.success(), "ar failed");
+    println!("cargo:rustc-link-search=native={}", out.display());
+    println!("cargo:rustc-link-lib=static=pulse_ops");
 }

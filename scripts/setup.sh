@@ -36,6 +36,9 @@ if ! has_torch; then
 fi
 
 torch_dir=$(.venv/bin/python -W ignore -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>/dev/null)
-ln -sfn "$torch_dir" .venv/libtorch
+# A relative link when torch lives inside the venv, so the checkout still builds when its folder is
+# mounted or moved elsewhere.
+link_target=$(.venv/bin/python -c 'import os, sys; t, v = map(os.path.realpath, sys.argv[1:]); print(os.path.relpath(t, v) if t.startswith(v + os.sep) else t)' "$torch_dir" .venv)
+ln -sfn "$link_target" .venv/libtorch
 [ -f .venv/libtorch/lib/libtorch_cpu.so ] || { echo "setup: no libtorch_cpu.so under $torch_dir/lib" >&2; exit 1; }
 echo "setup: libtorch $TORCH_VERSION at $torch_dir" >&2

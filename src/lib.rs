@@ -11,6 +11,7 @@ pub mod editing;
 pub mod imageio;
 pub mod latent;
 pub mod model;
+pub mod ops;
 pub mod pipelines;
 pub mod pulse;
 pub mod stylegan;

@@ -7,6 +7,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    pulse::device::tune_allocator();
     let args = cli::Cli::parse();
     match cli::run(args) {
         Ok(code) => code,

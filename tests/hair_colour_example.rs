@@ -1,5 +1,6 @@
-//! `examples/hair_colour.rs` run end to end on the 128x128 fixture network with a few steps: the
-//! example's own `run` is compiled into this test, so CI runs exactly what users read.
+//! `examples/hair_colour.rs` run end to end on the bundled test model (`models/test-1024`, random
+//! weights, 1024x1024) with a few steps: the example's own `run` is compiled into this test, so CI
+//! runs exactly what users read, at the size real FFHQ weights have.
 mod common;
 
 #[allow(dead_code)]
@@ -14,10 +15,10 @@ use tch::{Device, Kind, Tensor};
 fn hair_colour_example_writes_targets_latents_direction_and_sheet() {
     let t = TestDir::new();
     let opts = hair_colour::Options {
-        model: t.model_128(),
+        model: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/test-1024"),
         device: "cpu".into(),
-        steps: 3,
-        embed_steps: 3,
+        steps: 2,
+        embed_steps: 2,
         out: t.path("hair"),
         ..hair_colour::Options::default()
     };
@@ -33,7 +34,7 @@ fn hair_colour_example_writes_targets_latents_direction_and_sheet() {
         );
     }
     for hair in hair_colour::HAIR {
-        assert_eq!(image_size(&t.path(&format!("hair/results/{hair}.png"))), (128, 128));
+        assert_eq!(image_size(&t.path(&format!("hair/results/{hair}.png"))), (1024, 1024));
     }
     // 3 targets + 2 faces + 1 embedded photo, all renderable latents of this model.
     assert_eq!(out.latents.len(), 6);
@@ -45,7 +46,7 @@ fn hair_colour_example_writes_targets_latents_direction_and_sheet() {
     assert!(direction.metadata["sources"].contains("black.latent.safetensors"));
 
     // Targets row, results row, and one row per edited face (blue, astronaut, cameraman, photo).
-    assert_eq!((out.tile, out.columns, out.rows), (128, 4, 6));
+    assert_eq!((out.tile, out.columns, out.rows), (256, 4, 6));
     assert_eq!(out.sheet.file_name().unwrap(), "hair_colour_sheet.png");
     let mut expected = Sheet::new(out.tile, out.columns);
     for _ in 0..out.rows * out.columns {

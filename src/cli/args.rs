@@ -14,6 +14,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per run; boxing buys nothing
 pub enum Command {
     /// Print the libtorch version, CUDA availability, GPUs and CPU threads.
     Info,
@@ -35,6 +36,9 @@ pub enum Command {
     Embed(EmbedArgs),
     /// Build an RGBA target from a region map and a colour per region.
     Target(TargetArgs),
+    /// Time PULSE steps (FFHQ-size random network unless --model): ms per step, faces per hour,
+    /// peak memory.
+    Bench(BenchArgs),
 }
 
 /// Model folder and device, shared by the commands that run a network.
@@ -269,6 +273,34 @@ pub struct TargetArgs {
     /// The RGBA target to write.
     #[arg(short = 'o', long = "output", value_name = "OUT.png")]
     pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// A model folder to time instead of the FFHQ-size network with random weights.
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Searches run together, or "auto" (from free GPU memory; 1 on the CPU).
+    #[arg(long, default_value = "1")]
+    pub batch_size: String,
+    /// Timed steps (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub steps: usize,
+    /// Untimed steps before them.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// fp32, tf32 (CUDA), bf16 or fp16 (autocast; loss and optimizer stay float32).
+    #[arg(long, default_value = "fp32")]
+    pub precision: String,
+    /// CPU threads (0 = libtorch's default).
+    #[arg(long, default_value_t = 0)]
+    pub threads: i32,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Argument parsing (clap) into plain options, and one function per command. This is the edge:
 //! the only place that prints.
 mod args;
+mod bench;
 mod commands;
 mod edit_commands;
 mod progress;
@@ -21,5 +22,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Edit(a) => edit_commands::edit(a),
         Command::Embed(a) => edit_commands::embed(a),
         Command::Target(a) => edit_commands::target(a),
+        Command::Bench(a) => bench::bench(a),
     }
 }

@@ -1,5 +1,6 @@
 //! The jobs users run, built from the networks (`stylegan`), the search (`pulse`) and the file
 //! formats. Each takes a plain options struct and reports through an observer; none prints.
+pub mod bench;
 pub mod generate;
 pub mod upsample;
 
@@ -9,9 +10,22 @@ pub use generate::render;
 /// for this network at about 1.5x the activations of one forward+backward); 1 on the CPU, where
 /// batching gains nothing.
 pub fn auto_batch_size(model: &crate::model::Model) -> usize {
-    let tch::Device::Cuda(index) = model.device else { return 1 };
+    auto_batch_size_for(model.config(), model.device, model.synthesis.precision())
+}
+
+/// [`auto_batch_size`] for a network shape, device and precision (half-precision activations
+/// take about half the memory).
+pub fn auto_batch_size_for(
+    config: &crate::stylegan::SynthesisConfig,
+    device: tch::Device,
+    precision: crate::device::Precision,
+) -> usize {
+    let tch::Device::Cuda(index) = device else { return 1 };
     let Some(free) = crate::device::cuda_free_bytes(index) else { return 1 };
-    let per_image = crate::device::search_bytes_per_image(model.config());
+    let mut per_image = crate::device::search_bytes_per_image(config);
+    if precision.autocast_kind().is_some() {
+        per_image = per_image * 6 / 10;
+    }
     ((free as f64 * 0.8 / per_image as f64) as usize).clamp(1, 64)
 }
 

@@ -1,7 +1,7 @@
 //! Equalized-learning-rate layers (Karras et al. 2018, section 4.1): weights are stored at unit
 //! scale and multiplied at run time by `gain / sqrt(fan_in)` (times a learning-rate multiplier
 //! for the mapping network). The weights are frozen, so the product is computed once.
-use tch::{nn, Tensor};
+use tch::{nn, Kind, Tensor};
 
 /// A weight tensor stored in the VarStore plus its run-time scale; `scaled` caches the product.
 #[derive(Debug)]
@@ -16,9 +16,9 @@ impl ScaledWeight {
         Self { raw: vs.zeros_no_train(name, shape), scale, scaled: None }
     }
 
-    /// Recomputes the cached product; call after the weights are loaded.
-    pub(crate) fn prepare(&mut self) {
-        self.scaled = Some(tch::no_grad(|| &self.raw * self.scale));
+    /// Recomputes the cached product in `kind`; call after the weights are loaded.
+    pub(crate) fn prepare(&mut self, kind: Kind) {
+        self.scaled = Some(tch::no_grad(|| (&self.raw * self.scale).to_kind(kind)));
     }
 
     /// The scaled weight. Before `prepare` it is computed on the fly.
@@ -36,8 +36,13 @@ pub(crate) fn bias(vs: &nn::Path, name: &str, n: i64) -> Tensor {
     vs.zeros_no_train(name, &[n])
 }
 
-/// `leaky_relu(x, slope)`. tch exposes leaky ReLU only at its default slope 0.01, so this goes
-/// through PReLU with a one-element weight, which is the same function for any slope.
+/// `leaky_relu(x, slope)`. tch exposes leaky ReLU only at its default slope 0.01; this calls
+/// libtorch's own through `crate::ops` (PReLU with a one-element weight computed the same
+/// function, but its backward also wrote a full-size weight gradient).
 pub fn leaky_relu(x: &Tensor, slope: f64) -> Tensor {
-    x.prelu(&Tensor::from_slice(&[slope as f32]).to_kind(x.kind()).to_device(x.device()))
+    if crate::device::tuning_off("leaky") {
+        return x
+            .prelu(&Tensor::from_slice(&[slope as f32]).to_kind(x.kind()).to_device(x.device()));
+    }
+    crate::ops::leaky_relu(x, slope)
 }

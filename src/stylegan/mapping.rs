@@ -38,8 +38,8 @@ impl Mapping {
     /// Caches the scaled weights; call once after loading.
     pub fn prepare(&mut self) {
         for d in &mut self.dense {
-            d.weight.prepare();
-            d.bias.prepare();
+            d.weight.prepare(tch::Kind::Float);
+            d.bias.prepare(tch::Kind::Float);
         }
     }
 

@@ -5,6 +5,7 @@
 //! 128 on, then blurs. The architecture (resolution, channels per block) is read off the weights.
 use super::layers::{bias, leaky_relu, ScaledWeight};
 use super::LATENT_DIM;
+use crate::device::{tuning_off, Precision};
 use anyhow::bail;
 use tch::{nn, Kind, Tensor};
 
@@ -98,19 +99,38 @@ impl Epilogue {
         }
     }
 
-    fn prepare(&mut self) {
-        self.style_weight.prepare();
+    fn prepare(&mut self, kind: Kind) {
+        self.style_weight.prepare(kind);
     }
 
     /// x [B,C,H,W], w [B,512], noise [B,1,H,W].
     fn forward(&self, x: &Tensor, w: &Tensor, noise: &Tensor) -> Tensor {
-        let c = self.noise_weight.size()[0];
-        let x = x + self.noise_weight.view([1, c, 1, 1]) * noise;
+        let size = x.size();
+        let (b, c) = (size[0], size[1]);
+        let style = w.linear(&self.style_weight.get(), Some(&self.style_bias));
+        if tuning_off("epilogue") {
+            let x = x + self.noise_weight.view([1, c, 1, 1]) * noise;
+            let x = leaky_relu(&x, 0.2);
+            let x = x.instance_norm(None::<Tensor>, None, None, None, true, 0.0, 1e-5, false);
+            let style = style.view([-1, 2, c, 1, 1]);
+            return x * (style.select(1, 0) + 1.0) + style.select(1, 1);
+        }
+        // One pass for the noise: x + noise_weight[C] * noise.
+        let (strength, noise) = match x.kind() {
+            Kind::Float => (self.noise_weight.view([1, c, 1, 1]), noise.shallow_clone()),
+            k => (self.noise_weight.view([1, c, 1, 1]).to_kind(k), noise.to_kind(k)),
+        };
+        let x = x.addcmul(&strength, &noise);
         let x = leaky_relu(&x, 0.2);
-        let x = x.instance_norm(None::<Tensor>, None, None, None, true, 0.0, 1e-5, false);
-        let style =
-            w.linear(&self.style_weight.get(), Some(&self.style_bias)).view([-1, 2, c, 1, 1]);
-        x * (style.select(1, 0) + 1.0) + style.select(1, 1)
+        // Instance norm and style modulation in one kernel: instance norm is batch norm over the
+        // [1, B*C, H, W] view, and its affine weight and bias per (sample, channel) are the
+        // style's scale `s[:, :C] + 1` and shift `s[:, C:]`.
+        let style = style.to_kind(Kind::Float).view([b, 2, c]);
+        let scale = (style.select(1, 0) + 1.0).reshape([b * c]);
+        let shift = style.select(1, 1).reshape([b * c]);
+        x.reshape([1, b * c, size[2], size[3]])
+            .batch_norm(Some(&scale), Some(&shift), None, None, true, 0.0, 1e-5, true)
+            .view([b, c, size[2], size[3]])
     }
 }
 
@@ -141,24 +161,38 @@ struct UpConv {
     conv: Conv3x3,
     /// From 128x128 on, StyleGAN fuses the upsample into a stride-2 transposed conv.
     fused: bool,
-    /// The fused 4x4 transposed-conv kernel, [Cin,Cout,4,4]; built by `prepare`.
+    /// The 4x4 transposed-conv kernel, [Cin,Cout,4,4]; built by `prepare`.
     fused_kernel: Option<Tensor>,
+    /// The blur's depthwise kernel [Cout,1,3,3] and the bias, in the compute dtype.
+    blur_kernel: Option<Tensor>,
+    bias: Option<Tensor>,
 }
 
 impl UpConv {
-    fn prepare(&mut self) {
-        self.conv.weight.prepare();
-        if self.fused {
-            self.fused_kernel =
-                Some(tch::no_grad(|| fuse_upsample_kernel(&self.conv.weight.get())));
-        }
+    fn prepare(&mut self, kind: Kind) {
+        self.conv.weight.prepare(kind);
+        let w = self.conv.weight.get();
+        self.fused_kernel = Some(tch::no_grad(|| {
+            if self.fused {
+                fuse_upsample_kernel(&w)
+            } else {
+                // Nearest 2x upsample then a 3x3 conv equals a stride-2 transposed conv whose
+                // 4x4 kernel is the fused kernel of the spatially flipped weight (an exact
+                // rewrite: 4/9 of the multiply-adds and no upsampled tensor).
+                fuse_upsample_kernel(&w.flip([2, 3]))
+            }
+        }));
+        let c = w.size()[0];
+        self.blur_kernel = Some(blur_kernel(c, kind, w.device()));
+        self.bias = Some(self.conv.bias.to_kind(kind));
     }
 
     fn forward(&self, x: &Tensor) -> Tensor {
-        let x = if self.fused {
+        let x = if self.fused || !tuning_off("convt") {
             let kernel = match &self.fused_kernel {
                 Some(k) => k.shallow_clone(),
-                None => fuse_upsample_kernel(&self.conv.weight.get()),
+                None if self.fused => fuse_upsample_kernel(&self.conv.weight.get()),
+                None => fuse_upsample_kernel(&self.conv.weight.get().flip([2, 3])),
             };
             x.conv_transpose2d(&kernel, None::<Tensor>, [2, 2], [1, 1], [0, 0], 1, [1, 1])
         } else {
@@ -173,7 +207,20 @@ impl UpConv {
             )
         };
         let c = x.size()[1];
-        blur(&x) + self.conv.bias.view([1, c, 1, 1])
+        let kernel = match &self.blur_kernel {
+            Some(k) if k.kind() == x.kind() => k.shallow_clone(),
+            _ => blur_kernel(c, x.kind(), x.device()),
+        };
+        if tuning_off("blurbias") {
+            return x.conv2d(&kernel, None::<Tensor>, [1, 1], [1, 1], [1, 1], c)
+                + self.conv.bias.view([1, c, 1, 1]);
+        }
+        // The bias rides along in the blur's conv (one pass fewer).
+        let bias = match &self.bias {
+            Some(b) if b.kind() == x.kind() => b.shallow_clone(),
+            _ => self.conv.bias.to_kind(x.kind()),
+        };
+        x.conv2d(&kernel, Some(&bias), [1, 1], [1, 1], [1, 1], c)
     }
 }
 
@@ -185,12 +232,14 @@ fn fuse_upsample_kernel(w: &Tensor) -> Tensor {
     win(0, 0) + win(0, 1) + win(1, 0) + win(1, 1)
 }
 
-/// Depthwise 3x3 blur with `[1,2,1]^T [1,2,1] / 16`, zero padding 1.
-fn blur(x: &Tensor) -> Tensor {
-    let c = x.size()[1];
-    let k = Tensor::from_slice(&[1f32, 2., 1.]).to_kind(x.kind()).to_device(x.device());
-    let k = (k.view([3, 1]) * k.view([1, 3]) / 16.0).view([1, 1, 3, 3]).expand([c, 1, 3, 3], true);
-    x.conv2d(&k, None::<Tensor>, [1, 1], [1, 1], [1, 1], c)
+/// The depthwise blur kernel `[1,2,1]^T [1,2,1] / 16` for `c` channels, [c,1,3,3].
+fn blur_kernel(c: i64, kind: Kind, device: tch::Device) -> Tensor {
+    let k = Tensor::from_slice(&[1f32, 2., 1.]);
+    (k.view([3, 1]) * k.view([1, 3]) / 16.0)
+        .view([1, 1, 3, 3])
+        .repeat([c, 1, 1, 1])
+        .to_kind(kind)
+        .to_device(device)
 }
 
 #[derive(Debug)]
@@ -208,6 +257,7 @@ pub struct Synthesis {
     blocks: Vec<(Block, Epilogue, Epilogue)>,
     torgb: ScaledWeight,
     torgb_bias: Tensor,
+    precision: Precision,
 }
 
 impl Synthesis {
@@ -229,6 +279,8 @@ impl Synthesis {
                         conv: Conv3x3::new(&p / "conv0_up", cin, c),
                         fused: side >= 128,
                         fused_kernel: None,
+                        blur_kernel: None,
+                        bias: None,
                     },
                     conv1: Conv3x3::new(&p / "conv1", c, c),
                 }
@@ -247,6 +299,7 @@ impl Synthesis {
                 1.0 / (cin as f64).sqrt(),
             ),
             torgb_bias: bias(&rgb, "bias", 3),
+            precision: Precision::Fp32,
         }
     }
 
@@ -256,18 +309,34 @@ impl Synthesis {
 
     /// Caches every weight-only product; call once after the weights are loaded.
     pub fn prepare(&mut self) {
+        self.prepare_kind(Kind::Float);
+    }
+
+    /// Caches every weight-only product in `kind` (float32, or the half type autocast runs in).
+    fn prepare_kind(&mut self, kind: Kind) {
         for (block, e1, e2) in &mut self.blocks {
             match block {
-                Block::Initial { conv, .. } => conv.weight.prepare(),
+                Block::Initial { conv, .. } => conv.weight.prepare(kind),
                 Block::Up { up, conv1 } => {
-                    up.prepare();
-                    conv1.weight.prepare();
+                    up.prepare(kind);
+                    conv1.weight.prepare(kind);
                 }
             }
-            e1.prepare();
-            e2.prepare();
+            e1.prepare(Kind::Float);
+            e2.prepare(Kind::Float);
         }
-        self.torgb.prepare();
+        self.torgb.prepare(kind);
+    }
+
+    /// The arithmetic the forward pass runs in; see [`Precision`]. Re-prepares the cached
+    /// weights in the autocast dtype, so autocast does not cast them on every step.
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.precision = precision;
+        self.prepare_kind(precision.autocast_kind().unwrap_or(Kind::Float));
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// w_plus [B,L,512] and `noise[l]` [B,1,S_l,S_l] -> raw image [B,3,R,R] (nominally in [-1,1]).
@@ -281,6 +350,7 @@ impl Synthesis {
             bail!("{} noise maps given, the network has {layers} layers", noise.len());
         }
         let batch = size[0];
+        let _autocast = crate::device::PrecisionGuard::new(w_plus.device(), self.precision)?;
         let mut x = Tensor::new();
         for (i, (block, e1, e2)) in self.blocks.iter().enumerate() {
             let (l0, l1) = (2 * i, 2 * i + 1);
@@ -298,7 +368,8 @@ impl Synthesis {
             };
             x = e2.forward(&x, &w_plus.select(1, l1 as i64), &noise[l1]);
         }
-        Ok(x.conv2d(&self.torgb.get(), Some(&self.torgb_bias), [1, 1], [0, 0], [1, 1], 1))
+        let rgb = x.conv2d(&self.torgb.get(), Some(&self.torgb_bias), [1, 1], [0, 0], [1, 1], 1);
+        Ok(rgb.to_kind(Kind::Float))
     }
 
     /// Zero noise for every layer, for plain renders that want none.

@@ -1,0 +1,102 @@
+//! Criterion benchmarks of the hot paths: synthesis forward, forward+backward, one full PULSE
+//! step, the downscaler and the mapping network, on a small network (the 128x128 test fixture)
+//! and on the FFHQ-size network with random weights. An FFHQ step takes about a second on two
+//! CPU cores, so samples are few and short; `cargo bench --bench pulse_step -- small` runs only
+//! the small ones. docs/performance.md records the figures.
+use criterion::{criterion_group, BenchmarkId, Criterion};
+use pulse::pipelines::bench::{random_fit, random_synthesis};
+use pulse::pulse::search::{search, SearchConfig, Start};
+use pulse::pulse::{Downscaler, LossTarget};
+use pulse::stylegan::{Mapping, Synthesis, SynthesisConfig, LATENT_DIM};
+use std::path::Path;
+use std::time::Duration;
+use tch::{nn, Device, Kind, Tensor};
+
+fn networks() -> Vec<(&'static str, Synthesis, Vec<nn::VarStore>)> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/synthesis_128_c32.pt");
+    let mut nets = vec![];
+    if let Ok(sd) = pulse::weights::load(&path) {
+        let (s, vs) =
+            pulse::model::build_synthesis(&sd, &path, Device::Cpu).expect("fixture network");
+        nets.push(("small-128", s, vec![vs]));
+    }
+    let (s, vs) = random_synthesis(&SynthesisConfig::ffhq(), Device::Cpu, 0);
+    nets.push(("ffhq-1024", s, vec![vs]));
+    nets
+}
+
+fn inputs(config: &SynthesisConfig) -> (Tensor, Vec<Tensor>) {
+    tch::manual_seed(3);
+    let w_plus =
+        Tensor::randn([1, config.num_layers() as i64, LATENT_DIM], (Kind::Float, Device::Cpu));
+    (w_plus, Start::random(4, config, false).noise)
+}
+
+fn synthesis(c: &mut Criterion) {
+    for (name, net, _vs) in networks() {
+        let (w_plus, noise) = inputs(net.config());
+        let mut g = c.benchmark_group("synthesis");
+        g.sample_size(10)
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(2));
+        g.bench_function(BenchmarkId::new("forward", name), |b| {
+            b.iter(|| tch::no_grad(|| net.forward(&w_plus, &noise).unwrap()))
+        });
+        let w = w_plus.copy().set_requires_grad(true);
+        g.bench_function(BenchmarkId::new("forward_backward", name), |b| {
+            b.iter(|| {
+                let out = net.forward(&w, &noise).unwrap();
+                out.square().mean(Kind::Float).backward();
+            })
+        });
+        let fit = random_fit(Device::Cpu);
+        let target = LossTarget {
+            image: Tensor::rand([1, 3, 32, 32], (Kind::Float, Device::Cpu)),
+            weight: None,
+        };
+        let config = SearchConfig { steps: 1, ..SearchConfig::default() };
+        g.bench_function(BenchmarkId::new("pulse_step", name), |b| {
+            b.iter(|| {
+                let start = Start::random(5, net.config(), false);
+                search(&net, &fit, &config, &target, start, Device::Cpu, &mut |_| true).unwrap()
+            })
+        });
+        g.finish();
+    }
+}
+
+fn downscaler_and_mapping(c: &mut Criterion) {
+    let mut g = c.benchmark_group("parts");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1));
+    let x = Tensor::rand([1, 3, 1024, 1024], (Kind::Float, Device::Cpu));
+    let down = Downscaler::new(32, Device::Cpu);
+    g.bench_function("downscale_1024_to_32", |b| b.iter(|| tch::no_grad(|| down.forward(&x))));
+    let xg = x.copy().set_requires_grad(true);
+    g.bench_function("downscale_1024_to_32_backward", |b| {
+        b.iter(|| down.forward(&xg).square().mean(Kind::Float).backward())
+    });
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let mut mapping = Mapping::new(vs.root());
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mapping.pt");
+    if let Ok(sd) = pulse::weights::load(&path) {
+        pulse::weights::load_into(&mut vs, &sd).expect("mapping fixture");
+    }
+    mapping.prepare();
+    for batch in [1i64, 1000] {
+        let z = Tensor::randn([batch, LATENT_DIM], (Kind::Float, Device::Cpu));
+        g.bench_function(BenchmarkId::new("mapping", batch), |b| {
+            b.iter(|| tch::no_grad(|| mapping.forward(&z)))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, downscaler_and_mapping, synthesis);
+
+fn main() {
+    pulse::device::tune_allocator();
+    benches();
+    criterion::Criterion::default().configure_from_args().final_summary();
+}

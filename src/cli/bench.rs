@@ -1,0 +1,79 @@
+//! `pulse bench`: time PULSE steps and print the figures (text or one JSON object).
+use super::args::BenchArgs;
+use anyhow::Context;
+use pulse::device::{parse_device, Precision};
+use pulse::pipelines::bench::{self, BenchOptions};
+use pulse::stylegan::SynthesisConfig;
+use std::io::Write;
+use std::process::ExitCode;
+
+pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
+    let device = parse_device(&a.device)?;
+    let precision: Precision =
+        a.precision.parse().map_err(|e: String| anyhow::anyhow!("--precision: {e}"))?;
+    if a.threads > 0 {
+        tch::set_num_threads(a.threads);
+    }
+    let batch_size = match a.batch_size.as_str() {
+        "auto" => {
+            pulse::pipelines::auto_batch_size_for(&SynthesisConfig::ffhq(), device, precision)
+        }
+        s => s
+            .parse()
+            .ok()
+            .filter(|b| *b > 0)
+            .context("--batch-size: expected a positive number or auto")?,
+    };
+    let opts = BenchOptions {
+        device,
+        batch_size,
+        steps: a.steps,
+        warmup: a.warmup,
+        precision,
+        model: a.model,
+        ..BenchOptions::default()
+    };
+    let quiet = a.json;
+    let r = bench::run(&opts, &mut |step, total| {
+        if !quiet {
+            eprint!("\rstep {step}/{total}");
+            let _ = std::io::stderr().flush();
+        }
+    })?;
+    if a.json {
+        println!("{}", serde_json::to_string(&r)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!();
+    println!("network:      {} ({}x{})", r.network, r.resolution, r.resolution);
+    println!("device:       {} ({} threads)", r.device, r.threads);
+    println!("precision:    {}", r.precision);
+    println!("batch size:   {}", r.batch_size);
+    let steps: Vec<String> = r.step_ms.iter().map(|m| format!("{m:.0}")).collect();
+    println!(
+        "ms per step:  {:.1} (median of {}: {} ms)",
+        r.ms_per_step,
+        r.step_ms.len(),
+        steps.join(", ")
+    );
+    println!(
+        "faces:        {:.1} per hour, {:.2} per minute ({} steps each)",
+        r.faces_per_hour, r.faces_per_minute, r.steps_per_face
+    );
+    println!(
+        "peak RSS:     {:.0} MiB ({:.0} MiB per image added by the search)",
+        r.peak_rss_mb, r.rss_mb_per_image
+    );
+    if let (Some(g), Some(per)) = (r.gpu_mb, r.gpu_mb_per_image) {
+        println!("GPU memory:   {g:.0} MiB held ({per:.0} MiB per image)");
+    }
+    if let (Some(d), Some(rel)) = (r.parity_max_abs, r.parity_rel) {
+        println!(
+            "parity:       max |image - fp32 image| = {d:.2e} ({rel:.2e} of the image's range)"
+        );
+    }
+    for n in &r.notes {
+        println!("note:         {n}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
