@@ -456,3 +456,37 @@ fn mask_weights_an_rgb_target_and_intermediates_are_saved() {
     );
     assert_eq!(frames.count(), 3);
 }
+
+/// `--precision bf16` runs the synthesis in bfloat16 autocast: the losses move a little from
+/// float32's (so the mode really applied) and the report records it; fp16 needs CUDA.
+#[test]
+fn precision_bf16_runs_close_to_fp32_and_fp16_needs_cuda() {
+    let t = TestDir::new();
+    let model = t.model_128();
+    let run = |precision: &str| {
+        let report = t.path(&format!("{precision}.json"));
+        pulse()
+            .args(["upsample", &face("astronaut32.png"), "--steps", "2", "--seed", "3", "-q"])
+            .args(["--device", "cpu", "--precision", precision])
+            .args(["--model", model.to_str().unwrap()])
+            .args(["-o", t.path(precision).to_str().unwrap()])
+            .args(["--report", report.to_str().unwrap()])
+            .assert()
+            .code(3);
+        let r = read_json(&report);
+        assert_eq!(r["settings"]["precision"], precision);
+        r["images"][0]["history"][0]["L2"].as_f64().unwrap()
+    };
+    let (fp32, bf16) = (run("fp32"), run("bf16"));
+    assert_ne!(fp32, bf16, "bf16 autocast changed nothing");
+    assert!((fp32 - bf16).abs() < 0.2 * fp32, "fp32 L2 {fp32}, bf16 L2 {bf16}");
+
+    pulse()
+        .args(["upsample", &face("astronaut32.png"), "--steps", "1", "--device", "cpu"])
+        .args(["--precision", "fp16", "--model", model.to_str().unwrap()])
+        .args(["-o", t.path("fp16").to_str().unwrap()])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("--precision fp16 needs CUDA"));
+    assert!(!t.path("fp16/astronaut32.png").exists());
+}

@@ -128,6 +128,10 @@ pub struct UpsampleArgs {
     /// Redo images whose outputs already exist.
     #[arg(long)]
     pub overwrite: bool,
+    /// fp32, tf32 (CUDA) or bf16/fp16 autocast of the synthesis (fp16: CUDA only); the loss and
+    /// the optimizer stay float32. docs/performance.md gives each mode's speed and error.
+    #[arg(long, default_value = "fp32")]
+    pub precision: String,
     /// No progress bars or summary.
     #[arg(short, long)]
     pub quiet: bool,

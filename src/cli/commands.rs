@@ -2,7 +2,7 @@
 use super::args::*;
 use super::progress::{self, UpsampleProgress};
 use anyhow::{bail, Context};
-use pulse::device::parse_device;
+use pulse::device::{parse_device, Precision};
 use pulse::latent::LatentFile;
 use pulse::model::{self, Model};
 use pulse::pipelines::{self, upsample::UpsampleOptions};
@@ -111,6 +111,7 @@ pub fn upsample(a: UpsampleArgs) -> anyhow::Result<ExitCode> {
         overwrite: a.overwrite,
         mask: a.mask,
         ignore_alpha: a.ignore_alpha,
+        precision: parse::<Precision>("precision", &a.precision)?,
     };
     if model.fit.is_none() {
         fit_with_bar(&mut model, a.quiet)?;

@@ -1,5 +1,6 @@
 //! `pulse upsample`: PULSE on every input image (and several samples each), batched, resumable,
 //! one bad file never stopping the rest (docs/pulse-spec.md section 4).
+use crate::device::Precision;
 use crate::imageio;
 use crate::latent::LatentFile;
 use crate::model::Model;
@@ -38,6 +39,8 @@ pub struct UpsampleOptions {
     pub mask: Option<PathBuf>,
     /// Treat RGBA targets as RGB (no alpha weighting).
     pub ignore_alpha: bool,
+    /// Arithmetic of the synthesis forward pass (the loss and the optimizer stay float32).
+    pub precision: Precision,
 }
 
 /// What a run reports as it goes; the command line draws progress bars from it.
@@ -81,6 +84,7 @@ pub struct Settings {
     pub batch_size: usize,
     pub restarts: usize,
     pub device: String,
+    pub precision: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -202,6 +206,12 @@ pub fn run(
         bail!("--samples and --batch-size must be at least 1");
     }
     let device = model.device;
+    if opts.precision == Precision::Fp16 && device == Device::Cpu {
+        bail!("--precision fp16 needs CUDA (float16 autocast on the CPU is partial); use fp32 or bf16");
+    }
+    if model.synthesis.precision() != opts.precision {
+        model.synthesis.set_precision(opts.precision);
+    }
     let resolution = model.config().resolution;
     let layers = model.config().num_layers();
     model.ensure_fit(&mut |_, _| {})?;
@@ -411,6 +421,7 @@ fn settings(opts: &UpsampleOptions, device: Device) -> Settings {
         batch_size: opts.batch_size,
         restarts: opts.restarts,
         device: crate::device::device_name(device),
+        precision: opts.precision.name(),
     }
 }
 
