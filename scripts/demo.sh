@@ -8,5 +8,5 @@ scripts/setup.sh
 cargo build --release --locked
 "${CARGO_TARGET_DIR:-target}"/release/pulse info
 "${CARGO_TARGET_DIR:-target}"/release/pulse upsample examples/faces/astronaut32.png --model models/test-1024 \
-    --steps 40 --eps 0.03 --seed 1 --compare --report out/report.json -o out
+    --steps 40 --eps 0.03 --seed 1 --compare --report out/report.json -o out --overwrite
 echo "demo: wrote out/astronaut32.png, out/astronaut32.compare.png, out/astronaut32.latent.safetensors, out/report.json"

@@ -180,3 +180,12 @@ impl LatentFile {
         )
     }
 }
+
+/// The first 12 hex digits of a sha256, or "unknown".
+pub fn short_sha(sha: &str) -> &str {
+    if sha.is_empty() {
+        "unknown"
+    } else {
+        &sha[..sha.len().min(12)]
+    }
+}

@@ -19,6 +19,11 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// Runs `pulse ARGS`, which must fail with `message` in its error.
+fn fails_with(args: &[&str], message: &str) {
+    pulse().args(args).assert().failure().stderr(predicate::str::contains(message));
+}
+
 fn rgba(path: &Path) -> image::RgbaImage {
     image::open(path).unwrap().to_rgba8()
 }
@@ -119,11 +124,10 @@ fn target_colours_regions_from_names_hex_and_a_face() {
             _ => assert_eq!(p[3], 0),
         }
     }
-    pulse()
-        .args(["target", &regions(), "--hair", "teal-ish", "-o", s(&t.path("bad.png"))])
-        .assert()
-        .failure()
-        .stderr(predicate::str::contains("unknown colour 'teal-ish'"));
+    fails_with(
+        &["target", &regions(), "--hair", "teal-ish", "-o", s(&t.path("bad.png"))],
+        "unknown colour 'teal-ish'",
+    );
     assert!(!t.path("bad.png").exists());
 }
 
@@ -224,8 +228,8 @@ fn hair_workflow_target_upsample_direction_edit_render() {
     assert!(moved[..4 * 512] != base[..4 * 512]);
     assert_eq!(moved[4 * 512..], base[4 * 512..]);
     assert!(t.path("partial_scale-1.latent.safetensors").is_file());
-    pulse()
-        .args([
+    fails_with(
+        &[
             "edit",
             s(&black),
             "--direction",
@@ -236,10 +240,9 @@ fn hair_workflow_target_upsample_direction_edit_render() {
             s(&model),
             "-o",
             s(&t.path("x.png")),
-        ])
-        .assert()
-        .failure()
-        .stderr(predicate::str::contains("layer 12 does not exist"));
+        ],
+        "layer 12 does not exist",
+    );
 }
 
 #[test]
@@ -263,21 +266,16 @@ fn direction_averages_pairs_and_refuses_other_models() {
         / 3.0;
     assert!((d.vector - expected).abs().max().double_value(&[]) < 1e-5);
 
-    pulse()
-        .args(["direction", s(&a), "-o", s(&t.path("odd.safetensors"))])
-        .assert()
-        .failure()
-        .stderr(predicate::str::contains("pairs"));
+    fails_with(&["direction", s(&a), "-o", s(&t.path("odd.safetensors"))], "pairs");
     // A latent of another model (its synthesis file's sha256 differs) is refused.
     let mut foreign = pulse::latent::LatentFile::read(&b).unwrap();
     foreign.metadata.insert("model_sha256".into(), "0".repeat(64));
     let foreign_path = t.path("foreign.latent.safetensors");
     foreign.write(&foreign_path).unwrap();
-    pulse()
-        .args(["direction", s(&a), s(&foreign_path), "-o", s(&t.path("mixed.safetensors"))])
-        .assert()
-        .failure()
-        .stderr(predicate::str::contains("another model"));
+    fails_with(
+        &["direction", s(&a), s(&foreign_path), "-o", s(&t.path("mixed.safetensors"))],
+        "another model",
+    );
     assert!(!t.path("mixed.safetensors").exists());
     // A direction of another model is refused by edit; a latent is not a direction.
     let foreign_dir = t.path("foreign_dir.safetensors");
@@ -285,8 +283,8 @@ fn direction_averages_pairs_and_refuses_other_models() {
         .args(["direction", s(&foreign_path), s(&foreign_path), "-o", s(&foreign_dir)])
         .assert()
         .success();
-    pulse()
-        .args([
+    fails_with(
+        &[
             "edit",
             s(&a),
             "--direction",
@@ -295,24 +293,13 @@ fn direction_averages_pairs_and_refuses_other_models() {
             s(&model),
             "-o",
             s(&t.path("e.png")),
-        ])
-        .assert()
-        .failure()
-        .stderr(predicate::str::contains("another model"));
-    pulse()
-        .args([
-            "edit",
-            s(&a),
-            "--direction",
-            s(&b),
-            "--model",
-            s(&model),
-            "-o",
-            s(&t.path("e.png")),
-        ])
-        .assert()
-        .failure()
-        .stderr(predicate::str::contains("pulse-direction/1"));
+        ],
+        "another model",
+    );
+    fails_with(
+        &["edit", s(&a), "--direction", s(&b), "--model", s(&model), "-o", s(&t.path("e.png"))],
+        "pulse-direction/1",
+    );
     assert!(!t.path("e.png").exists());
 }
 

@@ -3,7 +3,7 @@ use super::args::*;
 use super::progress::{self, UpsampleProgress};
 use anyhow::{bail, Context};
 use pulse::device::{parse_device, Precision};
-use pulse::latent::LatentFile;
+use pulse::latent::{short_sha, LatentFile};
 use pulse::model::{self, Model};
 use pulse::pipelines::{self, upsample::UpsampleOptions};
 use pulse::pulse::{LossSpec, NoiseMode, OptimizerKind, Schedule, SearchConfig};
@@ -188,25 +188,22 @@ fn output_paths(out: &Path, count: usize, seed: u64) -> anyhow::Result<Vec<PathB
 pub fn render(a: RenderArgs) -> anyhow::Result<ExitCode> {
     let model = load_model(&a.model)?;
     let latent = LatentFile::read(&a.latent)?;
-    if latent.model_sha256() != model.sha256 {
-        eprintln!(
-            "pulse: warning: {} was made with another model (sha256 {}), rendering with {}",
-            a.latent.display(),
-            short(latent.model_sha256()),
-            short(&model.sha256)
-        );
-    }
+    warn_if_other_model(&a.latent, &latent, &model);
     let image = pipelines::render(&model, &a.latent, &latent)?;
     pulse::imageio::write_png(&image, &a.out)?;
     eprintln!("pulse: wrote {}", a.out.display());
     Ok(ExitCode::SUCCESS)
 }
 
-fn short(sha: &str) -> &str {
-    if sha.is_empty() {
-        "unknown"
-    } else {
-        &sha[..sha.len().min(12)]
+/// `render` and `edit` draw a latent of another model anyway (the shapes fit), with a warning.
+pub(super) fn warn_if_other_model(path: &Path, latent: &LatentFile, model: &Model) {
+    if latent.model_sha256() != model.sha256 {
+        eprintln!(
+            "pulse: warning: {} was made with another model (sha256 {}), rendering with {}",
+            path.display(),
+            short_sha(latent.model_sha256()),
+            short_sha(&model.sha256)
+        );
     }
 }
 

@@ -4,12 +4,12 @@ use super::args::{DirectionArgs, EditArgs, EmbedArgs, ModelArgs, TargetArgs};
 use super::progress;
 use anyhow::{bail, ensure, Context};
 use pulse::device::parse_device;
-use pulse::editing::direction::short;
 use pulse::editing::edit::{parse_scales, scale_label};
 use pulse::editing::embed::EmbedStep;
 use pulse::editing::target::{self, Region, TargetColours, DEFAULT_BACKGROUND, DEFAULT_SKIN};
 use pulse::editing::{self, Direction, EmbedNoise, EmbedOptions, LayerMask, RegionMap};
 use pulse::imageio::{self, Sheet};
+use pulse::latent::short_sha;
 use pulse::latent::LatentFile;
 use pulse::model::{self, Model};
 use std::path::{Path, PathBuf};
@@ -81,7 +81,7 @@ pub fn direction(a: DirectionArgs) -> anyhow::Result<ExitCode> {
         direction.pairs(),
         if direction.pairs() == 1 { "" } else { "s" },
         direction.layers(),
-        short(direction.model_sha256())
+        short_sha(direction.model_sha256())
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -100,14 +100,7 @@ pub fn edit(a: EditArgs) -> anyhow::Result<ExitCode> {
     let layers = model.config().num_layers();
     let mask = LayerMask::parse(&a.layers, layers)?;
     let scales = parse_scales(&a.scale)?;
-    if latent.model_sha256() != model.sha256 {
-        eprintln!(
-            "pulse: warning: {} was made with another model (sha256 {}), rendering with {}",
-            a.latent.display(),
-            short(latent.model_sha256()),
-            short(&model.sha256)
-        );
-    }
+    super::commands::warn_if_other_model(&a.latent, &latent, &model);
     let edits =
         editing::edit::edit(&model, &latent, &a.latent, &direction, &a.direction, &scales, &mask)?;
     let resolution = model.config().resolution;

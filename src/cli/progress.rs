@@ -90,7 +90,10 @@ impl Observer for UpsampleProgress {
     fn finished(&mut self, record: &ImageRecord) {
         self.overall.inc(1);
         if !self.visible && !self.quiet {
-            let l2 = record.best.get("L2").map(|v| v.to_string()).unwrap_or_default();
+            let l2 = match record.best.get("L2").and_then(|v| v.as_f64()) {
+                Some(l2) => format!("{l2:.3e}"),
+                None => "-".to_string(),
+            };
             let status = if record.converged { "converged" } else { "not converged" };
             self.println(&format!(
                 "pulse: {} -> {} ({status}, best L2 {l2})",

@@ -3,7 +3,7 @@
 //! with `direction` [L,512] float32 and string metadata `format`, `model_sha256` (the synthesis
 //! file the latents were made with), `layers`, `pairs` and `sources` (a JSON list of
 //! `{"from": ..., "to": ...}`).
-use crate::latent::LatentFile;
+use crate::latent::{short_sha, LatentFile};
 use crate::stylegan::LATENT_DIM;
 use crate::weights::{self, StateDict};
 use anyhow::{bail, ensure, Context};
@@ -39,9 +39,9 @@ impl Direction {
                 if latent.model_sha256() != model {
                     bail!(
                         "{name}: made with another model (model_sha256 {}) than {} ({}); a direction needs latents of one model",
-                        short(latent.model_sha256()),
+                        short_sha(latent.model_sha256()),
                         sources[0].0,
-                        short(model)
+                        short_sha(model)
                     );
                 }
                 if latent.layers() != layers {
@@ -150,9 +150,9 @@ impl Direction {
             bail!(
                 "{}: made with another model (model_sha256 {}) than {} ({}); find the direction again with latents of this model",
                 path.display(),
-                short(self.model_sha256()),
+                short_sha(self.model_sha256()),
                 latent_path.display(),
-                short(latent.model_sha256())
+                short_sha(latent.model_sha256())
             );
         }
         if latent.layers() != self.layers() {
@@ -165,14 +165,5 @@ impl Direction {
             );
         }
         Ok(())
-    }
-}
-
-/// The first 12 hex digits of a sha256, or "unknown".
-pub fn short(sha: &str) -> &str {
-    if sha.is_empty() {
-        "unknown"
-    } else {
-        &sha[..sha.len().min(12)]
     }
 }
