@@ -50,4 +50,21 @@ mod tests {
         assert_ne!(s, super::item_seed(1, "a", 0, 1));
         assert!(s < 1 << 63);
     }
+
+    /// The CPU never batches automatically, and the FFHQ estimate stays above what a search
+    /// really took (1.79 GiB per image measured at batch 2, docs/performance.md) without
+    /// wasting more than about 2x of it.
+    #[test]
+    fn auto_batch_size_is_one_on_the_cpu_and_the_ffhq_estimate_is_safe() {
+        use crate::stylegan::SynthesisConfig;
+        let ffhq = SynthesisConfig::ffhq();
+        let cpu = tch::Device::Cpu;
+        assert_eq!(super::auto_batch_size_for(&ffhq, cpu, crate::device::Precision::Fp32), 1);
+        let gib = crate::device::search_bytes_per_image(&ffhq) as f64 / (1u64 << 30) as f64;
+        assert!((1.79..4.0).contains(&gib), "FFHQ estimate {gib} GiB per image");
+        let small = SynthesisConfig::with_fmap_max(128, 512);
+        let ratio = crate::device::search_bytes_per_image(&ffhq) as f64
+            / crate::device::search_bytes_per_image(&small) as f64;
+        assert!(ratio > 5.0, "a 128x128 network should need far less memory ({ratio}x)");
+    }
 }
