@@ -1,6 +1,5 @@
 //! `pulse bench`: time PULSE steps and print the figures (text or one JSON object).
 use super::args::BenchArgs;
-use anyhow::Context;
 use pulse::device::{parse_device, Precision};
 use pulse::pipelines::bench::{self, BenchOptions};
 use pulse::stylegan::SynthesisConfig;
@@ -9,21 +8,13 @@ use std::process::ExitCode;
 
 pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
     let device = parse_device(&a.device)?;
-    let precision: Precision =
-        a.precision.parse().map_err(|e: String| anyhow::anyhow!("--precision: {e}"))?;
+    let precision: Precision = super::commands::parse("precision", &a.precision)?;
     if a.threads > 0 {
         tch::set_num_threads(a.threads);
     }
-    let batch_size = match a.batch_size.as_str() {
-        "auto" => {
-            pulse::pipelines::auto_batch_size_for(&SynthesisConfig::ffhq(), device, precision)
-        }
-        s => s
-            .parse()
-            .ok()
-            .filter(|b| *b > 0)
-            .context("--batch-size: expected a positive number or auto")?,
-    };
+    let batch_size = super::commands::parse_batch_size(&a.batch_size, || {
+        pulse::pipelines::auto_batch_size_for(&SynthesisConfig::ffhq(), device, precision)
+    })?;
     let opts = BenchOptions {
         device,
         batch_size,

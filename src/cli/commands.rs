@@ -27,13 +27,16 @@ pub fn info() -> anyhow::Result<ExitCode> {
 }
 
 /// Loads the model folder named by `--model`, `$PULSE_MODEL` or the default.
-fn load_model(args: &ModelArgs) -> anyhow::Result<Model> {
+pub(super) fn load_model(args: &ModelArgs) -> anyhow::Result<Model> {
     let device = parse_device(&args.device)?;
     let dir = args.model.clone().unwrap_or_else(model::default_dir);
     Model::load(&dir, device)
 }
 
-fn parse<T: std::str::FromStr<Err = String>>(flag: &str, value: &str) -> anyhow::Result<T> {
+pub(super) fn parse<T: std::str::FromStr<Err = String>>(
+    flag: &str,
+    value: &str,
+) -> anyhow::Result<T> {
     value.parse().map_err(|e: String| anyhow::anyhow!("--{flag}: {e}"))
 }
 
@@ -59,8 +62,30 @@ fn parse_layers(s: &str) -> anyhow::Result<Vec<usize>> {
         .collect()
 }
 
+/// `--batch-size`: a positive number, or `auto` (what `auto_size` picks).
+pub(super) fn parse_batch_size(
+    s: &str,
+    auto_size: impl FnOnce() -> usize,
+) -> anyhow::Result<usize> {
+    match s {
+        "auto" => Ok(auto_size()),
+        n => n.parse().ok().filter(|&n| n > 0).with_context(|| {
+            format!("--batch-size: expected a positive number or auto, got '{n}'")
+        }),
+    }
+}
+
+/// Creates the folder `path` goes in, if it names one.
+pub(super) fn create_parent(path: &Path) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("{}: cannot create folder", parent.display()))?;
+    }
+    Ok(())
+}
+
 /// Ctrl-C sets a flag the search checks after every step.
-fn interrupt_flag() -> Arc<AtomicBool> {
+pub(super) fn interrupt_flag() -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
     // A second handler cannot be installed (tests call this once per process); ignore that.
@@ -89,12 +114,7 @@ pub fn upsample(a: UpsampleArgs) -> anyhow::Result<ExitCode> {
             .map(|d| d.as_nanos() as u64 % 1_000_000_000)
             .unwrap_or(0)
     });
-    let batch_size = match a.batch_size.as_str() {
-        "auto" => pipelines::auto_batch_size(&model),
-        n => n.parse().ok().filter(|&n| n > 0).with_context(|| {
-            format!("--batch-size: expected a positive number or auto, got '{n}'")
-        })?,
-    };
+    let batch_size = parse_batch_size(&a.batch_size, || pipelines::auto_batch_size(&model))?;
     let opts = UpsampleOptions {
         inputs: a.inputs,
         out_dir: a.out_dir,
@@ -170,10 +190,7 @@ pub fn generate(a: GenerateArgs) -> anyhow::Result<ExitCode> {
 fn output_paths(out: &Path, count: usize, seed: u64) -> anyhow::Result<Vec<PathBuf>> {
     let is_png = out.extension().is_some_and(|e| e.eq_ignore_ascii_case("png"));
     if is_png {
-        if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("{}: cannot create folder", parent.display()))?;
-        }
+        create_parent(out)?;
         if count == 1 {
             return Ok(vec![out.to_path_buf()]);
         }

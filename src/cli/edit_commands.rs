@@ -1,9 +1,9 @@
 //! `pulse direction`, `edit`, `embed` and `target`: the hair-colour workflow and photo embedding
 //! (docs/editing.md). Thin: parse, call `pulse::editing`, write files, report.
-use super::args::{DirectionArgs, EditArgs, EmbedArgs, ModelArgs, TargetArgs};
+use super::args::{DirectionArgs, EditArgs, EmbedArgs, TargetArgs};
+use super::commands::{create_parent, interrupt_flag, load_model, warn_if_other_model};
 use super::progress;
 use anyhow::{bail, ensure, Context};
-use pulse::device::parse_device;
 use pulse::editing::edit::{parse_scales, scale_label};
 use pulse::editing::embed::EmbedStep;
 use pulse::editing::target::{self, Region, TargetColours, DEFAULT_BACKGROUND, DEFAULT_SKIN};
@@ -11,25 +11,9 @@ use pulse::editing::{self, Direction, EmbedNoise, EmbedOptions, LayerMask, Regio
 use pulse::imageio::{self, Sheet};
 use pulse::latent::short_sha;
 use pulse::latent::LatentFile;
-use pulse::model::{self, Model};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-
-fn load_model(args: &ModelArgs) -> anyhow::Result<Model> {
-    let device = parse_device(&args.device)?;
-    let dir = args.model.clone().unwrap_or_else(model::default_dir);
-    Model::load(&dir, device)
-}
-
-fn create_parent(path: &Path) -> anyhow::Result<()> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("{}: cannot create folder", parent.display()))?;
-    }
-    Ok(())
-}
+use std::sync::atomic::Ordering;
 
 /// `FROM TO` pairs from the arguments and the `--pairs` file.
 fn direction_pairs(a: &DirectionArgs) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
@@ -100,7 +84,7 @@ pub fn edit(a: EditArgs) -> anyhow::Result<ExitCode> {
     let layers = model.config().num_layers();
     let mask = LayerMask::parse(&a.layers, layers)?;
     let scales = parse_scales(&a.scale)?;
-    super::commands::warn_if_other_model(&a.latent, &latent, &model);
+    warn_if_other_model(&a.latent, &latent, &model);
     let edits =
         editing::edit::edit(&model, &latent, &a.latent, &direction, &a.direction, &scales, &mask)?;
     let resolution = model.config().resolution;
@@ -154,9 +138,7 @@ pub fn embed(a: EmbedArgs) -> anyhow::Result<ExitCode> {
         noise,
         ..EmbedOptions::default()
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    let s = stop.clone();
-    let _ = ctrlc::set_handler(move || s.store(true, Ordering::SeqCst));
+    let stop = interrupt_flag();
     let bar = progress::bar(a.steps as u64, "embed", a.quiet);
     let outcome = editing::embed(&model, &photo, &opts, &mut |v: &EmbedStep| {
         bar.set_position(v.step as u64 + 1);

@@ -238,14 +238,16 @@ pub fn run(
     })
 }
 
-/// "cpu", or "cuda:N (GPU name)".
+/// [`device::device_name`] with the GPU's name: "cpu", or "cuda:N (GPU name)".
 pub fn device_name(dev: Device) -> String {
-    match dev {
-        Device::Cuda(i) => match device::gpu_names().get(i) {
-            Some(name) => format!("cuda:{i} ({name})"),
-            None => format!("cuda:{i}"),
-        },
-        _ => "cpu".to_string(),
+    let name = device::device_name(dev);
+    let gpu = match dev {
+        Device::Cuda(i) => device::gpu_names().get(i).cloned(),
+        _ => None,
+    };
+    match gpu {
+        Some(gpu) => format!("{name} ({gpu})"),
+        None => name,
     }
 }
 
