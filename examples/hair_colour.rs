@@ -112,7 +112,7 @@ pub fn run(opts: &Options, log: &mut dyn FnMut(&str)) -> anyhow::Result<Outputs>
     let mut target_paths = vec![];
     for hair in HAIR {
         let colours = TargetColours {
-            hair: target::parse_colour(hair)?.map(|c| c.map(|v| f32::from(v) / 255.0)),
+            hair: target::parse_colour(hair)?.map(target::unit_rgb),
             skin: map.mean_colour(&reference, Region::Skin),
             background: map.mean_colour(&reference, Region::Background),
         };

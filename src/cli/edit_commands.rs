@@ -6,7 +6,9 @@ use super::progress;
 use anyhow::{bail, ensure, Context};
 use pulse::editing::edit::{parse_scales, scale_label};
 use pulse::editing::embed::EmbedStep;
-use pulse::editing::target::{self, Region, TargetColours, DEFAULT_BACKGROUND, DEFAULT_SKIN};
+use pulse::editing::target::{
+    self, unit_rgb, Region, TargetColours, DEFAULT_BACKGROUND, DEFAULT_SKIN,
+};
 use pulse::editing::{self, Direction, EmbedNoise, EmbedOptions, LayerMask, RegionMap};
 use pulse::imageio::{self, Sheet};
 use pulse::latent::short_sha;
@@ -180,13 +182,12 @@ fn region_colour(
     face: Option<&tch::Tensor>,
     default: [u8; 3],
 ) -> anyhow::Result<Option<[f32; 3]>> {
-    let to_f = |c: [u8; 3]| c.map(|v| f32::from(v) / 255.0);
     Ok(match (flag, face) {
         (Some(s), _) => {
-            target::parse_colour(s).with_context(|| format!("--{}", region.name()))?.map(to_f)
+            target::parse_colour(s).with_context(|| format!("--{}", region.name()))?.map(unit_rgb)
         }
-        (None, Some(face)) => map.mean_colour(face, region).or(Some(to_f(default))),
-        (None, None) => Some(to_f(default)),
+        (None, Some(face)) => map.mean_colour(face, region).or(Some(unit_rgb(default))),
+        (None, None) => Some(unit_rgb(default)),
     })
 }
 
@@ -196,8 +197,7 @@ pub fn target(a: TargetArgs) -> anyhow::Result<ExitCode> {
         Some(path) => Some(imageio::read_photo(path, map.side)?.0),
         None => None,
     };
-    let hair =
-        target::parse_colour(&a.hair).context("--hair")?.map(|c| c.map(|v| f32::from(v) / 255.0));
+    let hair = target::parse_colour(&a.hair).context("--hair")?.map(unit_rgb);
     let colours = TargetColours {
         hair,
         skin: region_colour(a.skin.as_deref(), Region::Skin, &map, face.as_ref(), DEFAULT_SKIN)?,

@@ -7,7 +7,7 @@
 use super::vgg::Vgg16Features;
 use crate::latent::LatentFile;
 use crate::model::Model;
-use crate::pipelines::generate::synthesize;
+use crate::pipelines::generate::{self, synthesize};
 use crate::pulse::search::Interrupted;
 use crate::stylegan::{leaky_relu, SynthesisConfig, LATENT_DIM};
 use anyhow::{bail, ensure};
@@ -95,24 +95,7 @@ pub fn psnr(mse: f64) -> f64 {
 pub fn mean_w(model: &Model, samples: i64, seed: i64) -> anyhow::Result<(Tensor, MeanSource)> {
     if let Some(mapping) = &model.mapping {
         ensure!(samples > 0, "the mean w needs at least one sample");
-        let w = tch::no_grad(|| {
-            tch::manual_seed(seed);
-            let mut sum = Tensor::zeros([LATENT_DIM], (Kind::Double, model.device));
-            let mut done = 0;
-            while done < samples {
-                let n = (samples - done).min(10_000);
-                let z = Tensor::randn([n, LATENT_DIM], (Kind::Float, Device::Cpu))
-                    .to_device(model.device);
-                sum += mapping.forward(&z).to_kind(Kind::Double).sum_dim_intlist(
-                    0,
-                    false,
-                    Kind::Double,
-                );
-                done += n;
-            }
-            (sum / samples as f64).to_kind(Kind::Float)
-        });
-        return Ok((w, MeanSource::Mapping));
+        return Ok((generate::mean_w(mapping, samples, seed, model.device), MeanSource::Mapping));
     }
     match &model.fit {
         Some(fit) => Ok((leaky_relu(&fit.mean.to_device(model.device), 0.2), MeanSource::GaussianFit)),

@@ -59,13 +59,18 @@ pub const PALETTE: [(&str, [u8; 3]); 16] = [
     ("green", [50, 150, 70]),
     ("pink", [235, 130, 170]),
     ("purple", [120, 60, 160]),
-    ("skin", [224, 172, 138]),
+    ("skin", DEFAULT_SKIN),
     ("dark-skin", [120, 80, 55]),
 ];
 
 /// Skin and background colours when neither a colour nor a reference face is given.
 pub const DEFAULT_SKIN: [u8; 3] = [224, 172, 138];
 pub const DEFAULT_BACKGROUND: [u8; 3] = [128, 128, 128];
+
+/// An 8-bit colour as values in [0,1], the form targets are built from.
+pub fn unit_rgb(c: [u8; 3]) -> [f32; 3] {
+    c.map(|v| f32::from(v) / 255.0)
+}
 
 /// A colour argument: `#rrggbb`, `rrggbb` or a palette name (also `gray`, `blonde`).
 /// `none` is `Ok(None)`: leave the region unconstrained.
@@ -133,13 +138,8 @@ impl RegionMap {
     /// The mean colour [r,g,b] in [0,1] of `face` ([3,S,S], resized to the map's side if it is
     /// not) over `region`'s pixels; `None` if the map has none.
     pub fn mean_colour(&self, face: &Tensor, region: Region) -> Option<[f32; 3]> {
-        let face = if face.size()[2] != self.side {
-            resize(face, self.side)
-        } else {
-            face.shallow_clone()
-        };
-        let values: Vec<f32> =
-            Vec::try_from(face.to_kind(Kind::Float).contiguous().view([-1])).expect("float image");
+        let face = imageio::resize_square(&face.to_kind(Kind::Float).unsqueeze(0), self.side);
+        let values: Vec<f32> = Vec::try_from(face.contiguous().view([-1])).expect("float image");
         let n = self.regions.len();
         let pixels: Vec<usize> = (0..n).filter(|&i| self.regions[i] == region).collect();
         if pixels.is_empty() {
@@ -149,17 +149,6 @@ impl RegionMap {
             |c: usize| pixels.iter().map(|&i| values[c * n + i]).sum::<f32>() / pixels.len() as f32;
         Some([mean(0), mean(1), mean(2)])
     }
-}
-
-/// Area or bilinear resize of [3,H,W] to [3,side,side].
-fn resize(img: &Tensor, side: i64) -> Tensor {
-    let img = img.to_kind(Kind::Float).unsqueeze(0);
-    let out = if img.size()[2] > side {
-        img.adaptive_avg_pool2d([side, side])
-    } else {
-        img.upsample_bilinear2d([side, side], false, None, None)
-    };
-    out.squeeze_dim(0)
 }
 
 /// The colour of each constrained region, values in [0,1]; `None` leaves it unconstrained.
@@ -176,8 +165,11 @@ impl TargetColours {
         skin: Option<[u8; 3]>,
         background: Option<[u8; 3]>,
     ) -> Self {
-        let f = |c: Option<[u8; 3]>| c.map(|c| c.map(|v| f32::from(v) / 255.0));
-        Self { hair: f(hair), skin: f(skin), background: f(background) }
+        Self {
+            hair: hair.map(unit_rgb),
+            skin: skin.map(unit_rgb),
+            background: background.map(unit_rgb),
+        }
     }
 
     pub fn of(&self, region: Region) -> Option<[f32; 3]> {

@@ -64,14 +64,7 @@ impl Vgg16Features {
     /// The four feature maps of `images` [B,3,H,W] in [0,1] (resized to 256x256: area
     /// averaging when larger, bilinear when smaller).
     pub fn features(&self, images: &Tensor) -> Vec<Tensor> {
-        let side = images.size()[2];
-        let x = if side > SIDE {
-            images.adaptive_avg_pool2d([SIDE, SIDE])
-        } else if side < SIDE {
-            images.upsample_bilinear2d([SIDE, SIDE], false, None, None)
-        } else {
-            images.shallow_clone()
-        };
+        let x = crate::imageio::resize_square(images, SIDE);
         let mut x = (x - &self.mean) / &self.std;
         let mut out = vec![];
         for (i, (w, b)) in self.convs.iter().enumerate() {

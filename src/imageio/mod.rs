@@ -39,6 +39,16 @@ pub fn accepted_sides(resolution: i64) -> Vec<i64> {
     sides
 }
 
+/// Smooth resize of images `[B,C,H,W]` to `[B,C,side,side]`: area averaging when shrinking,
+/// bilinear when enlarging, unchanged at the same size.
+pub fn resize_square(images: &Tensor, side: i64) -> Tensor {
+    match images.size()[2] {
+        s if s > side => images.adaptive_avg_pool2d([side, side]),
+        s if s < side => images.upsample_bilinear2d([side, side], false, None, None),
+        _ => images.shallow_clone(),
+    }
+}
+
 /// Nearest-neighbour upscale of `[C,h,w]` to `[C,size,size]`: the input "blown up without
 /// smoothing", for side-by-side comparisons. Output pixel `i` copies input pixel `i*h/size`.
 pub fn upscale_nearest(t: &Tensor, size: i64) -> Tensor {

@@ -2,7 +2,7 @@
 //! synthesis, docs/pulse-spec.md sections 2-3) and exact rendering of latent files.
 use crate::latent::LatentFile;
 use crate::model::Model;
-use crate::stylegan::{SynthesisConfig, LATENT_DIM};
+use crate::stylegan::{Mapping, SynthesisConfig, LATENT_DIM};
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
@@ -10,6 +10,16 @@ use tch::{Device, Kind, Tensor};
 const TRUNCATION_LAYERS: i64 = 8;
 /// Samples used to estimate `w_avg`, the mean mapping output.
 const W_AVG_SAMPLES: i64 = 10_000;
+
+/// StyleGAN's `w_avg` [512]: the mean mapping output over `samples` draws of z seeded with
+/// `seed`, the centre truncation pulls towards and where a photo embedding starts.
+pub fn mean_w(mapping: &Mapping, samples: i64, seed: i64, device: Device) -> Tensor {
+    tch::no_grad(|| {
+        tch::manual_seed(seed);
+        let z = Tensor::randn([samples, LATENT_DIM], (Kind::Float, Device::Cpu)).to_device(device);
+        mapping.forward(&z).mean_dim(0, false, Kind::Float)
+    })
+}
 
 /// Renders `count` random faces; each face k draws z and noise from its own seed, derived from
 /// (`seed`, k). Returns the [3,R,R] image in [0,1] and the latent file that reproduces it.
@@ -23,12 +33,7 @@ pub fn generate(
     let config = model.config();
     let layers = config.num_layers() as i64;
     let device = model.device;
-    let w_avg = tch::no_grad(|| {
-        tch::manual_seed(seed as i64);
-        let z = Tensor::randn([W_AVG_SAMPLES, LATENT_DIM], (Kind::Float, Device::Cpu))
-            .to_device(device);
-        mapping.forward(&z).mean_dim(0, true, Kind::Float)
-    });
+    let w_avg = mean_w(mapping, W_AVG_SAMPLES, seed as i64, device);
     let mut faces = vec![];
     for k in 0..count {
         let item_seed = super::item_seed(seed, "generate", k, 0);
