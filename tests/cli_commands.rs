@@ -22,17 +22,7 @@ fn generate_then_render_gives_the_same_image() {
     let model = t.model("m", "synthesis_128_c32.pt", true);
     let out = t.path("faces/face.png");
     pulse()
-        .args([
-            "generate",
-            "--model",
-            model.to_str().unwrap(),
-            "--seed",
-            "3",
-            "--count",
-            "2",
-            "-o",
-            out.to_str().unwrap(),
-        ])
+        .args(["generate", "--model", s(&model), "--seed", "3", "--count", "2", "-o", s(&out)])
         .assert()
         .success();
     let first = t.path("faces/face_0.png");
@@ -40,23 +30,15 @@ fn generate_then_render_gives_the_same_image() {
     assert_ne!(pixels(&first), pixels(&t.path("faces/face_1.png")));
     let rendered = t.path("rendered.png");
     pulse()
-        .args(["render", t.path("faces/face_0.latent.safetensors").to_str().unwrap()])
-        .args(["--model", model.to_str().unwrap(), "-o", rendered.to_str().unwrap()])
+        .args(["render", s(&t.path("faces/face_0.latent.safetensors"))])
+        .args(["--model", s(&model), "-o", s(&rendered)])
         .assert()
         .success();
     assert_eq!(pixels(&first), pixels(&rendered));
     // The same seed gives the same faces.
     let again = t.path("again.png");
     pulse()
-        .args([
-            "generate",
-            "--model",
-            model.to_str().unwrap(),
-            "--seed",
-            "3",
-            "-o",
-            again.to_str().unwrap(),
-        ])
+        .args(["generate", "--model", s(&model), "--seed", "3", "-o", s(&again)])
         .assert()
         .success();
     assert_eq!(pixels(&first), pixels(&again));
@@ -68,16 +50,8 @@ fn truncation_one_differs_from_default() {
     let model = t.model("m", "synthesis_128_c32.pt", true);
     for (psi, name) in [("0.7", "a.png"), ("1", "b.png")] {
         pulse()
-            .args([
-                "generate",
-                "--model",
-                model.to_str().unwrap(),
-                "--seed",
-                "1",
-                "--truncation",
-                psi,
-            ])
-            .args(["-o", t.path(name).to_str().unwrap()])
+            .args(["generate", "--model", s(&model), "--seed", "1", "--truncation", psi])
+            .args(["-o", s(&t.path(name))])
             .assert()
             .success();
     }
@@ -88,13 +62,7 @@ fn truncation_one_differs_from_default() {
 fn generate_without_mapping_says_so() {
     let t = TestDir::new();
     pulse()
-        .args([
-            "generate",
-            "--model",
-            t.model_128().to_str().unwrap(),
-            "-o",
-            t.path("x.png").to_str().unwrap(),
-        ])
+        .args(["generate", "--model", s(&t.model_128()), "-o", s(&t.path("x.png"))])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("mapping network"));
@@ -104,42 +72,19 @@ fn generate_without_mapping_says_so() {
 fn render_warns_about_another_model_and_refuses_another_resolution() {
     let t = TestDir::new();
     let m128 = t.model("m", "synthesis_128_c32.pt", true);
-    pulse()
-        .args([
-            "generate",
-            "--model",
-            m128.to_str().unwrap(),
-            "-o",
-            t.path("f.png").to_str().unwrap(),
-        ])
-        .assert()
-        .success();
+    pulse().args(["generate", "--model", s(&m128), "-o", s(&t.path("f.png"))]).assert().success();
     let latent = t.path("f.latent.safetensors");
     // Same architecture, other file: a warning, still rendered.
     let other = t.model_converted("other");
     pulse()
-        .args([
-            "render",
-            latent.to_str().unwrap(),
-            "--model",
-            other.to_str().unwrap(),
-            "-o",
-            t.path("r.png").to_str().unwrap(),
-        ])
+        .args(["render", s(&latent), "--model", s(&other), "-o", s(&t.path("r.png"))])
         .assert()
         .success()
         .stderr(predicate::str::contains("warning").and(predicate::str::contains("another model")));
     // A 1024 network has 18 layers: refused with the reason.
     let m1024 = t.model("big", "synthesis_1024_c16.pt", false);
     pulse()
-        .args([
-            "render",
-            latent.to_str().unwrap(),
-            "--model",
-            m1024.to_str().unwrap(),
-            "-o",
-            t.path("r2.png").to_str().unwrap(),
-        ])
+        .args(["render", s(&latent), "--model", s(&m1024), "-o", s(&t.path("r2.png"))])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("12 layers").and(predicate::str::contains("18")));
@@ -152,14 +97,7 @@ fn corrupted_latent_is_refused_with_the_reason() {
     let bad = t.path("bad.latent.safetensors");
     std::fs::write(&bad, b"not a latent").unwrap();
     pulse()
-        .args([
-            "render",
-            bad.to_str().unwrap(),
-            "--model",
-            t.model_128().to_str().unwrap(),
-            "-o",
-            t.path("x.png").to_str().unwrap(),
-        ])
+        .args(["render", s(&bad), "--model", s(&t.model_128()), "-o", s(&t.path("x.png"))])
         .assert()
         .code(1)
         .stderr(
@@ -180,26 +118,13 @@ fn converted_safetensors_renders_like_the_pickle() {
         ("gaussian_fit", "gaussian_fit.safetensors"),
     ] {
         pulse()
-            .args([
-                "convert",
-                pt.join(format!("{name}.pt")).to_str().unwrap(),
-                "-o",
-                st.join(out).to_str().unwrap(),
-            ])
+            .args(["convert", s(&pt.join(format!("{name}.pt"))), "-o", s(&st.join(out))])
             .assert()
             .success();
     }
     for (dir, png) in [(&pt, "a.png"), (&st, "b.png")] {
         pulse()
-            .args([
-                "generate",
-                "--model",
-                dir.to_str().unwrap(),
-                "--seed",
-                "8",
-                "-o",
-                t.path(png).to_str().unwrap(),
-            ])
+            .args(["generate", "--model", s(dir), "--seed", "8", "-o", s(&t.path(png))])
             .assert()
             .success();
     }
@@ -212,10 +137,7 @@ fn convert_refuses_a_non_weight_file_with_one_line() {
     let bad = t.path("notes.pt");
     std::fs::write(&bad, b"hello").unwrap();
     let out = t.path("o.safetensors");
-    let assert = pulse()
-        .args(["convert", bad.to_str().unwrap(), "-o", out.to_str().unwrap()])
-        .assert()
-        .code(1);
+    let assert = pulse().args(["convert", s(&bad), "-o", s(&out)]).assert().code(1);
     let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("notes.pt"));
@@ -226,12 +148,7 @@ fn convert_refuses_a_non_weight_file_with_one_line() {
 fn missing_model_folder_is_a_clear_error() {
     let t = TestDir::new();
     pulse()
-        .args([
-            "upsample",
-            &face("astronaut32.png"),
-            "--model",
-            t.path("nowhere").to_str().unwrap(),
-        ])
+        .args(["upsample", &face("astronaut32.png"), "--model", s(&t.path("nowhere"))])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("model folder").and(predicate::str::contains("nowhere")));
@@ -245,15 +162,7 @@ fn fit_gaussian_writes_a_reusable_fit() {
     std::fs::copy(fixture("synthesis_128_c32.pt"), model.join("synthesis.pt")).unwrap();
     std::fs::copy(fixture("mapping.pt"), model.join("mapping.pt")).unwrap();
     pulse()
-        .args([
-            "fit-gaussian",
-            "--model",
-            model.to_str().unwrap(),
-            "--samples",
-            "20000",
-            "--seed",
-            "1",
-        ])
+        .args(["fit-gaussian", "--model", s(&model), "--samples", "20000", "--seed", "1"])
         .assert()
         .success();
     let fit = pulse::weights::load(&model.join("gaussian_fit.safetensors")).unwrap();
@@ -266,15 +175,7 @@ fn fit_gaussian_writes_a_reusable_fit() {
     // The same seed gives the same fit.
     let first = mean.copy();
     pulse()
-        .args([
-            "fit-gaussian",
-            "--model",
-            model.to_str().unwrap(),
-            "--samples",
-            "20000",
-            "--seed",
-            "1",
-        ])
+        .args(["fit-gaussian", "--model", s(&model), "--samples", "20000", "--seed", "1"])
         .assert()
         .success();
     let again = pulse::weights::load(&model.join("gaussian_fit.safetensors")).unwrap();
@@ -282,7 +183,7 @@ fn fit_gaussian_writes_a_reusable_fit() {
     // upsample now uses it without recomputing.
     pulse()
         .args(["upsample", &face("astronaut32.png"), "--steps", "1", "--eps", "1", "-q"])
-        .args(["--model", model.to_str().unwrap(), "-o", t.path("out").to_str().unwrap()])
+        .args(["--model", s(&model), "-o", s(&t.path("out"))])
         .assert()
         .success();
 }

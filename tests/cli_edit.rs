@@ -15,10 +15,6 @@ fn regions() -> String {
         .into_owned()
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 /// Runs `pulse ARGS`, which must fail with `message` in its error.
 fn fails_with(args: &[&str], message: &str) {
     pulse().args(args).assert().failure().stderr(predicate::str::contains(message));

@@ -12,8 +12,8 @@ fn writes_image_latent_compare_and_report() {
     let report = t.path("report.json");
     pulse()
         .args(["upsample", &face("astronaut32.png"), "--steps", "3", "--seed", "5", "--compare"])
-        .args(["--model", t.model_128().to_str().unwrap(), "-o", out.to_str().unwrap()])
-        .args(["--report", report.to_str().unwrap()])
+        .args(["--model", s(&t.model_128()), "-o", s(&out)])
+        .args(["--report", s(&report)])
         .assert()
         .code(3); // the random network does not reach eps 2e-3 in 3 steps
     assert_eq!(image_size(&out.join("astronaut32.png")), (128, 128));
@@ -61,7 +61,7 @@ fn converged_run_exits_zero() {
             "0.5",
             "-q",
         ])
-        .args(["--model", t.model_128().to_str().unwrap(), "-o", t.path("out").to_str().unwrap()])
+        .args(["--model", s(&t.model_128()), "-o", s(&t.path("out"))])
         .assert()
         .success();
 }
@@ -83,13 +83,13 @@ fn render_reproduces_the_upsampled_image_exactly() {
             "--eps",
             "1",
         ])
-        .args(["--model", model.to_str().unwrap(), "-o", out.to_str().unwrap()])
+        .args(["--model", s(&model), "-o", s(&out)])
         .assert()
         .success();
     let rendered = t.path("rendered.png");
     pulse()
-        .args(["render", out.join("astronaut32.latent.safetensors").to_str().unwrap()])
-        .args(["--model", model.to_str().unwrap(), "-o", rendered.to_str().unwrap()])
+        .args(["render", s(&out.join("astronaut32.latent.safetensors"))])
+        .args(["--model", s(&model), "-o", s(&rendered)])
         .assert()
         .success()
         .stderr(predicate::str::contains("warning").not());
@@ -122,8 +122,8 @@ fn batch_sizes_compared(optimizer: &str) -> (f32, f64, f64) {
                 "--optimizer",
                 optimizer,
             ])
-            .args(["--model", model.to_str().unwrap(), "-o", t.path(dir).to_str().unwrap()])
-            .args(["--report", t.path(dir).join("report.json").to_str().unwrap()])
+            .args(["--model", s(&model), "-o", s(&t.path(dir))])
+            .args(["--report", s(&t.path(dir).join("report.json"))])
             .assert()
             .code(3);
     }
@@ -191,18 +191,8 @@ fn bad_files_are_refused_and_the_rest_processed() {
     write_rgb_png(&inputs.join("odd.png"), 40, 40);
     let out = t.path("out");
     pulse()
-        .args([
-            "upsample",
-            inputs.to_str().unwrap(),
-            "--steps",
-            "1",
-            "--seed",
-            "1",
-            "--eps",
-            "1",
-            "-q",
-        ])
-        .args(["--model", t.model_128().to_str().unwrap(), "-o", out.to_str().unwrap()])
+        .args(["upsample", s(&inputs), "--steps", "1", "--seed", "1", "--eps", "1", "-q"])
+        .args(["--model", s(&t.model_128()), "-o", s(&out)])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("empty.png"))
@@ -223,17 +213,8 @@ fn rerun_resumes_and_matches_an_uninterrupted_run() {
     let out = t.path("out");
     let run = || {
         pulse()
-            .args([
-                "upsample",
-                inputs.to_str().unwrap(),
-                "--steps",
-                "3",
-                "--seed",
-                "4",
-                "--eps",
-                "1",
-            ])
-            .args(["--model", model.to_str().unwrap(), "-o", out.to_str().unwrap()])
+            .args(["upsample", s(&inputs), "--steps", "3", "--seed", "4", "--eps", "1"])
+            .args(["--model", s(&model), "-o", s(&out)])
             .assert()
             .success()
     };
@@ -257,7 +238,7 @@ fn shards_together_equal_the_whole_run() {
     let run = |dir: &str, shard: Option<&str>| {
         let mut cmd = pulse();
         cmd.arg("upsample").args(&inputs).args(["--steps", "2", "--seed", "3", "--eps", "1", "-q"]);
-        cmd.args(["--model", model.to_str().unwrap(), "-o", t.path(dir).to_str().unwrap()]);
+        cmd.args(["--model", s(&model), "-o", s(&t.path(dir))]);
         if let Some(s) = shard {
             cmd.args(["--shard", s]);
         }
@@ -290,38 +271,15 @@ fn transparent_pixels_are_unconstrained() {
     write_rgba_png(&clear, 32, |_, _| [200, 30, 30, 0]);
     let report = t.path("r.json");
     pulse()
-        .args(["upsample", clear.to_str().unwrap(), "--steps", "2", "--seed", "1", "-q"])
-        .args([
-            "--model",
-            model.to_str().unwrap(),
-            "-o",
-            t.path("a").to_str().unwrap(),
-            "--report",
-            report.to_str().unwrap(),
-        ])
+        .args(["upsample", s(&clear), "--steps", "2", "--seed", "1", "-q"])
+        .args(["--model", s(&model), "-o", s(&t.path("a")), "--report", s(&report)])
         .assert()
         .success();
     assert_eq!(read_json(&report)["images"][0]["best"]["L2"].as_f64().unwrap() as f32, 2e-3f32);
     // The same colours with the alpha ignored are a real constraint.
     pulse()
-        .args([
-            "upsample",
-            clear.to_str().unwrap(),
-            "--steps",
-            "2",
-            "--seed",
-            "1",
-            "-q",
-            "--ignore-alpha",
-        ])
-        .args([
-            "--model",
-            model.to_str().unwrap(),
-            "-o",
-            t.path("b").to_str().unwrap(),
-            "--report",
-            report.to_str().unwrap(),
-        ])
+        .args(["upsample", s(&clear), "--steps", "2", "--seed", "1", "-q", "--ignore-alpha"])
+        .args(["--model", s(&model), "-o", s(&t.path("b")), "--report", s(&report)])
         .assert()
         .code(3);
     assert!(read_json(&report)["images"][0]["best"]["L2"].as_f64().unwrap() > 0.01);
@@ -344,28 +302,14 @@ fn init_continues_from_a_saved_latent() {
             "--eps",
             "1",
         ])
-        .args([
-            "--model",
-            model.to_str().unwrap(),
-            "-o",
-            t.path("one").to_str().unwrap(),
-            "--report",
-            r1.to_str().unwrap(),
-        ])
+        .args(["--model", s(&model), "-o", s(&t.path("one")), "--report", s(&r1)])
         .assert()
         .success();
     let r2 = t.path("r2.json");
     pulse()
         .args(["upsample", &face("astronaut32.png"), "--steps", "1", "-q", "--eps", "1"])
-        .args(["--init", t.path("one").join("astronaut32.latent.safetensors").to_str().unwrap()])
-        .args([
-            "--model",
-            model.to_str().unwrap(),
-            "-o",
-            t.path("two").to_str().unwrap(),
-            "--report",
-            r2.to_str().unwrap(),
-        ])
+        .args(["--init", s(&t.path("one").join("astronaut32.latent.safetensors"))])
+        .args(["--model", s(&model), "-o", s(&t.path("two")), "--report", s(&r2)])
         .assert()
         .success();
     // The continued run's first loss is the first run's best: same latent, same noise.
@@ -383,8 +327,8 @@ fn output_equal_to_input_is_refused() {
     std::fs::copy(face("astronaut32.png"), &input).unwrap();
     let before = std::fs::read(&input).unwrap();
     pulse()
-        .args(["upsample", input.to_str().unwrap(), "--steps", "1", "-q", "--overwrite"])
-        .args(["--model", t.model_128().to_str().unwrap(), "-o", dir.to_str().unwrap()])
+        .args(["upsample", s(&input), "--steps", "1", "-q", "--overwrite"])
+        .args(["--model", s(&t.model_128()), "-o", s(&dir)])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("overwrite this input"));
@@ -410,8 +354,8 @@ fn restarts_search_again_and_report_the_winning_attempt() {
             "2",
             "-q",
         ])
-        .args(["--model", t.model_128().to_str().unwrap(), "-o", t.path("out").to_str().unwrap()])
-        .args(["--report", report.to_str().unwrap()])
+        .args(["--model", s(&t.model_128()), "-o", s(&t.path("out"))])
+        .args(["--report", s(&report)])
         .assert()
         .code(3);
     let img = &read_json(&report)["images"][0];
@@ -443,9 +387,9 @@ fn mask_weights_an_rgb_target_and_intermediates_are_saved() {
             "-q",
             "--save-intermediate",
         ])
-        .args(["--mask", mask.to_str().unwrap()])
-        .args(["--model", t.model_128().to_str().unwrap(), "-o", t.path("out").to_str().unwrap()])
-        .args(["--report", report.to_str().unwrap()])
+        .args(["--mask", s(&mask)])
+        .args(["--model", s(&t.model_128()), "-o", s(&t.path("out"))])
+        .args(["--report", s(&report)])
         .assert()
         .success();
     // An all-zero mask leaves nothing to match: L2 is 0, clamped to eps.
@@ -468,9 +412,9 @@ fn precision_bf16_runs_close_to_fp32_and_fp16_needs_cuda() {
         pulse()
             .args(["upsample", &face("astronaut32.png"), "--steps", "2", "--seed", "3", "-q"])
             .args(["--device", "cpu", "--precision", precision])
-            .args(["--model", model.to_str().unwrap()])
-            .args(["-o", t.path(precision).to_str().unwrap()])
-            .args(["--report", report.to_str().unwrap()])
+            .args(["--model", s(&model)])
+            .args(["-o", s(&t.path(precision))])
+            .args(["--report", s(&report)])
             .assert()
             .code(3);
         let r = read_json(&report);
@@ -483,8 +427,8 @@ fn precision_bf16_runs_close_to_fp32_and_fp16_needs_cuda() {
 
     pulse()
         .args(["upsample", &face("astronaut32.png"), "--steps", "1", "--device", "cpu"])
-        .args(["--precision", "fp16", "--model", model.to_str().unwrap()])
-        .args(["-o", t.path("fp16").to_str().unwrap()])
+        .args(["--precision", "fp16", "--model", s(&model)])
+        .args(["-o", s(&t.path("fp16"))])
         .assert()
         .failure()
         .stderr(predicate::str::contains("--precision fp16 needs CUDA"));
