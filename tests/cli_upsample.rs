@@ -150,9 +150,7 @@ fn batch_sizes_compared(optimizer: &str) -> (f32, f64, f64) {
         "astronaut128_0",
         "astronaut128_1",
     ] {
-        let a = latent_w_plus(&t.path("b1").join(format!("{name}.latent.safetensors")));
-        let b = latent_w_plus(&t.path("b3").join(format!("{name}.latent.safetensors")));
-        w_max = w_max.max(a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max));
+        w_max = w_max.max(w_plus_diff(&t.path("b1"), &t.path("b3"), name));
         let a = pixels(&t.path("b1").join(format!("{name}.png")));
         let b = pixels(&t.path("b3").join(format!("{name}.png")));
         let mean = a.iter().zip(&b).map(|(x, y)| (*x as f64 - *y as f64).abs()).sum::<f64>()
@@ -255,9 +253,7 @@ fn shards_together_equal_the_whole_run() {
     assert_eq!(count(&t.path("sharded")), 2); // sorted positions 0 and 2 of 3
     run("sharded", Some("1/2"));
     for name in ["astronaut128", "astronaut32", "cameraman32"] {
-        let a = latent_w_plus(&t.path("all").join(format!("{name}.latent.safetensors")));
-        let b = latent_w_plus(&t.path("sharded").join(format!("{name}.latent.safetensors")));
-        let d = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        let d = w_plus_diff(&t.path("all"), &t.path("sharded"), name);
         assert!(d < 1e-4, "{name}: sharded result differs by {d}");
     }
 }

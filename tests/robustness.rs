@@ -62,9 +62,7 @@ fn signal(pid: u32, sig: &str) {
 
 fn compare_latents(a: &Path, b: &Path) {
     for name in ["a", "b", "c"] {
-        let x = latent_w_plus(&a.join(format!("{name}.latent.safetensors")));
-        let y = latent_w_plus(&b.join(format!("{name}.latent.safetensors")));
-        let d = x.iter().zip(&y).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+        let d = w_plus_diff(a, b, name);
         assert!(d < 1e-5, "{name}: resumed result differs from the uninterrupted one by {d}");
     }
 }

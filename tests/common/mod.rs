@@ -91,6 +91,13 @@ pub fn latent_w_plus(path: &Path) -> Vec<f32> {
     Vec::try_from(latent.w_plus.flatten(0, -1)).unwrap()
 }
 
+/// Largest difference between the `w_plus` of `<name>.latent.safetensors` in two output folders.
+pub fn w_plus_diff(a: &Path, b: &Path, name: &str) -> f32 {
+    let file = format!("{name}.latent.safetensors");
+    let (x, y) = (latent_w_plus(&a.join(&file)), latent_w_plus(&b.join(&file)));
+    x.iter().zip(&y).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max)
+}
+
 pub fn write_rgb_png(path: &Path, w: u32, h: u32) {
     image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 7) as u8, (y * 5) as u8, 128]))
         .save(path)
