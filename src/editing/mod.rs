@@ -17,7 +17,7 @@ use crate::latent::LatentFile;
 use crate::model::Model;
 use crate::pulse::search::{self, Progress};
 use crate::pulse::{LossTarget, SearchConfig, Start};
-use tch::{Device, Tensor};
+use tch::Tensor;
 
 /// Runs PULSE on one target (`rgb` [3,s,s], optional `alpha` [1,s,s] weights) from the start that
 /// `seed` draws: the same seed on two targets gives "the same person" under both (spec section 5,
@@ -49,13 +49,6 @@ pub fn search_target(
         &mut |p: Progress| on_step(p.step, p.steps),
     )?;
     let outcome = outcomes.remove(0);
-    let mut latent = LatentFile::new(
-        outcome.w_plus.squeeze_dim(0).to_device(Device::Cpu),
-        Some(outcome.latent.squeeze_dim(0).to_device(Device::Cpu)),
-        outcome.noise.iter().map(|n| n.to_device(Device::Cpu)).collect(),
-        &model.sha256,
-    );
-    latent.metadata.insert("seed".into(), seed.to_string());
-    latent.metadata.insert("best_step".into(), outcome.best_step.to_string());
+    let latent = outcome.latent_file(&model.sha256, seed);
     Ok((outcome.image, latent))
 }

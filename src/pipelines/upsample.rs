@@ -538,15 +538,8 @@ fn finish(
     imageio::write_png(&outcome.image, &png)?;
     outputs.push(png);
 
-    let mut latent = LatentFile::new(
-        outcome.w_plus.squeeze_dim(0),
-        Some(outcome.latent.squeeze_dim(0)),
-        outcome.noise.iter().map(|n| n.shallow_clone()).collect(),
-        &model.sha256,
-    );
+    let mut latent = outcome.latent_file(&model.sha256, seed);
     latent.metadata.insert("source".into(), input.path.display().to_string());
-    latent.metadata.insert("seed".into(), seed.to_string());
-    latent.metadata.insert("best_step".into(), outcome.best_step.to_string());
     let latent_path = opts.out_dir.join(format!("{base}.latent.safetensors"));
     latent.write(&latent_path)?;
     outputs.push(latent_path);

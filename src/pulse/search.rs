@@ -9,6 +9,7 @@ use super::optim::{OptimizerKind, SphericalOptimizer};
 use super::schedule::Schedule;
 use super::Downscaler;
 use super::GaussianFit;
+use crate::latent::LatentFile;
 use crate::stylegan::{Synthesis, SynthesisConfig, LATENT_DIM};
 use anyhow::{bail, ensure};
 use std::str::FromStr;
@@ -156,6 +157,22 @@ pub struct SearchOutcome {
     /// The latent and optimized noise after the last update (what PULSE's code leaves behind).
     pub final_latent: Tensor,
     pub final_noise: Vec<Tensor>,
+}
+
+impl SearchOutcome {
+    /// The latent file that renders `image` exactly: W+, the sphere-side latent and the noise,
+    /// with the start's `seed` and the best step in its metadata.
+    pub fn latent_file(&self, model_sha256: &str, seed: u64) -> LatentFile {
+        let mut latent = LatentFile::new(
+            self.w_plus.squeeze_dim(0),
+            Some(self.latent.squeeze_dim(0)),
+            self.noise.iter().map(|n| n.shallow_clone()).collect(),
+            model_sha256,
+        );
+        latent.metadata.insert("seed".into(), seed.to_string());
+        latent.metadata.insert("best_step".into(), self.best_step.to_string());
+        latent
+    }
 }
 
 /// Per-step progress, for a progress bar: the step and each item's L2 (or first image term).
