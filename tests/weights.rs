@@ -500,32 +500,36 @@ fn not_a_weight_file() {
     assert_one_line_naming(&err, "here.pt");
 }
 
+/// `bytes` cut at each of `cuts` (and written as `name`) loads as `Truncated`.
+fn assert_truncated_at(name: &str, bytes: &[u8], cuts: impl IntoIterator<Item = usize>) {
+    for cut in cuts {
+        let (_dir, err) = load_bytes(name, &bytes[..cut]);
+        assert!(matches!(err.kind, ErrorKind::Truncated), "{name} cut at {cut}: {err}");
+    }
+}
+
 #[test]
 fn truncated_legacy_files_report_truncated_at_every_cut() {
     let full = std::fs::read(fixture("gaussian_fit_ffhq.pt")).unwrap();
-    for cut in 1..full.len() {
-        let (_dir, err) = load_bytes("gaussian_fit.pt", &full[..cut]);
-        assert!(matches!(err.kind, ErrorKind::Truncated), "cut at {cut}: {err}");
-    }
+    assert_truncated_at("gaussian_fit.pt", &full, 1..full.len());
     let big = std::fs::read(fixture("synthesis_1024_c16.pt")).unwrap();
-    for cut in [2, 14, 15, 200, 21_000, 23_504, 23_510, 100_000, big.len() - 1] {
-        let (_dir, err) = load_bytes("synthesis.pt", &big[..cut]);
-        assert!(matches!(err.kind, ErrorKind::Truncated), "cut at {cut}: {err}");
-    }
+    assert_truncated_at(
+        "synthesis.pt",
+        &big,
+        [2, 14, 15, 200, 21_000, 23_504, 23_510, 100_000, big.len() - 1],
+    );
 }
 
 #[test]
 fn truncated_zip_files_report_truncated() {
     let full = std::fs::read(fixture("weights_mixed_zip.pt")).unwrap();
-    for cut in (1..full.len()).step_by(7) {
-        let (_dir, err) = load_bytes("mixed.pt", &full[..cut]);
-        assert!(matches!(err.kind, ErrorKind::Truncated), "cut at {cut}: {err}");
-    }
+    assert_truncated_at("mixed.pt", &full, (1..full.len()).step_by(7));
     let big = std::fs::read(fixture("synthesis_128_c32.pt")).unwrap();
-    for cut in [4, 100, 13_000, 1_000_000, big.len() - 22, big.len() - 1] {
-        let (_dir, err) = load_bytes("synthesis_128.pt", &big[..cut]);
-        assert!(matches!(err.kind, ErrorKind::Truncated), "cut at {cut}: {err}");
-    }
+    assert_truncated_at(
+        "synthesis_128.pt",
+        &big,
+        [4, 100, 13_000, 1_000_000, big.len() - 22, big.len() - 1],
+    );
 }
 
 #[test]
@@ -535,10 +539,7 @@ fn truncated_safetensors_report_truncated() {
     weights::save_safetensors(&load_ok("gaussian_fit_ffhq.pt"), &path, None).unwrap();
     let full = std::fs::read(&path).unwrap();
     // from the header's first byte on ('{' at offset 8 identifies the format)
-    for cut in (9..full.len()).step_by(13) {
-        let (_dir, err) = load_bytes("m.safetensors", &full[..cut]);
-        assert!(matches!(err.kind, ErrorKind::Truncated), "cut at {cut}: {err}");
-    }
+    assert_truncated_at("m.safetensors", &full, (9..full.len()).step_by(13));
 }
 
 #[test]
