@@ -64,17 +64,7 @@ impl LatentFile {
             .map_err(|e| err(format!("bad safetensors header: {e}")))?;
         let metadata: BTreeMap<String, String> =
             header.metadata().clone().unwrap_or_default().into_iter().collect();
-        match metadata.get("format") {
-            Some(f) if f == FORMAT => {}
-            Some(f) => {
-                return Err(err(format!("unsupported latent format '{f}' (expected {FORMAT})")))
-            }
-            None => {
-                return Err(err(format!(
-                    "not a latent file (no 'format' metadata; expected {FORMAT})"
-                )))
-            }
-        }
+        check_format(&metadata, FORMAT, "latent").map_err(err)?;
         let get = |name: &str| -> Result<Option<Tensor>, LatentError> {
             let Ok(view) = st.tensor(name) else { return Ok(None) };
             if view.dtype() != Dtype::F32 {
@@ -87,7 +77,7 @@ impl LatentFile {
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect();
             let t = Tensor::from_slice(&values).view(shape.as_slice());
-            if t.isfinite().logical_not().any().int64_value(&[]) != 0 {
+            if !all_finite(&t) {
                 return Err(err(format!("'{name}' holds NaN or infinite values")));
             }
             Ok(Some(t))
@@ -179,6 +169,25 @@ impl LatentFile {
             self.noise.iter().map(|n| n.to_device(device)).collect(),
         )
     }
+}
+
+/// Checks the `format` metadata of one of pulse's safetensors files (`what`: "latent",
+/// "direction") against `expected`; the error is the reason, for the caller to prefix.
+pub fn check_format(
+    metadata: &BTreeMap<String, String>,
+    expected: &str,
+    what: &str,
+) -> Result<(), String> {
+    match metadata.get("format") {
+        Some(f) if f == expected => Ok(()),
+        Some(f) => Err(format!("unsupported {what} format '{f}' (expected {expected})")),
+        None => Err(format!("not a {what} file (no 'format' metadata; expected {expected})")),
+    }
+}
+
+/// No NaN or infinite value in `t`.
+pub fn all_finite(t: &Tensor) -> bool {
+    t.isfinite().all().int64_value(&[]) != 0
 }
 
 /// The first 12 hex digits of a sha256, or "unknown".

@@ -3,7 +3,7 @@
 //! with `direction` [L,512] float32 and string metadata `format`, `model_sha256` (the synthesis
 //! file the latents were made with), `layers`, `pairs` and `sources` (a JSON list of
 //! `{"from": ..., "to": ...}`).
-use crate::latent::{short_sha, LatentFile};
+use crate::latent::{all_finite, check_format, short_sha, LatentFile};
 use crate::stylegan::LATENT_DIM;
 use crate::weights::{self, StateDict};
 use anyhow::{bail, ensure, Context};
@@ -114,16 +114,8 @@ impl Direction {
             .with_context(|| format!("{}: not a direction file", path.display()))?;
         let metadata: BTreeMap<String, String> =
             sd.metadata().cloned().unwrap_or_default().into_iter().collect();
-        match metadata.get("format") {
-            Some(f) if f == FORMAT => {}
-            Some(f) => {
-                bail!("{}: unsupported direction format '{f}' (expected {FORMAT})", path.display())
-            }
-            None => bail!(
-                "{}: not a direction file (no 'format' metadata; expected {FORMAT})",
-                path.display()
-            ),
-        }
+        check_format(&metadata, FORMAT, "direction")
+            .map_err(|reason| anyhow::anyhow!("{}: {reason}", path.display()))?;
         let vector = sd
             .get("direction")
             .with_context(|| format!("{}: missing 'direction'", path.display()))?;
@@ -132,7 +124,7 @@ impl Direction {
             bail!("{}: 'direction' has shape {size:?}, expected [L, {LATENT_DIM}]", path.display());
         }
         let vector = vector.to_kind(Kind::Float);
-        if vector.isfinite().logical_not().any().int64_value(&[]) != 0 {
+        if !all_finite(&vector) {
             bail!("{}: 'direction' holds NaN or infinite values", path.display());
         }
         Ok(Self { vector, metadata })
