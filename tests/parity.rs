@@ -36,6 +36,11 @@ fn device() -> Device {
 
 const FORWARD_TOL: f64 = 1e-4;
 
+/// Prints a measured difference (`cargo test --test parity -- --nocapture` shows them all).
+fn measured(what: &str, value: f64) {
+    eprintln!("parity: {what} {value:.2e}");
+}
+
 #[test]
 fn mapping_matches_reference() {
     let fwd = tensors("forward.safetensors");
@@ -46,6 +51,7 @@ fn mapping_matches_reference() {
     mapping.prepare();
     let w = tch::no_grad(|| mapping.forward(&fwd["mapping.z"].to_device(device())));
     let d = max_abs_diff(&w.to_device(Device::Cpu), &fwd["mapping.w"]);
+    measured("mapping max abs diff", d);
     assert!(d < FORWARD_TOL, "mapping differs by {d}");
 }
 
@@ -63,6 +69,7 @@ fn synthesis_128_matches_reference() {
         tch::no_grad(|| synthesis.forward(&fwd["synthesis128.w_plus"].to_device(device()), &noise))
             .unwrap();
     let d = max_abs_diff(&out.to_device(Device::Cpu), &fwd["synthesis128.image"]);
+    measured("synthesis 128 max abs diff", d);
     assert!(d < FORWARD_TOL, "128 network differs by {d}");
 }
 
@@ -87,9 +94,11 @@ fn synthesis_1024_matches_reference() {
     .to_device(Device::Cpu);
     let crop = out.narrow(2, 480, 64).narrow(3, 480, 64);
     let d = max_abs_diff(&crop, &fwd["synthesis1024.image_crop"]);
+    measured("synthesis 1024 crop max abs diff", d);
     assert!(d < FORWARD_TOL, "1024 crop differs by {d}");
     let d16 = Downscaler::new(16, Device::Cpu).forward(&((&out + 1.0) / 2.0));
     let d = max_abs_diff(&d16, &fwd["synthesis1024.image_d16"]);
+    measured("synthesis 1024 downscaled max abs diff", d);
     assert!(d < FORWARD_TOL, "1024 downscaled output differs by {d}");
     let mean = out.mean_dim([2i64, 3].as_slice(), false, Kind::Float);
     assert!(max_abs_diff(&mean, &fwd["synthesis1024.image_mean"]) < FORWARD_TOL);
@@ -102,6 +111,7 @@ fn bicubic_downscaler_matches_reference() {
     let fwd = tensors("forward.safetensors");
     let out = Downscaler::new(8, device()).forward(&fwd["bicubic.x256"].to_device(device()));
     let d = max_abs_diff(&out.to_device(Device::Cpu), &fwd["bicubic.x256_d8"]);
+    measured("bicubic downscaler max abs diff", d);
     assert!(d < 1e-5, "downscaler differs by {d}");
 }
 
@@ -112,6 +122,7 @@ fn geocross_matches_reference() {
         .sum(Kind::Float)
         .double_value(&[]);
     let want = fwd["geocross.loss"].double_value(&[0]);
+    measured("GEOCROSS relative diff", (got - want).abs() / want.abs());
     assert!((got - want).abs() / want.abs() < 1e-5, "GEOCROSS {got} vs {want}");
 }
 
@@ -188,6 +199,7 @@ fn check_case(name: &str, row_tol: &[f64], every_row: f64, displacement_tol: f64
     let want = &fx["final.latent"];
     let displacement = (&out.final_latent - want).norm().double_value(&[])
         / (want - init).norm().double_value(&[]);
+    measured(&format!("{name}: final latent displacement"), displacement);
     assert!(
         displacement <= displacement_tol,
         "{name}: final latent displaced by {displacement} > {displacement_tol}"
@@ -202,6 +214,7 @@ fn check_case(name: &str, row_tol: &[f64], every_row: f64, displacement_tol: f64
         flat(&(0..5).map(|l| fx[&format!("final.noise.{l}")].shallow_clone()).collect::<Vec<_>>());
     let got = flat(&out.final_noise);
     let d = (&got - &want).norm().double_value(&[]) / (&want - &init).norm().double_value(&[]);
+    measured(&format!("{name}: trainable noise displacement"), d);
     assert!(d <= displacement_tol, "{name}: trainable noise displaced by {d} > {displacement_tol}");
 }
 
