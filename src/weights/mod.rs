@@ -10,11 +10,15 @@
 //! The library never prints: every failure is a [`WeightError`] naming the file.
 mod dtype;
 mod error;
+mod lernapparat;
+pub mod nvidia;
 mod pickle;
 mod safetensors;
+mod source;
 mod torch_file;
 
 pub use error::{ErrorKind, WeightError};
+pub use source::{load_source, Source, SourceFormat};
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -173,6 +177,7 @@ fn parse(bytes: &[u8]) -> Result<Parsed, ErrorKind> {
 #[doc(hidden)]
 pub fn fuzz_load_bytes(bytes: &[u8]) {
     let _ = parse(bytes);
+    let _ = source::parse_source(bytes, Path::new("fuzz"));
 }
 
 /// Writes `sd` as safetensors, floating tensors converted to float32, other dtypes kept, same
