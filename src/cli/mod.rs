@@ -4,6 +4,7 @@ mod args;
 mod bench;
 mod commands;
 mod edit_commands;
+mod import;
 mod progress;
 
 pub use args::Cli;
@@ -23,5 +24,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Embed(a) => edit_commands::embed(a),
         Command::Target(a) => edit_commands::target(a),
         Command::Bench(a) => bench::bench(a),
+        Command::Import(a) => import::import(a),
+        Command::Download(a) => import::download(a),
     }
 }

@@ -1,7 +1,9 @@
 //! The jobs users run, built from the networks (`stylegan`), the search (`pulse`) and the file
 //! formats. Each takes a plain options struct and reports through an observer; none prints.
 pub mod bench;
+pub mod download;
 pub mod generate;
+pub mod import;
 pub mod upsample;
 
 pub use generate::render;

@@ -55,6 +55,12 @@ impl StateDict {
         sd
     }
 
+    /// The same dict, reporting errors against `path`.
+    pub fn with_path(mut self, path: &Path) -> Self {
+        self.path = path.to_path_buf();
+        self
+    }
+
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.entries.iter().map(|(k, _)| k.as_str())
     }
@@ -111,6 +117,15 @@ pub fn load(path: &Path) -> Result<StateDict, WeightError> {
     let (entries, metadata) = parse(&bytes).map_err(err)?;
     let mut sd = StateDict::from_pairs(entries);
     sd.path = path.to_path_buf();
+    sd.metadata = metadata;
+    Ok(sd)
+}
+
+/// [`load`] of bytes already in memory; `name` is the file name errors report.
+pub fn load_bytes(bytes: &[u8], name: &Path) -> Result<StateDict, WeightError> {
+    let (entries, metadata) = parse(bytes).map_err(|k| WeightError::new(name, k))?;
+    let mut sd = StateDict::from_pairs(entries);
+    sd.path = name.to_path_buf();
     sd.metadata = metadata;
     Ok(sd)
 }
