@@ -185,7 +185,8 @@ fn fetch_once(
             (0, length)
         }
         other => {
-            let e = FetchError::Status { status: other, reason: response.status_text().to_string() };
+            let e =
+                FetchError::Status { status: other, reason: response.status_text().to_string() };
             return Err(Attempt::Fatal(e));
         }
     };
@@ -226,7 +227,9 @@ fn fetch_once(
         )))),
         Some(t) if done > t => {
             truncate(partial).map_err(|e| Attempt::Fatal(e.into()))?;
-            Err(Attempt::Retry(FetchError::Network(format!("the server sent {done} bytes, more than the {t} it announced"))))
+            Err(Attempt::Retry(FetchError::Network(format!(
+                "the server sent {done} bytes, more than the {t} it announced"
+            ))))
         }
         _ => Ok(Some(done)),
     }
@@ -260,8 +263,9 @@ fn agent_for(url: &str, timeouts: Timeouts) -> Result<ureq::Agent, FetchError> {
         .redirects(10)
         .user_agent(concat!("pulse/", env!("CARGO_PKG_VERSION")));
     if let Some(proxy) = proxy_for(url, &|k| std::env::var(k).ok()) {
-        let p = ureq::Proxy::new(&proxy)
-            .map_err(|e| FetchError::Network(format!("proxy '{proxy}': {}", one_line(&e.to_string()))))?;
+        let p = ureq::Proxy::new(&proxy).map_err(|e| {
+            FetchError::Network(format!("proxy '{proxy}': {}", one_line(&e.to_string())))
+        })?;
         builder = builder.proxy(p);
     }
     Ok(builder.build())
@@ -289,7 +293,11 @@ pub fn proxy_for(url: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<Stri
             }
             let entry = entry.trim_start_matches('[');
             let name = entry.split([']']).next().unwrap_or(entry);
-            let name = if name.matches(':').count() == 1 { name.split(':').next().unwrap_or(name) } else { name };
+            let name = if name.matches(':').count() == 1 {
+                name.split(':').next().unwrap_or(name)
+            } else {
+                name
+            };
             let name = name.trim_start_matches("*.").trim_start_matches('.').to_ascii_lowercase();
             if !name.is_empty() && (host == name || host.ends_with(&format!(".{name}"))) {
                 return None;
@@ -328,7 +336,10 @@ mod tests {
             Some("http://all:1")
         );
         let no = |list: &str, url: &str| {
-            proxy(url, &[("HTTPS_PROXY", "http://p:1"), ("HTTP_PROXY", "http://p:1"), ("NO_PROXY", list)])
+            proxy(
+                url,
+                &[("HTTPS_PROXY", "http://p:1"), ("HTTP_PROXY", "http://p:1"), ("NO_PROXY", list)],
+            )
         };
         assert_eq!(no("github.com", "https://github.com/x"), None);
         assert_eq!(no("github.com", "https://api.github.com/x"), None);

@@ -109,26 +109,31 @@ fn serve(mut stream: TcpStream, log: &Mutex<Vec<Seen>>, reply: &Handler) {
     let head = |status: &str, len: usize, extra: &str| {
         format!("HTTP/1.1 {status}\r\nContent-Length: {len}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n{extra}\r\n")
     };
-    let send_file = |stream: &mut TcpStream, data: &[u8], chunk: usize, delay: Duration, limit: usize| {
-        let start = from.unwrap_or(0).min(data.len());
-        let h = if from.is_some() {
-            head("206 Partial Content", data.len() - start, &format!("Content-Range: bytes {start}-{}/{}\r\n", data.len() - 1, data.len()))
-        } else {
-            head("200 OK", data.len(), "")
-        };
-        if stream.write_all(h.as_bytes()).is_err() {
-            return;
-        }
-        let end = start.saturating_add(limit).min(data.len());
-        for piece in data[start..end].chunks(chunk) {
-            if stream.write_all(piece).and_then(|_| stream.flush()).is_err() {
+    let send_file =
+        |stream: &mut TcpStream, data: &[u8], chunk: usize, delay: Duration, limit: usize| {
+            let start = from.unwrap_or(0).min(data.len());
+            let h = if from.is_some() {
+                head(
+                    "206 Partial Content",
+                    data.len() - start,
+                    &format!("Content-Range: bytes {start}-{}/{}\r\n", data.len() - 1, data.len()),
+                )
+            } else {
+                head("200 OK", data.len(), "")
+            };
+            if stream.write_all(h.as_bytes()).is_err() {
                 return;
             }
-            if !delay.is_zero() {
-                std::thread::sleep(delay);
+            let end = start.saturating_add(limit).min(data.len());
+            for piece in data[start..end].chunks(chunk) {
+                if stream.write_all(piece).and_then(|_| stream.flush()).is_err() {
+                    return;
+                }
+                if !delay.is_zero() {
+                    std::thread::sleep(delay);
+                }
             }
-        }
-    };
+        };
     match reply(&path, nth) {
         Reply::File(data) => send_file(&mut stream, &data, 1 << 16, Duration::ZERO, usize::MAX),
         Reply::CutAfter(data, n) => send_file(&mut stream, &data, 1 << 16, Duration::ZERO, n),
@@ -187,8 +192,16 @@ fn payload() -> Arc<Vec<u8>> {
     Arc::new(std::fs::read(fixture("synthesis_128_c32.pt")).unwrap())
 }
 
-const PROXY_VARS: [&str; 8] =
-    ["http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"];
+const PROXY_VARS: [&str; 8] = [
+    "http_proxy",
+    "HTTP_PROXY",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+];
 
 /// `pulse download ffhq` with no proxy or mirror from the environment.
 fn download_cmd(out: &Path) -> assert_cmd::Command {
@@ -226,7 +239,13 @@ fn a_cut_connection_is_resumed_with_a_range_request() {
     let half = data.len() / 2;
     // Within one run: the first answer is cut half-way, the resumed request gets the rest.
     let d = data.clone();
-    let server = Server::start(move |_, nth| if nth == 0 { Reply::CutAfter(d.clone(), half) } else { Reply::File(d.clone()) });
+    let server = Server::start(move |_, nth| {
+        if nth == 0 {
+            Reply::CutAfter(d.clone(), half)
+        } else {
+            Reply::File(d.clone())
+        }
+    });
     let dir = TestDir::new();
     let out = dir.path("models/ffhq");
     let o = download_cmd(&out).args(["--source", &server.url("/w/synthesis.pt")]).output().unwrap();
@@ -236,7 +255,10 @@ fn a_cut_connection_is_resumed_with_a_range_request() {
     assert_eq!(seen[0].range, None);
     assert_eq!(seen[1].range.as_deref(), Some(format!("bytes={half}-").as_str()));
     assert_installed(&out);
-    assert!(!download::download_dir(&out).exists(), "the download folder is removed once installed");
+    assert!(
+        !download::download_dir(&out).exists(),
+        "the download folder is removed once installed"
+    );
 }
 
 #[test]
@@ -245,7 +267,16 @@ fn a_partial_file_is_kept_and_resumed_by_the_next_run() {
     let cut = data.len() / 3;
     let d = data.clone();
     // The first run: cut at a third, then the server fails until the run gives up.
-    let failing = Server::start(move |_, nth| if nth == 0 { Reply::CutAfter(d.clone(), cut) } else { Reply::Status(503) });
+    let failing =
+        Server::start(
+            move |_, nth| {
+                if nth == 0 {
+                    Reply::CutAfter(d.clone(), cut)
+                } else {
+                    Reply::Status(503)
+                }
+            },
+        );
     let dir = TestDir::new();
     let out = dir.path("m");
     let url = failing.url("/w/synthesis.pt");
@@ -284,7 +315,14 @@ fn a_checksum_mismatch_installs_nothing() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.matches("checksum mismatch: git blob").count() >= 2, "{err}");
     let paths: Vec<String> = server.seen().iter().map(|s| s.line.clone()).collect();
-    assert!(paths[0].contains(&format!("/github.com/adamian98/pulse/raw/{}/{}", download::PULSE_COMMIT, download::PULSE_PATH)), "{paths:?}");
+    assert!(
+        paths[0].contains(&format!(
+            "/github.com/adamian98/pulse/raw/{}/{}",
+            download::PULSE_COMMIT,
+            download::PULSE_PATH
+        )),
+        "{paths:?}"
+    );
     assert!(paths[1].contains("/github.com/alex-damian/pulse/raw/"), "{paths:?}");
     assert!(!out.exists(), "a model folder was written");
     assert!(!download::download_dir(&out).exists(), "a wrong file was kept");
@@ -298,7 +336,10 @@ fn a_checksum_mismatch_installs_nothing() {
     assert!(!out.exists());
     // And the right SHA-256 installs it.
     let sha = pulse::weights::sha256_file(&fixture("synthesis_128_c32.pt")).unwrap();
-    download_cmd(&out).args(["--source", &server.url("/f.pt"), "--sha256", &sha]).assert().success();
+    download_cmd(&out)
+        .args(["--source", &server.url("/f.pt"), "--sha256", &sha])
+        .assert()
+        .success();
     assert_installed(&out);
 }
 
@@ -306,7 +347,13 @@ fn a_checksum_mismatch_installs_nothing() {
 fn a_404_falls_back_to_the_next_source_and_all_gone_explains_what_to_do() {
     let data = payload();
     let d = data.clone();
-    let server = Server::start(move |path, _| if path == "/gone.pkl" { Reply::Status(404) } else { Reply::File(d.clone()) });
+    let server = Server::start(move |path, _| {
+        if path == "/gone.pkl" {
+            Reply::Status(404)
+        } else {
+            Reply::File(d.clone())
+        }
+    });
     let dir = TestDir::new();
     let out = dir.path("m");
     let o = download_cmd(&out)
@@ -321,7 +368,8 @@ fn a_404_falls_back_to_the_next_source_and_all_gone_explains_what_to_do() {
     let json = common::read_json(&out.join("model.json"));
     assert_eq!(json["sources"][0]["url"], server.url("/here/synthesis.pt"));
     // Run again: already installed from that source, nothing downloaded.
-    let o = download_cmd(&out).args(["--source", &server.url("/here/synthesis.pt")]).output().unwrap();
+    let o =
+        download_cmd(&out).args(["--source", &server.url("/here/synthesis.pt")]).output().unwrap();
     assert!(o.status.success());
     assert!(stderr(&o).contains("already holds"), "{}", stderr(&o));
     assert_eq!(server.seen().len(), 2);
@@ -330,7 +378,10 @@ fn a_404_falls_back_to_the_next_source_and_all_gone_explains_what_to_do() {
     // and how to import a file placed by hand.
     let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let dead = format!("http://127.0.0.1:{closed}/x.pkl");
-    let o = download_cmd(&dir.path("m2")).args(["--source", &server.url("/gone.pkl"), "--source", &dead]).output().unwrap();
+    let o = download_cmd(&dir.path("m2"))
+        .args(["--source", &server.url("/gone.pkl"), "--source", &dead])
+        .output()
+        .unwrap();
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains(&server.url("/gone.pkl")) && err.contains(&dead), "{err}");
@@ -353,7 +404,9 @@ fn an_interrupted_download_keeps_its_partial_file_and_writes_no_model() {
     let (p, s2) = (partial.clone(), stop.clone());
     let watcher = std::thread::spawn(move || {
         let t = Instant::now();
-        while std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0) < 20_000 && t.elapsed() < Duration::from_secs(30) {
+        while std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0) < 20_000
+            && t.elapsed() < Duration::from_secs(30)
+        {
             std::thread::sleep(Duration::from_millis(10));
         }
         s2.store(true, Ordering::SeqCst);
@@ -394,7 +447,10 @@ fn ctrl_c_exits_130_keeping_the_partial_file() {
         assert!(t.elapsed() < Duration::from_secs(30), "the download never started");
         std::thread::sleep(Duration::from_millis(10));
     }
-    let kill = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(kill.success());
     let status = child.wait().unwrap();
     let mut err = String::new();
@@ -415,7 +471,11 @@ fn proxy_variables_are_honoured() {
     let dir = TestDir::new();
     let url = server.url("/p/synthesis.pt");
     let proxy = format!("http://127.0.0.1:{proxy_port}");
-    let o = download_cmd(&dir.path("a")).env("HTTP_PROXY", &proxy).args(["--source", &url]).output().unwrap();
+    let o = download_cmd(&dir.path("a"))
+        .env("HTTP_PROXY", &proxy)
+        .args(["--source", &url])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(*proxied.lock().unwrap(), vec![format!("GET {url} HTTP/1.1")]);
     assert_installed(&dir.path("a"));
@@ -448,6 +508,7 @@ fn another_model_in_the_way_is_not_replaced_without_force() {
     assert_installed(&out);
     assert!(!out.join("synthesis.pt").exists(), "the old model's files remain");
     // Bad --source values are command-line errors.
-    let o = download_cmd(&dir.path("x")).args(["--source", "ftp://example.org/f"]).output().unwrap();
+    let o =
+        download_cmd(&dir.path("x")).args(["--source", "ftp://example.org/f"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
 }

@@ -113,19 +113,33 @@ impl Writer {
 type TfVar = (String, Vec<i64>, Vec<f32>);
 
 /// A dnnlib Network: NEWOBJ of the class, then BUILD with its `__getstate__` dict.
-fn network(w: &mut Writer, name: &str, func: &str, vars: &[TfVar], components: &[(&str, &dyn Fn(&mut Writer))]) {
+fn network(
+    w: &mut Writer,
+    name: &str,
+    func: &str,
+    vars: &[TfVar],
+    components: &[(&str, &dyn Fn(&mut Writer))],
+) {
     w.global("dnnlib.tflib.network", "Network").op(b")").op(&[0x81]);
     w.op(b"}").mark();
     w.str("version").int(3);
     w.str("name").str(name);
-    w.str("static_kwargs").op(b"}").mark().str("resolution").int(1024).str("use_noise").bool(true).op(b"u");
+    w.str("static_kwargs")
+        .op(b"}")
+        .mark()
+        .str("resolution")
+        .int(1024)
+        .str("use_noise")
+        .bool(true)
+        .op(b"u");
     w.str("components").op(b"}").mark();
     for (key, write) in components {
         w.str(key);
         write(w);
     }
     w.op(b"u");
-    w.str("build_module_src").str(&format!("import pathlib\npathlib.Path('{MARKER}').write_text('ran')\n"));
+    w.str("build_module_src")
+        .str(&format!("import pathlib\npathlib.Path('{MARKER}').write_text('ran')\n"));
     w.str("build_func_name").str(func);
     w.str("variables").op(b"]").mark();
     for (n, shape, data) in vars {
@@ -206,7 +220,11 @@ fn tf_synthesis(sd: &StateDict) -> Vec<TfVar> {
         out.extend(vars);
         let lod = n - 1 - i;
         if lod > 0 {
-            out.push((format!("ToRGB_lod{lod}/weight"), vec![1, 1, channels, 3], vec![7.0; channels as usize * 3]));
+            out.push((
+                format!("ToRGB_lod{lod}/weight"),
+                vec![1, 1, channels, 3],
+                vec![7.0; channels as usize * 3],
+            ));
             out.push((format!("ToRGB_lod{lod}/bias"), vec![3], vec![7.0; 3]));
         }
     }
@@ -219,7 +237,10 @@ fn tf_mapping(sd: &StateDict) -> Vec<TfVar> {
         .flat_map(|i| {
             let w = sd.get(&format!("dense{i}.weight")).unwrap().tr();
             let b = sd.get(&format!("dense{i}.bias")).unwrap();
-            [(format!("Dense{i}/weight"), w.size(), values(&w)), (format!("Dense{i}/bias"), b.size(), values(b))]
+            [
+                (format!("Dense{i}/weight"), w.size(), values(&w)),
+                (format!("Dense{i}/bias"), b.size(), values(b)),
+            ]
         })
         .collect()
 }
@@ -229,8 +250,10 @@ fn nvidia_pickle(proto: u8, edit: &dyn Fn(&mut Vec<TfVar>, &mut Vec<TfVar>)) -> 
     let mut synthesis = tf_synthesis(&weights::load(&fixture("synthesis_1024_c16.pt")).unwrap());
     let mut mapping = tf_mapping(&weights::load(&fixture("mapping.pt")).unwrap());
     edit(&mut synthesis, &mut mapping);
-    let own: Vec<TfVar> =
-        vec![("lod".into(), vec![], vec![0.0]), ("dlatent_avg".into(), vec![512], (0..512).map(|i| i as f32 / 512.0).collect())];
+    let own: Vec<TfVar> = vec![
+        ("lod".into(), vec![], vec![0.0]),
+        ("dlatent_avg".into(), vec![512], (0..512).map(|i| i as f32 / 512.0).collect()),
+    ];
     let mut w = Writer::new(proto);
     w.mark();
     // G: a small stand-in (its variables are never read).
@@ -254,7 +277,10 @@ fn lernapparat_file(path: &Path) {
     }
     for (k, t) in weights::load(&fixture("synthesis_1024_c16.pt")).unwrap().iter() {
         if !k.ends_with("intermediate.kernel") {
-            pairs.push((format!("g_synthesis.{}", k.replace(".noise.weight", ".top_epi.noise.weight")), t.shallow_clone()));
+            pairs.push((
+                format!("g_synthesis.{}", k.replace(".noise.weight", ".top_epi.noise.weight")),
+                t.shallow_clone(),
+            ));
         }
     }
     weights::save_safetensors(&StateDict::from_pairs(pairs), path, None).unwrap();
@@ -276,9 +302,11 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
 fn assert_renders_reference(dir: &Path, what: &str) {
     let fwd = tensors(&fixture("forward.safetensors"));
     let path = dir.join("synthesis.safetensors");
-    let (synthesis, _vs) = build_synthesis(&weights::load(&path).unwrap(), &path, Device::Cpu).unwrap();
+    let (synthesis, _vs) =
+        build_synthesis(&weights::load(&path).unwrap(), &path, Device::Cpu).unwrap();
     let noise = tensors(&fixture("noise_1024.safetensors"));
-    let noise: Vec<Tensor> = (0..18).map(|i| noise[&format!("noise.{i}")].shallow_clone()).collect();
+    let noise: Vec<Tensor> =
+        (0..18).map(|i| noise[&format!("noise.{i}")].shallow_clone()).collect();
     let out = tch::no_grad(|| synthesis.forward(&fwd["synthesis1024.w_plus"], &noise)).unwrap();
     let crop = out.narrow(2, 480, 64).narrow(3, 480, 64);
     let d = max_abs_diff(&crop, &fwd["synthesis1024.image_crop"]);
@@ -335,7 +363,11 @@ fn assert_refused(dir: &TestDir, file: &Path, expect: &str) {
     assert!(stderr.contains(expect), "{stderr} does not say '{expect}'");
     assert!(!out.exists(), "a model folder was written");
     assert!(!dir.path(MARKER).exists(), "build_module_src was executed");
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path("")).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains(".import-")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path(""))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".import-"))
+        .collect();
     assert!(leftovers.is_empty(), "temporary folders left: {leftovers:?}");
 }
 
@@ -426,7 +458,8 @@ fn pulse_files_import_with_their_gaussian_fit_and_upsample_needs_no_flag() {
 fn safetensors_synthesis_without_mapping_or_fit_says_what_upsample_needs() {
     let dir = TestDir::new();
     let st = dir.path("synthesis.safetensors");
-    weights::save_safetensors(&weights::load(&fixture("synthesis_128_c32.pt")).unwrap(), &st, None).unwrap();
+    weights::save_safetensors(&weights::load(&fixture("synthesis_128_c32.pt")).unwrap(), &st, None)
+        .unwrap();
     let (out, stderr) = import_ok(&dir, &[&st], "m");
     assert!(stderr.contains("no Gaussian fit"), "{stderr}");
     assert!(!out.join("gaussian_fit.safetensors").exists());
@@ -436,10 +469,12 @@ fn safetensors_synthesis_without_mapping_or_fit_says_what_upsample_needs() {
 #[test]
 fn an_existing_other_model_is_kept_unless_forced() {
     let dir = TestDir::new();
-    let (out, _) = import_ok(&dir, &[&fixture("synthesis_128_c32.pt"), &fixture("gaussian_fit_ffhq.pt")], "m");
+    let (out, _) =
+        import_ok(&dir, &[&fixture("synthesis_128_c32.pt"), &fixture("gaussian_fit_ffhq.pt")], "m");
     let before = std::fs::read(out.join("synthesis.safetensors")).unwrap();
     // The same files again: nothing to do.
-    let (_, stderr) = import_ok(&dir, &[&fixture("synthesis_128_c32.pt"), &fixture("gaussian_fit_ffhq.pt")], "m");
+    let (_, stderr) =
+        import_ok(&dir, &[&fixture("synthesis_128_c32.pt"), &fixture("gaussian_fit_ffhq.pt")], "m");
     assert!(stderr.contains("already holds exactly these weights"), "{stderr}");
     // Other weights: refused without --force, the old model untouched.
     let other = fixture("synthesis_1024_c16.pt");
@@ -459,18 +494,26 @@ fn python_made_pickles_convert_exactly_like_the_script() {
     let expected = weights::load(&fixture("nvidia_mini_expected.pt")).unwrap();
     for name in ["nvidia_mini_p4.pkl", "nvidia_mini_p2.pkl", "lernapparat_mini.pt"] {
         let src = weights::load_source(&fixture(name)).unwrap();
-        let want_format =
-            if name.starts_with("lern") { SourceFormat::Lernapparat } else { SourceFormat::NvidiaPickle };
+        let want_format = if name.starts_with("lern") {
+            SourceFormat::Lernapparat
+        } else {
+            SourceFormat::NvidiaPickle
+        };
         assert_eq!(src.format, want_format, "{name}");
         let mut compared = 0;
-        for (prefix, sd) in [("synthesis.", src.synthesis.as_ref().unwrap()), ("mapping.", src.mapping.as_ref().unwrap())] {
+        for (prefix, sd) in [
+            ("synthesis.", src.synthesis.as_ref().unwrap()),
+            ("mapping.", src.mapping.as_ref().unwrap()),
+        ] {
             for (k, t) in sd.iter() {
                 if k.ends_with("intermediate.kernel") {
                     assert_eq!(t.size(), [1, 1, 3, 3]);
                     assert_eq!(t.sum(Kind::Double).double_value(&[]), 1.0);
                     continue;
                 }
-                let want = expected.get(&format!("{prefix}{k}")).unwrap_or_else(|| panic!("{name}: unexpected {k}"));
+                let want = expected
+                    .get(&format!("{prefix}{k}"))
+                    .unwrap_or_else(|| panic!("{name}: unexpected {k}"));
                 assert!(t.equal(want), "{name}: {k} differs from the script's conversion");
                 compared += 1;
             }
@@ -504,7 +547,9 @@ fn small_pickle(proto: u8, body: &dyn Fn(&mut Writer)) -> Vec<u8> {
 #[test]
 fn foreign_globals_anywhere_are_refused_by_name() {
     let dir = TestDir::new();
-    for (module, name) in [("posix", "system"), ("builtins", "eval"), ("os", "system"), ("numpy", "load")] {
+    for (module, name) in
+        [("posix", "system"), ("builtins", "eval"), ("os", "system"), ("numpy", "load")]
+    {
         for proto in [2, 4] {
             // A payload inside static_kwargs of an otherwise real-looking network.
             let bytes = small_pickle(proto, &|w| {
@@ -520,9 +565,15 @@ fn foreign_globals_anywhere_are_refused_by_name() {
     }
     // A torch-file global is no more welcome in a dnnlib pickle.
     let file = dir.path("torch_in_dnnlib.pkl");
-    std::fs::write(&file, small_pickle(4, &|w| {
-        w.global("dnnlib.tflib.network", "Network").op(b")").op(&[0x81]).global("torch._utils", "_rebuild_tensor_v2");
-    }))
+    std::fs::write(
+        &file,
+        small_pickle(4, &|w| {
+            w.global("dnnlib.tflib.network", "Network")
+                .op(b")")
+                .op(&[0x81])
+                .global("torch._utils", "_rebuild_tensor_v2");
+        }),
+    )
     .unwrap();
     assert_refused(&dir, &file, "refused global 'torch._utils._rebuild_tensor_v2'");
 }
@@ -532,22 +583,40 @@ fn a_network_with_a_reduce_payload_is_refused() {
     let dir = TestDir::new();
     // Network(*args) through REDUCE, as a class with a __reduce__ would pickle itself.
     let file = dir.path("reduce_network.pkl");
-    std::fs::write(&file, small_pickle(2, &|w| {
-        w.global("dnnlib.tflib.network", "Network").str(&format!("touch {MARKER}")).op(&[0x85]).op(b"R");
-    }))
+    std::fs::write(
+        &file,
+        small_pickle(2, &|w| {
+            w.global("dnnlib.tflib.network", "Network")
+                .str(&format!("touch {MARKER}"))
+                .op(&[0x85])
+                .op(b"R");
+        }),
+    )
     .unwrap();
     assert_refused(&dir, &file, "__reduce__");
     // NEWOBJ with arguments, and a state that is not a dict.
     let file = dir.path("newobj_args.pkl");
-    std::fs::write(&file, small_pickle(4, &|w| {
-        w.global("dnnlib.tflib.network", "Network").str("x").op(&[0x85]).op(&[0x81]);
-    }))
+    std::fs::write(
+        &file,
+        small_pickle(4, &|w| {
+            w.global("dnnlib.tflib.network", "Network").str("x").op(&[0x85]).op(&[0x81]);
+        }),
+    )
     .unwrap();
     assert_refused(&dir, &file, "arguments");
     let file = dir.path("tuple_state.pkl");
-    std::fs::write(&file, small_pickle(4, &|w| {
-        w.global("dnnlib.tflib.network", "Network").op(b")").op(&[0x81]).op(b"}").none().op(&[0x86]).op(b"b");
-    }))
+    std::fs::write(
+        &file,
+        small_pickle(4, &|w| {
+            w.global("dnnlib.tflib.network", "Network")
+                .op(b")")
+                .op(&[0x81])
+                .op(b"}")
+                .none()
+                .op(&[0x86])
+                .op(b"b");
+        }),
+    )
     .unwrap();
     assert_refused(&dir, &file, "instead of a dict");
 }
@@ -560,7 +629,9 @@ fn truncated_pickles_are_refused() {
     for cut in (0..bytes.len()).step_by(61) {
         let path = dir.path("cut.pkl");
         std::fs::write(&path, &bytes[..cut]).unwrap();
-        let err = weights::load_source(&path).err().unwrap_or_else(|| panic!("a file cut at {cut} loaded"));
+        let err = weights::load_source(&path)
+            .err()
+            .unwrap_or_else(|| panic!("a file cut at {cut} loaded"));
         assert!(!err.to_string().contains('\n'));
     }
     for cut in [3, bytes.len() / 2, bytes.len() - 1] {
@@ -575,33 +646,45 @@ fn wrong_shapes_and_nans_are_refused() {
     let dir = TestDir::new();
     // A conv weight with one input channel too many (the bytes match the declared shape).
     let file = dir.path("wrong_shape.pkl");
-    std::fs::write(&file, nvidia_pickle(4, &|s, _| {
-        let v = s.iter_mut().find(|v| v.0 == "8x8/Conv1/weight").unwrap();
-        v.1[2] += 1;
-        v.2 = vec![0.0; v.1.iter().product::<i64>() as usize];
-    }))
+    std::fs::write(
+        &file,
+        nvidia_pickle(4, &|s, _| {
+            let v = s.iter_mut().find(|v| v.0 == "8x8/Conv1/weight").unwrap();
+            v.1[2] += 1;
+            v.2 = vec![0.0; v.1.iter().product::<i64>() as usize];
+        }),
+    )
     .unwrap();
     assert_refused(&dir, &file, "shape");
     // A square mapping matrix given as 2-D but a dense weight given as 4-D.
     let file = dir.path("wrong_rank.pkl");
-    std::fs::write(&file, nvidia_pickle(4, &|_, m| {
-        let v = m.iter_mut().find(|v| v.0 == "Dense3/weight").unwrap();
-        v.1 = vec![1, 1, 512, 512];
-    }))
+    std::fs::write(
+        &file,
+        nvidia_pickle(4, &|_, m| {
+            let v = m.iter_mut().find(|v| v.0 == "Dense3/weight").unwrap();
+            v.1 = vec![1, 1, 512, 512];
+        }),
+    )
     .unwrap();
     assert_refused(&dir, &file, "Dense3/weight");
     // A NaN in one mapping weight.
     let file = dir.path("nan.pkl");
-    std::fs::write(&file, nvidia_pickle(2, &|_, m| {
-        m.iter_mut().find(|v| v.0 == "Dense5/weight").unwrap().2[1234] = f32::NAN;
-    }))
+    std::fs::write(
+        &file,
+        nvidia_pickle(2, &|_, m| {
+            m.iter_mut().find(|v| v.0 == "Dense5/weight").unwrap().2[1234] = f32::NAN;
+        }),
+    )
     .unwrap();
     assert_refused(&dir, &file, "dense5.weight");
     // Data bytes that do not match the declared shape.
     let file = dir.path("short_data.pkl");
-    std::fs::write(&file, small_pickle(4, &|w| {
-        w.array_raw(&[4, 4], &[0u8; 60]);
-    }))
+    std::fs::write(
+        &file,
+        small_pickle(4, &|w| {
+            w.array_raw(&[4, 4], &[0u8; 60]);
+        }),
+    )
     .unwrap();
     assert_refused(&dir, &file, "bytes of data");
 }
@@ -610,8 +693,16 @@ fn wrong_shapes_and_nans_are_refused() {
 fn huge_declared_lengths_are_refused_without_allocating() {
     let dir = TestDir::new();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("binbytes8.pkl", [&b"\x80\x04\x8e"[..], &u64::MAX.to_le_bytes()[..]].concat(), "truncated"),
-        ("binunicode8.pkl", [&b"\x80\x04\x8d"[..], &(1u64 << 60).to_le_bytes()[..]].concat(), "truncated"),
+        (
+            "binbytes8.pkl",
+            [&b"\x80\x04\x8e"[..], &u64::MAX.to_le_bytes()[..]].concat(),
+            "truncated",
+        ),
+        (
+            "binunicode8.pkl",
+            [&b"\x80\x04\x8d"[..], &(1u64 << 60).to_le_bytes()[..]].concat(),
+            "truncated",
+        ),
         ("binbytes.pkl", [&b"\x80\x03B"[..], &u32::MAX.to_le_bytes()[..]].concat(), "truncated"),
         (
             "huge_shape.pkl",
@@ -640,4 +731,35 @@ fn not_a_weight_file_and_stylegan2_are_explained() {
     let bytes = small_pickle(4, &|w| network(w, "Gs", "G_main", &[], &[]));
     std::fs::write(&file, bytes).unwrap();
     assert_refused(&dir, &file, "G_main");
+}
+
+#[test]
+fn mutated_pickles_never_panic() {
+    // The fuzz target's entry point on randomly damaged Python-made pickles (cargo fuzz explores
+    // far more: scripts/fuzz.sh).
+    let mut seed = 0x2545f4914f6cdd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for name in ["nvidia_mini_p4.pkl", "nvidia_mini_p2.pkl", "lernapparat_mini.pt"] {
+        let original = std::fs::read(fixture(name)).unwrap();
+        for _ in 0..300 {
+            let mut bytes = original.clone();
+            for _ in 0..(1 + next() % 4) {
+                let i = (next() as usize) % bytes.len();
+                bytes[i] = match next() % 3 {
+                    0 => bytes[i] ^ (1 << (next() % 8)),
+                    1 => 0xff,
+                    _ => next() as u8,
+                };
+            }
+            if next() % 5 == 0 {
+                bytes.truncate((next() as usize) % bytes.len());
+            }
+            weights::fuzz_load_bytes(&bytes);
+        }
+    }
 }

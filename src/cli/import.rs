@@ -2,8 +2,12 @@
 use super::commands::interrupt_flag;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use pulse::pipelines::download::{self, Candidate, DownloadError, DownloadObserver, DownloadOptions};
-use pulse::pipelines::import::{self, FitOrigin, ImportError, ImportEvent, ImportOptions, ImportReport};
+use pulse::pipelines::download::{
+    self, Candidate, DownloadError, DownloadObserver, DownloadOptions,
+};
+use pulse::pipelines::import::{
+    self, FitOrigin, ImportError, ImportEvent, ImportOptions, ImportReport,
+};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -139,7 +143,12 @@ fn print_report(r: &ImportReport, quiet: bool) {
         counts.push(count_text("TensorFlow Gs trainables", t));
     }
     let arch = if r.ffhq_architecture { "FFHQ architecture" } else { "not FFHQ's architecture" };
-    eprintln!("pulse: {}x{} network ({arch}); parameters: {}", r.resolution, r.resolution, counts.join(", "));
+    eprintln!(
+        "pulse: {}x{} network ({arch}); parameters: {}",
+        r.resolution,
+        r.resolution,
+        counts.join(", ")
+    );
     if r.counts_match() == Some(false) {
         eprintln!("pulse: WARNING: the parameter counts differ from NVIDIA's FFHQ generator");
     }
@@ -171,7 +180,10 @@ fn print_report(r: &ImportReport, quiet: bool) {
         eprintln!("pulse: note: {need}");
     }
     if r.unchanged {
-        eprintln!("pulse: {} already holds exactly these weights; nothing rewritten", r.out.display());
+        eprintln!(
+            "pulse: {} already holds exactly these weights; nothing rewritten",
+            r.out.display()
+        );
     } else {
         let how = if r.replaced { " (replaced the previous model)" } else { "" };
         eprintln!("pulse: wrote {}{how}: {}", r.out.display(), r.files.join(", "));
@@ -199,7 +211,9 @@ impl Bar {
             Some(_) => "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
             None => "{prefix} {spinner} {bytes} {bytes_per_sec}",
         };
-        self.bar.set_style(ProgressStyle::with_template(template).expect("valid template").progress_chars("=> "));
+        self.bar.set_style(
+            ProgressStyle::with_template(template).expect("valid template").progress_chars("=> "),
+        );
         self.bar.set_prefix("download");
         self.bar.set_length(total.unwrap_or(0));
         self.bar.set_position(from);
@@ -211,9 +225,11 @@ impl Bar {
             ImportEvent::Fitting { done, total } => {
                 if self.bar.length() != Some(*total as u64) {
                     self.bar.set_style(
-                        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} samples ETA {eta}")
-                            .expect("valid template")
-                            .progress_chars("=> "),
+                        ProgressStyle::with_template(
+                            "{prefix} [{bar:30}] {pos}/{len} samples ETA {eta}",
+                        )
+                        .expect("valid template")
+                        .progress_chars("=> "),
                     );
                     self.bar.set_prefix("Gaussian fit");
                     self.bar.set_length(*total as u64);
@@ -227,7 +243,8 @@ impl Bar {
     }
 
     fn message(&self, m: &str) {
-        self.bar.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("valid template"));
+        self.bar
+            .set_style(ProgressStyle::with_template("{spinner} {msg}").expect("valid template"));
         self.bar.set_message(m.to_string());
         self.bar.tick();
     }
@@ -315,7 +332,10 @@ pub fn download(a: DownloadArgs) -> anyhow::Result<ExitCode> {
             if let Some(report) = &r.import {
                 print_report(report, a.quiet);
             }
-            eprintln!("pulse: ready: `pulse upsample FACE.png` uses {} by default", a.out.display());
+            eprintln!(
+                "pulse: ready: `pulse upsample FACE.png` uses {} by default",
+                a.out.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(DownloadError::AllFailed { tried }) => {

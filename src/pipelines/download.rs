@@ -61,7 +61,12 @@ pub struct Candidate {
 
 /// The built-in candidates of a `--source` name (`None` for a URL or an unknown name).
 pub fn builtin(name: &str) -> Option<Vec<Candidate>> {
-    let c = |source, url: String, file: &str, verify| Candidate { source, url, file: file.to_string(), verify };
+    let c = |source, url: String, file: &str, verify| Candidate {
+        source,
+        url,
+        file: file.to_string(),
+        verify,
+    };
     let pulse = |owner: &str| {
         c(
             "pulse",
@@ -171,8 +176,10 @@ fn url_file_name(url: &str) -> String {
     let path = url.split(['?', '#']).next().unwrap_or(url);
     let path = path.split_once("://").map_or(path, |(_, r)| r);
     let last = path.split_once('/').map(|(_, p)| p.rsplit('/').next().unwrap_or("")).unwrap_or("");
-    let clean: String =
-        last.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')).collect();
+    let clean: String = last
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        .collect();
     if clean.is_empty() || clean.starts_with('.') {
         "download".into()
     } else {
@@ -231,13 +238,15 @@ pub struct DownloadReport {
 
 /// The folder beside `out` where downloads wait, partial or complete, until imported.
 pub fn download_dir(out: &Path) -> PathBuf {
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    let name =
+        out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
     out.with_file_name(format!("{name}.download"))
 }
 
 /// Which source URL a model folder was imported from, by its `model.json`.
 fn installed_from(out: &Path) -> Option<String> {
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("model.json")).ok()?).ok()?;
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("model.json")).ok()?).ok()?;
     json["sources"][0]["url"].as_str().map(str::to_string)
 }
 
@@ -252,12 +261,19 @@ pub fn run(
 ) -> Result<DownloadReport, DownloadError> {
     let candidates = opts.candidates()?;
     if opts.out.exists() && !opts.out.is_dir() {
-        return Err(DownloadError::Usage(format!("{}: exists and is not a folder", opts.out.display())));
+        return Err(DownloadError::Usage(format!(
+            "{}: exists and is not a folder",
+            opts.out.display()
+        )));
     }
     if has_files(&opts.out) && !opts.force {
         if let Some(url) = installed_from(&opts.out) {
             if let Some(c) = candidates.iter().find(|c| c.url == url) {
-                return Ok(DownloadReport { candidate: c.clone(), import: None, already_installed: true });
+                return Ok(DownloadReport {
+                    candidate: c.clone(),
+                    import: None,
+                    already_installed: true,
+                });
             }
         }
         return Err(DownloadError::Usage(format!(
@@ -266,7 +282,8 @@ pub fn run(
         )));
     }
     let dir = download_dir(&opts.out);
-    std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("{}: cannot create folder: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| anyhow::anyhow!("{}: cannot create folder: {e}", dir.display()))?;
     let mut tried = Vec::new();
     for (i, candidate) in candidates.iter().enumerate() {
         observer.trying(i, candidates.len(), candidate);
@@ -278,7 +295,9 @@ pub fn run(
         };
         match download::fetch(&candidate.url, &partial, &mut Relay(observer), stop, opts.timeouts) {
             Ok(_) => {}
-            Err(FetchError::Interrupted) => return Err(DownloadError::Interrupted { partial: Some(partial) }),
+            Err(FetchError::Interrupted) => {
+                return Err(DownloadError::Interrupted { partial: Some(partial) })
+            }
             Err(e) => {
                 fail(observer, e.to_string());
                 continue;
@@ -301,14 +320,20 @@ pub fn run(
             Ok(report) => {
                 let _ = std::fs::remove_file(&file);
                 let _ = std::fs::remove_dir(&dir);
-                return Ok(DownloadReport { candidate: candidate.clone(), import: Some(report), already_installed: false });
+                return Ok(DownloadReport {
+                    candidate: candidate.clone(),
+                    import: Some(report),
+                    already_installed: false,
+                });
             }
             Err(ImportError::Refused(reason)) => {
                 let _ = std::fs::remove_file(&file);
                 fail(observer, format!("verification failed: {reason}"));
             }
             Err(ImportError::Usage(m)) => return Err(DownloadError::Usage(m)),
-            Err(ImportError::Interrupted) => return Err(DownloadError::Interrupted { partial: None }),
+            Err(ImportError::Interrupted) => {
+                return Err(DownloadError::Interrupted { partial: None })
+            }
             Err(ImportError::Other(e)) => return Err(DownloadError::Other(e)),
         }
     }
@@ -326,7 +351,8 @@ fn verify_checksum(file: &Path, verify: &Verify) -> Result<(), String> {
             }
         }
         Verify::Sha256(expected) => {
-            let got = crate::weights::sha256_file(file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let got = crate::weights::sha256_file(file)
+                .map_err(|e| format!("{}: {e}", file.display()))?;
             if &got != expected {
                 return Err(format!("checksum mismatch: sha256 {got}, expected {expected}"));
             }
@@ -370,7 +396,10 @@ mod tests {
 
     #[test]
     fn mirrors_and_url_names() {
-        assert_eq!(mirrored("https://github.com/a/b?x=1", "http://127.0.0.1:9/"), "http://127.0.0.1:9/github.com/a/b?x=1");
+        assert_eq!(
+            mirrored("https://github.com/a/b?x=1", "http://127.0.0.1:9/"),
+            "http://127.0.0.1:9/github.com/a/b?x=1"
+        );
         assert_eq!(url_file_name("http://h:1/dir/file.pkl?x=y"), "file.pkl");
         assert_eq!(url_file_name("http://h:1/"), "download");
         assert_eq!(url_file_name("http://h:1"), "download");

@@ -97,7 +97,10 @@ pub enum ImportEvent<'a> {
     Reading(&'a Path),
     Checking,
     /// Samples of the Gaussian fit done, of `total`.
-    Fitting { done: i64, total: i64 },
+    Fitting {
+        done: i64,
+        total: i64,
+    },
     Writing(&'a Path),
 }
 
@@ -173,11 +176,12 @@ pub struct ImportReport {
 impl ImportReport {
     /// Every parameter count matches its known total (`None` when none is known).
     pub fn counts_match(&self) -> Option<bool> {
-        let checks: Vec<bool> = [Some(&self.synthesis), self.mapping.as_ref(), self.tf_trainables.as_ref()]
-            .into_iter()
-            .flatten()
-            .filter_map(Count::matches)
-            .collect();
+        let checks: Vec<bool> =
+            [Some(&self.synthesis), self.mapping.as_ref(), self.tf_trainables.as_ref()]
+                .into_iter()
+                .flatten()
+                .filter_map(Count::matches)
+                .collect();
         (!checks.is_empty()).then(|| checks.iter().all(|&c| c))
     }
 
@@ -255,7 +259,10 @@ pub fn run(
                 match sd.get(key) {
                     Some(t) if t.size() == [LATENT_DIM] => {}
                     Some(t) => {
-                        return Err(refused(path, format!("'{key}' has shape {:?}, expected [{LATENT_DIM}]", t.size())))
+                        return Err(refused(
+                            path,
+                            format!("'{key}' has shape {:?}, expected [{LATENT_DIM}]", t.size()),
+                        ))
                     }
                     None => return Err(refused(path, format!("a Gaussian fit without '{key}'"))),
                 }
@@ -266,7 +273,10 @@ pub fn run(
     };
     if let Some(w) = &g.w_avg {
         if w.size() != [LATENT_DIM] {
-            return Err(refused(&synth_path, format!("dlatent_avg has shape {:?}, expected [{LATENT_DIM}]", w.size())));
+            return Err(refused(
+                &synth_path,
+                format!("dlatent_avg has shape {:?}, expected [{LATENT_DIM}]", w.size()),
+            ));
         }
     }
     if interrupted() {
@@ -286,9 +296,10 @@ pub fn run(
         (Some(shipped), FitOrigin::PulseFfhq)
     } else if let Some((m, _)) = &mapping_net {
         let total = opts.fit_samples.max(2);
-        let fit = GaussianFit::compute(m, total, 10_000, model::FIT_SEED, Device::Cpu, &mut |done| {
-            progress(ImportEvent::Fitting { done, total })
-        });
+        let fit =
+            GaussianFit::compute(m, total, 10_000, model::FIT_SEED, Device::Cpu, &mut |done| {
+                progress(ImportEvent::Fitting { done, total })
+            });
         (Some(fit), FitOrigin::Computed { samples: total })
     } else {
         (None, FitOrigin::None)
@@ -299,7 +310,9 @@ pub fn run(
 
     let expected = |n: i64| ffhq.then_some(n);
     let licence = if ffhq
-        || sources.iter().any(|s| matches!(s.format, SourceFormat::NvidiaPickle | SourceFormat::Lernapparat))
+        || sources
+            .iter()
+            .any(|s| matches!(s.format, SourceFormat::NvidiaPickle | SourceFormat::Lernapparat))
     {
         NVIDIA_LICENCE.to_string()
     } else {
@@ -321,8 +334,12 @@ pub fn run(
         resolution: config.resolution,
         ffhq_architecture: ffhq,
         synthesis: Count { found: synth_params, expected: expected(FFHQ_SYNTHESIS_PARAMS) },
-        mapping: mapping_out.as_ref().map(|m| Count { found: count(m), expected: expected(FFHQ_MAPPING_PARAMS) }),
-        tf_trainables: g.tf_trainables.map(|n| Count { found: n, expected: expected(FFHQ_TF_TRAINABLES) }),
+        mapping: mapping_out
+            .as_ref()
+            .map(|m| Count { found: count(m), expected: expected(FFHQ_MAPPING_PARAMS) }),
+        tf_trainables: g
+            .tf_trainables
+            .map(|n| Count { found: n, expected: expected(FFHQ_TF_TRAINABLES) }),
         fit: fit_origin,
         agreement,
         w_avg: g.w_avg.is_some(),
@@ -341,7 +358,16 @@ pub fn run(
             ),
         ));
     }
-    write_folder(opts, &mut report, &synth_out, mapping_out.as_ref(), fit.as_ref(), g.w_avg.as_ref(), progress, stop)?;
+    write_folder(
+        opts,
+        &mut report,
+        &synth_out,
+        mapping_out.as_ref(),
+        fit.as_ref(),
+        g.w_avg.as_ref(),
+        progress,
+        stop,
+    )?;
     Ok(report)
 }
 
@@ -371,7 +397,8 @@ fn gather(sources: &[Source]) -> Result<Gathered, ImportError> {
         what: &str,
         get: impl Fn(&'a Source) -> Option<&'a StateDict>,
     ) -> Result<Option<(StateDict, usize)>, ImportError> {
-        let found: Vec<usize> = (0..sources.len()).filter(|&i| get(&sources[i]).is_some()).collect();
+        let found: Vec<usize> =
+            (0..sources.len()).filter(|&i| get(&sources[i]).is_some()).collect();
         match found[..] {
             [] => Ok(None),
             [i] => {
@@ -413,7 +440,11 @@ fn canonical(sd: &StateDict, vs: &nn::VarStore, synthesis: bool) -> Vec<(String,
 
 /// Parameters, PULSE's constant blur buffers excluded.
 fn count(tensors: &[(String, Tensor)]) -> i64 {
-    tensors.iter().filter(|(k, _)| !k.ends_with(".intermediate.kernel")).map(|(_, t)| t.numel() as i64).sum()
+    tensors
+        .iter()
+        .filter(|(k, _)| !k.ends_with(".intermediate.kernel"))
+        .map(|(_, t)| t.numel() as i64)
+        .sum()
 }
 
 /// PULSE's published FFHQ fit.
@@ -421,20 +452,26 @@ pub fn shipped_fit() -> Result<GaussianFit, ImportError> {
     let sd = weights::load_bytes(PULSE_FFHQ_FIT, Path::new("gaussian_fit.pt"))
         .map_err(|e| ImportError::Other(e.into()))?;
     let get = |k: &str| -> Result<Tensor, ImportError> {
-        sd.get(k)
-            .map(|t| t.to_kind(Kind::Float))
-            .ok_or_else(|| ImportError::Other(anyhow::anyhow!("the bundled Gaussian fit has no '{k}'")))
+        sd.get(k).map(|t| t.to_kind(Kind::Float)).ok_or_else(|| {
+            ImportError::Other(anyhow::anyhow!("the bundled Gaussian fit has no '{k}'"))
+        })
     };
     Ok(GaussianFit { mean: get("mean")?, std: get("std")? })
 }
 
 /// Compares the output statistics of `mapping` (`samples` draws) with a published fit.
-pub fn fit_agreement(mapping: &Mapping, published: &GaussianFit, samples: i64, seed: i64) -> FitAgreement {
+pub fn fit_agreement(
+    mapping: &Mapping,
+    published: &GaussianFit,
+    samples: i64,
+    seed: i64,
+) -> FitAgreement {
     let fit = GaussianFit::compute(mapping, samples, 4096, seed, Device::Cpu, &mut |_| {});
     let std = published.std.to_kind(Kind::Double);
-    let mean_offset = ((&fit.mean.to_kind(Kind::Double) - published.mean.to_kind(Kind::Double)).abs() / &std)
-        .max()
-        .double_value(&[]);
+    let mean_offset =
+        ((&fit.mean.to_kind(Kind::Double) - published.mean.to_kind(Kind::Double)).abs() / &std)
+            .max()
+            .double_value(&[]);
     let log_ratio = (fit.std.to_kind(Kind::Double) / &std).log().abs().max().double_value(&[]);
     let agrees = mean_offset.is_finite()
         && log_ratio.is_finite()
@@ -445,7 +482,8 @@ pub fn fit_agreement(mapping: &Mapping, published: &GaussianFit, samples: i64, s
 
 /// What `model.json` says about a folder's synthesis file, to tell the same weights from others.
 fn existing_synthesis_sha(dir: &Path) -> Option<String> {
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("model.json")).ok()?).ok()?;
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("model.json")).ok()?).ok()?;
     json["files"]["synthesis.safetensors"].as_str().map(str::to_string)
 }
 
@@ -481,9 +519,12 @@ fn write_folder(
         .ok_or_else(|| ImportError::Usage(format!("{}: not a folder name", out.display())))?
         .to_string_lossy()
         .into_owned();
-    std::fs::create_dir_all(&parent)
-        .map_err(|e| ImportError::Other(anyhow::anyhow!("{}: cannot create folder: {e}", parent.display())))?;
-    let io = |what: &Path, e: &dyn std::fmt::Display| ImportError::Other(anyhow::anyhow!("{}: {e}", what.display()));
+    std::fs::create_dir_all(&parent).map_err(|e| {
+        ImportError::Other(anyhow::anyhow!("{}: cannot create folder: {e}", parent.display()))
+    })?;
+    let io = |what: &Path, e: &dyn std::fmt::Display| {
+        ImportError::Other(anyhow::anyhow!("{}: {e}", what.display()))
+    };
     let tmp = tempfile::Builder::new()
         .prefix(&format!(".{name}.import-"))
         .tempdir_in(&parent)
@@ -491,11 +532,16 @@ fn write_folder(
     progress(ImportEvent::Writing(out));
 
     let mut files: Vec<(String, String)> = Vec::new();
-    let mut save = |file: &str, tensors: Vec<(String, Tensor)>, meta: Vec<(&str, String)>| -> Result<(), ImportError> {
+    let mut save = |file: &str,
+                    tensors: Vec<(String, Tensor)>,
+                    meta: Vec<(&str, String)>|
+     -> Result<(), ImportError> {
         let path = tmp.path().join(file);
         let sd = StateDict::from_pairs(tensors);
-        let meta: HashMap<String, String> = meta.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-        weights::save_safetensors(&sd, &path, Some(&meta)).map_err(|e| ImportError::Other(e.into()))?;
+        let meta: HashMap<String, String> =
+            meta.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        weights::save_safetensors(&sd, &path, Some(&meta))
+            .map_err(|e| ImportError::Other(e.into()))?;
         let sha = weights::sha256_file(&path).map_err(|e| io(&path, &e))?;
         files.push((file.to_string(), sha));
         Ok(())
@@ -511,7 +557,10 @@ fn write_folder(
     if let Some(fit) = fit {
         save(
             "gaussian_fit.safetensors",
-            vec![("mean".into(), fit.mean.to_kind(Kind::Float)), ("std".into(), fit.std.to_kind(Kind::Float))],
+            vec![
+                ("mean".into(), fit.mean.to_kind(Kind::Float)),
+                ("std".into(), fit.std.to_kind(Kind::Float)),
+            ],
             vec![("origin", fit_origin_name(&report.fit))],
         )?;
     }
@@ -570,8 +619,13 @@ fn clone_all(v: &[(String, Tensor)]) -> Vec<(String, Tensor)> {
 fn fit_origin_name(f: &FitOrigin) -> String {
     match f {
         FitOrigin::PulseFfhq => "pulse-ffhq (PULSE's published gaussian_fit.pt)".into(),
-        FitOrigin::Source(p) => format!("source {}", p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()),
-        FitOrigin::Computed { samples } => format!("computed from the mapping network ({samples} samples, seed {})", model::FIT_SEED),
+        FitOrigin::Source(p) => {
+            format!("source {}", p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default())
+        }
+        FitOrigin::Computed { samples } => format!(
+            "computed from the mapping network ({samples} samples, seed {})",
+            model::FIT_SEED
+        ),
         FitOrigin::None => "none".into(),
     }
 }

@@ -77,7 +77,8 @@ pub(crate) fn load(bytes: &[u8]) -> Result<TfGenerator, ErrorKind> {
         }
         None => return Err(malformed("Gs has no build_func_name")),
     }
-    let components = r.field(gs_state, "components").ok_or_else(|| malformed("Gs has no components"))?;
+    let components =
+        r.field(gs_state, "components").ok_or_else(|| malformed("Gs has no components"))?;
     let Obj::Dict(components) = r.p.get(components) else {
         return Err(malformed("Gs's components are not a dict"));
     };
@@ -228,8 +229,8 @@ fn convert(t: Tensor, transform: Transform, name: &str) -> Result<Tensor, ErrorK
 /// PULSE's `BlurLayer` buffers, `[[1,2,1],[2,4,2],[1,2,1]] / 16` under every upsampling conv
 /// (they are constants in TF): PULSE loads its synthesis strictly, so its files have them.
 pub(crate) fn blur_kernels(synthesis: &[(String, Tensor)]) -> Vec<(String, Tensor)> {
-    let kernel = Tensor::from_slice(&[1f32, 2., 1., 2., 4., 2., 1., 2., 1.]).reshape([1, 1, 3, 3])
-        / 16.0;
+    let kernel =
+        Tensor::from_slice(&[1f32, 2., 1., 2., 4., 2., 1., 2., 1.]).reshape([1, 1, 3, 3]) / 16.0;
     let mut out = Vec::new();
     for (key, _) in synthesis {
         if let Some(block) = key.strip_suffix(".conv0_up.weight") {
@@ -296,11 +297,7 @@ impl Reader<'_> {
         self.lookup(state, key)
     }
 
-    fn text_field(
-        &self,
-        state: &[(ObjId, ObjId)],
-        key: &str,
-    ) -> Result<Option<String>, ErrorKind> {
+    fn text_field(&self, state: &[(ObjId, ObjId)], key: &str) -> Result<Option<String>, ErrorKind> {
         match self.field(state, key).map(|id| self.p.get(id)) {
             None => Ok(None),
             Some(Obj::Str(s)) => Ok(Some(s.clone())),
@@ -311,7 +308,9 @@ impl Reader<'_> {
     /// The `variables` list of a network: (name, array) pairs.
     fn variables(&self, net: ObjId) -> Result<Vec<(String, ObjId)>, ErrorKind> {
         let state = self.state(net)?;
-        let list = self.field(state, "variables").ok_or_else(|| malformed("a network has no variables"))?;
+        let list = self
+            .field(state, "variables")
+            .ok_or_else(|| malformed("a network has no variables"))?;
         let (Obj::List(items) | Obj::Tuple(items)) = self.p.get(list) else {
             return Err(malformed("a network's variables are not a list"));
         };
@@ -389,7 +388,10 @@ mod tests {
             k("4x4/Const/StyleMod/weight"),
             Some(("blocks.4x4.epi1.style_mod.lin.weight".into(), Transform::Transpose))
         );
-        assert_eq!(k("4x4/Conv/weight"), Some(("blocks.4x4.conv.weight".into(), Transform::Permute)));
+        assert_eq!(
+            k("4x4/Conv/weight"),
+            Some(("blocks.4x4.conv.weight".into(), Transform::Permute))
+        );
         assert_eq!(
             k("4x4/Conv/StyleMod/bias"),
             Some(("blocks.4x4.epi2.style_mod.lin.bias".into(), Transform::Copy))
@@ -414,10 +416,15 @@ mod tests {
         assert_eq!(k("ToRGB_lod3/bias"), None);
         assert_eq!(k("noise17"), None);
         assert_eq!(k("lod"), None);
-        for bad in ["4x4/Conv0_up/weight", "8x8/Const/const", "8x16/Conv1/weight", "ToRGB/weight", "x"] {
+        for bad in
+            ["4x4/Conv0_up/weight", "8x8/Const/const", "8x16/Conv1/weight", "ToRGB/weight", "x"]
+        {
             assert!(synthesis_key(bad).is_none(), "{bad}");
         }
-        assert_eq!(mapping_key("Dense7/weight"), Some(("dense7.weight".into(), Transform::Transpose)));
+        assert_eq!(
+            mapping_key("Dense7/weight"),
+            Some(("dense7.weight".into(), Transform::Transpose))
+        );
         assert_eq!(mapping_key("Dense0/bias"), Some(("dense0.bias".into(), Transform::Copy)));
         assert!(mapping_key("Dense/weight").is_none());
     }

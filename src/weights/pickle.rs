@@ -64,7 +64,10 @@ pub(crate) enum Obj {
     Tensor(Box<TensorSpec>),
     /// A long byte string left in the input (`data[start..start + len]`) instead of copied:
     /// NVIDIA's pickle holds 310 MB of array data (dnnlib flavour only).
-    BytesRef { start: usize, len: usize },
+    BytesRef {
+        start: usize,
+        len: usize,
+    },
     /// A `dnnlib.tflib.network.Network`: its state dict once `BUILD` has set it.
     Network(Option<ObjId>),
     /// A numpy array or scalar.

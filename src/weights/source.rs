@@ -101,7 +101,10 @@ pub(crate) fn parse_source(bytes: &[u8], path: &Path) -> Result<Source, ErrorKin
     for (key, tensor) in entries {
         if key.starts_with("blocks.") || key.starts_with("torgb.") {
             synthesis.push((key, tensor));
-        } else if key.strip_prefix("dense").is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit())) {
+        } else if key
+            .strip_prefix("dense")
+            .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+        {
             mapping.push((key, tensor));
         } else if key == "mean" || key == "std" {
             fit.push((key, tensor));
