@@ -112,14 +112,11 @@ impl Writer {
 /// A TF variable: name, TF shape, values in TF's (C) order.
 type TfVar = (String, Vec<i64>, Vec<f32>);
 
+/// A sub-network of `components`: its key and how to write it.
+type Component<'a> = (&'a str, &'a dyn Fn(&mut Writer));
+
 /// A dnnlib Network: NEWOBJ of the class, then BUILD with its `__getstate__` dict.
-fn network(
-    w: &mut Writer,
-    name: &str,
-    func: &str,
-    vars: &[TfVar],
-    components: &[(&str, &dyn Fn(&mut Writer))],
-) {
+fn network(w: &mut Writer, name: &str, func: &str, vars: &[TfVar], components: &[Component]) {
     w.global("dnnlib.tflib.network", "Network").op(b")").op(&[0x81]);
     w.op(b"}").mark();
     w.str("version").int(3);
@@ -762,4 +759,11 @@ fn mutated_pickles_never_panic() {
             weights::fuzz_load_bytes(&bytes);
         }
     }
+}
+
+#[test]
+fn loading_nvidia_pickle_as_a_state_dict_points_to_import() {
+    let err = weights::load(&fixture("nvidia_mini_p2.pkl")).unwrap_err().to_string();
+    assert!(err.contains("pulse import"), "{err}");
+    assert!(err.contains("nvidia_mini_p2.pkl"), "{err}");
 }

@@ -1,8 +1,7 @@
 //! `pulse download ffhq`: fetches NVIDIA's FFHQ StyleGAN from the first source that still has
 //! it, verifies it, and imports it into a model folder ([`super::import`]).
 //!
-//! Sources, in order (docs/design.md, "Getting the real weights", gives where each fact comes
-//! from):
+//! Sources, in order (models/README.md lists them with their URLs and sizes):
 //! 1. PULSE's own converted `synthesis.pt`, still in the PULSE repository's git history
 //!    (commit b4b7e3a1, later reverted), on both names of the repository. Its git blob id is
 //!    known, so the download is verified exactly (SHA-1 of `"blob <len>\0"` + the bytes).

@@ -17,6 +17,7 @@ mod safetensors;
 mod source;
 mod torch_file;
 
+use error::malformed;
 pub use error::{ErrorKind, WeightError};
 pub use source::{load_source, Source, SourceFormat};
 
@@ -179,7 +180,18 @@ fn detect(bytes: &[u8]) -> Result<Format, ErrorKind> {
 type Parsed = (Vec<(String, Tensor)>, Option<HashMap<String, String>>);
 
 fn parse(bytes: &[u8]) -> Result<Parsed, ErrorKind> {
-    match detect(bytes)? {
+    let format = detect(bytes)?;
+    // NVIDIA's pickle is no state dict: say what to do with it rather than refuse its class.
+    let head = &bytes[..bytes.len().min(256)];
+    if format == Format::LegacyPickle
+        && nvidia::is_dnnlib_pickle(bytes)
+        && head.windows(20).any(|w| w == b"dnnlib.tflib.network")
+    {
+        return Err(malformed(
+            "this is NVIDIA's TensorFlow StyleGAN pickle: `pulse import FILE -o DIR` converts it to a model folder",
+        ));
+    }
+    match format {
         Format::Zip => Ok((torch_file::load_zip(bytes)?, None)),
         Format::LegacyPickle => Ok((torch_file::load_legacy(bytes)?, None)),
         Format::Safetensors => self::safetensors::load(bytes),

@@ -12,7 +12,7 @@
 //! rate, `lrmul`), so values are copied, never rescaled; only layouts change: dense `[in, out]`
 //! is transposed, conv `[kh, kw, in, out]` becomes `[out, in, kh, kw]` (permute(3, 2, 0, 1)),
 //! with no spatial flip (that is StyleGAN2's convention). The table of every variable is in
-//! docs/design.md ("Importing weights").
+//! models/README.md (the import table) and this module's `synthesis_key`.
 use super::dtype::tensor_from_bytes;
 use super::error::{malformed, one_line, ErrorKind};
 use super::pickle::{unpickle_as, Flavour, Limits, Obj, ObjId, Pickle};
@@ -377,7 +377,7 @@ mod tests {
 
     #[test]
     fn names_follow_the_conversion_table() {
-        let k = |n: &str| synthesis_key(n).unwrap().map(|(k, t)| (k, t));
+        let k = |n: &str| synthesis_key(n).unwrap();
         assert_eq!(k("4x4/Const/const"), Some(("blocks.4x4.const".into(), Transform::Copy)));
         assert_eq!(k("4x4/Const/bias"), Some(("blocks.4x4.bias".into(), Transform::Copy)));
         assert_eq!(

@@ -1,5 +1,5 @@
 //! A restricted unpickler for the pickles inside `torch.save` files (spec section 1, "Security")
-//! and for NVIDIA's TensorFlow StyleGAN pickles (docs/design.md, "Importing weights").
+//! and for NVIDIA's TensorFlow StyleGAN pickles (`nvidia`).
 //!
 //! Python's pickle format is a small stack machine whose `GLOBAL` + `REDUCE` opcodes can call any
 //! Python function, which is how a malicious `.pt` file runs code. This reader is pure data, like
