@@ -512,3 +512,28 @@ fn another_model_in_the_way_is_not_replaced_without_force() {
         download_cmd(&dir.path("x")).args(["--source", "ftp://example.org/f"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn a_file_that_fails_verification_falls_back_and_is_not_kept() {
+    let data = payload();
+    let mapping = Arc::new(std::fs::read(fixture("mapping.pt")).unwrap());
+    let d = data.clone();
+    let server = Server::start(move |path, _| {
+        if path == "/mapping.pt" {
+            Reply::File(mapping.clone())
+        } else {
+            Reply::File(d.clone())
+        }
+    });
+    let dir = TestDir::new();
+    let out = dir.path("m");
+    let o = download_cmd(&out)
+        .args(["--source", &server.url("/mapping.pt"), "--source", &server.url("/s/synthesis.pt")])
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("verification failed") && err.contains("no synthesis network"), "{err}");
+    assert_installed(&out);
+    assert!(!download::download_dir(&out).exists());
+}

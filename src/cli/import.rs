@@ -332,10 +332,17 @@ pub fn download(a: DownloadArgs) -> anyhow::Result<ExitCode> {
             if let Some(report) = &r.import {
                 print_report(report, a.quiet);
             }
-            eprintln!(
-                "pulse: ready: `pulse upsample FACE.png` uses {} by default",
-                a.out.display()
-            );
+            let needs_fit = r.import.as_ref().is_some_and(|i| i.fit_needed().is_some());
+            if needs_fit {
+                // print_report said what is missing.
+            } else if a.out == pulse::model::default_dir() {
+                eprintln!(
+                    "pulse: ready: `pulse upsample FACE.png` uses {} by default",
+                    a.out.display()
+                );
+            } else {
+                eprintln!("pulse: ready: `pulse upsample --model {} FACE.png`", a.out.display());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(DownloadError::AllFailed { tried }) => {

@@ -189,7 +189,7 @@ impl ImportReport {
     pub fn fit_needed(&self) -> Option<String> {
         (self.fit == FitOrigin::None).then(|| {
             format!(
-                "no Gaussian fit: `pulse upsample` needs one; import the mapping network too (then `pulse fit-gaussian --model {}`), or copy PULSE's gaussian_fit.pt into {}",
+                "no Gaussian fit: `pulse upsample` needs one; import a mapping network with this synthesis (the fit is then computed from it), or PULSE's gaussian_fit.pt if this is the FFHQ network (`pulse import SYNTHESIS gaussian_fit.pt -o {}`); {} has the synthesis only",
                 self.out.display(),
                 self.out.display()
             )
@@ -414,9 +414,11 @@ fn gather(sources: &[Source]) -> Result<Gathered, ImportError> {
         }
     }
     let synthesis = one(sources, "synthesis network", |s| s.synthesis.as_ref())?.ok_or_else(|| {
-        ImportError::Usage(
-            "none of the files holds a synthesis network (a model needs one: NVIDIA's pickle, lernapparat's for_g_all.pt or PULSE's synthesis.pt)".into(),
-        )
+        let names: Vec<String> = sources.iter().map(|s| s.path.display().to_string()).collect();
+        ImportError::Refused(format!(
+            "{}: no synthesis network (a model needs one: NVIDIA's pickle, lernapparat's for_g_all.pt or PULSE's synthesis.pt)",
+            names.join(", ")
+        ))
     })?;
     let w_avgs: Vec<&Tensor> = sources.iter().filter_map(|s| s.w_avg.as_ref()).collect();
     Ok(Gathered {
