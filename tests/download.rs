@@ -229,8 +229,11 @@ fn assert_installed(out: &Path) {
     assert!(out.join("model.json").exists());
 }
 
-fn partial_of(out: &Path, source: &str, file: &str) -> PathBuf {
-    download::download_dir(out).join(format!("{source}.{file}.partial"))
+/// The partial file of a download from `url` into `out`.
+fn partial_of(out: &Path, url: &str) -> PathBuf {
+    let mut opts = DownloadOptions::new(out.to_path_buf());
+    opts.sources = vec![url.to_string()];
+    download::partial_file(out, &opts.candidates().unwrap()[0])
 }
 
 #[test]
@@ -266,35 +269,36 @@ fn a_partial_file_is_kept_and_resumed_by_the_next_run() {
     let data = payload();
     let cut = data.len() / 3;
     let d = data.clone();
-    // The first run: cut at a third, then the server fails until the run gives up.
-    let failing =
-        Server::start(
-            move |_, nth| {
-                if nth == 0 {
-                    Reply::CutAfter(d.clone(), cut)
-                } else {
-                    Reply::Status(503)
-                }
-            },
-        );
+    // The first run: cut at a third, then the server fails until the run gives up; for the
+    // second run it is healthy again.
+    let healthy = Arc::new(AtomicBool::new(false));
+    let h = healthy.clone();
+    let server = Server::start(move |_, nth| {
+        if h.load(Ordering::SeqCst) {
+            Reply::File(d.clone())
+        } else if nth == 0 {
+            Reply::CutAfter(d.clone(), cut)
+        } else {
+            Reply::Status(503)
+        }
+    });
     let dir = TestDir::new();
     let out = dir.path("m");
-    let url = failing.url("/w/synthesis.pt");
+    let url = server.url("/w/synthesis.pt");
     let o = download_cmd(&out).args(["--source", &url]).output().unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("503"), "{}", stderr(&o));
-    let partial = partial_of(&out, "url", "synthesis.pt");
+    let partial = partial_of(&out, &url);
     assert_eq!(std::fs::metadata(&partial).unwrap().len(), cut as u64, "the partial file is kept");
     assert!(!out.exists());
-    // The second run (same URL path on a healthy server) asks only for the rest.
-    let d = data.clone();
-    let healthy = Server::start(move |_, _| Reply::File(d.clone()));
-    let url2 = healthy.url("/w/synthesis.pt");
-    let o = download_cmd(&out).args(["--source", &url2]).output().unwrap();
+    // The second run asks only for the rest.
+    healthy.store(true, Ordering::SeqCst);
+    let before = server.seen().len();
+    let o = download_cmd(&out).args(["--source", &url]).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    let seen = healthy.seen();
-    assert_eq!(seen.len(), 1);
-    assert_eq!(seen[0].range.as_deref(), Some(format!("bytes={cut}-").as_str()));
+    let seen = server.seen();
+    assert_eq!(seen.len(), before + 1);
+    assert_eq!(seen[before].range.as_deref(), Some(format!("bytes={cut}-").as_str()));
     assert_installed(&out);
 }
 
@@ -400,7 +404,7 @@ fn an_interrupted_download_keeps_its_partial_file_and_writes_no_model() {
     opts.mirror = None;
     opts.sources = vec![server.url("/slow/synthesis.pt")];
     let stop = Arc::new(AtomicBool::new(false));
-    let partial = partial_of(&out, "url", "synthesis.pt");
+    let partial = partial_of(&out, &server.url("/slow/synthesis.pt"));
     let (p, s2) = (partial.clone(), stop.clone());
     let watcher = std::thread::spawn(move || {
         let t = Instant::now();
@@ -441,7 +445,7 @@ fn ctrl_c_exits_130_keeping_the_partial_file() {
         cmd.env_remove(v);
     }
     let mut child = cmd.stderr(std::process::Stdio::piped()).spawn().unwrap();
-    let partial = partial_of(&out, "url", "synthesis.pt");
+    let partial = partial_of(&out, &server.url("/slow/synthesis.pt"));
     let t = Instant::now();
     while std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) < 20_000 {
         assert!(t.elapsed() < Duration::from_secs(30), "the download never started");

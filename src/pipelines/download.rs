@@ -242,6 +242,20 @@ pub fn download_dir(out: &Path) -> PathBuf {
     out.with_file_name(format!("{name}.download"))
 }
 
+/// Where a candidate's download is kept until imported: `<out>.download/<key>.<file>.partial`
+/// (the completed file drops `.partial`). The key is the source name, or for a URL a hash of
+/// it, so that two sources never resume each other's bytes.
+pub fn partial_file(out: &Path, candidate: &Candidate) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let key = if candidate.source == "url" {
+        let h = Sha256::digest(candidate.url.as_bytes());
+        format!("url-{:02x}{:02x}{:02x}{:02x}", h[0], h[1], h[2], h[3])
+    } else {
+        candidate.source.to_string()
+    };
+    download_dir(out).join(format!("{key}.{}.partial", candidate.file))
+}
+
 /// Which source URL a model folder was imported from, by its `model.json`.
 fn installed_from(out: &Path) -> Option<String> {
     let json: serde_json::Value =
@@ -286,23 +300,33 @@ pub fn run(
     let mut tried = Vec::new();
     for (i, candidate) in candidates.iter().enumerate() {
         observer.trying(i, candidates.len(), candidate);
-        let partial = dir.join(format!("{}.{}.partial", candidate.source, candidate.file));
-        let file = dir.join(&candidate.file);
+        let partial = partial_file(&opts.out, candidate);
+        let file = partial.with_extension("");
         let mut fail = |observer: &mut dyn DownloadObserver, reason: String| {
             observer.failed(candidate, &reason);
             tried.push((candidate.url.clone(), reason));
         };
-        match download::fetch(&candidate.url, &partial, &mut Relay(observer), stop, opts.timeouts) {
-            Ok(_) => {}
-            Err(FetchError::Interrupted) => {
-                return Err(DownloadError::Interrupted { partial: Some(partial) })
+        // A file completed by an earlier run whose import was interrupted needs no new download.
+        if !file.exists() {
+            match download::fetch(
+                &candidate.url,
+                &partial,
+                &mut Relay(observer),
+                stop,
+                opts.timeouts,
+            ) {
+                Ok(_) => {}
+                Err(FetchError::Interrupted) => {
+                    return Err(DownloadError::Interrupted { partial: Some(partial) })
+                }
+                Err(e) => {
+                    fail(observer, e.to_string());
+                    continue;
+                }
             }
-            Err(e) => {
-                fail(observer, e.to_string());
-                continue;
-            }
+            std::fs::rename(&partial, &file)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
         }
-        std::fs::rename(&partial, &file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
         observer.verifying(candidate);
         if let Err(reason) = verify_checksum(&file, &candidate.verify) {
             // A wrong file must not be resumed from: it goes.
