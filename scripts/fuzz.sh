@@ -9,7 +9,7 @@ scripts/setup.sh
 seconds=${1:-600}
 corpus=fuzz/corpus/weights
 mkdir -p "$corpus"
-for f in tests/fixtures/*.pt tests/fixtures/*.safetensors; do
+for f in tests/fixtures/*.pt tests/fixtures/*.pkl tests/fixtures/*.safetensors; do
     # Seeds stay small: libFuzzer works best on inputs of a few hundred KB at most.
     [ "$(stat -c %s "$f")" -le 2200000 ] && cp -n "$f" "$corpus/" || true
 done

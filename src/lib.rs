@@ -7,6 +7,7 @@
 //! photo embedding), `imageio` (image files). Nothing here prints: the
 //! command line in `src/cli/` is the edge.
 pub mod device;
+pub mod download;
 pub mod editing;
 pub mod files;
 pub mod imageio;

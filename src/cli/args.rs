@@ -46,6 +46,11 @@ pub enum Command {
     /// Time PULSE steps (FFHQ-size random network unless --model): ms per step, faces per hour,
     /// peak memory.
     Bench(BenchArgs),
+    /// Import weight files (NVIDIA's .pkl, lernapparat's .pt, PULSE's .pt, safetensors) into a
+    /// model folder.
+    Import(super::import::ImportArgs),
+    /// Download the real model (FFHQ StyleGAN, licence CC BY-NC 4.0), verify it and import it.
+    Download(super::import::DownloadArgs),
 }
 
 /// A parser accepting exactly `names` (listed by `--help`), each parsed by `T::from_str`.

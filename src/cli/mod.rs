@@ -5,6 +5,7 @@ mod bench;
 mod commands;
 mod edit_commands;
 pub mod exit;
+mod import;
 mod progress;
 
 pub use args::Cli;
@@ -24,5 +25,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Embed(a) => edit_commands::embed(a),
         Command::Target(a) => edit_commands::target(a),
         Command::Bench(a) => bench::bench(a),
+        Command::Import(a) => import::import(a),
+        Command::Download(a) => import::download(a),
     }
 }

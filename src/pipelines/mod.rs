@@ -2,7 +2,9 @@
 //! formats. Each takes a plain options struct and reports through an observer; none prints.
 pub mod batch_size;
 pub mod bench;
+pub mod download;
 pub mod generate;
+pub mod import;
 pub mod upsample;
 
 pub use batch_size::auto_batch_size;

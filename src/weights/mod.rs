@@ -10,11 +10,16 @@
 //! The library never prints: every failure is a [`WeightError`] naming the file.
 mod dtype;
 mod error;
+mod lernapparat;
+pub mod nvidia;
 mod pickle;
 mod safetensors;
+mod source;
 mod torch_file;
 
+use error::malformed;
 pub use error::{ErrorKind, WeightError};
+pub use source::{load_source, Source, SourceFormat};
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -49,6 +54,12 @@ impl StateDict {
             }
         }
         sd
+    }
+
+    /// The same dict, reporting errors against `path`.
+    pub fn with_path(mut self, path: &Path) -> Self {
+        self.path = path.to_path_buf();
+        self
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &str> {
@@ -111,6 +122,15 @@ pub fn load(path: &Path) -> Result<StateDict, WeightError> {
     Ok(sd)
 }
 
+/// [`load`] of bytes already in memory; `name` is the file name errors report.
+pub fn load_bytes(bytes: &[u8], name: &Path) -> Result<StateDict, WeightError> {
+    let (entries, metadata) = parse(bytes).map_err(|k| WeightError::new(name, k))?;
+    let mut sd = StateDict::from_pairs(entries);
+    sd.path = name.to_path_buf();
+    sd.metadata = metadata;
+    Ok(sd)
+}
+
 /// Reads up to `buf.len()` bytes from the start of the file.
 fn read_head(path: &Path, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut file = std::fs::File::open(path)?;
@@ -160,7 +180,18 @@ fn detect(bytes: &[u8]) -> Result<Format, ErrorKind> {
 type Parsed = (Vec<(String, Tensor)>, Option<HashMap<String, String>>);
 
 fn parse(bytes: &[u8]) -> Result<Parsed, ErrorKind> {
-    match detect(bytes)? {
+    let format = detect(bytes)?;
+    // NVIDIA's pickle is no state dict: say what to do with it rather than refuse its class.
+    let head = &bytes[..bytes.len().min(256)];
+    if format == Format::LegacyPickle
+        && nvidia::is_dnnlib_pickle(bytes)
+        && head.windows(20).any(|w| w == b"dnnlib.tflib.network")
+    {
+        return Err(malformed(
+            "this is NVIDIA's TensorFlow StyleGAN pickle: `pulse import FILE -o DIR` converts it to a model folder",
+        ));
+    }
+    match format {
         Format::Zip => Ok((torch_file::load_zip(bytes)?, None)),
         Format::LegacyPickle => Ok((torch_file::load_legacy(bytes)?, None)),
         Format::Safetensors => self::safetensors::load(bytes),
@@ -173,6 +204,7 @@ fn parse(bytes: &[u8]) -> Result<Parsed, ErrorKind> {
 #[doc(hidden)]
 pub fn fuzz_load_bytes(bytes: &[u8]) {
     let _ = parse(bytes);
+    let _ = source::parse_source(bytes, Path::new("fuzz"));
 }
 
 /// Writes `sd` as safetensors, floating tensors converted to float32, other dtypes kept, same

@@ -1,4 +1,5 @@
-//! A restricted unpickler for the pickles inside `torch.save` files (spec section 1, "Security").
+//! A restricted unpickler for the pickles inside `torch.save` files (spec section 1, "Security")
+//! and for NVIDIA's TensorFlow StyleGAN pickles (`nvidia`).
 //!
 //! Python's pickle format is a small stack machine whose `GLOBAL` + `REDUCE` opcodes can call any
 //! Python function, which is how a malicious `.pt` file runs code. This reader is pure data, like
@@ -6,6 +7,11 @@
 //! only against a short allow-list of names whose effect this module implements itself (building
 //! an `OrderedDict`, rebuilding a tensor from a storage, ...); any other name is refused with
 //! [`ErrorKind::RefusedGlobal`] the moment it is read, before anything could call it.
+//!
+//! Each kind of file has its own allow-list ([`Flavour`]): a `torch.save` pickle may name the
+//! tensor-rebuild functions, a dnnlib pickle only the numpy array/dtype/scalar reconstructors,
+//! `_codecs.encode` (how protocol 2 writes `bytes`) and the `dnnlib.tflib.network.Network` class,
+//! which is never instantiated: its `NEWOBJ` + `BUILD` becomes a plain record of its state dict.
 //!
 //! Objects live in an arena (`Vec<Obj>`) and refer to each other by index, so shared and even
 //! cyclic references (possible through the memo) need no reference counting and cannot leak or
@@ -56,6 +62,18 @@ pub(crate) enum Obj {
     Global(Global),
     Storage(Box<StorageRef>),
     Tensor(Box<TensorSpec>),
+    /// A long byte string left in the input (`data[start..start + len]`) instead of copied:
+    /// NVIDIA's pickle holds 310 MB of array data (dnnlib flavour only).
+    BytesRef {
+        start: usize,
+        len: usize,
+    },
+    /// A `dnnlib.tflib.network.Network`: its state dict once `BUILD` has set it.
+    Network(Option<ObjId>),
+    /// A numpy array or scalar.
+    Array(Box<NpArray>),
+    /// A numpy dtype.
+    Dtype(Box<NpDtype>),
 }
 
 impl Obj {
@@ -67,13 +85,16 @@ impl Obj {
             Obj::Int(_) | Obj::BigInt(_) => "int",
             Obj::Float => "float",
             Obj::Str(_) => "str",
-            Obj::Bytes(_) => "bytes",
+            Obj::Bytes(_) | Obj::BytesRef { .. } => "bytes",
             Obj::Tuple(_) => "tuple",
             Obj::List(_) => "list",
             Obj::Dict(_) => "dict",
             Obj::Global(_) => "class or function",
             Obj::Storage(_) => "storage",
             Obj::Tensor(_) => "tensor",
+            Obj::Network(_) => "dnnlib Network",
+            Obj::Array(_) => "numpy array",
+            Obj::Dtype(_) => "numpy dtype",
         }
     }
 }
@@ -99,6 +120,47 @@ pub(crate) enum Global {
     TorchSize,
     /// `torch.FloatStorage` & co. (also `torch.cuda.*`): only inside storage persistent ids
     StorageClass(Dtype),
+    /// `dnnlib.tflib.network.Network`: only through `NEWOBJ` with no arguments, then `BUILD`.
+    Network,
+    /// `numpy.ndarray`: only as the first argument of `_reconstruct`.
+    NdArray,
+    /// `numpy.core.multiarray._reconstruct(numpy.ndarray, (0,), b'b')`: an empty array that
+    /// `BUILD` fills.
+    Reconstruct,
+    /// `numpy.dtype(name, align, copy)`, then `BUILD` with its byte order.
+    NpDtype,
+    /// `numpy.core.multiarray.scalar(dtype, bytes)`: a numpy scalar such as TF's `lod`.
+    NpScalar,
+    /// `_codecs.encode(text, 'latin1')`: how pickle protocol 2 writes `bytes`.
+    CodecsEncode,
+}
+
+/// Which allow-list a pickle is read with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Flavour {
+    /// The pickles of `torch.save` files.
+    Torch,
+    /// NVIDIA's dnnlib (TensorFlow StyleGAN) network pickles.
+    Dnnlib,
+}
+
+/// A numpy array: `shape`, element type and where its bytes are, once `BUILD` has set them.
+#[derive(Clone, Debug)]
+pub(crate) struct NpArray {
+    pub shape: Vec<i64>,
+    pub dtype: Dtype,
+    /// Column-major element order (numpy writes the bytes in the array's own order).
+    pub fortran: bool,
+    /// A `Bytes` or `BytesRef` object holding exactly `numel * dtype.size()` bytes; `None`
+    /// until `BUILD`.
+    pub data: Option<ObjId>,
+}
+
+/// A numpy dtype: the element type, and whether `BUILD` gave it a byte order.
+#[derive(Clone, Debug)]
+pub(crate) struct NpDtype {
+    pub dtype: Dtype,
+    pub built: bool,
 }
 
 /// A reference to (a slice of) a storage: the raw element buffer several tensors may share.
@@ -168,11 +230,23 @@ pub(crate) fn unpickle(
     base_offset: u64,
     limits: Limits,
 ) -> Result<(Pickle, usize), ErrorKind> {
+    unpickle_as(data, start, base_offset, limits, Flavour::Torch)
+}
+
+/// [`unpickle`] with the allow-list of `flavour`.
+pub(crate) fn unpickle_as(
+    data: &[u8],
+    start: usize,
+    base_offset: u64,
+    limits: Limits,
+    flavour: Flavour,
+) -> Result<(Pickle, usize), ErrorKind> {
     let mut u = Unpickler {
         data,
         pos: start,
         base_offset,
         limits,
+        flavour,
         objs: Vec::new(),
         stack: Vec::new(),
         marks: Vec::new(),
@@ -238,12 +312,15 @@ const BYTEARRAY8: u8 = 0x96;
 
 /// Highest pickle protocol understood (Python 3.8+ writes 5 at most).
 const MAX_PROTOCOL: u8 = 5;
+/// Byte strings at least this long are kept as [`Obj::BytesRef`] in a dnnlib pickle.
+const BYTES_REF_MIN: usize = 1024;
 
 struct Unpickler<'a> {
     data: &'a [u8],
     pos: usize,
     base_offset: u64,
     limits: Limits,
+    flavour: Flavour,
     objs: Vec<Obj>,
     stack: Vec<ObjId>,
     /// Stack lengths at each pending MARK.
@@ -343,18 +420,15 @@ impl<'a> Unpickler<'a> {
                 }
                 BINBYTES => {
                     let n = u32::from_le_bytes(self.read_array()?) as usize;
-                    let b = self.read_bytes(n)?.to_vec();
-                    self.push(Obj::Bytes(b))?
+                    self.push_bytes(n)?
                 }
                 SHORT_BINBYTES => {
                     let n = usize::from(self.read_u8()?);
-                    let b = self.read_bytes(n)?.to_vec();
-                    self.push(Obj::Bytes(b))?
+                    self.push_bytes(n)?
                 }
                 BINBYTES8 | BYTEARRAY8 => {
                     let n = self.read_len_u64()?;
-                    let b = self.read_bytes(n)?.to_vec();
-                    self.push(Obj::Bytes(b))?
+                    self.push_bytes(n)?
                 }
                 EMPTY_TUPLE => self.push(Obj::Tuple(Vec::new()))?,
                 EMPTY_LIST => self.push(Obj::List(Vec::new()))?,
@@ -416,14 +490,14 @@ impl<'a> Unpickler<'a> {
                 GLOBAL => {
                     let module = self.read_line()?;
                     let name = self.read_line()?;
-                    let g = resolve_global(&module, &name)?;
+                    let g = resolve_global(&module, &name, self.flavour)?;
                     self.push(Obj::Global(g))?
                 }
                 STACK_GLOBAL => {
                     let name = self.pop()?;
                     let module = self.pop()?;
                     let g = match (&self.objs[module], &self.objs[name]) {
-                        (Obj::Str(m), Obj::Str(n)) => resolve_global(m, n)?,
+                        (Obj::Str(m), Obj::Str(n)) => resolve_global(m, n, self.flavour)?,
                         _ => return Err(malformed("STACK_GLOBAL needs two strings")),
                     };
                     self.push(Obj::Global(g))?
@@ -441,20 +515,9 @@ impl<'a> Unpickler<'a> {
                     self.push_id(result)?
                 }
                 BUILD => {
-                    // BUILD sets an object's attributes (`OrderedDict._metadata` in state
-                    // dicts, attributes of a tensor subclass): not needed, so dropped.
-                    self.pop()?;
+                    let state = self.pop()?;
                     let target = self.top()?;
-                    match &self.objs[target] {
-                        Obj::Dict(_) | Obj::Tensor(_) => {}
-                        other => {
-                            return Err(malformed(format!(
-                                "BUILD on a {} at byte {}",
-                                other.type_name(),
-                                self.offset(op_pos)
-                            )))
-                        }
-                    }
+                    self.build(target, state, op_pos)?
                 }
                 BINPERSID => {
                     let pid = self.pop()?;
@@ -517,6 +580,17 @@ impl<'a> Unpickler<'a> {
         let line = String::from_utf8_lossy(&rest[..n]).into_owned();
         self.pos += n + 1;
         Ok(line)
+    }
+
+    /// BINBYTES & co.: a dnnlib pickle's long payloads (array data) stay in the input.
+    fn push_bytes(&mut self, n: usize) -> Result<(), ErrorKind> {
+        let start = self.pos;
+        let b = self.read_bytes(n)?;
+        if self.flavour == Flavour::Dnnlib && n >= BYTES_REF_MIN {
+            return self.push(Obj::BytesRef { start, len: n });
+        }
+        let b = b.to_vec();
+        self.push(Obj::Bytes(b))
     }
 
     fn push_str(&mut self, n: usize, op_pos: usize) -> Result<(), ErrorKind> {
@@ -718,7 +792,167 @@ impl<'a> Unpickler<'a> {
             Global::TensorClass | Global::StorageClass(_) => Err(malformed(
                 "a tensor or storage class is called directly instead of through torch._utils",
             )),
+            Global::Network => Err(malformed(
+                "the dnnlib Network class is called (a __reduce__ payload): a network pickle only rebuilds it from its state",
+            )),
+            Global::NdArray => Err(malformed("numpy.ndarray is called directly")),
+            Global::Reconstruct => {
+                arity(3..=3, "numpy _reconstruct")?;
+                if !matches!(self.objs[args[0]], Obj::Global(Global::NdArray)) {
+                    return Err(malformed("numpy _reconstruct of a class other than ndarray"));
+                }
+                self.new_obj(Obj::Array(Box::new(NpArray {
+                    shape: Vec::new(),
+                    dtype: Dtype::U8,
+                    fortran: false,
+                    data: None,
+                })))
+            }
+            Global::NpDtype => {
+                arity(1..=3, "numpy.dtype")?;
+                let name = short_text(&self.objs[args[0]], 16, "numpy dtype name")?;
+                let dtype = numpy_dtype(&name)?;
+                self.new_obj(Obj::Dtype(Box::new(NpDtype { dtype, built: false })))
+            }
+            Global::NpScalar => {
+                arity(2..=2, "numpy scalar")?;
+                let dtype = match &self.objs[args[0]] {
+                    Obj::Dtype(d) => d.dtype,
+                    other => {
+                        return Err(malformed(format!(
+                            "numpy scalar of a {} instead of a dtype",
+                            other.type_name()
+                        )))
+                    }
+                };
+                self.check_array_bytes(args[1], &[], dtype)?;
+                self.new_obj(Obj::Array(Box::new(NpArray {
+                    shape: Vec::new(),
+                    dtype,
+                    fortran: false,
+                    data: Some(args[1]),
+                })))
+            }
+            Global::CodecsEncode => {
+                arity(2..=2, "_codecs.encode")?;
+                match &self.objs[args[1]] {
+                    Obj::Str(e) if matches!(e.as_str(), "latin1" | "latin-1" | "iso-8859-1") => {}
+                    _ => return Err(malformed("_codecs.encode with an encoding other than latin1")),
+                }
+                let Obj::Str(text) = &self.objs[args[0]] else {
+                    return Err(malformed("_codecs.encode of something other than text"));
+                };
+                let bytes: Option<Vec<u8>> =
+                    text.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect();
+                let bytes = bytes.ok_or_else(|| {
+                    malformed("_codecs.encode of text with characters beyond latin1")
+                })?;
+                self.charge(bytes.len() / 1024)?;
+                self.new_obj(Obj::Bytes(bytes))
+            }
         }
+    }
+
+    /// BUILD: sets an object's state. `OrderedDict._metadata` in state dicts and the
+    /// attributes of a tensor subclass are not needed, so dropped; a dnnlib network keeps its
+    /// state dict; numpy arrays and dtypes take their layout from it.
+    fn build(&mut self, target: ObjId, state: ObjId, op_pos: usize) -> Result<(), ErrorKind> {
+        let at = self.offset(op_pos);
+        match (&self.objs[target], self.flavour) {
+            (Obj::Dict(_) | Obj::Tensor(_), Flavour::Torch) => Ok(()),
+            (Obj::Network(None), _) => {
+                if !matches!(self.objs[state], Obj::Dict(_)) {
+                    return Err(malformed(format!(
+                        "a dnnlib Network's state is a {} instead of a dict (byte {at})",
+                        self.objs[state].type_name()
+                    )));
+                }
+                self.objs[target] = Obj::Network(Some(state));
+                Ok(())
+            }
+            (Obj::Dtype(d), _) if !d.built => {
+                let fields = self.tuple_items(state, "numpy dtype state")?;
+                if !(8..=9).contains(&fields.len()) {
+                    return Err(malformed("numpy dtype state is not an 8- or 9-tuple"));
+                }
+                let order = short_text(&self.objs[fields[1]], 1, "numpy byte order")?;
+                if !matches!(&*order, "<" | "=" | "|") {
+                    return Err(ErrorKind::UnsupportedDtype(format!(
+                        "numpy byte order '{}' (only little-endian arrays are read)",
+                        one_line(&order)
+                    )));
+                }
+                // Sub-arrays, records and object fields would make this no plain number type.
+                if fields[2..5].iter().any(|&f| !matches!(self.objs[f], Obj::None)) {
+                    return Err(ErrorKind::UnsupportedDtype("structured numpy dtype".into()));
+                }
+                if let Obj::Dtype(d) = &mut self.objs[target] {
+                    d.built = true;
+                }
+                Ok(())
+            }
+            (Obj::Array(a), _) if a.data.is_none() => {
+                let mut fields = self.tuple_items(state, "numpy array state")?;
+                // numpy writes (version, shape, dtype, fortran, data); old versions lack the
+                // version.
+                if fields.len() == 5 {
+                    fields.remove(0);
+                }
+                if fields.len() != 4 {
+                    return Err(malformed("numpy array state is not a 5-tuple"));
+                }
+                let shape = self.ints(fields[0], "numpy array shape")?;
+                if shape.len() > MAX_NDIM {
+                    return Err(limit(format!("numpy array has more than {MAX_NDIM} dimensions")));
+                }
+                if shape.iter().any(|&d| d < 0) {
+                    return Err(malformed("negative numpy array dimension"));
+                }
+                let dtype = match &self.objs[fields[1]] {
+                    Obj::Dtype(d) => d.dtype,
+                    other => {
+                        return Err(malformed(format!(
+                            "numpy array dtype is a {}",
+                            other.type_name()
+                        )))
+                    }
+                };
+                let fortran = match &self.objs[fields[2]] {
+                    Obj::Bool(b) => *b,
+                    Obj::Int(i) => *i != 0,
+                    _ => return Err(malformed("numpy array order flag is not a bool")),
+                };
+                self.check_array_bytes(fields[3], &shape, dtype)?;
+                self.objs[target] =
+                    Obj::Array(Box::new(NpArray { shape, dtype, fortran, data: Some(fields[3]) }));
+                Ok(())
+            }
+            (other, _) => Err(malformed(format!("BUILD on a {} at byte {at}", other.type_name()))),
+        }
+    }
+
+    /// The bytes of an array or scalar must be exactly `numel * size` long (no object arrays).
+    fn check_array_bytes(&self, data: ObjId, shape: &[i64], dtype: Dtype) -> Result<(), ErrorKind> {
+        let len = match &self.objs[data] {
+            Obj::Bytes(b) => b.len(),
+            Obj::BytesRef { len, .. } => *len,
+            other => {
+                return Err(malformed(format!(
+                    "numpy data is a {} instead of bytes",
+                    other.type_name()
+                )))
+            }
+        };
+        let expected = shape
+            .iter()
+            .try_fold(dtype.size() as u64, |n, &d| n.checked_mul(d as u64))
+            .ok_or_else(|| limit("numpy array size overflows"))?;
+        if expected != len as u64 {
+            return Err(malformed(format!(
+                "numpy array of shape {shape:?} has {len} bytes of data, {expected} expected"
+            )));
+        }
+        Ok(())
     }
 
     /// NEWOBJ: `cls.__new__(cls, *args)`, which only makes sense for the container classes.
@@ -726,6 +960,12 @@ impl<'a> Unpickler<'a> {
         match &self.objs[class] {
             Obj::Global(Global::OrderedDict) => self.new_obj(Obj::Dict(Vec::new())),
             Obj::Global(Global::TorchSize) => self.call(class, args, 0),
+            Obj::Global(Global::Network) => {
+                if !matches!(&self.objs[args], Obj::Tuple(v) if v.is_empty()) {
+                    return Err(malformed("a dnnlib Network is created with arguments"));
+                }
+                self.new_obj(Obj::Network(None))
+            }
             other => Err(malformed(format!("NEWOBJ of a {} is not supported", other.type_name()))),
         }
     }
@@ -882,6 +1122,7 @@ pub(crate) fn short_text<'o>(
     match obj {
         Obj::Str(s) if s.len() > max => Err(too_long()),
         Obj::Bytes(b) if b.len() > max => Err(too_long()),
+        Obj::BytesRef { .. } => Err(too_long()),
         Obj::Str(s) => Ok(s.as_str().into()),
         Obj::Bytes(b) => Ok(String::from_utf8_lossy(b)),
         Obj::Int(i) => Ok(i.to_string().into()),
@@ -935,8 +1176,26 @@ pub(crate) fn check_view(
     Ok(())
 }
 
-/// The allow-list (see [`Global`]). Anything else is refused by name.
-fn resolve_global(module: &str, name: &str) -> Result<Global, ErrorKind> {
+/// The allow-lists (see [`Global`] and [`Flavour`]). Anything else is refused by name.
+fn resolve_global(module: &str, name: &str, flavour: Flavour) -> Result<Global, ErrorKind> {
+    if flavour == Flavour::Dnnlib {
+        return Ok(match (module, name) {
+            ("dnnlib.tflib.network", "Network") => Global::Network,
+            ("numpy", "ndarray") => Global::NdArray,
+            ("numpy", "dtype") => Global::NpDtype,
+            ("numpy.core.multiarray" | "numpy._core.multiarray", "_reconstruct") => {
+                Global::Reconstruct
+            }
+            ("numpy.core.multiarray" | "numpy._core.multiarray", "scalar") => Global::NpScalar,
+            ("_codecs", "encode") => Global::CodecsEncode,
+            _ => {
+                return Err(ErrorKind::RefusedGlobal {
+                    module: one_line(module),
+                    name: one_line(name),
+                })
+            }
+        });
+    }
     Ok(match (module, name) {
         ("collections", "OrderedDict") => Global::OrderedDict,
         ("torch._utils", "_rebuild_tensor_v2") => Global::RebuildTensorV2,
@@ -952,6 +1211,22 @@ fn resolve_global(module: &str, name: &str) -> Result<Global, ErrorKind> {
         _ => {
             return Err(ErrorKind::RefusedGlobal { module: one_line(module), name: one_line(name) })
         }
+    })
+}
+
+/// The element type of a numpy dtype name as numpy pickles it (`f4`, `i8`, `b1`, ...).
+fn numpy_dtype(name: &str) -> Result<Dtype, ErrorKind> {
+    Ok(match name {
+        "f4" => Dtype::F32,
+        "f8" => Dtype::F64,
+        "f2" => Dtype::F16,
+        "i8" => Dtype::I64,
+        "i4" => Dtype::I32,
+        "i2" => Dtype::I16,
+        "i1" => Dtype::I8,
+        "u1" => Dtype::U8,
+        "b1" => Dtype::Bool,
+        other => return Err(ErrorKind::UnsupportedDtype(format!("numpy '{}'", one_line(other)))),
     })
 }
 

@@ -1,0 +1,378 @@
+//! `pulse import` and `pulse download`: arguments and commands.
+use super::commands::interrupt_flag;
+use super::exit::Exit;
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use pulse::pipelines::download::{
+    self, Candidate, DownloadError, DownloadObserver, DownloadOptions,
+};
+use pulse::pipelines::import::{
+    self, FitOrigin, ImportError, ImportEvent, ImportOptions, ImportReport,
+};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Weight files: NVIDIA's TensorFlow .pkl, lernapparat's for_g_all.pt, PULSE's synthesis.pt /
+    /// mapping.pt / gaussian_fit.pt, or safetensors (the format is read from the content).
+    #[arg(required = true, value_name = "SOURCE")]
+    pub sources: Vec<PathBuf>,
+    /// The model folder to write.
+    #[arg(short = 'o', long = "output", default_value = pulse::model::DEFAULT_DIR, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Replace a folder that holds another model.
+    #[arg(long)]
+    pub force: bool,
+    /// Samples of z when the Gaussian fit must be computed from the mapping network.
+    #[arg(long, default_value_t = pulse::model::FIT_SAMPLES, value_name = "N")]
+    pub fit_samples: i64,
+    /// No progress display.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ModelName {
+    /// NVIDIA's StyleGAN (v1) trained on FFHQ at 1024x1024, the network PULSE uses.
+    Ffhq,
+}
+
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    /// The model to download.
+    #[arg(value_enum)]
+    pub model: ModelName,
+    /// The model folder to write.
+    #[arg(short = 'o', long = "output", default_value = pulse::model::DEFAULT_DIR, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Where from: pulse, nvidia, lernapparat or an http(s) URL (repeat to try several in
+    /// order); default: pulse, then nvidia, then lernapparat.
+    #[arg(long = "source", value_name = "SOURCE")]
+    pub sources: Vec<String>,
+    /// Expected SHA-256 of a file given by URL.
+    #[arg(long, value_name = "HEX")]
+    pub sha256: Option<String>,
+    /// Replace a folder that holds another model.
+    #[arg(long)]
+    pub force: bool,
+    /// Samples of z when the Gaussian fit must be computed from the mapping network.
+    #[arg(long, default_value_t = pulse::model::FIT_SAMPLES, value_name = "N")]
+    pub fit_samples: i64,
+    /// No progress display.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+pub fn import(a: ImportArgs) -> anyhow::Result<Exit> {
+    let stop = interrupt_flag();
+    let mut opts = ImportOptions::new(a.sources, a.out);
+    opts.force = a.force;
+    opts.fit_samples = a.fit_samples;
+    let bar = Bar::new(a.quiet);
+    let result = import::run(&opts, &mut |e| bar.import_event(&e), &stop);
+    bar.clear();
+    match result {
+        Ok(report) => {
+            print_report(&report, a.quiet);
+            Ok(Exit::Success)
+        }
+        Err(e) => Ok(import_failure(e)),
+    }
+}
+
+fn import_failure(e: ImportError) -> Exit {
+    match e {
+        ImportError::Refused(m) => {
+            eprintln!("pulse: refused: {m}");
+            Exit::Refused
+        }
+        ImportError::Usage(m) => {
+            eprintln!("pulse: error: {m}");
+            Exit::Refused
+        }
+        ImportError::Interrupted => {
+            eprintln!("pulse: interrupted; nothing was written");
+            Exit::Interrupted
+        }
+        ImportError::Other(e) => {
+            eprintln!("pulse: error: {e:#}");
+            Exit::Failure
+        }
+    }
+}
+
+fn thousands(n: i64) -> String {
+    let s = n.abs().to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
+fn count_text(what: &str, c: &import::Count) -> String {
+    match c.expected {
+        Some(e) if e == c.found => format!("{what} {} (FFHQ: matches)", thousands(c.found)),
+        Some(e) => format!("{what} {} (FFHQ has {}: DIFFERENT)", thousands(c.found), thousands(e)),
+        None => format!("{what} {}", thousands(c.found)),
+    }
+}
+
+fn print_report(r: &ImportReport, quiet: bool) {
+    for s in &r.sources {
+        if !quiet {
+            eprintln!("pulse: read {} ({}, sha256 {})", s.file, s.format, &s.sha256[..12]);
+        }
+    }
+    let mut counts = vec![count_text("synthesis", &r.synthesis)];
+    if let Some(m) = &r.mapping {
+        counts.push(count_text("mapping", m));
+    }
+    if let Some(t) = &r.tf_trainables {
+        counts.push(count_text("TensorFlow Gs trainables", t));
+    }
+    let arch = if r.ffhq_architecture { "FFHQ architecture" } else { "not FFHQ's architecture" };
+    eprintln!(
+        "pulse: {}x{} network ({arch}); parameters: {}",
+        r.resolution,
+        r.resolution,
+        counts.join(", ")
+    );
+    if r.counts_match() == Some(false) {
+        eprintln!("pulse: WARNING: the parameter counts differ from NVIDIA's FFHQ generator");
+    }
+    if let Some(a) = &r.agreement {
+        let line = format!(
+            "Gaussian fit check ({} samples) against PULSE's FFHQ fit: max mean offset {:.3} std, max |ln std ratio| {:.3} (tolerance {})",
+            a.samples,
+            a.max_mean_offset,
+            a.max_log_std_ratio,
+            import::AGREEMENT_TOL
+        );
+        if a.agrees {
+            eprintln!("pulse: {line}: agrees");
+        } else {
+            eprintln!(
+                "pulse: WARNING: {line}: DOES NOT AGREE: this mapping network is not FFHQ's, or a layer was converted wrongly (transposed?)"
+            );
+        }
+    }
+    match &r.fit {
+        FitOrigin::PulseFfhq => eprintln!("pulse: Gaussian fit: PULSE's published FFHQ fit"),
+        FitOrigin::Source(p) => eprintln!("pulse: Gaussian fit: from {}", p.display()),
+        FitOrigin::Computed { samples } => {
+            eprintln!("pulse: Gaussian fit: computed from the mapping network ({samples} samples)")
+        }
+        FitOrigin::None => {}
+    }
+    if let Some(need) = r.fit_needed() {
+        eprintln!("pulse: note: {need}");
+    }
+    if r.unchanged {
+        eprintln!(
+            "pulse: {} already holds exactly these weights; nothing rewritten",
+            r.out.display()
+        );
+    } else {
+        let how = if r.replaced { " (replaced the previous model)" } else { "" };
+        eprintln!("pulse: wrote {}{how}: {}", r.out.display(), r.files.join(", "));
+    }
+    eprintln!("pulse: licence: {}", r.licence);
+}
+
+/// An indicatif bar on stderr, hidden when stderr is no terminal or with `-q`.
+struct Bar {
+    bar: ProgressBar,
+}
+
+impl Bar {
+    fn new(quiet: bool) -> Self {
+        let visible = !quiet && std::io::stderr().is_terminal();
+        let bar = ProgressBar::with_draw_target(
+            None,
+            if visible { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() },
+        );
+        Self { bar }
+    }
+
+    fn bytes(&self, from: u64, total: Option<u64>) {
+        let template = match total {
+            Some(_) => "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+            None => "{prefix} {spinner} {bytes} {bytes_per_sec}",
+        };
+        self.bar.set_style(
+            ProgressStyle::with_template(template).expect("valid template").progress_chars("=> "),
+        );
+        self.bar.set_prefix("download");
+        self.bar.set_length(total.unwrap_or(0));
+        self.bar.set_position(from);
+        self.bar.reset_eta();
+    }
+
+    fn import_event(&self, e: &ImportEvent) {
+        match e {
+            ImportEvent::Fitting { done, total } => {
+                if self.bar.length() != Some(*total as u64) {
+                    self.bar.set_style(
+                        ProgressStyle::with_template(
+                            "{prefix} [{bar:30}] {pos}/{len} samples ETA {eta}",
+                        )
+                        .expect("valid template")
+                        .progress_chars("=> "),
+                    );
+                    self.bar.set_prefix("Gaussian fit");
+                    self.bar.set_length(*total as u64);
+                }
+                self.bar.set_position(*done as u64);
+            }
+            ImportEvent::Reading(p) => self.message(&format!("reading {}", p.display())),
+            ImportEvent::Checking => self.message("checking the networks"),
+            ImportEvent::Writing(p) => self.message(&format!("writing {}", p.display())),
+        }
+    }
+
+    fn message(&self, m: &str) {
+        self.bar
+            .set_style(ProgressStyle::with_template("{spinner} {msg}").expect("valid template"));
+        self.bar.set_message(m.to_string());
+        self.bar.tick();
+    }
+
+    fn println(&self, line: &str) {
+        self.bar.suspend(|| eprintln!("{line}"));
+    }
+
+    fn clear(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+struct DownloadProgress {
+    bar: Bar,
+    quiet: bool,
+}
+
+impl DownloadObserver for DownloadProgress {
+    fn trying(&mut self, index: usize, count: usize, c: &Candidate) {
+        if !self.quiet {
+            self.bar.println(&format!("pulse: [{}/{count}] {} ({})", index + 1, c.url, c.source));
+        }
+    }
+    fn started(&mut self, from: u64, total: Option<u64>) {
+        if from > 0 && !self.quiet {
+            self.bar.println(&format!("pulse: resuming after {} bytes", thousands(from as i64)));
+        }
+        self.bar.bytes(from, total);
+    }
+    fn progress(&mut self, done: u64) {
+        self.bar.bar.set_position(done);
+    }
+    fn resuming(&mut self, done: u64, error: &str) {
+        if !self.quiet {
+            self.bar.println(&format!("pulse: {error}; resuming at byte {done}"));
+        }
+    }
+    fn failed(&mut self, c: &Candidate, reason: &str) {
+        self.bar.bar.finish_and_clear();
+        self.bar.println(&format!("pulse: {} failed: {reason}", c.url));
+    }
+    fn verifying(&mut self, c: &Candidate) {
+        self.bar.bar.finish_and_clear();
+        if !self.quiet {
+            let how = match &c.verify {
+                download::Verify::GitBlob(_) => "git blob SHA-1",
+                download::Verify::Sha256(_) => "SHA-256 and structure",
+                download::Verify::Ffhq => "structure and FFHQ parameter counts",
+                download::Verify::Importable => "structure",
+            };
+            self.bar.println(&format!("pulse: verifying {} ({how})", c.file));
+        }
+    }
+    fn import_event(&mut self, e: &ImportEvent) {
+        self.bar.import_event(e)
+    }
+}
+
+pub fn download(a: DownloadArgs) -> anyhow::Result<Exit> {
+    let ModelName::Ffhq = a.model;
+    let stop = interrupt_flag();
+    let mut opts = DownloadOptions::new(a.out.clone());
+    opts.sources = a.sources;
+    opts.force = a.force;
+    opts.sha256 = a.sha256;
+    opts.fit_samples = a.fit_samples;
+    if let Some(m) = &opts.mirror {
+        eprintln!("pulse: using the mirror {m} (${})", download::MIRROR_VAR);
+    }
+    let mut progress = DownloadProgress { bar: Bar::new(a.quiet), quiet: a.quiet };
+    let result = download::run(&opts, &mut progress, &stop);
+    progress.bar.clear();
+    match result {
+        Ok(r) if r.already_installed => {
+            eprintln!(
+                "pulse: {} already holds the FFHQ model from {} (--force downloads it again)",
+                a.out.display(),
+                r.candidate.url
+            );
+            Ok(Exit::Success)
+        }
+        Ok(r) => {
+            eprintln!("pulse: downloaded {} from {}", r.candidate.file, r.candidate.url);
+            if let Some(report) = &r.import {
+                print_report(report, a.quiet);
+            }
+            let needs_fit = r.import.as_ref().is_some_and(|i| i.fit_needed().is_some());
+            if needs_fit {
+                // print_report said what is missing.
+            } else if a.out == std::path::Path::new(pulse::model::DEFAULT_DIR) {
+                eprintln!(
+                    "pulse: ready: `pulse upsample FACE.png` uses {} by default",
+                    a.out.display()
+                );
+            } else {
+                eprintln!("pulse: ready: `pulse upsample --model {} FACE.png`", a.out.display());
+            }
+            Ok(Exit::Success)
+        }
+        Err(DownloadError::AllFailed { tried }) => {
+            let mut msg = String::from("pulse: error: could not download the FFHQ model; tried:\n");
+            for (url, reason) in &tried {
+                msg.push_str(&format!("  {url}\n    {reason}\n"));
+            }
+            msg.push_str(&format!(
+                "Download one of these files by hand (a browser, another machine), then run:\n  pulse import FILE -o {}\n(PULSE's synthesis.pt, NVIDIA's {}, or lernapparat's {}; see README.md, \"Get the real model\")",
+                a.out.display(),
+                download::NVIDIA_FILE,
+                download::LERNAPPARAT_FILE
+            ));
+            eprintln!("{msg}");
+            Ok(Exit::Failure)
+        }
+        Err(DownloadError::Usage(m)) => {
+            eprintln!("pulse: error: {m}");
+            Ok(Exit::Refused)
+        }
+        Err(DownloadError::Interrupted { partial }) => {
+            match partial {
+                Some(p) => eprintln!(
+                    "pulse: interrupted; the partial download is kept in {}: run the same command again to resume",
+                    p.display()
+                ),
+                None => eprintln!("pulse: interrupted; no model was written"),
+            }
+            Ok(Exit::Interrupted)
+        }
+        Err(DownloadError::Other(e)) => {
+            eprintln!("pulse: error: {e:#}");
+            Ok(Exit::Failure)
+        }
+    }
+}

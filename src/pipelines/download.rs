@@ -1,0 +1,444 @@
+//! `pulse download ffhq`: fetches NVIDIA's FFHQ StyleGAN from the first source that still has
+//! it, verifies it, and imports it into a model folder ([`super::import`]).
+//!
+//! Sources, in order (models/README.md lists them with their URLs and sizes):
+//! 1. PULSE's own converted `synthesis.pt`, still in the PULSE repository's git history
+//!    (commit b4b7e3a1, later reverted), on both names of the repository. Its git blob id is
+//!    known, so the download is verified exactly (SHA-1 of `"blob <len>\0"` + the bytes).
+//! 2. NVIDIA's original `karras2019stylegan-ffhq-1024x1024.pkl`, on NVIDIA's CDN and Google
+//!    Drive. No checksum is published: it is verified by structure and by Gs's published
+//!    parameter count, 26,219,627 (NVlabs/stylegan README).
+//! 3. lernapparat's converted `for_g_all.pt` (a GitHub release asset), verified by structure
+//!    and the FFHQ parameter counts.
+//!
+//! The download goes to `<out>.download/<file>.partial` beside the model folder and is resumed
+//! from there by a later run; the model folder appears only once a verified import is
+//! complete.
+use super::import::{self, ImportError, ImportEvent, ImportOptions, ImportReport};
+use crate::download::{self, FetchError, FetchObserver, Timeouts};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+/// The commit and path of PULSE's `synthesis.pt` in adamian98/pulse's history, and its git
+/// blob id.
+pub const PULSE_COMMIT: &str = "b4b7e3a1ad6857b4eae7220bf35e50e7879d0283";
+pub const PULSE_PATH: &str = "cache/6b943ee69b8491ac40e8e9ced6175659_synthesis.pt";
+pub const PULSE_BLOB_SHA1: &str = "b3cd79264e182bb13a33043698b0a3d65791f738";
+pub const NVIDIA_FILE: &str = "karras2019stylegan-ffhq-1024x1024.pkl";
+pub const NVIDIA_DRIVE_ID: &str = "1MEGjdvVpUsu1jB4zrXZN7Y4kBBOzizDQ";
+pub const LERNAPPARAT_FILE: &str = "karras2019stylegan-ffhq-1024x1024.for_g_all.pt";
+
+/// Environment variable naming a mirror of the built-in sources, for mirrors and for tests:
+/// `https://HOST/PATH` is fetched from `$PULSE_DOWNLOAD_MIRROR/HOST/PATH` instead, with the
+/// same verification.
+pub const MIRROR_VAR: &str = "PULSE_DOWNLOAD_MIRROR";
+
+/// How a downloaded file is checked before it is imported.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verify {
+    /// Git blob SHA-1 (lowercase hex).
+    GitBlob(String),
+    /// SHA-256 of the file (lowercase hex), plus a successful import.
+    Sha256(String),
+    /// FFHQ-1024's architecture and parameter counts, plus a successful import.
+    Ffhq,
+    /// A successful import (any network the importer accepts).
+    Importable,
+}
+
+/// One place to try.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    /// `pulse`, `nvidia`, `lernapparat` or `url`.
+    pub source: &'static str,
+    pub url: String,
+    /// The name the file is saved under.
+    pub file: String,
+    pub verify: Verify,
+}
+
+/// The built-in candidates of a `--source` name (`None` for a URL or an unknown name).
+pub fn builtin(name: &str) -> Option<Vec<Candidate>> {
+    let c = |source, url: String, file: &str, verify| Candidate {
+        source,
+        url,
+        file: file.to_string(),
+        verify,
+    };
+    let pulse = |owner: &str| {
+        c(
+            "pulse",
+            format!("https://github.com/{owner}/pulse/raw/{PULSE_COMMIT}/{PULSE_PATH}"),
+            "synthesis.pt",
+            Verify::GitBlob(PULSE_BLOB_SHA1.into()),
+        )
+    };
+    Some(match name {
+        "pulse" => vec![pulse("adamian98"), pulse("alex-damian")],
+        "nvidia" => vec![
+            c(
+                "nvidia",
+                format!("https://nvlabs-fi-cdn.nvidia.com/stylegan/networks/{NVIDIA_FILE}"),
+                NVIDIA_FILE,
+                Verify::Ffhq,
+            ),
+            c(
+                "nvidia",
+                format!("https://drive.usercontent.google.com/download?id={NVIDIA_DRIVE_ID}&export=download&confirm=t"),
+                NVIDIA_FILE,
+                Verify::Ffhq,
+            ),
+        ],
+        "lernapparat" => vec![c(
+            "lernapparat",
+            format!("https://github.com/lernapparat/lernapparat/releases/download/v2019-02-01/{LERNAPPARAT_FILE}"),
+            LERNAPPARAT_FILE,
+            Verify::Ffhq,
+        )],
+        _ => return None,
+    })
+}
+
+/// Every built-in candidate, in the order they are tried.
+pub fn default_candidates() -> Vec<Candidate> {
+    ["pulse", "nvidia", "lernapparat"].iter().flat_map(|n| builtin(n).expect("built-in")).collect()
+}
+
+/// `https://HOST/PATH` as fetched from a mirror.
+pub fn mirrored(url: &str, mirror: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    format!("{}/{rest}", mirror.trim_end_matches('/'))
+}
+
+pub struct DownloadOptions {
+    /// `pulse`, `nvidia`, `lernapparat` or URLs, tried in order; empty: every built-in source.
+    pub sources: Vec<String>,
+    pub out: PathBuf,
+    pub force: bool,
+    /// Expected SHA-256 of a file given by URL.
+    pub sha256: Option<String>,
+    /// A mirror of the built-in sources (see [`MIRROR_VAR`]).
+    pub mirror: Option<String>,
+    pub fit_samples: i64,
+    pub timeouts: Timeouts,
+}
+
+impl DownloadOptions {
+    pub fn new(out: PathBuf) -> Self {
+        Self {
+            sources: Vec::new(),
+            out,
+            force: false,
+            sha256: None,
+            mirror: std::env::var(MIRROR_VAR).ok().filter(|m| !m.is_empty()),
+            fit_samples: crate::model::FIT_SAMPLES,
+            timeouts: Timeouts::default(),
+        }
+    }
+
+    /// The candidates to try, in order.
+    pub fn candidates(&self) -> Result<Vec<Candidate>, DownloadError> {
+        let names: Vec<String> = if self.sources.is_empty() {
+            vec!["pulse".into(), "nvidia".into(), "lernapparat".into()]
+        } else {
+            self.sources.clone()
+        };
+        let mut out = Vec::new();
+        for name in &names {
+            if let Some(mut list) = builtin(name) {
+                if let Some(m) = &self.mirror {
+                    for c in &mut list {
+                        c.url = mirrored(&c.url, m);
+                    }
+                }
+                out.extend(list);
+            } else if name.starts_with("http://") || name.starts_with("https://") {
+                let file = url_file_name(name);
+                let verify = match &self.sha256 {
+                    Some(h) => Verify::Sha256(h.to_ascii_lowercase()),
+                    None => Verify::Importable,
+                };
+                out.push(Candidate { source: "url", url: name.clone(), file, verify });
+            } else {
+                return Err(DownloadError::Usage(format!(
+                    "--source: expected pulse, nvidia, lernapparat or an http(s) URL, got '{name}'"
+                )));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The last path segment of a URL (query and fragment dropped), or `download`.
+fn url_file_name(url: &str) -> String {
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    let path = path.split_once("://").map_or(path, |(_, r)| r);
+    let last = path.split_once('/').map(|(_, p)| p.rsplit('/').next().unwrap_or("")).unwrap_or("");
+    let clean: String = last
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        .collect();
+    if clean.is_empty() || clean.starts_with('.') {
+        "download".into()
+    } else {
+        clean
+    }
+}
+
+/// Why a download failed; the exit code depends on it.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    /// Every candidate failed: what each said.
+    #[error("no source could be downloaded and verified")]
+    AllFailed { tried: Vec<(String, String)> },
+    /// The request cannot be done as asked (bad `--source`, another model in the way).
+    #[error("{0}")]
+    Usage(String),
+    /// Stopped by the user; the partial file is kept for a resume.
+    #[error("interrupted")]
+    Interrupted { partial: Option<PathBuf> },
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// Events of a download, for the command line to show.
+pub trait DownloadObserver {
+    /// Candidate `index` of `count` is being tried.
+    fn trying(&mut self, _index: usize, _count: usize, _candidate: &Candidate) {}
+    fn started(&mut self, _from: u64, _total: Option<u64>) {}
+    fn progress(&mut self, _done: u64) {}
+    fn resuming(&mut self, _done: u64, _error: &str) {}
+    fn failed(&mut self, _candidate: &Candidate, _reason: &str) {}
+    fn verifying(&mut self, _candidate: &Candidate) {}
+    fn import_event(&mut self, _event: &ImportEvent) {}
+}
+
+struct Relay<'a>(&'a mut dyn DownloadObserver);
+
+impl FetchObserver for Relay<'_> {
+    fn started(&mut self, _url: &str, from: u64, total: Option<u64>) {
+        self.0.started(from, total)
+    }
+    fn progress(&mut self, done: u64) {
+        self.0.progress(done)
+    }
+    fn resuming(&mut self, _url: &str, done: u64, error: &str) {
+        self.0.resuming(done, error)
+    }
+}
+
+pub struct DownloadReport {
+    pub candidate: Candidate,
+    pub import: Option<ImportReport>,
+    /// The model folder already held the model from this source: nothing was downloaded.
+    pub already_installed: bool,
+}
+
+/// The folder beside `out` where downloads wait, partial or complete, until imported.
+pub fn download_dir(out: &Path) -> PathBuf {
+    let name =
+        out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    out.with_file_name(format!("{name}.download"))
+}
+
+/// Where a candidate's download is kept until imported: `<out>.download/<key>.<file>.partial`
+/// (the completed file drops `.partial`). The key is the source name, or for a URL a hash of
+/// it, so that two sources never resume each other's bytes.
+pub fn partial_file(out: &Path, candidate: &Candidate) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let key = if candidate.source == "url" {
+        let h = Sha256::digest(candidate.url.as_bytes());
+        format!("url-{:02x}{:02x}{:02x}{:02x}", h[0], h[1], h[2], h[3])
+    } else {
+        candidate.source.to_string()
+    };
+    download_dir(out).join(format!("{key}.{}.partial", candidate.file))
+}
+
+/// Which source URL a model folder was imported from, by its `model.json`.
+fn installed_from(out: &Path) -> Option<String> {
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("model.json")).ok()?).ok()?;
+    json["sources"][0]["url"].as_str().map(str::to_string)
+}
+
+fn has_files(dir: &Path) -> bool {
+    std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(false)
+}
+
+pub fn run(
+    opts: &DownloadOptions,
+    observer: &mut dyn DownloadObserver,
+    stop: &AtomicBool,
+) -> Result<DownloadReport, DownloadError> {
+    let candidates = opts.candidates()?;
+    if opts.out.exists() && !opts.out.is_dir() {
+        return Err(DownloadError::Usage(format!(
+            "{}: exists and is not a folder",
+            opts.out.display()
+        )));
+    }
+    if has_files(&opts.out) && !opts.force {
+        if let Some(url) = installed_from(&opts.out) {
+            if let Some(c) = candidates.iter().find(|c| c.url == url) {
+                return Ok(DownloadReport {
+                    candidate: c.clone(),
+                    import: None,
+                    already_installed: true,
+                });
+            }
+        }
+        return Err(DownloadError::Usage(format!(
+            "{} already holds another model; --force replaces it (or choose another folder with -o)",
+            opts.out.display()
+        )));
+    }
+    let dir = download_dir(&opts.out);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| anyhow::anyhow!("{}: cannot create folder: {e}", dir.display()))?;
+    let mut tried = Vec::new();
+    for (i, candidate) in candidates.iter().enumerate() {
+        observer.trying(i, candidates.len(), candidate);
+        let partial = partial_file(&opts.out, candidate);
+        let file = partial.with_extension("");
+        let mut fail = |observer: &mut dyn DownloadObserver, reason: String| {
+            observer.failed(candidate, &reason);
+            tried.push((candidate.url.clone(), reason));
+        };
+        // A file completed by an earlier run whose import was interrupted needs no new download.
+        if !file.exists() {
+            match download::fetch(
+                &candidate.url,
+                &partial,
+                &mut Relay(observer),
+                stop,
+                opts.timeouts,
+            ) {
+                Ok(_) => {}
+                Err(FetchError::Interrupted) => {
+                    return Err(DownloadError::Interrupted { partial: Some(partial) })
+                }
+                Err(e) => {
+                    fail(observer, e.to_string());
+                    continue;
+                }
+            }
+            std::fs::rename(&partial, &file)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        }
+        observer.verifying(candidate);
+        if let Err(reason) = verify_checksum(&file, &candidate.verify) {
+            // A wrong file must not be resumed from: it goes.
+            let _ = std::fs::remove_file(&file);
+            fail(observer, reason);
+            continue;
+        }
+        let mut import_opts = ImportOptions::new(vec![file.clone()], opts.out.clone());
+        import_opts.force = opts.force;
+        import_opts.fit_samples = opts.fit_samples;
+        import_opts.require_ffhq = candidate.verify == Verify::Ffhq;
+        import_opts.origins.insert(file.clone(), candidate.url.clone());
+        match import::run(&import_opts, &mut |e| observer.import_event(&e), stop) {
+            Ok(report) => {
+                let _ = std::fs::remove_file(&file);
+                let _ = std::fs::remove_dir(&dir);
+                return Ok(DownloadReport {
+                    candidate: candidate.clone(),
+                    import: Some(report),
+                    already_installed: false,
+                });
+            }
+            Err(ImportError::Refused(reason)) => {
+                let _ = std::fs::remove_file(&file);
+                fail(observer, format!("verification failed: {reason}"));
+            }
+            Err(ImportError::Usage(m)) => return Err(DownloadError::Usage(m)),
+            Err(ImportError::Interrupted) => {
+                return Err(DownloadError::Interrupted { partial: None })
+            }
+            Err(ImportError::Other(e)) => return Err(DownloadError::Other(e)),
+        }
+    }
+    let _ = std::fs::remove_dir(&dir); // only if empty: partial files stay for a resume
+    Err(DownloadError::AllFailed { tried })
+}
+
+/// Checks a checksum, when the candidate has one.
+fn verify_checksum(file: &Path, verify: &Verify) -> Result<(), String> {
+    match verify {
+        Verify::GitBlob(expected) => {
+            let got = git_blob_sha1(file).map_err(|e| format!("{}: {e}", file.display()))?;
+            if &got != expected {
+                return Err(format!("checksum mismatch: git blob {got}, expected {expected}"));
+            }
+        }
+        Verify::Sha256(expected) => {
+            let got = crate::weights::sha256_file(file)
+                .map_err(|e| format!("{}: {e}", file.display()))?;
+            if &got != expected {
+                return Err(format!("checksum mismatch: sha256 {got}, expected {expected}"));
+            }
+        }
+        Verify::Ffhq | Verify::Importable => {}
+    }
+    Ok(())
+}
+
+/// Git's object id of a file: SHA-1 of `"blob <length>\0"` followed by its bytes.
+pub fn git_blob_sha1(path: &Path) -> std::io::Result<String> {
+    use sha1::{Digest, Sha1};
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut hasher = Sha1::new();
+    hasher.update(format!("blob {len}\0").as_bytes());
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn git_blob_id_matches_git_hash_object() {
+        // `printf 'hello\n' | git hash-object --stdin`
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"hello\n").unwrap();
+        assert_eq!(git_blob_sha1(&p).unwrap(), "ce013625030ba8dba906f756967f9e9ca394464a");
+    }
+
+    #[test]
+    fn mirrors_and_url_names() {
+        assert_eq!(
+            mirrored("https://github.com/a/b?x=1", "http://127.0.0.1:9/"),
+            "http://127.0.0.1:9/github.com/a/b?x=1"
+        );
+        assert_eq!(url_file_name("http://h:1/dir/file.pkl?x=y"), "file.pkl");
+        assert_eq!(url_file_name("http://h:1/"), "download");
+        assert_eq!(url_file_name("http://h:1"), "download");
+        assert_eq!(url_file_name("http://h/../.hidden"), "download");
+    }
+
+    #[test]
+    fn sources_expand_in_order() {
+        let mut o = DownloadOptions::new("m".into());
+        o.mirror = None;
+        let all: Vec<&str> = o.candidates().unwrap().iter().map(|c| c.source).collect();
+        assert_eq!(all, ["pulse", "pulse", "nvidia", "nvidia", "lernapparat"]);
+        o.sources = vec!["lernapparat".into(), "http://x/y.pt".into()];
+        let c = o.candidates().unwrap();
+        assert_eq!(c[1].verify, Verify::Importable);
+        o.sources = vec!["ftp://x".into()];
+        assert!(matches!(o.candidates(), Err(DownloadError::Usage(_))));
+    }
+}
