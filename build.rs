@@ -7,7 +7,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=csrc/pulse_ops.cpp");
-    println!("cargo:rerun-if-env-changed=PULSE_CXX11_ABI");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     let Ok(libtorch) = std::env::var("LIBTORCH") else {
         panic!("set LIBTORCH to the libtorch folder (its include/ is needed to compile csrc/pulse_ops.cpp)");
     };
@@ -41,7 +41,12 @@ fn compile_ops(libtorch: &std::path::Path) {
     let obj = out.join("pulse_ops.o");
     let include = libtorch.join("include");
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".to_string());
-    let abi = std::env::var("PULSE_CXX11_ABI").unwrap_or_else(|_| "1".to_string());
+    // The same ABI switch torch-sys compiles its own wrapper with (default on, as in the
+    // PyPI wheels since torch 2.7); both objects must agree to link.
+    let abi = match std::env::var("LIBTORCH_CXX11_ABI").as_deref() {
+        Ok("0") | Ok("false") => "0",
+        _ => "1",
+    };
     let status = std::process::Command::new(&cxx)
         .args([
             "-c",
