@@ -155,6 +155,7 @@ fn run_case(name: &str) -> (HashMap<String, Tensor>, SearchOutcome) {
         tile_latent: case["tile_latent"].as_bool().unwrap(),
         keep_intermediate: false,
         keep_final: true,
+        cuda_graph: false,
     };
     let target =
         pulse::imageio::read_target(&fixture(case["ref"].as_str().unwrap()), 1024).unwrap();
