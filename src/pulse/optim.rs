@@ -112,6 +112,11 @@ impl SphericalOptimizer {
         self.kind
     }
 
+    /// The optimized tensors.
+    pub fn params(&self) -> &[Tensor] {
+        &self.params
+    }
+
     /// One update at learning rate `lr` (the next update number), then the projection.
     pub fn step(&mut self, lr: f64) {
         self.steps_taken += 1;

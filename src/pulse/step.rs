@@ -161,3 +161,94 @@ impl State {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipelines::bench::{random_fit, random_synthesis};
+    use crate::pulse::OptimizerKind;
+    use crate::stylegan::SynthesisConfig;
+
+    /// The device-side formulation (step counter, per-step tables, one-hot history row, best
+    /// iterate updated in place) computes what a loop driven by the host's step number computes,
+    /// bit for bit, for every optimizer: what a replayed graph does is what the loop did.
+    #[test]
+    fn device_side_step_equals_the_host_driven_loop() {
+        let net = SynthesisConfig::with_fmap_max(32, 16);
+        let (synthesis, _vs) = random_synthesis(&net, Device::Cpu, 1);
+        let fit = random_fit(Device::Cpu);
+        let target =
+            LossTarget { image: Tensor::rand([2, 3, 8, 8], tch::kind::FLOAT_CPU), weight: None };
+        let down = Downscaler::new(4, Device::Cpu).unwrap();
+        let layers = net.num_layers();
+        for kind in
+            [OptimizerKind::Adam, OptimizerKind::Sgd, OptimizerKind::Sgdm, OptimizerKind::Adamax]
+        {
+            let config = SearchConfig {
+                steps: 5,
+                optimizer: kind,
+                bad_noise_layers: vec![],
+                ..SearchConfig::default()
+            };
+            let start =
+                Start::batch(&[Start::random(1, &net, false), Start::random(2, &net, false)]);
+            let lrs: Vec<f64> = (0..config.steps)
+                .map(|j| config.lr * config.schedule.factor(j, config.steps))
+                .collect();
+            let inputs = Inputs {
+                synthesis: &synthesis,
+                fit: &fit,
+                config: &config,
+                target: &target,
+                down: &down,
+                layers,
+            };
+            let mut state = State::new(&config, &start, &lrs, 32, Device::Cpu).unwrap();
+            for _ in 0..config.steps {
+                state.step(&inputs).unwrap();
+            }
+
+            // The host-driven loop: step number, learning rate and history rows on the host.
+            let reference = State::new(&config, &start, &lrs, 32, Device::Cpu).unwrap();
+            let mut opt = SphericalOptimizer::new(
+                kind,
+                reference.opt.params().iter().map(|p| p.shallow_clone()).collect(),
+            );
+            let (mut best_total, mut best_step) =
+                (reference.best_total.copy(), reference.best_step.copy());
+            let mut best_latent = reference.best_latent.copy();
+            let mut rows = vec![];
+            for (step, &lr) in lrs.iter().enumerate() {
+                opt.zero_grad();
+                let w_plus = to_w_plus(&reference.latent, &fit, layers).unwrap();
+                let gen = (synthesis.forward(&w_plus, &reference.noise).unwrap() + 1.0) / 2.0;
+                let (total, terms) = loss::evaluate(
+                    &config.loss,
+                    &down.forward(&gen).unwrap(),
+                    &target,
+                    &w_plus,
+                    config.eps,
+                );
+                tch::no_grad(|| {
+                    let better = total.lt_tensor(&best_total);
+                    best_total = total.where_self(&better, &best_total);
+                    best_step = Tensor::full([2], step as i64, (Kind::Int64, Device::Cpu))
+                        .where_self(&better, &best_step);
+                    best_latent =
+                        reference.latent.detach().where_self(&better.view([2, 1, 1]), &best_latent);
+                    let mut row = vec![total.detach()];
+                    row.extend(terms.iter().map(|t| t.detach()));
+                    rows.push(Tensor::stack(&row, 0));
+                });
+                total.sum(Kind::Float).backward();
+                opt.step(lr);
+            }
+            assert!(state.history.equal(&Tensor::stack(&rows, 0)), "{kind:?}: history");
+            assert!(state.best_total.equal(&best_total), "{kind:?}: best total");
+            assert!(state.best_step.equal(&best_step), "{kind:?}: best step");
+            assert!(state.best_latent.equal(&best_latent), "{kind:?}: best latent");
+            assert!(state.latent.equal(&reference.latent), "{kind:?}: final latent");
+            assert_eq!(Vec::<i64>::try_from(&state.step).unwrap(), [config.steps as i64]);
+        }
+    }
+}
