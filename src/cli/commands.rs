@@ -23,6 +23,10 @@ pub fn info() -> anyhow::Result<Exit> {
     for (i, name) in pulse::system::gpu_names().iter().enumerate() {
         println!("  cuda:{i}: {name}");
     }
+    println!(
+        "cuda graphs: {}",
+        if pulse::ops::cuda_graphs_built() { "built in" } else { "not in this build" }
+    );
     println!("cpu threads: {}", tch::get_num_threads());
     Ok(Exit::Success)
 }
