@@ -35,7 +35,7 @@ fn main() {
     });
     archive(&objects);
     // `pulse info` reports the libtorch version it was built against.
-    let version_py = PathBuf::from(&libtorch).join("version.py");
+    let version_py = libtorch.join("version.py");
     if let Ok(text) = std::fs::read_to_string(&version_py) {
         let version =
             text.lines().find_map(|l| l.strip_prefix("__version__ = ")).unwrap_or("unknown");
@@ -44,7 +44,7 @@ fn main() {
             version.trim_matches(|c| c == '\'' || c == '"')
         );
     }
-    let lib = PathBuf::from(libtorch).join("lib");
+    let lib = libtorch.join("lib");
     // Resolve symlinks so the rpath survives the venv symlink being replaced.
     let lib = lib.canonicalize().unwrap_or(lib);
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
@@ -71,7 +71,7 @@ fn cuda_includes(libtorch: &Path) -> Option<Vec<PathBuf>> {
     let site = libtorch.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut candidates: Vec<PathBuf> = ["CUDA_HOME", "CUDA_PATH"]
         .iter()
-        .filter_map(|v| std::env::var_os(v))
+        .filter_map(std::env::var_os)
         .map(|d| PathBuf::from(d).join("include"))
         .collect();
     candidates.push(PathBuf::from("/usr/local/cuda/include"));

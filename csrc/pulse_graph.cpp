@@ -11,6 +11,7 @@
 #ifdef PULSE_CUDA_GRAPHS
 #include <ATen/autocast_mode.h>
 #include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAStream.h>
 
@@ -82,11 +83,14 @@ int pulse_graph_new(void** graph, char** err) { PULSE_PROTECT(*graph = new Graph
 void pulse_graph_free(void* graph) { delete static_cast<Graph*>(graph); }
 
 // Starts capturing the current stream's work into `graph`. mode: 0 global, 1 thread-local,
-// 2 relaxed (cudaStreamCaptureMode). Autocast's cast cache is off while capturing: a cached
-// cast made during capture would live in the graph's memory pool.
+// 2 relaxed (cudaStreamCaptureMode). The blocks the warm-up steps left in libtorch's cache are
+// returned first: the graph gets a memory pool of its own, and without this the GPU would hold
+// a step's activations twice. Autocast's cast cache is off while capturing: a cached cast made
+// during capture would live in the graph's pool.
 int pulse_graph_capture_begin(void* graph, int mode, char** err) {
   PULSE_PROTECT({
     auto* g = static_cast<Graph*>(graph);
+    c10::cuda::CUDACachingAllocator::emptyCache();
     auto m = mode == 2   ? cudaStreamCaptureModeRelaxed
              : mode == 1 ? cudaStreamCaptureModeThreadLocal
                          : cudaStreamCaptureModeGlobal;

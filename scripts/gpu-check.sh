@@ -21,6 +21,8 @@ start=$(date +%s)
 bundle="$root/gpu-bundle"
 [ -x "$bundle/release/pulse" ] || { echo "gpu-check: $bundle/release/pulse missing; run scripts/make-gpu-bundle.sh where Rust is" >&2; exit 2; }
 python=${PYTHON:-python3}
+# (torch warns on import where numpy is missing; nothing here needs numpy)
+export PYTHONWARNINGS=ignore
 torch_lib=$($python -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))') || { echo "gpu-check: python3 cannot import torch" >&2; exit 2; }
 export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 # What `pulse` sets for itself; set here too for the test executables.
@@ -40,7 +42,7 @@ elapsed() { echo $(( $(date +%s) - start )); }
 over_budget() { [ "$(elapsed)" -ge "$budget" ]; }
 
 echo "== torch $($python -c 'import torch; print(torch.__version__, "cuda", torch.version.cuda, "available:", torch.cuda.is_available())')"
-nvidia-smi --query-gpu=name,memory.total,memory.free,driver_version --format=csv,noheader || true
+nvidia-smi --query-gpu=name,memory.total,memory.free,driver_version --format=csv,noheader 2>/dev/null || echo "(no nvidia-smi)"
 "$pulse" info | tee "$out/info.txt"
 [ "$dev" = cpu ] || grep -q "cuda: available" "$out/info.txt" || { echo "gpu-check: pulse does not see CUDA" >&2; exit 1; }
 status=0
