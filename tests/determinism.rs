@@ -5,7 +5,7 @@
 //! (it raises an error for an op without a deterministic CUDA kernel).
 mod common;
 
-use common::{face, fixture, TestDir};
+use common::{face, fixture, pulse, read_json, s, TestDir};
 use pulse::device::{configure, Determinism};
 use pulse::editing::embed::{embed, EmbedNoise, EmbedOptions};
 use pulse::model::{build_synthesis, read_fit, Model};
@@ -238,4 +238,26 @@ fn embedding_with_the_perceptual_term_repeats() {
         assert!(a.latent.w_plus.equal(&b.latent.w_plus), "{side}: two embeddings differ");
         assert!(a.history.iter().all(|h| h.total > h.mse));
     }
+}
+
+/// `--nondeterministic` and `--cuda-graph` say what they do and the report records what ran: on
+/// the CPU neither changes anything (the command says so); on CUDA both are in effect.
+#[test]
+fn nondeterministic_and_cuda_graph_flags_are_reported() {
+    let t = TestDir::new();
+    let report = t.path("report.json");
+    let device = std::env::var("PULSE_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
+    let run = pulse()
+        .args(["upsample", &face("astronaut32.png"), "--steps", "5", "--seed", "1", "-q"])
+        .args(["--nondeterministic", "--cuda-graph", "--device", &device])
+        .args(["--model", s(&t.model_128()), "-o", s(&t.path("out")), "--report", s(&report)])
+        .assert()
+        .code(predicates::prelude::predicate::in_iter([0, 3]));
+    let stderr = String::from_utf8_lossy(&run.get_output().stderr).into_owned();
+    let r = read_json(&report);
+    let cuda = r["settings"]["device"].as_str().unwrap().starts_with("cuda");
+    assert_eq!(r["settings"]["deterministic"], !cuda);
+    assert_eq!(r["settings"]["cuda_graph"], cuda);
+    let said = if cuda { "nondeterministic kernels on" } else { "no effect on the CPU" };
+    assert!(stderr.contains(said), "{stderr}");
 }
