@@ -7,12 +7,13 @@
 #   2. the benchmark table: torch_baseline_step.py beside `pulse bench` for each precision, with
 #      and without --cuda-graph, and fp32 --nondeterministic, at each batch size;
 #   3. the test executables run with PULSE_TEST_DEVICE=$GPU_CHECK_DEVICE.
-# Budget: under 8 minutes on an H100/H200 (a deadline skips what would not fit).
+# Budget: under 8 minutes on an H100/H200: benchmark rows that would start after BENCH_BUDGET_S
+# seconds are skipped (and listed), so the tests always get their turn.
 # Usage: scripts/gpu-check.sh [--quick]
 # Environment: PYTHON (default python3), STEPS (timed steps, 5), BATCHES ("1 4 16"),
 # PRECISIONS ("fp32 tf32 bf16 fp16"), GRAPH (1: also the --cuda-graph rows), AUTO_PRECISION
 # (fp16; the --batch-size auto row), DET_STEPS (20), SKIP_TESTS=1, SKIP_BENCH=1, TEST_THREADS (4),
-# BUDGET_S (460), BASELINE (path of torch_baseline_step.py), GPU_CHECK_DEVICE=cpu (a smoke test of
+# BENCH_BUDGET_S (300), BASELINE (path of torch_baseline_step.py), GPU_CHECK_DEVICE=cpu (a smoke test of
 # this script on a machine without a GPU), GPU_CHECK_OUT (default gpu-check-out/).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -35,7 +36,7 @@ steps=${STEPS:-5}
 batches=${BATCHES:-1 4 16}
 precisions=${PRECISIONS:-fp32 tf32 bf16 fp16}
 graph=${GRAPH:-1}
-budget=${BUDGET_S:-460}
+budget=${BENCH_BUDGET_S:-300}
 [ "${1:-}" = "--quick" ] && { batches="1 4"; steps=3; }
 model="$root/models/test-1024"
 elapsed() { echo $(( $(date +%s) - start )); }
@@ -192,7 +193,6 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
   echo "== tests (PULSE_TEST_DEVICE=$dev)"
   for t in "$bundle"/release/deps/*-test; do
     name=$(basename "$t" -test)
-    if over_budget; then echo "  $name: skipped (over the ${budget}s budget)"; status=1; continue; fi
     case "$name" in parity|determinism) show=--nocapture ;; *) show= ;; esac
     if (cd "$root" && PULSE_TEST_DEVICE=$dev PULSE_MODEL="$model" timeout 240 "$t" --test-threads="${TEST_THREADS:-4}" $show > "$out/test-$name.log" 2>&1); then
       echo "  $name: $(grep -E '^test result' "$out/test-$name.log" | tail -1)"
