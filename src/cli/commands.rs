@@ -218,12 +218,14 @@ pub fn generate(a: GenerateArgs) -> anyhow::Result<Exit> {
         latent.write(&latent_path)?;
         written += 1;
         bar.inc(1);
-        if a.quiet || a.count <= 10 {
+        if !a.quiet && a.count <= 10 {
             bar.suspend(|| eprintln!("pulse: wrote {}", escaped(path)));
         }
     }
     bar.finish_and_clear();
-    eprintln!("pulse: {written} faces written, {skipped} already there");
+    if !a.quiet {
+        eprintln!("pulse: {written} faces written, {skipped} already there");
+    }
     Ok(Exit::Success)
 }
 

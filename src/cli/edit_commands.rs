@@ -151,6 +151,7 @@ pub fn embed(a: EmbedArgs) -> anyhow::Result<Exit> {
     check_outputs(&inputs, &outputs)?;
     let model = load_model(&a.model)?;
     let resolution = model.config().resolution;
+    let stop = interrupt_flag();
     let (photo, resized) = input(imageio::read_photo(&a.photo, resolution))?;
     if resized {
         eprintln!(
@@ -166,7 +167,6 @@ pub fn embed(a: EmbedArgs) -> anyhow::Result<Exit> {
         noise,
         ..EmbedOptions::default()
     };
-    let stop = interrupt_flag();
     let bar = progress::bar(a.steps as u64, "embed", a.quiet);
     let outcome = editing::embed(&model, &photo, &opts, &mut |v: &EmbedStep| {
         bar.set_position(v.step as u64 + 1);
