@@ -265,8 +265,8 @@ fn output_paths(out: &Path, count: usize, seed: u64) -> anyhow::Result<Vec<PathB
 }
 
 pub fn render(a: RenderArgs) -> anyhow::Result<Exit> {
-    input(pulse::imageio::OutputFormat::from_path(&a.out))?;
     check_outputs(&[&a.latent, &a.model.model], &[&a.out])?;
+    input(pulse::imageio::OutputFormat::from_path(&a.out))?;
     let latent = input(LatentFile::read(&a.latent))?;
     let model = load_model(&a.model)?;
     warn_if_other_model(&a.latent, &latent, &model);
