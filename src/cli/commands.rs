@@ -94,6 +94,9 @@ pub(super) fn interrupt_flag() -> Arc<AtomicBool> {
 }
 
 pub fn upsample(a: UpsampleArgs) -> anyhow::Result<ExitCode> {
+    if a.align {
+        return super::align::upsample_aligned(a);
+    }
     let mut model = load_model(&a.model)?;
     let search = SearchConfig {
         steps: a.steps,

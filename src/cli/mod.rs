@@ -1,5 +1,6 @@
 //! Argument parsing (clap) into plain options, and one function per command. This is the edge:
 //! the only place that prints.
+mod align;
 mod args;
 mod bench;
 mod commands;
@@ -14,6 +15,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Info => commands::info(),
         Command::Upsample(a) => commands::upsample(*a),
+        Command::Align(a) => align::align(a),
         Command::Generate(a) => commands::generate(a),
         Command::Render(a) => commands::render(a),
         Command::Convert(a) => commands::convert(a),
