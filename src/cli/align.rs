@@ -26,7 +26,7 @@ pub struct AlignArgs {
     /// largest.
     #[arg(long)]
     pub all_faces: bool,
-    /// Smallest face searched for, in pixels.
+    /// Smallest face searched for, in pixels (MTCNN finds some down to about half of it).
     #[arg(long, default_value_t = 20.0, value_name = "PX", value_parser = parse_min_face)]
     pub min_face: f64,
     /// Write a JSON report here: per photo, every face's box, score, landmarks and output file.

@@ -246,6 +246,9 @@ fn align_one(
     // Resume without reading: the largest face's outputs are all there.
     if !opts.all_faces && !opts.overwrite {
         let (png, aligned) = output_paths(opts, stem, 0);
+        if let Some(e) = overwrites_input(path, &[&png, &aligned], inputs) {
+            return Ok(refusal(path, e));
+        }
         if png.exists() && (!opts.save_aligned || aligned.exists()) {
             observer.skipped(path, &png);
             let mut r = record(path, Status::Skipped, None);
@@ -272,17 +275,8 @@ fn align_one(
     let count = if opts.all_faces { faces.len() } else { 1 };
     for k in 0..count {
         let (png, aligned_png) = output_paths(opts, stem, k);
-        for out in [&png, &aligned_png] {
-            if out.canonicalize().is_ok_and(|c| inputs.contains(&c)) {
-                return Ok(refusal(
-                    path,
-                    anyhow::anyhow!(
-                        "{}: the output {} would overwrite an input; choose another -o folder",
-                        path.display(),
-                        out.display()
-                    ),
-                ));
-            }
+        if let Some(e) = overwrites_input(path, &[&png, &aligned_png], inputs) {
+            return Ok(refusal(path, e));
         }
         let face_record = &mut record.faces[k];
         face_record.output = Some(png.clone());
@@ -303,6 +297,21 @@ fn align_one(
         imageio::write_png(&align::downscale(&aligned, opts.size), &png)?;
     }
     Ok(record)
+}
+
+/// The refusal when one of `outputs` is an input of the run (e.g. `-o` naming the photos' own
+/// folder): outputs never replace inputs.
+fn overwrites_input(
+    path: &Path,
+    outputs: &[&PathBuf],
+    inputs: &BTreeSet<PathBuf>,
+) -> Option<anyhow::Error> {
+    let out = outputs.iter().find(|o| o.canonicalize().is_ok_and(|c| inputs.contains(&c)))?;
+    Some(anyhow::anyhow!(
+        "{}: the output {} would overwrite an input; choose another -o folder",
+        path.display(),
+        out.display()
+    ))
 }
 
 fn write_report(report: &Report, path: &Path) -> anyhow::Result<()> {
