@@ -253,7 +253,9 @@ fn square(b: [f32; 4]) -> [f32; 4] {
 
 /// Crops of the candidates (truncated to integers and clipped to the image, as
 /// facenet-pytorch's `pad` does: not padded), each resized to `side` x `side` by area averaging.
-/// Returns the indices of the candidates cropped (those overlapping the image) and the crops.
+/// Returns the indices of the candidates cropped (those overlapping the image) and the crops
+/// `[N,3,side,side]` on the image's device. The averaging runs here on each crop's pixels (as
+/// `adaptive_avg_pool2d` computes it), which spares one libtorch call per box.
 fn crops(
     image: &Tensor,
     candidates: &[Candidate],
@@ -262,22 +264,46 @@ fn crops(
     w: i64,
 ) -> (Vec<usize>, Tensor) {
     let mut kept = vec![];
-    let mut out = vec![];
+    let mut out: Vec<f32> = vec![];
     for (i, c) in candidates.iter().enumerate() {
         let [x, y, ex, ey] = c.corners.map(|v| v.trunc() as i64);
         let (x, y, ex, ey) = (x.max(1), y.max(1), ex.min(w), ey.min(h));
         if ey > y - 1 && ex > x - 1 {
-            let crop = image.narrow(2, y - 1, ey - y + 1).narrow(3, x - 1, ex - x + 1);
-            out.push(crop.adaptive_avg_pool2d([side, side]));
+            let (ch, cw) = (ey - y + 1, ex - x + 1);
+            let crop = image.narrow(2, y - 1, ch).narrow(3, x - 1, cw);
+            let pixels = to_vec(&crop);
+            out.extend(area_resize(&pixels, ch as usize, cw as usize, side as usize));
             kept.push(i);
         }
     }
-    let crops = if out.is_empty() {
-        Tensor::zeros([0, 3, side, side], (Kind::Float, image.device()))
-    } else {
-        Tensor::cat(&out, 0)
-    };
+    let n = kept.len() as i64;
+    let crops = Tensor::from_slice(&out).view([n, 3, side, side]).to_device(image.device());
     (kept, crops)
+}
+
+/// Area averaging of a `[3,h,w]` image to `[3,side,side]`, as PyTorch's `adaptive_avg_pool2d`
+/// (`interpolate(mode="area")`): output `i` averages inputs `floor(i*n/side)..ceil((i+1)*n/side)`,
+/// summed row by row in float32 and divided by the rows, then the columns.
+fn area_resize(pixels: &[f32], h: usize, w: usize, side: usize) -> Vec<f32> {
+    let start = |i: usize, n: usize| (i * n) / side;
+    let end = |i: usize, n: usize| ((i + 1) * n).div_ceil(side);
+    let mut out = Vec::with_capacity(3 * side * side);
+    for plane in pixels.chunks_exact(h * w) {
+        for oy in 0..side {
+            let (y0, y1) = (start(oy, h), end(oy, h));
+            for ox in 0..side {
+                let (x0, x1) = (start(ox, w), end(ox, w));
+                let mut sum = 0f32;
+                for row in plane[y0 * w..y1 * w].chunks_exact(w) {
+                    for v in &row[x0..x1] {
+                        sum += v;
+                    }
+                }
+                out.push(sum / (y1 - y0) as f32 / (x1 - x0) as f32);
+            }
+        }
+    }
+    out
 }
 
 /// How two boxes' overlap is measured.
@@ -364,6 +390,17 @@ mod tests {
     fn square_keeps_the_centre() {
         assert_eq!(square([10.0, 20.0, 30.0, 60.0]), [0.0, 20.0, 40.0, 60.0]);
         assert_eq!(regress([0.0, 0.0, 9.0, 19.0], [0.1, 0.0, -0.1, 0.5]), [1.0, 0.0, 8.0, 29.0]);
+    }
+
+    #[test]
+    fn area_resize_is_adaptive_avg_pool2d() {
+        for (h, w, side) in [(37, 53, 24), (10, 7, 24), (48, 48, 48), (100, 61, 48)] {
+            let x = Tensor::rand([1, 3, h, w], (Kind::Float, Device::Cpu)) * 255.0;
+            let ours = area_resize(&to_vec(&x), h as usize, w as usize, side as usize);
+            let theirs = to_vec(&x.adaptive_avg_pool2d([side, side]));
+            let diff = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(diff < 1e-3, "{h}x{w} -> {side}: max difference {diff}");
+        }
     }
 
     #[test]
