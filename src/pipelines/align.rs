@@ -116,6 +116,14 @@ pub struct FaceRecord {
     pub aligned: Option<PathBuf>,
 }
 
+impl InputRecord {
+    /// Marks the input refused (its faces and any outputs already written stay listed).
+    fn refuse(&mut self, e: anyhow::Error) {
+        self.status = Status::Refused;
+        self.error = Some(format!("{e:#}"));
+    }
+}
+
 impl Report {
     /// 0: every input gave a face; 2: some input was refused or had no face; 130: interrupted.
     pub fn exit_code(&self) -> u8 {
@@ -158,7 +166,7 @@ pub fn run(
     stop: &AtomicBool,
 ) -> anyhow::Result<Report> {
     check_size(opts.size).map_err(|e| anyhow::anyhow!("--size: {e}"))?;
-    if !(opts.detect.min_face >= 1.0) {
+    if opts.detect.min_face.is_nan() || opts.detect.min_face < 1.0 {
         bail!("--min-face must be at least 1 pixel");
     }
     std::fs::create_dir_all(&opts.out_dir)
@@ -273,28 +281,31 @@ fn align_one(
         return Ok(record);
     }
     let count = if opts.all_faces { faces.len() } else { 1 };
-    for k in 0..count {
+    for (k, face) in faces.iter().enumerate().take(count) {
         let (png, aligned_png) = output_paths(opts, stem, k);
         if let Some(e) = overwrites_input(path, &[&png, &aligned_png], inputs) {
-            return Ok(refusal(path, e));
+            record.refuse(e);
+            break;
         }
-        let face_record = &mut record.faces[k];
-        face_record.output = Some(png.clone());
-        face_record.aligned = opts.save_aligned.then(|| aligned_png.clone());
-        record.outputs.push(png.clone());
         let done = png.exists() && (!opts.save_aligned || aligned_png.exists());
         if done && !opts.overwrite {
             observer.skipped(path, &png);
-            continue;
+        } else {
+            let aligned = match align::ffhq::align(&image, &face.landmarks) {
+                Ok(a) => a,
+                Err(e) => {
+                    record.refuse(e.context(format!("{}: face {k}", path.display())));
+                    break;
+                }
+            };
+            if opts.save_aligned {
+                imageio::write_png(&aligned, &aligned_png)?;
+            }
+            imageio::write_png(&align::downscale(&aligned, opts.size), &png)?;
         }
-        let aligned = match align::ffhq::align(&image, &faces[k].landmarks) {
-            Ok(a) => a,
-            Err(e) => return Ok(refusal(path, e.context(format!("{}: face {k}", path.display())))),
-        };
-        if opts.save_aligned {
-            imageio::write_png(&aligned, &aligned_png)?;
-        }
-        imageio::write_png(&align::downscale(&aligned, opts.size), &png)?;
+        record.faces[k].output = Some(png.clone());
+        record.faces[k].aligned = opts.save_aligned.then_some(aligned_png);
+        record.outputs.push(png);
     }
     Ok(record)
 }
