@@ -14,7 +14,7 @@
 //!
 //! Box arithmetic is float32 in the order facenet-pytorch does it. The networks run on the
 //! device of the [`Mtcnn`]; the cascade's bookkeeping runs on the CPU.
-use super::mtcnn::Mtcnn;
+use super::mtcnn::{Mtcnn, PNet};
 use super::{Face, Landmarks};
 use tch::{Device, Kind, Tensor};
 
@@ -97,7 +97,7 @@ fn propose(mtcnn: &Mtcnn, image: &Tensor, config: &DetectConfig) -> Vec<Candidat
         let hs = (h as f64 * scale + 1.0) as i64;
         let ws = (w as f64 * scale + 1.0) as i64;
         let level = normalise(&image.adaptive_avg_pool2d([hs, ws]));
-        let (reg, prob) = pnet_banded(mtcnn, &level);
+        let (reg, prob) = pnet_banded(&mtcnn.pnet, &level);
         let found = windows(&reg, &prob, scale as f32, config.thresholds[0]);
         all.extend(nms(&found, 0.5, Overlap::Union).into_iter().map(|i| found[i]));
     }
@@ -121,10 +121,10 @@ const BAND_ROWS: i64 = 512;
 /// P-Net on one level, in bands of rows when the level is tall. Output row `r` sees input rows
 /// `2r..2r+12`, so a band of input rows `[2a, 2b+12)` gives exactly output rows `a..=b`; the last
 /// band runs to the end of the level, where `ceil_mode` pooling behaves as on the whole level.
-fn pnet_banded(mtcnn: &Mtcnn, level: &Tensor) -> (Tensor, Tensor) {
+fn pnet_banded(pnet: &PNet, level: &Tensor) -> (Tensor, Tensor) {
     let h = level.size()[2];
     if h <= BAND_ROWS + 12 {
-        return mtcnn.pnet.forward(level);
+        return pnet.forward(level);
     }
     let out_rows = (h - 2 + 1) / 2 - 4;
     let step = BAND_ROWS / 2; // output rows per band
@@ -134,7 +134,7 @@ fn pnet_banded(mtcnn: &Mtcnn, level: &Tensor) -> (Tensor, Tensor) {
         let b = (a + step - 1).min(out_rows - 1);
         let start = 2 * a;
         let len = if b == out_rows - 1 { h - start } else { 2 * b + 12 - start };
-        let (reg, prob) = mtcnn.pnet.forward(&level.narrow(2, start, len));
+        let (reg, prob) = pnet.forward(&level.narrow(2, start, len));
         regs.push(reg);
         probs.push(prob);
         a = b + 1;
@@ -390,6 +390,22 @@ mod tests {
     fn square_keeps_the_centre() {
         assert_eq!(square([10.0, 20.0, 30.0, 60.0]), [0.0, 20.0, 40.0, 60.0]);
         assert_eq!(regress([0.0, 0.0, 9.0, 19.0], [0.1, 0.0, -0.1, 0.5]), [1.0, 0.0, 8.0, 29.0]);
+    }
+
+    #[test]
+    fn banded_pnet_equals_the_whole_level() {
+        let vs = tch::nn::VarStore::new(Device::Cpu);
+        let pnet = PNet::new(&vs.root());
+        for h in [BAND_ROWS + 13, 2 * BAND_ROWS + 7, 3 * BAND_ROWS + 40] {
+            let level = Tensor::randn([1, 3, h, 30], (Kind::Float, Device::Cpu));
+            let (reg, prob) = tch::no_grad(|| pnet.forward(&level));
+            let (breg, bprob) = tch::no_grad(|| pnet_banded(&pnet, &level));
+            assert_eq!(breg.size(), reg.size(), "{h} rows");
+            assert_eq!(bprob.size(), prob.size(), "{h} rows");
+            let diff = (breg - reg).abs().max().double_value(&[]);
+            let pdiff = (bprob - prob).abs().max().double_value(&[]);
+            assert!(diff < 1e-5 && pdiff < 1e-5, "{h} rows: {diff}, {pdiff}");
+        }
     }
 
     #[test]

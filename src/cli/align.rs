@@ -9,6 +9,7 @@ use pulse::device::parse_device;
 use pulse::pipelines::align::{self as job, AlignOptions, InputRecord, Observer, Report, Status};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 #[derive(Debug, Args)]
@@ -76,7 +77,7 @@ pub fn align(a: AlignArgs) -> anyhow::Result<ExitCode> {
         overwrite: a.overwrite,
         device,
     };
-    let report = run_with_bar(&mtcnn, &opts, a.quiet)?;
+    let report = run_with_bar(&mtcnn, &opts, a.quiet, &interrupt_flag())?;
     Ok(ExitCode::from(report.exit_code()))
 }
 
@@ -98,7 +99,9 @@ pub(super) fn upsample_aligned(mut a: UpsampleArgs) -> anyhow::Result<ExitCode> 
         overwrite: a.overwrite,
         device,
     };
-    let report = run_with_bar(&mtcnn, &opts, a.quiet)?;
+    // No Ctrl-C handler here: `upsample` installs the process's one for its searches. Ctrl-C
+    // while aligning ends the process; every file written so far is complete (atomic writes).
+    let report = run_with_bar(&mtcnn, &opts, a.quiet, &AtomicBool::new(false))?;
     drop(mtcnn);
     let aligned_code = report.exit_code();
     if aligned_code == 130 {
@@ -115,11 +118,15 @@ pub(super) fn upsample_aligned(mut a: UpsampleArgs) -> anyhow::Result<ExitCode> 
 }
 
 /// Runs the job with a progress bar over the photos and prints the summary.
-fn run_with_bar(mtcnn: &Mtcnn, opts: &AlignOptions, quiet: bool) -> anyhow::Result<Report> {
-    let stop = interrupt_flag();
+fn run_with_bar(
+    mtcnn: &Mtcnn,
+    opts: &AlignOptions,
+    quiet: bool,
+    stop: &AtomicBool,
+) -> anyhow::Result<Report> {
     let mut bar = AlignProgress { bar: progress::bar(0, "align", quiet), quiet };
     let started = Instant::now();
-    let report = job::run(mtcnn, opts, &mut bar, &stop)?;
+    let report = job::run(mtcnn, opts, &mut bar, stop)?;
     bar.bar.finish_and_clear();
     if !quiet {
         let faces: usize = report.inputs.iter().map(|r| r.outputs.len()).sum();
