@@ -39,7 +39,8 @@ impl Face {
 /// largest first. The values are taken back to 0..255 and rounded, so 8-bit photos give MTCNN
 /// exactly the pixel values facenet-pytorch sees.
 pub fn find_faces(mtcnn: &Mtcnn, image: &Tensor, config: &DetectConfig) -> Vec<Face> {
-    let bytes = (image.to_kind(tch::Kind::Float) * 255.0).round();
+    let mut bytes = image.to_kind(tch::Kind::Float) * 255.0;
+    let _ = bytes.round_();
     detect(mtcnn, &bytes, config)
 }
 
