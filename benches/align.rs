@@ -37,7 +37,7 @@ fn align(c: &mut Criterion) {
         b.iter(|| {
             let faces = find_faces(&mtcnn, &photo, &config);
             let aligned = ffhq::align(&photo, &faces[0].landmarks).unwrap();
-            downscale(&aligned, 32)
+            downscale(&aligned, 32).unwrap()
         })
     });
     g.finish();
@@ -46,7 +46,7 @@ fn align(c: &mut Criterion) {
 criterion_group!(benches, align);
 
 fn main() {
-    pulse::device::tune_allocator();
+    pulse::system::tune_allocator();
     benches();
     criterion::Criterion::default().configure_from_args().final_summary();
 }

@@ -71,15 +71,17 @@ fn downscaler_and_mapping(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(1));
     let x = Tensor::rand([1, 3, 1024, 1024], (Kind::Float, Device::Cpu));
-    let down = Downscaler::new(32, Device::Cpu);
-    g.bench_function("downscale_1024_to_32", |b| b.iter(|| tch::no_grad(|| down.forward(&x))));
+    let down = Downscaler::new(32, Device::Cpu).expect("a power of two");
+    g.bench_function("downscale_1024_to_32", |b| {
+        b.iter(|| tch::no_grad(|| down.forward(&x).unwrap()))
+    });
     let xg = x.copy().set_requires_grad(true);
     g.bench_function("downscale_1024_to_32_backward", |b| {
-        b.iter(|| down.forward(&xg).square().mean(Kind::Float).backward())
+        b.iter(|| down.forward(&xg).unwrap().square().mean(Kind::Float).backward())
     });
     let mut vs = nn::VarStore::new(Device::Cpu);
     let mut mapping = Mapping::new(vs.root());
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mapping.pt");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/test-1024/mapping.pt");
     if let Ok(sd) = pulse::weights::load(&path) {
         pulse::weights::load_into(&mut vs, &sd).expect("mapping fixture");
     }
@@ -87,7 +89,7 @@ fn downscaler_and_mapping(c: &mut Criterion) {
     for batch in [1i64, 1000] {
         let z = Tensor::randn([batch, LATENT_DIM], (Kind::Float, Device::Cpu));
         g.bench_function(BenchmarkId::new("mapping", batch), |b| {
-            b.iter(|| tch::no_grad(|| mapping.forward(&z)))
+            b.iter(|| tch::no_grad(|| mapping.forward(&z).unwrap()))
         });
     }
     g.finish();
@@ -96,7 +98,7 @@ fn downscaler_and_mapping(c: &mut Criterion) {
 criterion_group!(benches, downscaler_and_mapping, synthesis);
 
 fn main() {
-    pulse::device::tune_allocator();
+    pulse::system::tune_allocator();
     benches();
     criterion::Criterion::default().configure_from_args().final_summary();
 }

@@ -118,7 +118,7 @@ pub fn run(opts: &Options, log: &mut dyn FnMut(&str)) -> anyhow::Result<Outputs>
         };
         let rgba = target::build_target(&map, &colours)?;
         let path = opts.out.join(format!("targets/{hair}.png"));
-        imageio::write_png_rgba(&rgba, &path)?;
+        imageio::write_image_rgba(&rgba, &path)?;
         log(&format!("target {}", path.display()));
         target_paths.push(path);
         targets.push(rgba);
@@ -137,7 +137,9 @@ pub fn run(opts: &Options, log: &mut dyn FnMut(&str)) -> anyhow::Result<Outputs>
             opts.seed,
             &search,
             &mut |_, _| true,
-        )?;
+        )?
+        .completed()
+        .context("never stopped")?;
         latent.metadata.insert("source".into(), format!("targets/{hair}.png"));
         let path = opts.out.join(format!("results/{hair}.latent.safetensors"));
         latent.write(&path)?;
@@ -167,7 +169,9 @@ pub fn run(opts: &Options, log: &mut dyn FnMut(&str)) -> anyhow::Result<Outputs>
     for face in &opts.faces {
         let t = imageio::read_target(face, resolution)?;
         let (image, latent) =
-            editing::search_target(&mut model, &t.rgb, None, opts.seed, &search, &mut |_, _| true)?;
+            editing::search_target(&mut model, &t.rgb, None, opts.seed, &search, &mut |_, _| true)?
+                .completed()
+                .context("never stopped")?;
         let name = stem(face);
         let path = opts.out.join(format!("results/{name}.latent.safetensors"));
         latent.write(&path)?;
@@ -182,7 +186,9 @@ pub fn run(opts: &Options, log: &mut dyn FnMut(&str)) -> anyhow::Result<Outputs>
             noise: EmbedNoise::Random { seed: opts.seed },
             ..EmbedOptions::default()
         };
-        let embedded = editing::embed(&model, &pixels, &eopts, &mut |_| true)?;
+        let embedded = editing::embed(&model, &pixels, &eopts, &mut |_| true)?
+            .completed()
+            .context("never stopped")?;
         let name = format!("{}_embedded", stem(photo));
         let path = opts.out.join(format!("results/{name}.latent.safetensors"));
         embedded.latent.write(&path)?;

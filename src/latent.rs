@@ -3,7 +3,7 @@
 //! `latent` [L,512] or [1,512] (PULSE's sphere-side latent), `noise.0..noise.{L-1}` [1,1,S,S], and
 //! string metadata: `format`, `model_sha256` of the synthesis file, and provenance.
 use crate::stylegan::{SynthesisConfig, LATENT_DIM};
-use safetensors::{tensor::TensorView, Dtype, SafeTensors};
+use safetensors::{Dtype, SafeTensors};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
@@ -114,38 +114,25 @@ impl LatentFile {
         Ok(Self { w_plus, latent, noise, metadata })
     }
 
-    /// Writes the file atomically.
+    /// Writes the file atomically; the same latent always gives the same bytes.
     pub fn write(&self, path: &Path) -> Result<(), LatentError> {
-        let err = |reason: String| LatentError { path: path.to_path_buf(), reason };
         let mut named: Vec<(String, Tensor)> = vec![("w_plus".into(), self.w_plus.shallow_clone())];
         if let Some(l) = &self.latent {
             named.push(("latent".into(), l.shallow_clone()));
         }
         for (i, n) in self.noise.iter().enumerate() {
-            named.push((format!("noise.{i}"), n.shallow_clone()));
+            named.push((format!("noise.{i}"), n.to_kind(Kind::Float)));
         }
-        let buffers: Vec<(String, Vec<usize>, Vec<u8>)> = named
-            .into_iter()
-            .map(|(name, t)| {
-                let t = t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
-                let shape = t.size().iter().map(|&d| d as usize).collect();
-                let values: Vec<f32> = Vec::try_from(t.view(-1)).expect("float tensor");
-                (name, shape, values.iter().flat_map(|v| v.to_le_bytes()).collect())
-            })
-            .collect();
-        let views: Vec<(String, TensorView)> = buffers
-            .iter()
-            .map(|(n, s, b)| {
-                Ok((
-                    n.clone(),
-                    TensorView::new(Dtype::F32, s.clone(), b).map_err(|e| err(e.to_string()))?,
-                ))
-            })
-            .collect::<Result<_, LatentError>>()?;
         let meta: HashMap<String, String> = self.metadata.clone().into_iter().collect();
-        let bytes = safetensors::serialize(views, &Some(meta)).map_err(|e| err(e.to_string()))?;
-        crate::imageio::write_atomic(path, |f| std::io::Write::write_all(f, &bytes))
-            .map_err(|e| err(format!("cannot write: {}", e.kind)))
+        crate::weights::save_safetensors(
+            &crate::weights::StateDict::from_pairs(named),
+            path,
+            Some(&meta),
+        )
+        .map_err(|e| LatentError {
+            path: path.to_path_buf(),
+            reason: format!("cannot write: {}", e.kind),
+        })
     }
 
     /// Checks that this latent fits a network with `layers` style layers.
@@ -169,6 +156,30 @@ impl LatentFile {
             self.noise.iter().map(|n| n.to_device(device)).collect(),
         )
     }
+}
+
+/// The string metadata of a latent file, read from its header only (a few hundred bytes, not the
+/// tensors): enough to tell which input and model made it.
+pub fn read_metadata(path: &Path) -> Result<BTreeMap<String, String>, LatentError> {
+    use std::io::Read;
+    let err = |reason: String| LatentError { path: path.to_path_buf(), reason };
+    let mut file = std::fs::File::open(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).map_err(|_| err("not a latent file (too short)".into()))?;
+    let len = u64::from_le_bytes(len);
+    if len > 1 << 20 {
+        return Err(err(format!("not a latent file (header of {len} bytes)")));
+    }
+    let mut header = vec![0u8; len as usize];
+    file.read_exact(&mut header).map_err(|_| err("not a latent file (truncated header)".into()))?;
+    let json: serde_json::Value = serde_json::from_slice(&header)
+        .map_err(|e| err(format!("not a latent file (bad header: {e})")))?;
+    let metadata: BTreeMap<String, String> = json
+        .get("__metadata__")
+        .and_then(|m| serde_json::from_value(m.clone()).ok())
+        .unwrap_or_default();
+    check_format(&metadata, FORMAT, "latent").map_err(err)?;
+    Ok(metadata)
 }
 
 /// Checks the `format` metadata of one of pulse's safetensors files (`what`: "latent",

@@ -9,11 +9,29 @@
 pub mod align;
 pub mod device;
 pub mod editing;
+pub mod files;
 pub mod imageio;
 pub mod latent;
 pub mod model;
 pub mod ops;
 pub mod pipelines;
+pub mod precision;
 pub mod pulse;
 pub mod stylegan;
+pub mod system;
 pub mod weights;
+
+/// A request that cannot be carried out as asked (a setting out of range for this model, a
+/// combination of options that does not make sense): the command line reports it as a usage
+/// error (exit code 2), like a bad flag.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+/// Returns early with an [`Invalid`] error: `invalid!("eps must be positive, got {eps}")`.
+#[macro_export]
+macro_rules! invalid {
+    ($($arg:tt)*) => {
+        return Err($crate::Invalid(format!($($arg)*)).into())
+    };
+}

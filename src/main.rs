@@ -1,19 +1,20 @@
 //! The `pulse` command line: parse the arguments, run the command, print an error once.
-//! Exit codes: 0 success; 1 error; 2 an input was refused (or bad usage); 3 an image did not
-//! converge (`upsample`); 130 interrupted.
+//! Exit codes (src/cli/exit.rs): 0 success; 1 error; 2 refused (bad usage, a setting or an input
+//! that cannot be used); 3 an image did not converge (`upsample`); 130 interrupted.
 mod cli;
 
 use clap::Parser;
+use cli::exit::Exit;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    pulse::device::tune_allocator();
+    pulse::system::tune_allocator();
     let args = cli::Cli::parse();
     match cli::run(args) {
-        Ok(code) => code,
+        Ok(exit) => exit.into(),
         Err(err) => {
             eprintln!("pulse: error: {err:#}");
-            ExitCode::from(1)
+            Exit::of_error(&err).into()
         }
     }
 }

@@ -5,16 +5,13 @@ use crate::stylegan::{Mapping, Synthesis, SynthesisConfig, LATENT_DIM};
 use crate::weights::{self, StateDict};
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
-use tch::{nn, Device, Kind};
+use tch::{nn, Device, Kind, Tensor};
 
-/// Where `--model` falls back to: `$PULSE_MODEL`, else `models/ffhq`.
-pub fn default_dir() -> PathBuf {
-    std::env::var_os("PULSE_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("models/ffhq"))
-}
+/// The model folder used when none is named: where `pulse download ffhq` puts the real model.
+pub const DEFAULT_DIR: &str = "models/ffhq";
 
-/// Samples and seed of the Gaussian fit when it has to be computed (spec section 4).
+/// Samples and seed of the Gaussian fit when it has to be computed (docs/design.md, "The latent
+/// space").
 pub const FIT_SAMPLES: i64 = 1_000_000;
 pub const FIT_SEED: i64 = 0;
 
@@ -33,6 +30,8 @@ pub struct Model {
     pub fit: Option<GaussianFit>,
     /// sha256 of the synthesis file: latents made with this model carry it.
     pub sha256: String,
+    /// The weight files loaded (never to be written over by an output).
+    pub files: Vec<PathBuf>,
     _stores: Vec<nn::VarStore>,
 }
 
@@ -40,11 +39,11 @@ impl Model {
     /// Loads every network the folder has. The Gaussian fit is not computed here; see
     /// [`Model::ensure_fit`].
     pub fn load(dir: &Path, device: Device) -> anyhow::Result<Self> {
+        if !dir.exists() {
+            bail!("model folder {} not found", dir.display());
+        }
         if !dir.is_dir() {
-            bail!(
-                "model folder {} not found (set --model DIR or $PULSE_MODEL; see models/README.md)",
-                dir.display()
-            );
+            bail!("{}: not a folder (a model is a folder holding synthesis.pt or synthesis.safetensors)", dir.display());
         }
         let synth_path = find_file(dir, "synthesis").with_context(|| {
             format!(
@@ -57,16 +56,22 @@ impl Model {
         let sd = weights::load(&synth_path)?;
         let (synthesis, synth_vs) = build_synthesis(&sd, &synth_path, device)?;
         let mut stores = vec![synth_vs];
+        let mut files = vec![synth_path];
         let mapping = match find_file(dir, "mapping") {
             Some(path) => {
                 let (mapping, vs) = build_mapping(&weights::load(&path)?, device)?;
                 stores.push(vs);
+                files.push(path);
                 Some(mapping)
             }
             None => None,
         };
         let fit = match find_file(dir, "gaussian_fit") {
-            Some(path) => Some(read_fit(&path, device)?),
+            Some(path) => {
+                let fit = read_fit(&path, device)?;
+                files.push(path);
+                Some(fit)
+            }
             None => None,
         };
         Ok(Self {
@@ -76,12 +81,21 @@ impl Model {
             mapping,
             fit,
             sha256,
+            files,
             _stores: stores,
         })
     }
 
     pub fn config(&self) -> &SynthesisConfig {
         self.synthesis.config()
+    }
+
+    /// Synthesis of a batch of one: W+ [1,L,512] and noise (any device) -> the [3,R,R] image in
+    /// [0,1] on the CPU, without gradients.
+    pub fn synthesize(&self, w_plus: &Tensor, noise: &[Tensor]) -> anyhow::Result<Tensor> {
+        let noise: Vec<Tensor> = noise.iter().map(|n| n.to_device(self.device)).collect();
+        let raw = tch::no_grad(|| self.synthesis.forward(&w_plus.to_device(self.device), &noise))?;
+        Ok(((raw + 1.0) / 2.0).clamp(0.0, 1.0).squeeze_dim(0).to_device(Device::Cpu))
     }
 
     /// The mapping network, or an error saying the folder has none.
@@ -124,7 +138,7 @@ pub fn save_fit(
     }
     let fit = GaussianFit::compute(mapping, samples, 10_000, seed, model.device, &mut |done| {
         progress(done, samples)
-    });
+    })?;
     let path = model.dir.join(FIT_FILE);
     let sd = StateDict::from_pairs(vec![
         ("mean".to_string(), fit.mean.to_device(Device::Cpu)),

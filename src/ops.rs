@@ -30,33 +30,41 @@ fn check(rc: c_int, err: *mut c_char) -> anyhow::Result<()> {
     let msg = if err.is_null() {
         "unknown libtorch error".to_string()
     } else {
-        // SAFETY: a NUL-terminated string malloc'ed by pulse_ops.cpp, freed right after.
+        // SAFETY: on failure pulse_ops.cpp sets `err` to a NUL-terminated string it malloc'ed;
+        // it is read once here and not used after being freed.
         let s = unsafe { CStr::from_ptr(err) }.to_string_lossy().into_owned();
+        // SAFETY: `err` came from pulse_ops.cpp's malloc and is freed exactly once.
         unsafe { pulse_free_error(err) };
         s
     };
     anyhow::bail!("libtorch: {msg}")
 }
 
-/// `leaky_relu(x, slope)` with its own (cheap) backward; tch only offers slope 0.01.
-pub fn leaky_relu(x: &Tensor, slope: f64) -> Tensor {
+/// `leaky_relu(x, slope)` with its own (cheap) backward; tch only offers slope 0.01. A libtorch
+/// error (an unsupported dtype, say) is returned, not raised as a panic.
+pub fn leaky_relu(x: &Tensor, slope: f64) -> anyhow::Result<Tensor> {
     let mut out: *mut c_void = std::ptr::null_mut();
     let mut err: *mut c_char = std::ptr::null_mut();
-    // SAFETY: `x` is a live tensor; on success `out` is a new at::Tensor* that we own.
+    // SAFETY: `x` is a live tensor for the whole call; the shim writes `out` or `err`, nothing
+    // else, and catches every C++ exception.
     let rc = unsafe { pulse_leaky_relu(x.as_ptr() as *const c_void, slope, &mut out, &mut err) };
-    check(rc, err).expect("leaky_relu");
-    unsafe { Tensor::from_ptr(out as *mut _) }
+    check(rc, err)?;
+    // SAFETY: on success `out` is a new heap-allocated at::Tensor that nothing else owns; the
+    // returned Tensor takes ownership and frees it on drop.
+    Ok(unsafe { Tensor::from_ptr(out as *mut _) })
 }
 
 /// Allows (or forbids) TF32 in cuDNN convolutions and cuBLAS matmuls, process-wide.
 pub fn set_allow_tf32(allow: bool) -> anyhow::Result<()> {
     let mut err = std::ptr::null_mut();
+    // SAFETY: the shim only writes `err` (on failure) and catches every C++ exception.
     check(unsafe { pulse_set_allow_tf32(c_int::from(allow), &mut err) }, err)
 }
 
 /// Whether TF32 is allowed in (cuDNN convolutions, cuBLAS matmuls).
 pub fn allow_tf32() -> anyhow::Result<(bool, bool)> {
     let (mut a, mut b, mut err) = (0, 0, std::ptr::null_mut());
+    // SAFETY: the three pointers are to live locals; the shim writes through them only.
     check(unsafe { pulse_allow_tf32(&mut a, &mut b, &mut err) }, err)?;
     Ok((a != 0, b != 0))
 }
@@ -71,6 +79,7 @@ pub fn set_autocast(device: Device, dtype: Option<Kind>) -> anyhow::Result<()> {
         Some(k) => anyhow::bail!("autocast to {k:?} is not supported (Half or BFloat16)"),
     };
     let mut err = std::ptr::null_mut();
+    // SAFETY: the shim only writes `err` (on failure) and catches every C++ exception.
     check(unsafe { pulse_set_autocast(dev, enabled, code, &mut err) }, err)
 }
 
@@ -81,10 +90,17 @@ mod tests {
     #[test]
     fn leaky_relu_has_the_slope_and_its_gradient() {
         let x = Tensor::from_slice(&[-2.0f32, -0.5, 0.0, 1.5]).set_requires_grad(true);
-        let y = leaky_relu(&x, 0.2);
+        let y = leaky_relu(&x, 0.2).unwrap();
         assert_eq!(Vec::<f32>::try_from(&y.detach()).unwrap(), vec![-0.4, -0.1, 0.0, 1.5]);
         y.sum(Kind::Float).backward();
         assert_eq!(Vec::<f32>::try_from(&x.grad()).unwrap(), vec![0.2, 0.2, 0.2, 1.0]);
+    }
+
+    #[test]
+    fn leaky_relu_reports_libtorch_errors() {
+        let x = Tensor::from_slice(&[1i64, -2]);
+        let e = leaky_relu(&x, 0.2).unwrap_err();
+        assert!(e.to_string().starts_with("libtorch: "), "{e}");
     }
 
     #[test]

@@ -414,7 +414,9 @@ fn all_faces_in_a_stable_order_and_save_aligned() {
 
     let aligned = pulse::imageio::read_rgb(&out1.join("group_0.aligned.png")).unwrap();
     let down = pulse::pulse::Downscaler::new(32, Device::Cpu)
+        .unwrap()
         .forward(&aligned.unsqueeze(0))
+        .unwrap()
         .squeeze_dim(0)
         .clamp(0.0, 1.0);
     let low = pulse::imageio::read_rgb(&out1.join("group_0.png")).unwrap();

@@ -44,18 +44,38 @@ fn generate_then_render_gives_the_same_image() {
     assert_eq!(pixels(&first), pixels(&again));
 }
 
+/// Truncation where it is exact: the saved W+ is `w_avg + psi * (w - w_avg)` on layers 0-7 and
+/// `w` on the others, with `w` from psi = 1 and `w_avg` from psi = 0, on a mapping network whose
+/// outputs really spread (so the check does not hang on rounding).
 #[test]
-fn truncation_one_differs_from_default() {
+fn truncation_is_w_avg_plus_psi_times_the_offset_on_layers_0_to_7() {
     let t = TestDir::new();
     let model = t.model("m", "synthesis_128_c32.pt", true);
-    for (psi, name) in [("0.7", "a.png"), ("1", "b.png")] {
+    let rows = |psi: &str| -> tch::Tensor {
+        let out = t.path(&format!("psi{psi}.png"));
         pulse()
             .args(["generate", "--model", s(&model), "--seed", "1", "--truncation", psi])
-            .args(["-o", s(&t.path(name))])
+            .args(["-o", s(&out)])
             .assert()
             .success();
-    }
-    assert_ne!(pixels(&t.path("a.png")), pixels(&t.path("b.png")));
+        let latent = out.with_extension("latent.safetensors");
+        pulse::latent::LatentFile::read(&latent).unwrap().w_plus
+    };
+    let (w, w_avg, half) = (rows("1"), rows("0"), rows("0.7"));
+    let layers = w.size()[0];
+    let (head, tail) =
+        (|t: &tch::Tensor| t.narrow(0, 0, 8), |t: &tch::Tensor| t.narrow(0, 8, layers - 8));
+    let offset = (head(&w) - head(&w_avg)).abs().max().double_value(&[]);
+    assert!(offset > 0.05, "the mapping outputs should spread: |w - w_avg| = {offset}");
+    let want = head(&w_avg) + (head(&w) - head(&w_avg)) * 0.7;
+    let d = (head(&half) - want).abs().max().double_value(&[]);
+    eprintln!(
+        "truncation: max |w_plus - (w_avg + 0.7 (w - w_avg))| = {d:.1e} (offset {offset:.2})"
+    );
+    assert!(d < 1e-5 * offset.max(1.0), "layers 0-7 off by {d}");
+    assert!(tail(&half).equal(&tail(&w)) && tail(&w_avg).equal(&tail(&w)), "layers 8+ are w");
+    // Every layer 0-7 holds the same truncated w.
+    assert!(head(&w_avg).equal(&w_avg.narrow(0, 0, 1).expand([8, 512], false)));
 }
 
 #[test]
@@ -86,7 +106,7 @@ fn render_warns_about_another_model_and_refuses_another_resolution() {
     pulse()
         .args(["render", s(&latent), "--model", s(&m1024), "-o", s(&t.path("r2.png"))])
         .assert()
-        .code(1)
+        .code(2)
         .stderr(predicate::str::contains("12 layers").and(predicate::str::contains("18")));
     assert!(!t.path("r2.png").exists());
 }
@@ -99,7 +119,7 @@ fn corrupted_latent_is_refused_with_the_reason() {
     pulse()
         .args(["render", s(&bad), "--model", s(&t.model_128()), "-o", s(&t.path("x.png"))])
         .assert()
-        .code(1)
+        .code(2)
         .stderr(
             predicate::str::contains("bad.latent.safetensors")
                 .and(predicate::str::contains("not a latent file")),
@@ -117,10 +137,8 @@ fn converted_safetensors_renders_like_the_pickle() {
         ("mapping", "mapping.safetensors"),
         ("gaussian_fit", "gaussian_fit.safetensors"),
     ] {
-        pulse()
-            .args(["convert", s(&pt.join(format!("{name}.pt"))), "-o", s(&st.join(out))])
-            .assert()
-            .success();
+        let source = pulse::model::find_file(&pt, name).unwrap();
+        pulse().args(["convert", s(&source), "-o", s(&st.join(out))]).assert().success();
     }
     for (dir, png) in [(&pt, "a.png"), (&st, "b.png")] {
         pulse()
@@ -137,7 +155,7 @@ fn convert_refuses_a_non_weight_file_with_one_line() {
     let bad = t.path("notes.pt");
     std::fs::write(&bad, b"hello").unwrap();
     let out = t.path("o.safetensors");
-    let assert = pulse().args(["convert", s(&bad), "-o", s(&out)]).assert().code(1);
+    let assert = pulse().args(["convert", s(&bad), "-o", s(&out)]).assert().code(2);
     let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("notes.pt"));
@@ -150,7 +168,7 @@ fn missing_model_folder_is_a_clear_error() {
     pulse()
         .args(["upsample", &face("astronaut32.png"), "--model", s(&t.path("nowhere"))])
         .assert()
-        .code(1)
+        .code(2)
         .stderr(predicate::str::contains("model folder").and(predicate::str::contains("nowhere")));
 }
 

@@ -273,10 +273,22 @@ fn direction_averages_pairs_and_refuses_other_models() {
         "another model",
     );
     assert!(!t.path("mixed.safetensors").exists());
+    // FROM and TO the same file would be a zero direction: refused, nothing written.
+    let same = t.path("same.safetensors");
+    pulse()
+        .args(["direction", s(&foreign_path), s(&foreign_path), "-o", s(&same)])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("same latent file"));
+    assert!(!same.exists());
     // A direction of another model is refused by edit; a latent is not a direction.
+    let mut foreign_a = pulse::latent::LatentFile::read(&a).unwrap();
+    foreign_a.metadata.insert("model_sha256".into(), "0".repeat(64));
+    let foreign_a_path = t.path("foreign_a.latent.safetensors");
+    foreign_a.write(&foreign_a_path).unwrap();
     let foreign_dir = t.path("foreign_dir.safetensors");
     pulse()
-        .args(["direction", s(&foreign_path), s(&foreign_path), "-o", s(&foreign_dir)])
+        .args(["direction", s(&foreign_a_path), s(&foreign_path), "-o", s(&foreign_dir)])
         .assert()
         .success();
     fails_with(

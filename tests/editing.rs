@@ -10,7 +10,6 @@ use pulse::editing::target::{self, Region, RegionMap, TargetColours};
 use pulse::editing::vgg::Vgg16Features;
 use pulse::latent::LatentFile;
 use pulse::model::Model;
-use pulse::pipelines::generate::synthesize;
 use pulse::stylegan::SynthesisConfig;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
@@ -25,7 +24,7 @@ fn random_latent(model: &Model, seed: i64) -> LatentFile {
     let layers = model.config().num_layers();
     let fit = model.fit.as_ref().unwrap();
     let z = Tensor::randn([1, layers as i64, 512], (Kind::Float, Device::Cpu));
-    let w = pulse::pulse::search::to_w_plus(&z, fit, layers).squeeze_dim(0);
+    let w = pulse::pulse::search::to_w_plus(&z, fit, layers).unwrap().squeeze_dim(0);
     let noise = (0..layers)
         .map(|l| {
             let s = SynthesisConfig::noise_side(l);
@@ -54,7 +53,7 @@ fn scale_zero_renders_the_latent_exactly() {
         edit::edit(&model, &a, Path::new("a"), &direction, Path::new("d"), &[0.0, 1.0], &mask)
             .unwrap();
     let (w, noise) = a.batch_of_one(Device::Cpu);
-    let plain = synthesize(&model, &w, &noise).unwrap();
+    let plain = model.synthesize(&w, &noise).unwrap();
     assert!(edits[0].image.equal(&plain), "render(w + 0 v) must equal render(w)");
     assert!(edits[0].latent.w_plus.equal(&a.w_plus));
     // Scale 1 of b - a lands on b's W+ (rendered with a's noise).
@@ -161,7 +160,9 @@ fn directions_refuse_latents_of_another_model() {
         Direction::from_latents(&[(&a, &other)], &[("a".into(), "other".into())]).unwrap_err();
     assert!(err.to_string().contains("another model"), "{err}");
     // A direction made with another model is refused by edit.
-    let foreign = direction_between(&other, &other);
+    let mut other2 = random_latent(&model, 3);
+    other2.metadata.insert("model_sha256".into(), "f".repeat(64));
+    let foreign = direction_between(&other, &other2);
     let mask = LayerMask::all(model.config().num_layers());
     let err = edit::edit(&model, &a, Path::new("a"), &foreign, Path::new("d"), &[1.0], &mask)
         .unwrap_err();
@@ -179,12 +180,12 @@ fn embedding_recovers_a_rendered_latent_to_high_psnr() {
     let (mean, source) = embed::mean_w(&model, 100, 0).unwrap();
     assert_eq!(source, MeanSource::GaussianFit, "the fixture folder has no mapping network");
     let fit = model.fit.as_ref().unwrap();
-    assert!(mean.equal(&pulse::stylegan::leaky_relu(&fit.mean, 0.2)));
+    assert!(mean.equal(&pulse::stylegan::leaky_relu(&fit.mean, 0.2).unwrap()));
     tch::manual_seed(7);
     let known = mean.view([1, 1, 512]).expand([1, layers as i64, 512], false)
         + Tensor::randn([1, layers as i64, 512], (Kind::Float, Device::Cpu)) * &fit.std * 0.02;
     let noise = embed::fixed_noise(layers, EmbedNoise::Zero);
-    let photo = synthesize(&model, &known, &noise).unwrap();
+    let photo = model.synthesize(&known, &noise).unwrap();
     let steps = 20;
     let opts =
         EmbedOptions { steps, lr: 0.002, noise: EmbedNoise::Zero, ..EmbedOptions::default() };
@@ -194,7 +195,9 @@ fn embedding_recovers_a_rendered_latent_to_high_psnr() {
         seen += 1;
         true
     })
-    .unwrap();
+    .unwrap()
+    .completed()
+    .expect("never stopped");
     assert_eq!(seen, steps);
     assert_eq!(out.history.len(), steps);
     assert!(out.mse < out.initial_mse / 5.0, "MSE {} from {}", out.mse, out.initial_mse);
@@ -205,7 +208,7 @@ fn embedding_recovers_a_rendered_latent_to_high_psnr() {
     assert_eq!(out.latent.model_sha256(), model.sha256);
     assert!(out.latent.noise.iter().all(|n| n.abs().max().double_value(&[]) == 0.0));
     let (w, n) = out.latent.batch_of_one(Device::Cpu);
-    assert!(synthesize(&model, &w, &n).unwrap().equal(&out.image));
+    assert!(model.synthesize(&w, &n).unwrap().equal(&out.image));
 }
 
 #[test]
@@ -214,8 +217,8 @@ fn embedding_stops_when_asked_and_refuses_a_wrong_size() {
     let model = model_128(&t);
     let photo = Tensor::full([3, 128, 128], 0.5, (Kind::Float, Device::Cpu));
     let opts = EmbedOptions { steps: 5, noise: EmbedNoise::Zero, ..EmbedOptions::default() };
-    let err = embed::embed(&model, &photo, &opts, &mut |s| s.step < 1).unwrap_err();
-    assert!(err.is::<pulse::pulse::search::Interrupted>());
+    let out = embed::embed(&model, &photo, &opts, &mut |s| s.step < 1).unwrap();
+    assert!(matches!(out, pulse::pulse::Outcome::Interrupted));
     let small = Tensor::full([3, 64, 64], 0.5, (Kind::Float, Device::Cpu));
     assert!(embed::embed(&model, &small, &opts, &mut |_| true).is_err());
     // Seeded random noise is reproducible and differs between seeds.
@@ -284,7 +287,10 @@ fn perceptual_term_uses_four_vgg_feature_maps() {
         perceptual_weight: 1.0,
         ..EmbedOptions::default()
     };
-    let out = embed::embed(&model, &a.squeeze_dim(0), &opts, &mut |_| true).unwrap();
+    let out = embed::embed(&model, &a.squeeze_dim(0), &opts, &mut |_| true)
+        .unwrap()
+        .completed()
+        .expect("never stopped");
     assert!(out.history.iter().all(|h| h.total > h.mse && h.total.is_finite()));
     assert!(out.latent.metadata["embed_perceptual"].contains("vgg.safetensors"));
     // A state dict that is not VGG16 is refused, naming the key.

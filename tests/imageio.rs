@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use image::{DynamicImage, ImageBuffer, ImageFormat, Luma, LumaA, Rgb, Rgba};
+use pulse::files::write_atomic;
 use pulse::imageio::{
-    read_mask, read_photo, read_target, upscale_nearest, write_animation, write_atomic, write_png,
-    write_png_rgba, ImageError, ImageErrorKind, Sheet,
+    read_mask, read_photo, read_target, upscale_nearest, write_animation, write_image,
+    write_image_rgba, write_png, ImageError, ImageErrorKind, Sheet,
 };
 use tch::{Kind, Tensor};
 use tempfile::TempDir;
@@ -324,13 +325,13 @@ fn non_square_is_refused_with_the_accepted_sides() {
     let e = read_target(&path, 1024).unwrap_err();
     match &e.kind {
         ImageErrorKind::UnsupportedSize { width: 32, height: 40, accepted } => {
-            assert_eq!(accepted, &[1024, 512, 256, 128, 64, 32, 16, 8, 4, 2, 1])
+            assert_eq!(accepted, &[1024, 512, 256, 128, 64, 32, 16, 8, 4, 2])
         }
         other => panic!("{other:?}"),
     }
     assert!(e.to_string().ends_with(
         "tall.png: 32x40 is not accepted: the input must be square with side 1024/2^k \
-         (1024, 512, 256, 128, 64, 32, 16, 8, 4, 2, 1)"
+         (1024, 512, 256, 128, 64, 32, 16, 8, 4, 2)"
     ));
     assert_one_line(&e, &path);
 }
@@ -535,14 +536,44 @@ fn write_png_rounds_half_values() {
 }
 
 #[test]
-fn write_png_rgba_keeps_alpha() {
+fn write_image_rgba_keeps_alpha() {
     let dir = TempDir::new().unwrap();
-    let path = dir.path().join("hair.png");
     let t = Tensor::from_slice(&[0.2f32, 0.4, 0.6, 0.0]).view([4, 1, 1]).expand([4, 2, 2], false);
-    write_png_rgba(&t, &path).unwrap();
-    let back = read_target(&path, 2).unwrap();
-    assert_eq!(px(&back.alpha.unwrap(), 0, 1, 1), 0.0);
-    assert_eq!(px(&back.rgb, 1, 0, 0) as f32, 102.0 / 255.0);
+    for name in ["hair.png", "hair.webp"] {
+        let path = dir.path().join(name);
+        write_image_rgba(&t, &path).unwrap();
+        let back = read_target(&path, 2).unwrap();
+        assert_eq!(px(&back.alpha.unwrap(), 0, 1, 1), 0.0, "{name}");
+        assert_eq!(px(&back.rgb, 1, 0, 0) as f32, 102.0 / 255.0, "{name}");
+    }
+    let e = write_image_rgba(&t, &dir.path().join("hair.jpg")).unwrap_err();
+    assert!(e.to_string().contains("alpha"), "{e}");
+}
+
+/// A user-named output is written in the format its extension names, and an extension with no
+/// format is refused before anything is written.
+#[test]
+fn write_image_writes_the_format_its_name_says() {
+    let dir = TempDir::new().unwrap();
+    let t = Tensor::rand([3, 8, 8], tch::kind::FLOAT_CPU);
+    for (name, format) in [
+        ("a.png", ImageFormat::Png),
+        ("b.JPG", ImageFormat::Jpeg),
+        ("c.jpeg", ImageFormat::Jpeg),
+        ("d.bmp", ImageFormat::Bmp),
+        ("e.webp", ImageFormat::WebP),
+    ] {
+        let path = dir.path().join(name);
+        write_image(&t, &path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(image::guess_format(&bytes).unwrap(), format, "{name}");
+    }
+    for name in ["f.tiff", "g", "h.png.tmp"] {
+        let path = dir.path().join(name);
+        let e = write_image(&t, &path).unwrap_err();
+        assert!(e.to_string().contains(".png, .jpg"), "{e}");
+        assert!(!path.exists());
+    }
 }
 
 #[test]
@@ -555,28 +586,20 @@ fn write_png_refuses_bad_shapes_without_leaving_a_file() {
     assert!(!path.exists());
 }
 
+/// A folder that cannot be written (here a path through a regular file, which fails for root
+/// too, unlike folder permissions) is a one-line write error and leaves nothing.
 #[test]
-fn write_png_into_read_only_folder_leaves_nothing() {
-    use std::os::unix::fs::PermissionsExt;
+fn write_png_into_an_unwritable_place_leaves_nothing() {
     let dir = TempDir::new().unwrap();
-    let ro = dir.path().join("ro");
-    std::fs::create_dir(&ro).unwrap();
-    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
-    // root ignores folder permissions: then the refusal cannot be provoked this way (the
-    // failing-closure test below covers atomicity regardless).
-    let probe = ro.join("probe");
-    if std::fs::write(&probe, b"").is_ok() {
-        std::fs::remove_file(&probe).unwrap();
-        eprintln!("running with permission to write a read-only folder (root?): skipped");
-        return;
-    }
-    let path = ro.join("out.png");
+    let not_a_folder = dir.path().join("file");
+    std::fs::write(&not_a_folder, b"x").unwrap();
+    let path = not_a_folder.join("out.png");
     let e = write_png(&Tensor::zeros([3, 4, 4], tch::kind::FLOAT_CPU), &path).unwrap_err();
     assert!(matches!(e.kind, ImageErrorKind::Write(_)), "{e}");
     assert_one_line(&e, &path);
     assert!(!path.exists());
-    assert_eq!(std::fs::read_dir(&ro).unwrap().count(), 0);
-    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(std::fs::read(&not_a_folder).unwrap(), b"x");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
 
 #[test]
@@ -589,9 +612,7 @@ fn failed_write_keeps_the_old_file_and_no_temp_file() {
         Err(std::io::Error::other("disk on fire"))
     })
     .unwrap_err();
-    assert!(matches!(e.kind, ImageErrorKind::Write(_)));
-    assert!(e.to_string().contains("disk on fire"));
-    assert_one_line(&e, &path);
+    assert_eq!(e.to_string(), "disk on fire");
     assert_eq!(std::fs::read(&path).unwrap(), b"old");
     assert!(temp_files_in(dir.path()).is_empty());
 }
@@ -601,7 +622,7 @@ fn write_atomic_needs_an_existing_folder() {
     let dir = TempDir::new().unwrap();
     let path = dir.path().join("missing/out.json");
     let e = write_atomic(&path, |_| Ok(())).unwrap_err();
-    assert!(matches!(e.kind, ImageErrorKind::Write(_)));
+    assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
     assert!(!path.exists());
 }
 

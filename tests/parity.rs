@@ -1,18 +1,16 @@
 //! Parity with the reference implementation (tests/fixtures/README.md): the networks, the
 //! downscaler, GEOCROSS and whole PULSE runs, on random weights in the real file formats.
-//! Tolerances are the ones tests/fixtures/README.md gives and explains.
+//! Tolerances are the ones tests/fixtures/README.md gives and docs/design.md explains.
+mod common;
+
+use common::fixture;
 use pulse::model::{build_synthesis, read_fit};
 use pulse::pulse::search::{search, SearchOutcome};
 use pulse::pulse::{loss, Downscaler, LossTarget, OptimizerKind, SearchConfig, Start};
 use pulse::stylegan::Mapping;
 use pulse::weights;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use tch::{nn, Device, Kind, Tensor};
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
-}
 
 /// A reference safetensors file as float32 tensors by name.
 fn tensors(name: &str) -> HashMap<String, Tensor> {
@@ -49,7 +47,7 @@ fn mapping_matches_reference() {
     let mut mapping = Mapping::new(vs.root());
     weights::load_into(&mut vs, &sd).unwrap();
     mapping.prepare();
-    let w = tch::no_grad(|| mapping.forward(&fwd["mapping.z"].to_device(device())));
+    let w = tch::no_grad(|| mapping.forward(&fwd["mapping.z"].to_device(device()))).unwrap();
     let d = max_abs_diff(&w.to_device(Device::Cpu), &fwd["mapping.w"]);
     measured("mapping max abs diff", d);
     assert!(d < FORWARD_TOL, "mapping differs by {d}");
@@ -96,7 +94,7 @@ fn synthesis_1024_matches_reference() {
     let d = max_abs_diff(&crop, &fwd["synthesis1024.image_crop"]);
     measured("synthesis 1024 crop max abs diff", d);
     assert!(d < FORWARD_TOL, "1024 crop differs by {d}");
-    let d16 = Downscaler::new(16, Device::Cpu).forward(&((&out + 1.0) / 2.0));
+    let d16 = Downscaler::new(16, Device::Cpu).unwrap().forward(&((&out + 1.0) / 2.0)).unwrap();
     let d = max_abs_diff(&d16, &fwd["synthesis1024.image_d16"]);
     measured("synthesis 1024 downscaled max abs diff", d);
     assert!(d < FORWARD_TOL, "1024 downscaled output differs by {d}");
@@ -109,7 +107,10 @@ fn synthesis_1024_matches_reference() {
 #[test]
 fn bicubic_downscaler_matches_reference() {
     let fwd = tensors("forward.safetensors");
-    let out = Downscaler::new(8, device()).forward(&fwd["bicubic.x256"].to_device(device()));
+    let out = Downscaler::new(8, device())
+        .unwrap()
+        .forward(&fwd["bicubic.x256"].to_device(device()))
+        .unwrap();
     let d = max_abs_diff(&out.to_device(Device::Cpu), &fwd["bicubic.x256_d8"]);
     measured("bicubic downscaler max abs diff", d);
     assert!(d < 1e-5, "downscaler differs by {d}");
@@ -153,6 +154,7 @@ fn run_case(name: &str) -> (HashMap<String, Tensor>, SearchOutcome) {
             .collect(),
         tile_latent: case["tile_latent"].as_bool().unwrap(),
         keep_intermediate: false,
+        keep_final: true,
     };
     let target =
         pulse::imageio::read_target(&fixture(case["ref"].as_str().unwrap()), 1024).unwrap();
@@ -162,8 +164,10 @@ fn run_case(name: &str) -> (HashMap<String, Tensor>, SearchOutcome) {
     };
     assert_eq!(target.weight.is_some(), name == "alpha");
     let start = Start { latent: fx["init.latent"].shallow_clone(), noise: noise_1024() };
-    let mut outcomes =
-        search(&synthesis, &fit, &config, &target, start, dev, &mut |_| true).unwrap();
+    let mut outcomes = search(&synthesis, &fit, &config, &target, start, dev, &mut |_| true)
+        .unwrap()
+        .completed()
+        .unwrap();
 
     // The final image, as the reference recorded it: the last latent's render, downscaled to 32.
     let out = outcomes.pop().unwrap();
@@ -197,8 +201,9 @@ fn check_case(name: &str, row_tol: &[f64], every_row: f64, displacement_tol: f64
     }
     let init = &fx["init.latent"];
     let want = &fx["final.latent"];
-    let displacement = (&out.final_latent - want).norm().double_value(&[])
-        / (want - init).norm().double_value(&[]);
+    let (final_latent, final_noise) = out.final_state.as_ref().expect("keep_final");
+    let displacement =
+        (final_latent - want).norm().double_value(&[]) / (want - init).norm().double_value(&[]);
     measured(&format!("{name}: final latent displacement"), displacement);
     assert!(
         displacement <= displacement_tol,
@@ -212,7 +217,7 @@ fn check_case(name: &str, row_tol: &[f64], every_row: f64, displacement_tol: f64
     let init = flat(&noise_1024());
     let want =
         flat(&(0..5).map(|l| fx[&format!("final.noise.{l}")].shallow_clone()).collect::<Vec<_>>());
-    let got = flat(&out.final_noise);
+    let got = flat(final_noise);
     let d = (&got - &want).norm().double_value(&[]) / (&want - &init).norm().double_value(&[]);
     measured(&format!("{name}: trainable noise displacement"), d);
     assert!(d <= displacement_tol, "{name}: trainable noise displaced by {d} > {displacement_tol}");

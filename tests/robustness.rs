@@ -131,19 +131,29 @@ fn full_disk_is_a_clear_error_without_partial_outputs() {
     assert_only_complete_outputs(&out, false);
 }
 
+/// Two runs on one output folder would mix results drawn from different seeds: while one holds
+/// the folder's lock the other is refused (exit 2, saying why), and the folder holds only the
+/// first run's complete outputs.
 #[test]
-fn two_runs_on_one_folder_write_complete_files() {
+fn a_second_run_on_a_busy_folder_is_refused() {
     let t = TestDir::new();
     let model = t.model_128();
     let inputs = three_inputs(&t);
     let out = t.path("out");
-    let mut a = upsample_cmd(&inputs, &model, &out, "3").spawn().unwrap();
-    let mut b = upsample_cmd(&inputs, &model, &out, "3").spawn().unwrap();
-    assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
+    let mut a = upsample_cmd(&inputs, &model, &out, "40").spawn().unwrap();
+    wait_for(&out.join(pulse::files::LOCK_FILE));
+    let b = upsample_cmd(&inputs, &model, &out, "3").output().unwrap();
+    let a_ok = a.wait().unwrap().success();
+    let b_stderr = String::from_utf8_lossy(&b.stderr);
+    assert!(a_ok, "the first run should finish");
+    assert_eq!(b.status.code(), Some(2), "{b_stderr}");
+    assert!(b_stderr.contains("another pulse run is writing to this folder"), "{b_stderr}");
     assert_only_complete_outputs(&out, false);
     for name in ["a", "b", "c"] {
         assert!(out.join(format!("{name}.png")).is_file());
     }
+    // Once the folder is free, a rerun finds everything done.
+    upsample_cmd(&inputs, &model, &out, "40").status().unwrap().success().then_some(()).unwrap();
 }
 
 #[test]
@@ -155,8 +165,8 @@ fn output_folder_that_is_a_file_is_refused() {
         .args(["upsample", &face("astronaut32.png"), "--steps", "1", "-q"])
         .args(["--model", s(&t.model_128()), "-o", s(&not_a_dir)])
         .assert()
-        .code(1)
-        .stderr(predicate::str::contains("cannot create output folder"));
+        .code(2)
+        .stderr(predicate::str::contains("cannot write in the output folder"));
     assert_eq!(std::fs::read(&not_a_dir).unwrap(), b"x");
 }
 

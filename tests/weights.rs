@@ -1,18 +1,17 @@
-//! Tests of `pulse::weights` (spec section 1): parity with `torch.load` on the reference weight
+//! Tests of `pulse::weights` (docs/design.md, "Weight files"): parity with `torch.load` on the reference weight
 //! files, safetensors round trips, `load_into`, and crafted hostile files.
 //!
 //! Hostile files are written byte by byte here (see `Pickle`), never committed: they include a
 //! pickle whose REDUCE would run `touch <marker>` if it were ever executed.
+mod common;
+
+use common::fixture;
 use pulse::weights::{self, ErrorKind, StateDict, WeightError};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tch::{Device, Kind, Tensor};
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
-}
 
 fn expected() -> Value {
     let text = std::fs::read_to_string(fixture("weights_expected.json")).unwrap();

@@ -48,16 +48,15 @@ pub fn find_faces(mtcnn: &Mtcnn, image: &Tensor, config: &DetectConfig) -> Vec<F
 /// PULSE's script reads it from an image) downscaled to `size` (a power of two up to 1024) with
 /// PULSE's bicubic downscaler [`crate::pulse::Downscaler`]. At 1024 the aligned face is returned
 /// as is. Returns `[3,size,size]` in [0,1].
-pub fn downscale(aligned: &Tensor, size: i64) -> Tensor {
+pub fn downscale(aligned: &Tensor, size: i64) -> anyhow::Result<Tensor> {
     let side = aligned.size()[2];
     let aligned = (aligned * 255.0).round().clamp(0.0, 255.0) / 255.0;
-    let factor = crate::pulse::downscale::factor_for(side, size)
-        .expect("size is a power of two no larger than the aligned face");
+    let factor = crate::pulse::downscale::factor_for(side, size).ok_or_else(|| {
+        anyhow::anyhow!("{size} is not {side}/2^k: cannot downscale the aligned face to it")
+    })?;
     if factor == 1 {
-        return aligned;
+        return Ok(aligned);
     }
-    crate::pulse::Downscaler::new(factor, aligned.device())
-        .forward(&aligned.unsqueeze(0))
-        .squeeze_dim(0)
-        .clamp(0.0, 1.0)
+    let down = crate::pulse::Downscaler::new(factor, aligned.device())?;
+    Ok(down.forward(&aligned.unsqueeze(0))?.squeeze_dim(0).clamp(0.0, 1.0))
 }

@@ -1,14 +1,15 @@
 //! `pulse align` and `pulse upsample --align`: arguments, progress bar, summary.
 use super::args::UpsampleArgs;
 use super::commands::interrupt_flag;
+use super::exit::Exit;
 use super::progress;
 use clap::Args;
 use indicatif::ProgressBar;
 use pulse::align::{mtcnn, DetectConfig, Mtcnn};
 use pulse::device::parse_device;
+use pulse::files::escaped;
 use pulse::pipelines::align::{self as job, AlignOptions, InputRecord, Observer, Report, Status};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
@@ -37,7 +38,7 @@ pub struct AlignArgs {
     #[arg(long)]
     pub save_aligned: bool,
     /// auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
+    #[arg(long, default_value = "auto", value_parser = device_name)]
     pub device: String,
     /// Folder of the MTCNN weights (pnet.pt, rnet.pt, onet.pt); default $PULSE_MTCNN, else
     /// models/mtcnn.
@@ -56,6 +57,10 @@ fn parse_size(s: &str) -> Result<i64, String> {
     job::check_size(size).map(|()| size)
 }
 
+fn device_name(s: &str) -> Result<String, String> {
+    pulse::device::parse_device_name(s).map(|_| s.to_string()).map_err(|e| e.to_string())
+}
+
 fn parse_min_face(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v >= 1.0 && v.is_finite() => Ok(v),
@@ -63,7 +68,18 @@ fn parse_min_face(s: &str) -> Result<f64, String> {
     }
 }
 
-pub fn align(a: AlignArgs) -> anyhow::Result<ExitCode> {
+/// How a run ended: interrupted, some photo refused or without a face, or every photo done.
+fn exit_of(report: &Report) -> Exit {
+    if report.interrupted {
+        Exit::Interrupted
+    } else if report.count(Status::NoFace) + report.count(Status::Refused) > 0 {
+        Exit::Refused
+    } else {
+        Exit::Success
+    }
+}
+
+pub fn align(a: AlignArgs) -> anyhow::Result<Exit> {
     let device = parse_device(&a.device)?;
     let mtcnn = Mtcnn::load(&a.mtcnn.unwrap_or_else(mtcnn::default_dir), device)?;
     let opts = AlignOptions {
@@ -78,14 +94,14 @@ pub fn align(a: AlignArgs) -> anyhow::Result<ExitCode> {
         device,
     };
     let report = run_with_bar(&mtcnn, &opts, a.quiet, &interrupt_flag())?;
-    Ok(ExitCode::from(report.exit_code()))
+    Ok(exit_of(&report))
 }
 
 /// `upsample --align`: align every input first, writing the largest face of each as
 /// `<OUT>/aligned/<stem>.png` (32x32, kept there), then upsample those into `<OUT>` as usual, so
 /// results keep the photos' names (`<OUT>/<stem>.png`). Photos without a face are reported and
 /// make the exit code 2; the others go on.
-pub(super) fn upsample_aligned(mut a: UpsampleArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn upsample_aligned(mut a: UpsampleArgs) -> anyhow::Result<Exit> {
     let device = parse_device(&a.model.device)?;
     let mtcnn = Mtcnn::load(&mtcnn::default_dir(), device)?;
     let opts = AlignOptions {
@@ -103,18 +119,18 @@ pub(super) fn upsample_aligned(mut a: UpsampleArgs) -> anyhow::Result<ExitCode> 
     // while aligning ends the process; every file written so far is complete (atomic writes).
     let report = run_with_bar(&mtcnn, &opts, a.quiet, &AtomicBool::new(false))?;
     drop(mtcnn);
-    let aligned_code = report.exit_code();
-    if aligned_code == 130 {
-        return Ok(ExitCode::from(130));
+    let aligned = exit_of(&report);
+    if aligned == Exit::Interrupted {
+        return Ok(aligned);
     }
     a.inputs = report.outputs();
     if a.inputs.is_empty() {
         eprintln!("pulse: no face to upsample");
-        return Ok(ExitCode::from(aligned_code.max(2)));
+        return Ok(Exit::Refused);
     }
     a.align = false;
-    let code = super::commands::upsample(a)?;
-    Ok(if code == ExitCode::from(130) || aligned_code == 0 { code } else { ExitCode::from(2) })
+    let upsampled = super::commands::upsample(a)?;
+    Ok(if upsampled == Exit::Interrupted || aligned == Exit::Success { upsampled } else { aligned })
 }
 
 /// Runs the job with a progress bar over the photos and prints the summary.
@@ -133,7 +149,7 @@ fn run_with_bar(
         eprintln!(
             "pulse: {faces} face(s) from {} photo(s) in {} ({} without a face, {} refused, {} skipped) in {:.1} s{}",
             report.inputs.len(),
-            opts.out_dir.display(),
+            escaped(&opts.out_dir),
             report.count(Status::NoFace),
             report.count(Status::Refused),
             report.count(Status::Skipped),
@@ -164,8 +180,8 @@ impl Observer for AlignProgress {
             self.bar.suspend(|| {
                 eprintln!(
                     "pulse: skipping {} ({} exists; --overwrite redoes it)",
-                    input.display(),
-                    output.display()
+                    escaped(input),
+                    escaped(output)
                 )
             });
         }
@@ -173,11 +189,10 @@ impl Observer for AlignProgress {
 
     fn finished(&mut self, record: &InputRecord) {
         self.bar.inc(1);
-        self.bar.set_message(record.input.display().to_string());
+        self.bar.set_message(escaped(&record.input));
         if self.bar.is_hidden() && !self.quiet && record.status == Status::Aligned {
-            let outputs: Vec<String> =
-                record.outputs.iter().map(|p| p.display().to_string()).collect();
-            eprintln!("pulse: {} -> {}", record.input.display(), outputs.join(", "));
+            let outputs: Vec<String> = record.outputs.iter().map(|p| escaped(p)).collect();
+            eprintln!("pulse: {} -> {}", escaped(&record.input), outputs.join(", "));
         }
     }
 }

@@ -1,5 +1,12 @@
 //! Command-line arguments. Names and flags here are the interface users script against.
+//!
+//! Every enumerated or structured flag is parsed by clap itself (the value parsers below, built
+//! on the library's `FromStr` impls), so `--help` lists the choices and a bad value is a usage
+//! error (exit code 2) with clap's message, before anything runs.
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
+use pulse::precision::Precision;
+use pulse::pulse::{LossSpec, NoiseMode, OptimizerKind, Schedule};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -43,20 +50,133 @@ pub enum Command {
     Bench(BenchArgs),
 }
 
+/// A parser accepting exactly `names` (listed by `--help`), each parsed by `T::from_str`.
+fn one_of<T>(names: &'static [&'static str]) -> impl TypedValueParser<Value = T>
+where
+    T: std::str::FromStr<Err = String> + Clone + Send + Sync + 'static,
+{
+    PossibleValuesParser::new(names).map(|s| s.parse::<T>().expect("every listed name parses"))
+}
+
+/// A finite number greater than zero.
+fn positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("expected a positive finite number, got '{s}'")),
+    }
+}
+
+/// A finite number (zero and negative ones too).
+fn finite(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err(format!("expected a finite number, got '{s}'")),
+    }
+}
+
+/// A finite number, zero or more.
+fn non_negative(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("expected a finite number >= 0, got '{s}'")),
+    }
+}
+
+/// A whole number of at least 1.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("expected a whole number of at least 1, got '{s}'")),
+    }
+}
+
+/// A device name: auto, cpu, cuda or cuda:N (whether the machine has it is checked when used).
+fn device(s: &str) -> Result<String, String> {
+    pulse::device::parse_device_name(s).map(|_| s.to_string()).map_err(|e| e.to_string())
+}
+
+/// `--shard I/N`: only the inputs at sorted position p with p % N == I.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parsed = s
+            .split_once('/')
+            .and_then(|(i, n)| Some((i.trim().parse().ok()?, n.trim().parse().ok()?)));
+        match parsed {
+            Some((index, count)) if count > 0 && index < count => Ok(Self { index, count }),
+            _ => Err(format!("expected I/N with 0 <= I < N, got '{s}'")),
+        }
+    }
+}
+
+/// `--batch-size N|auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchSize {
+    /// As many as fit in free GPU memory (1 on the CPU).
+    Auto,
+    Fixed(usize),
+}
+
+impl std::str::FromStr for BatchSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            n => match n.parse() {
+                Ok(n) if n > 0 => Ok(Self::Fixed(n)),
+                _ => Err(format!("expected a positive number or auto, got '{n}'")),
+            },
+        }
+    }
+}
+
+/// A list of layer numbers like "17" or "16,17" (PULSE writes "16.17").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerList(pub Vec<usize>);
+
+impl std::str::FromStr for LayerList {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        s.split([',', '.'])
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| p.parse().map_err(|_| format!("'{p}' is not a layer number")))
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+}
+
+/// A comma-separated list of edit scales (negative ones too: `--scale=-1,0,1`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scales(pub Vec<f64>);
+
+impl std::str::FromStr for Scales {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        pulse::editing::edit::parse_scales(s).map(Self).map_err(|e| e.to_string())
+    }
+}
+
 /// Model folder and device, shared by the commands that run a network.
 #[derive(Debug, Args)]
 pub struct ModelArgs {
-    /// Model folder (synthesis, mapping, gaussian_fit); default $PULSE_MODEL, else models/ffhq.
-    #[arg(long, value_name = "DIR")]
-    pub model: Option<PathBuf>,
+    /// Model folder (synthesis, mapping, gaussian_fit).
+    #[arg(long, value_name = "DIR", env = "PULSE_MODEL", default_value = pulse::model::DEFAULT_DIR)]
+    pub model: PathBuf,
     /// auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
+    #[arg(long, default_value = "auto", value_parser = device)]
     pub device: String,
 }
 
 #[derive(Debug, Args)]
 pub struct UpsampleArgs {
-    /// Image files (PNG, JPEG, WebP, BMP) or folders of them; square, side = resolution / 2^k.
+    /// Image files (PNG, JPEG, WebP, BMP, GIF) or folders of them; square, side = resolution / 2^k.
     #[arg(required = true, value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
     /// Output folder.
@@ -65,32 +185,33 @@ pub struct UpsampleArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Optimization steps per search.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value = "100", value_parser = at_least_one)]
     pub steps: usize,
     /// Peak learning rate.
-    #[arg(long, default_value_t = 0.4)]
+    #[arg(long, default_value = "0.4", value_parser = positive)]
     pub lr: f64,
-    /// adam, sgd, sgdm or adamax.
-    #[arg(long, default_value = "adam")]
-    pub optimizer: String,
-    /// fixed, linear1cycle or linear1cycledrop.
-    #[arg(long, default_value = "linear1cycledrop")]
-    pub schedule: String,
-    /// Sum of weight*TERM with terms L2, L1, GEOCROSS.
-    #[arg(long, default_value = "100*L2+0.05*GEOCROSS")]
-    pub loss: String,
+    /// The optimizer whose steps are projected back onto the sphere.
+    #[arg(long, default_value = "adam", value_parser = one_of::<OptimizerKind>(&OptimizerKind::NAMES))]
+    pub optimizer: OptimizerKind,
+    /// Learning-rate schedule over the steps.
+    #[arg(long, default_value = "linear1cycledrop", value_parser = one_of::<Schedule>(&Schedule::NAMES))]
+    pub schedule: Schedule,
+    /// Sum of weight*TERM with terms L2, L1, GEOCROSS (weights positive).
+    #[arg(long, default_value = "100*L2+0.05*GEOCROSS", value_parser = clap::value_parser!(LossSpec))]
+    pub loss: LossSpec,
     /// An image succeeds when its L2 reaches eps.
-    #[arg(long, default_value_t = 2e-3)]
+    #[arg(long, default_value = "2e-3", value_parser = positive)]
     pub eps: f64,
-    /// trainable, fixed or zero.
-    #[arg(long, default_value = "trainable")]
-    pub noise: String,
+    /// How the per-layer noise inputs behave.
+    #[arg(long, default_value = "trainable", value_parser = one_of::<NoiseMode>(&NoiseMode::NAMES))]
+    pub noise: NoiseMode,
     /// Number of noise layers optimized in trainable mode.
     #[arg(long, default_value_t = 5)]
     pub trainable_noise: usize,
-    /// Noise layers kept at zero, e.g. "17" or "16,17".
-    #[arg(long, default_value = "17")]
-    pub bad_noise_layers: String,
+    /// Noise layers kept at zero, e.g. "17" or "16,17" [default: 17, PULSE's, where the network
+    /// has a layer 17].
+    #[arg(long, value_name = "LIST", value_parser = clap::value_parser!(LayerList))]
+    pub bad_noise_layers: Option<LayerList>,
     /// Optimize one 512-vector tiled over all layers.
     #[arg(long)]
     pub tile_latent: bool,
@@ -98,24 +219,24 @@ pub struct UpsampleArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Results per input.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value = "1", value_parser = at_least_one)]
     pub samples: usize,
     /// Searches run together; "auto" picks from free GPU memory (1 on the CPU).
-    #[arg(long, default_value = "1")]
-    pub batch_size: String,
+    #[arg(long, default_value = "1", value_parser = clap::value_parser!(BatchSize))]
+    pub batch_size: BatchSize,
     /// Search again from a new seed, up to N times, when an image does not converge.
     #[arg(long, default_value_t = 0)]
     pub restarts: usize,
     /// Start from a latent file (one input) or a folder of <stem>.latent.safetensors.
     #[arg(long, value_name = "PATH")]
     pub init: Option<PathBuf>,
-    /// Also write the best image of every step as an animated GIF.
+    /// Also write an animated GIF of the best image as the search went (at most 128 frames).
     #[arg(long)]
     pub save_intermediate: bool,
     /// Also write input | result | result downscaled, side by side.
     #[arg(long)]
     pub compare: bool,
-    /// Write a JSON report here.
+    /// Write a JSON report here (merged with the report of an earlier run in the same place).
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
     /// Greyscale weight image for RGB targets (0 = unconstrained).
@@ -125,15 +246,15 @@ pub struct UpsampleArgs {
     #[arg(long)]
     pub ignore_alpha: bool,
     /// Process only inputs at sorted position p with p % N == I.
-    #[arg(long, value_name = "I/N")]
-    pub shard: Option<String>,
+    #[arg(long, value_name = "I/N", value_parser = clap::value_parser!(Shard))]
+    pub shard: Option<Shard>,
     /// Redo images whose outputs already exist.
     #[arg(long)]
     pub overwrite: bool,
     /// fp32, tf32 (CUDA) or bf16/fp16 autocast of the synthesis (fp16: CUDA only); the loss and
     /// the optimizer stay float32. docs/performance.md gives each mode's speed and error.
-    #[arg(long, default_value = "fp32")]
-    pub precision: String,
+    #[arg(long, default_value = "fp32", value_parser = one_of::<Precision>(&Precision::NAMES))]
+    pub precision: Precision,
     /// No progress bars or summary.
     #[arg(short, long)]
     pub quiet: bool,
@@ -147,16 +268,25 @@ pub struct UpsampleArgs {
 pub struct GenerateArgs {
     #[command(flatten)]
     pub model: ModelArgs,
+    /// Seed of the faces (face k draws from the seed and k).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Truncation psi on layers 0..7 (1 = none).
-    #[arg(long, default_value_t = 0.7)]
+    #[arg(long, default_value = "0.7", value_parser = finite)]
     pub truncation: f64,
-    #[arg(long, default_value_t = 1)]
+    /// Number of faces.
+    #[arg(long, default_value = "1", value_parser = at_least_one)]
     pub count: usize,
-    /// Output PNG file (with --count > 1, <stem>_<k>.png beside it) or folder.
+    /// Output image file (.png, .jpg, .bmp, .webp; with --count > 1, <stem>_<k> beside it) or
+    /// folder (seed<S>_<k>.png).
     #[arg(short = 'o', long = "output", value_name = "OUT")]
     pub out: PathBuf,
+    /// Redo faces whose files already exist.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// No progress bar.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -165,6 +295,7 @@ pub struct RenderArgs {
     pub latent: PathBuf,
     #[command(flatten)]
     pub model: ModelArgs,
+    /// The image to write (.png, .jpg, .bmp or .webp).
     #[arg(short = 'o', long = "output", value_name = "OUT.png")]
     pub out: PathBuf,
 }
@@ -173,6 +304,7 @@ pub struct RenderArgs {
 pub struct ConvertArgs {
     /// A .pt (legacy or zip) or .safetensors weight file.
     pub input: PathBuf,
+    /// The safetensors file to write.
     #[arg(short = 'o', long = "output", value_name = "OUT.safetensors")]
     pub out: PathBuf,
 }
@@ -182,8 +314,9 @@ pub struct FitGaussianArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Samples of z (the published fit uses 1,000,000).
-    #[arg(long, default_value_t = pulse::model::FIT_SAMPLES)]
+    #[arg(long, default_value_t = pulse::model::FIT_SAMPLES, value_parser = clap::value_parser!(i64).range(2..))]
     pub samples: i64,
+    /// Seed of the samples.
     #[arg(long, default_value_t = pulse::model::FIT_SEED)]
     pub seed: i64,
 }
@@ -197,6 +330,7 @@ pub struct DirectionArgs {
     /// a comment); relative paths are relative to the file's folder.
     #[arg(long, value_name = "FILE")]
     pub pairs: Option<PathBuf>,
+    /// The direction file to write.
     #[arg(short = 'o', long = "output", value_name = "DIR.safetensors")]
     pub out: PathBuf,
 }
@@ -209,24 +343,24 @@ pub struct EditArgs {
     #[arg(long, value_name = "DIR.safetensors")]
     pub direction: PathBuf,
     /// Scales s of w_plus + s * v, comma-separated (negative ones too: --scale=-1,0,1).
-    #[arg(long, default_value = "0,0.5,1,1.5", allow_hyphen_values = true, value_name = "LIST")]
-    pub scale: String,
+    #[arg(long, default_value = "0,0.5,1,1.5", allow_hyphen_values = true, value_name = "LIST", value_parser = clap::value_parser!(Scales))]
+    pub scale: Scales,
     /// Layers the edit touches: all, or a list of layers and ranges like 0-17, 0-7 or 0-3,8.
     #[arg(long, default_value = "all", value_name = "LIST")]
     pub layers: String,
     #[command(flatten)]
     pub model: ModelArgs,
-    /// The side-by-side sheet.
+    /// The side-by-side sheet (.png, .jpg, .bmp or .webp).
     #[arg(short = 'o', long = "output", value_name = "OUT.png")]
     pub out: PathBuf,
-    /// Also write one PNG per scale: <OUT stem>_scale<S>.png.
+    /// Also write one image per scale: <OUT stem>_scale<S>.<OUT extension>.
     #[arg(long)]
     pub separate: bool,
     /// Also write each edited latent: <OUT stem>_scale<S>.latent.safetensors.
     #[arg(long)]
     pub save_latent: bool,
     /// Side of each face in the sheet (default: the model's resolution, at most 512).
-    #[arg(long, value_name = "PIXELS")]
+    #[arg(long, value_name = "PIXELS", value_parser = clap::value_parser!(i64).range(8..=4096))]
     pub tile: Option<i64>,
 }
 
@@ -240,23 +374,24 @@ pub struct EmbedArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Adam steps.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value = "1000", value_parser = at_least_one)]
     pub steps: usize,
     /// Adam learning rate.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value = "0.01", value_parser = positive)]
     pub lr: f64,
     /// A torchvision vgg16 state dict: adds the perceptual term (conv1_1, conv1_2, conv3_2, conv4_2).
     #[arg(long, value_name = "VGG16_WEIGHTS")]
     pub perceptual: Option<PathBuf>,
     /// Weight of the perceptual term (the pixel MSE has weight 1).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value = "1", value_parser = non_negative)]
     pub perceptual_weight: f64,
     /// Fixed noise inputs: random (drawn from --seed) or zero.
-    #[arg(long, default_value = "random")]
+    #[arg(long, default_value = "random", value_parser = PossibleValuesParser::new(["random", "zero"]))]
     pub noise: String,
+    /// Seed of the random noise.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Also write the embedded face as a PNG.
+    /// Also write the embedded face as an image (.png, .jpg, .bmp or .webp).
     #[arg(long, value_name = "OUT.png")]
     pub image: Option<PathBuf>,
     /// No progress bar.
@@ -280,7 +415,7 @@ pub struct TargetArgs {
     /// Reference face whose skin and background colours are used where none is given.
     #[arg(long, value_name = "FILE")]
     pub face: Option<PathBuf>,
-    /// The RGBA target to write.
+    /// The RGBA target to write (.png or .webp, which keep its alpha).
     #[arg(short = 'o', long = "output", value_name = "OUT.png")]
     pub out: PathBuf,
 }
@@ -291,23 +426,27 @@ pub struct BenchArgs {
     #[arg(long, value_name = "DIR")]
     pub model: Option<PathBuf>,
     /// auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
+    #[arg(long, default_value = "auto", value_parser = device)]
     pub device: String,
     /// Searches run together, or "auto" (from free GPU memory; 1 on the CPU).
-    #[arg(long, default_value = "1")]
-    pub batch_size: String,
+    #[arg(long, default_value = "1", value_parser = clap::value_parser!(BatchSize))]
+    pub batch_size: BatchSize,
     /// Timed steps (the median is reported).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value = "3", value_parser = at_least_one)]
     pub steps: usize,
     /// Untimed steps before them.
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
     /// fp32, tf32 (CUDA), bf16 or fp16 (autocast; loss and optimizer stay float32).
-    #[arg(long, default_value = "fp32")]
-    pub precision: String,
+    #[arg(long, default_value = "fp32", value_parser = one_of::<Precision>(&Precision::NAMES))]
+    pub precision: Precision,
     /// CPU threads (0 = libtorch's default).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..))]
     pub threads: i32,
+    /// Speed rewrites of the synthesis to switch off, to measure each: epilogue, leaky, convt,
+    /// blurbias (comma-separated) or all.
+    #[arg(long, value_name = "LIST", default_value = "", hide_default_value = true, value_parser = |s: &str| pulse::stylegan::Tuning::without(s))]
+    pub untuned: pulse::stylegan::Tuning,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -321,5 +460,66 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// `--help` shows a line for every flag and argument of every command.
+    #[test]
+    fn every_argument_has_help() {
+        for sub in Cli::command().get_subcommands() {
+            for arg in sub.get_arguments() {
+                if arg.get_id() == "help" || arg.get_id() == "version" {
+                    continue;
+                }
+                assert!(
+                    arg.get_help().is_some_and(|h| !h.to_string().trim().is_empty()),
+                    "pulse {} {}: no help text",
+                    sub.get_name(),
+                    arg.get_id()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn structured_flags_parse_and_refuse() {
+        assert_eq!("2/3".parse::<Shard>().unwrap(), Shard { index: 2, count: 3 });
+        for bad in ["3/2", "0/0", "1", "a/b", "-1/2"] {
+            assert!(bad.parse::<Shard>().is_err(), "{bad}");
+        }
+        assert_eq!("auto".parse::<BatchSize>().unwrap(), BatchSize::Auto);
+        assert_eq!("4".parse::<BatchSize>().unwrap(), BatchSize::Fixed(4));
+        assert!("0".parse::<BatchSize>().is_err());
+        assert_eq!("16.17".parse::<LayerList>().unwrap(), LayerList(vec![16, 17]));
+        assert!("x".parse::<LayerList>().is_err());
+        for bad in ["nan", "inf", "-1", "0", "1e400"] {
+            assert!(positive(bad).is_err(), "{bad}");
+        }
+        assert!(finite("-0.5").is_ok() && finite("nan").is_err());
+    }
+
+    /// Every bad value of an enumerated or numeric flag is clap's usage error (exit code 2).
+    #[test]
+    fn bad_values_are_usage_errors() {
+        let cases: [&[&str]; 12] = [
+            &["upsample", "x.png", "--optimizer", "foo"],
+            &["upsample", "x.png", "--shard", "3/2"],
+            &["upsample", "x.png", "--precision", "fp8"],
+            &["upsample", "x.png", "--lr", "nan"],
+            &["upsample", "x.png", "--eps", "-1"],
+            &["upsample", "x.png", "--loss", "1e400*L2"],
+            &["upsample", "x.png", "--loss", "0*L2"],
+            &["upsample", "x.png", "--schedule", "cosine"],
+            &["upsample", "x.png", "--device", "gpu"],
+            &["upsample", "x.png", "--batch-size", "0"],
+            &["generate", "-o", "x.png", "--truncation", "inf"],
+            &["embed", "p.png", "-o", "l", "--noise", "pink"],
+        ];
+        for args in cases {
+            let e = Cli::try_parse_from(std::iter::once("pulse").chain(args.iter().copied()))
+                .expect_err(&args.join(" "));
+            assert_eq!(e.exit_code(), 2, "{}: {e}", args.join(" "));
+        }
+        let ok = Cli::try_parse_from(["pulse", "upsample", "x.png", "--precision", "tf32"]);
+        assert!(ok.is_ok());
     }
 }

@@ -1,27 +1,27 @@
 //! `pulse bench`: time PULSE steps and print the figures (text or one JSON object).
 use super::args::BenchArgs;
-use pulse::device::{parse_device, Precision};
+use super::exit::Exit;
+use pulse::device::parse_device;
 use pulse::pipelines::bench::{self, BenchOptions};
 use pulse::stylegan::SynthesisConfig;
 use std::io::Write;
-use std::process::ExitCode;
 
-pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
+pub fn bench(a: BenchArgs) -> anyhow::Result<Exit> {
     let device = parse_device(&a.device)?;
-    let precision: Precision = super::commands::parse("precision", &a.precision)?;
     if a.threads > 0 {
         tch::set_num_threads(a.threads);
     }
-    let batch_size = super::commands::parse_batch_size(&a.batch_size, || {
-        pulse::pipelines::auto_batch_size_for(&SynthesisConfig::ffhq(), device, precision)
-    })?;
+    // `auto` sizes from the FFHQ estimate even with --model: conservative for smaller networks.
+    let batch_size =
+        super::commands::batch_size(a.batch_size, &SynthesisConfig::ffhq(), device, a.precision);
     let opts = BenchOptions {
         device,
         batch_size,
         steps: a.steps,
         warmup: a.warmup,
-        precision,
+        precision: a.precision,
         model: a.model,
+        tuning: a.untuned,
         ..BenchOptions::default()
     };
     let quiet = a.json;
@@ -33,7 +33,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
     })?;
     if a.json {
         println!("{}", serde_json::to_string(&r)?);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Exit::Success);
     }
     eprintln!();
     println!("network:      {} ({}x{})", r.network, r.resolution, r.resolution);
@@ -63,8 +63,11 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
             "parity:       max |image - fp32 image| = {d:.2e} ({rel:.2e} of the image's range)"
         );
     }
+    if !r.untuned.is_empty() {
+        println!("untuned:      {} (reference forms, for measuring)", r.untuned.join(", "));
+    }
     for n in &r.notes {
         println!("note:         {n}");
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }

@@ -1,85 +1,61 @@
 //! One function per command: turn parsed arguments into the library's options, run, report.
 use super::args::*;
+use super::exit::{input, Exit};
 use super::progress::{self, UpsampleProgress};
-use anyhow::{bail, Context};
-use pulse::device::{parse_device, Precision};
+use anyhow::Context;
+use pulse::files::{check_no_clobber, escaped};
 use pulse::latent::{short_sha, LatentFile};
 use pulse::model::{self, Model};
+use pulse::pipelines::generate::Generator;
 use pulse::pipelines::{self, upsample::UpsampleOptions};
-use pulse::pulse::{LossSpec, NoiseMode, OptimizerKind, Schedule, SearchConfig};
+use pulse::pulse::SearchConfig;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-pub fn info() -> anyhow::Result<ExitCode> {
+pub fn info() -> anyhow::Result<Exit> {
     println!("pulse {}", env!("CARGO_PKG_VERSION"));
     println!("libtorch: {}", option_env!("PULSE_LIBTORCH_VERSION").unwrap_or("unknown"));
     let cuda = tch::Cuda::is_available();
     println!("cuda: {}", if cuda { "available" } else { "not available" });
     println!("gpus: {}", tch::Cuda::device_count());
-    for (i, name) in pulse::device::gpu_names().iter().enumerate() {
+    for (i, name) in pulse::system::gpu_names().iter().enumerate() {
         println!("  cuda:{i}: {name}");
     }
     println!("cpu threads: {}", tch::get_num_threads());
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }
 
-/// Loads the model folder named by `--model`, `$PULSE_MODEL` or the default.
+/// Loads the model folder of `--model` (or `$PULSE_MODEL`, or the default) on `--device`.
 pub(super) fn load_model(args: &ModelArgs) -> anyhow::Result<Model> {
-    let device = parse_device(&args.device)?;
-    let dir = args.model.clone().unwrap_or_else(model::default_dir);
-    Model::load(&dir, device)
-}
-
-pub(super) fn parse<T: std::str::FromStr<Err = String>>(
-    flag: &str,
-    value: &str,
-) -> anyhow::Result<T> {
-    value.parse().map_err(|e: String| anyhow::anyhow!("--{flag}: {e}"))
-}
-
-/// `I/N` with I < N.
-fn parse_shard(s: &str) -> anyhow::Result<(usize, usize)> {
-    let parsed =
-        s.split_once('/').and_then(|(i, n)| Some((i.trim().parse().ok()?, n.trim().parse().ok()?)));
-    match parsed {
-        Some((i, n)) if n > 0 && i < n => Ok((i, n)),
-        _ => bail!("--shard: expected I/N with 0 <= I < N, got '{s}'"),
-    }
-}
-
-/// A list like "17" or "16,17" (PULSE writes "16.17").
-fn parse_layers(s: &str) -> anyhow::Result<Vec<usize>> {
-    s.split([',', '.'])
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            p.parse()
-                .map_err(|_| anyhow::anyhow!("--bad-noise-layers: '{p}' is not a layer number"))
-        })
-        .collect()
-}
-
-/// `--batch-size`: a positive number, or `auto` (what `auto_size` picks).
-pub(super) fn parse_batch_size(
-    s: &str,
-    auto_size: impl FnOnce() -> usize,
-) -> anyhow::Result<usize> {
-    match s {
-        "auto" => Ok(auto_size()),
-        n => n.parse().ok().filter(|&n| n > 0).with_context(|| {
-            format!("--batch-size: expected a positive number or auto, got '{n}'")
-        }),
-    }
+    let device = pulse::device::parse_device(&args.device)?;
+    input(Model::load(&args.model, device)).with_context(|| {
+        if args.model == Path::new(model::DEFAULT_DIR) && !args.model.exists() {
+            "no model: run `pulse download ffhq`, or name a model folder with --model DIR or $PULSE_MODEL (see models/README.md)"
+        } else {
+            "cannot load the model (see models/README.md)"
+        }
+    })
 }
 
 /// Creates the folder `path` goes in, if it names one.
 pub(super) fn create_parent(path: &Path) -> anyhow::Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
-            .with_context(|| format!("{}: cannot create folder", parent.display()))?;
+            .with_context(|| format!("{}: cannot create folder", escaped(parent)))?;
+    }
+    Ok(())
+}
+
+/// Checks, before any work, that each output can be written: a known image format where it is an
+/// image, not one of the inputs, and its folder can be created and written.
+pub(super) fn check_outputs(inputs: &[&Path], outputs: &[&Path]) -> anyhow::Result<()> {
+    check_no_clobber(inputs, outputs)?;
+    for out in outputs {
+        let dir = pulse::files::parent_dir(out);
+        pulse::files::check_writable_dir(dir)
+            .map_err(|e| pulse::Invalid(format!("{}: cannot write there: {e}", escaped(out))))?;
     }
     Ok(())
 }
@@ -93,7 +69,20 @@ pub(super) fn interrupt_flag() -> Arc<AtomicBool> {
     stop
 }
 
-pub fn upsample(a: UpsampleArgs) -> anyhow::Result<ExitCode> {
+/// `--batch-size`: a number, or what `auto` picks for this network, device and precision.
+pub(super) fn batch_size(
+    b: BatchSize,
+    config: &pulse::stylegan::SynthesisConfig,
+    device: tch::Device,
+    precision: pulse::precision::Precision,
+) -> usize {
+    match b {
+        BatchSize::Fixed(n) => n,
+        BatchSize::Auto => pipelines::auto_batch_size(config, device, precision),
+    }
+}
+
+pub fn upsample(a: UpsampleArgs) -> anyhow::Result<Exit> {
     if a.align {
         return super::align::upsample_aligned(a);
     }
@@ -101,23 +90,32 @@ pub fn upsample(a: UpsampleArgs) -> anyhow::Result<ExitCode> {
     let search = SearchConfig {
         steps: a.steps,
         lr: a.lr,
-        optimizer: parse::<OptimizerKind>("optimizer", &a.optimizer)?,
-        schedule: parse::<Schedule>("schedule", &a.schedule)?,
-        loss: parse::<LossSpec>("loss", &a.loss)?,
+        optimizer: a.optimizer,
+        schedule: a.schedule,
+        loss: a.loss,
         eps: a.eps,
-        noise: parse::<NoiseMode>("noise", &a.noise)?,
+        noise: a.noise,
         trainable_noise: a.trainable_noise,
-        bad_noise_layers: parse_layers(&a.bad_noise_layers)?,
+        bad_noise_layers: match a.bad_noise_layers {
+            Some(list) => list.0,
+            // PULSE's default, layer 17, is the last layer of an FFHQ (1024) network; smaller
+            // networks have no layer 17.
+            None => [17].into_iter().filter(|&l| l < model.config().num_layers()).collect(),
+        },
         tile_latent: a.tile_latent,
         keep_intermediate: a.save_intermediate,
+        keep_final: false,
     };
     let seed = a.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
+        let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64 % 1_000_000_000)
-            .unwrap_or(0)
+            .unwrap_or(0);
+        // Printed before any work, even with -q: without it a run cannot be repeated.
+        eprintln!("pulse: seed {seed} (drawn; pass --seed {seed} to repeat this run)");
+        seed
     });
-    let batch_size = parse_batch_size(&a.batch_size, || pipelines::auto_batch_size(&model))?;
+    let batch_size = batch_size(a.batch_size, model.config(), model.device, a.precision);
     let opts = UpsampleOptions {
         inputs: a.inputs,
         out_dir: a.out_dir,
@@ -130,11 +128,11 @@ pub fn upsample(a: UpsampleArgs) -> anyhow::Result<ExitCode> {
         save_intermediate: a.save_intermediate,
         compare: a.compare,
         report: a.report,
-        shard: a.shard.as_deref().map(parse_shard).transpose()?,
+        shard: a.shard.map(|s| (s.index, s.count)),
         overwrite: a.overwrite,
         mask: a.mask,
         ignore_alpha: a.ignore_alpha,
-        precision: parse::<Precision>("precision", &a.precision)?,
+        precision: a.precision,
     };
     if model.fit.is_none() {
         fit_with_bar(&mut model, a.quiet)?;
@@ -148,14 +146,22 @@ pub fn upsample(a: UpsampleArgs) -> anyhow::Result<ExitCode> {
         eprintln!(
             "pulse: converged {} of {} images ({} refused, {} skipped) in {:.1} s, seed {seed}{}",
             report.converged(),
-            report.images.len(),
+            report.total(),
             report.refused.len(),
             report.skipped.len(),
             started.elapsed().as_secs_f64(),
             if report.interrupted { "; interrupted, rerun to resume" } else { "" },
         );
     }
-    Ok(ExitCode::from(report.exit_code()))
+    Ok(if report.interrupted {
+        Exit::Interrupted
+    } else if !report.refused.is_empty() {
+        Exit::Refused
+    } else if !report.all_converged() {
+        Exit::NotConverged
+    } else {
+        Exit::Success
+    })
 }
 
 /// Computes the Gaussian fit with a progress bar (first use of a model without one).
@@ -167,52 +173,108 @@ fn fit_with_bar(model: &mut Model, quiet: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn fit_gaussian(a: FitGaussianArgs) -> anyhow::Result<ExitCode> {
+pub fn fit_gaussian(a: FitGaussianArgs) -> anyhow::Result<Exit> {
     let model = load_model(&a.model)?;
     let bar = progress::bar(a.samples as u64, "fit", false);
     let path =
         model::save_fit(&model, a.samples, a.seed, &mut |done, _| bar.set_position(done as u64))?;
     bar.finish_and_clear();
-    eprintln!("pulse: wrote {} ({} samples, seed {})", path.display(), a.samples, a.seed);
-    Ok(ExitCode::SUCCESS)
+    eprintln!("pulse: wrote {} ({} samples, seed {})", escaped(&path), a.samples, a.seed);
+    Ok(Exit::Success)
 }
 
-pub fn generate(a: GenerateArgs) -> anyhow::Result<ExitCode> {
-    let model = load_model(&a.model)?;
+/// Faces are written one by one as they are made (memory stays flat for any `--count`), each
+/// with its latent; faces whose two files exist from the same seed and model are skipped, so an
+/// interrupted run resumes.
+pub fn generate(a: GenerateArgs) -> anyhow::Result<Exit> {
     let outputs = output_paths(&a.out, a.count, a.seed)?;
-    let faces = pipelines::generate::generate(&model, a.seed, a.truncation, a.count)?;
-    for ((image, latent), path) in faces.into_iter().zip(outputs) {
-        pulse::imageio::write_png(&image, &path)?;
-        latent.write(&path.with_extension("latent.safetensors"))?;
-        eprintln!("pulse: wrote {}", path.display());
+    let model = load_model(&a.model)?;
+    let stop = interrupt_flag();
+    let generator = Generator::new(&model, a.seed, a.truncation)?;
+    let bar = progress::bar(a.count as u64, "faces", a.quiet);
+    let (mut written, mut skipped) = (0, 0);
+    for (k, path) in outputs.iter().enumerate() {
+        if stop.load(Ordering::SeqCst) {
+            bar.finish_and_clear();
+            eprintln!("pulse: interrupted after {written} faces; rerun to resume");
+            return Ok(Exit::Interrupted);
+        }
+        let latent_path = path.with_extension("latent.safetensors");
+        if !a.overwrite && path.is_file() && latent_path.is_file() {
+            let meta = input(pulse::latent::read_metadata(&latent_path))?;
+            let same = meta.get("model_sha256") == Some(&model.sha256)
+                && meta.get("truncation") == Some(&a.truncation.to_string())
+                && meta.get("seed") == Some(&generator.face_seed(k).to_string());
+            if !same {
+                return Err(pulse::Invalid(format!(
+                    "{}: exists from another run (other seed, truncation or model); use --overwrite or another -o",
+                    escaped(path)
+                ))
+                .into());
+            }
+            skipped += 1;
+            bar.inc(1);
+            continue;
+        }
+        let (image, latent) = generator.face(k)?;
+        pulse::imageio::write_image(&image, path)?;
+        latent.write(&latent_path)?;
+        written += 1;
+        bar.inc(1);
+        if a.quiet || a.count <= 10 {
+            bar.suspend(|| eprintln!("pulse: wrote {}", escaped(path)));
+        }
     }
-    Ok(ExitCode::SUCCESS)
+    bar.finish_and_clear();
+    eprintln!("pulse: {written} faces written, {skipped} already there");
+    Ok(Exit::Success)
 }
 
-/// `OUT.png` (one face, or `OUT_<k>.png` for several) or a folder of `seed<S>_<k>.png`.
+/// `OUT.png` (one face, or `OUT_<k>.png` for several; any image extension) or a folder of
+/// `seed<S>_<k>.png`. Checked before any work.
 fn output_paths(out: &Path, count: usize, seed: u64) -> anyhow::Result<Vec<PathBuf>> {
-    let is_png = out.extension().is_some_and(|e| e.eq_ignore_ascii_case("png"));
-    if is_png {
+    let is_image_name = out.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+        pulse::imageio::OUTPUT_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())
+    });
+    if is_image_name {
+        input(pulse::imageio::OutputFormat::from_path(out))?;
         create_parent(out)?;
         if count == 1 {
             return Ok(vec![out.to_path_buf()]);
         }
-        let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        return Ok((0..count).map(|k| out.with_file_name(format!("{stem}_{k}.png"))).collect());
+        let stem = out.file_stem().unwrap_or_default();
+        let ext = out.extension().unwrap_or_default().to_string_lossy().into_owned();
+        return Ok((0..count)
+            .map(|k| {
+                let mut name = stem.to_os_string();
+                name.push(format!("_{k}.{ext}"));
+                out.with_file_name(name)
+            })
+            .collect());
     }
-    std::fs::create_dir_all(out)
-        .with_context(|| format!("{}: cannot create folder", out.display()))?;
+    if out.is_file() {
+        return Err(pulse::Invalid(format!(
+            "{}: is a file; give an image name (.png, .jpg, .bmp, .webp) or a folder",
+            escaped(out)
+        ))
+        .into());
+    }
+    pulse::files::check_writable_dir(out).map_err(|e| {
+        pulse::Invalid(format!("{}: cannot write in this folder: {e}", escaped(out)))
+    })?;
     Ok((0..count).map(|k| out.join(format!("seed{seed}_{k}.png"))).collect())
 }
 
-pub fn render(a: RenderArgs) -> anyhow::Result<ExitCode> {
+pub fn render(a: RenderArgs) -> anyhow::Result<Exit> {
+    input(pulse::imageio::OutputFormat::from_path(&a.out))?;
+    check_outputs(&[&a.latent, &a.model.model], &[&a.out])?;
+    let latent = input(LatentFile::read(&a.latent))?;
     let model = load_model(&a.model)?;
-    let latent = LatentFile::read(&a.latent)?;
     warn_if_other_model(&a.latent, &latent, &model);
-    let image = pipelines::render(&model, &a.latent, &latent)?;
-    pulse::imageio::write_png(&image, &a.out)?;
-    eprintln!("pulse: wrote {}", a.out.display());
-    Ok(ExitCode::SUCCESS)
+    let image = input(pipelines::render(&model, &a.latent, &latent))?;
+    pulse::imageio::write_image(&image, &a.out)?;
+    eprintln!("pulse: wrote {}", escaped(&a.out));
+    Ok(Exit::Success)
 }
 
 /// `render` and `edit` draw a latent of another model anyway (the shapes fit), with a warning.
@@ -220,20 +282,18 @@ pub(super) fn warn_if_other_model(path: &Path, latent: &LatentFile, model: &Mode
     if latent.model_sha256() != model.sha256 {
         eprintln!(
             "pulse: warning: {} was made with another model (sha256 {}), rendering with {}",
-            path.display(),
+            escaped(path),
             short_sha(latent.model_sha256()),
             short_sha(&model.sha256)
         );
     }
 }
 
-pub fn convert(a: ConvertArgs) -> anyhow::Result<ExitCode> {
-    if a.input.canonicalize().ok() == a.out.canonicalize().ok() && a.out.exists() {
-        bail!("{}: output and input are the same file", a.out.display());
-    }
-    let sd = pulse::weights::load(&a.input)?;
-    let meta = [("source".to_string(), a.input.display().to_string())].into();
+pub fn convert(a: ConvertArgs) -> anyhow::Result<Exit> {
+    check_outputs(&[&a.input], &[&a.out])?;
+    let sd = input(pulse::weights::load(&a.input))?;
+    let meta = [("source".to_string(), escaped(&a.input))].into();
     pulse::weights::save_safetensors(&sd, &a.out, Some(&meta))?;
-    eprintln!("pulse: wrote {} ({} tensors)", a.out.display(), sd.len());
-    Ok(ExitCode::SUCCESS)
+    eprintln!("pulse: wrote {} ({} tensors)", escaped(&a.out), sd.len());
+    Ok(Exit::Success)
 }

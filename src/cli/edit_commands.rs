@@ -1,20 +1,22 @@
 //! `pulse direction`, `edit`, `embed` and `target`: the hair-colour workflow and photo embedding
 //! (docs/editing.md). Thin: parse, call `pulse::editing`, write files, report.
 use super::args::{DirectionArgs, EditArgs, EmbedArgs, TargetArgs};
-use super::commands::{create_parent, interrupt_flag, load_model, warn_if_other_model};
+use super::commands::{check_outputs, interrupt_flag, load_model, warn_if_other_model};
+use super::exit::{input, Exit};
 use super::progress;
 use anyhow::{bail, ensure, Context};
-use pulse::editing::edit::{parse_scales, scale_label};
+use pulse::editing::edit::scale_label;
 use pulse::editing::embed::EmbedStep;
 use pulse::editing::target::{
     self, unit_rgb, Region, TargetColours, DEFAULT_BACKGROUND, DEFAULT_SKIN,
 };
 use pulse::editing::{self, Direction, EmbedNoise, EmbedOptions, LayerMask, RegionMap};
+use pulse::files::escaped;
 use pulse::imageio::{self, Sheet};
 use pulse::latent::short_sha;
 use pulse::latent::LatentFile;
+use pulse::pulse::Outcome;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 
 /// `FROM TO` pairs from the arguments and the `--pairs` file.
@@ -28,7 +30,7 @@ fn direction_pairs(a: &DirectionArgs) -> anyhow::Result<Vec<(PathBuf, PathBuf)>>
         a.latents.chunks(2).map(|p| (p[0].clone(), p[1].clone())).collect();
     if let Some(file) = &a.pairs {
         let text = std::fs::read_to_string(file)
-            .with_context(|| format!("{}: cannot read", file.display()))?;
+            .with_context(|| format!("{}: cannot read", escaped(file)))?;
         let base = file.parent().unwrap_or(Path::new(""));
         for (n, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or("").trim();
@@ -43,7 +45,7 @@ fn direction_pairs(a: &DirectionArgs) -> anyhow::Result<Vec<(PathBuf, PathBuf)>>
             if fields.len() != 2 {
                 bail!(
                     "{}:{}: expected two latent files FROM TO, got {} fields",
-                    file.display(),
+                    escaped(file),
                     n + 1,
                     fields.len()
                 );
@@ -55,83 +57,107 @@ fn direction_pairs(a: &DirectionArgs) -> anyhow::Result<Vec<(PathBuf, PathBuf)>>
     Ok(pairs)
 }
 
-pub fn direction(a: DirectionArgs) -> anyhow::Result<ExitCode> {
-    let pairs = direction_pairs(&a)?;
-    let direction = Direction::between(&pairs)?;
-    create_parent(&a.out)?;
+pub fn direction(a: DirectionArgs) -> anyhow::Result<Exit> {
+    let pairs = input(direction_pairs(&a))?;
+    let mut inputs: Vec<&Path> =
+        pairs.iter().flat_map(|(f, t)| [f.as_path(), t.as_path()]).collect();
+    inputs.extend(a.pairs.as_deref());
+    check_outputs(&inputs, &[&a.out])?;
+    let direction = input(Direction::between(&pairs))?;
     direction.write(&a.out)?;
     let norm = direction.vector.norm().double_value(&[]);
     eprintln!(
         "pulse: wrote {} (mean of {} pair{}, {} layers, norm {norm:.3}, model {})",
-        a.out.display(),
+        escaped(&a.out),
         direction.pairs(),
         if direction.pairs() == 1 { "" } else { "s" },
         direction.layers(),
         short_sha(direction.model_sha256())
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }
 
-/// `OUT_scale<S>.<ext>` beside `OUT.png`.
+/// `OUT_scale<S>.<ext>` beside `OUT`.
 fn scale_path(out: &Path, scale: f64, ext: &str) -> PathBuf {
-    let stem =
-        out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "edit".into());
-    out.with_file_name(format!("{stem}_scale{scale}.{ext}"))
+    let mut name = out.file_stem().map(|s| s.to_os_string()).unwrap_or_else(|| "edit".into());
+    name.push(format!("_scale{scale}.{ext}"));
+    out.with_file_name(name)
 }
 
-pub fn edit(a: EditArgs) -> anyhow::Result<ExitCode> {
+pub fn edit(a: EditArgs) -> anyhow::Result<Exit> {
+    input(imageio::OutputFormat::from_path(&a.out))?;
+    let ext = a.out.extension().unwrap_or_default().to_string_lossy().into_owned();
+    let scales = &a.scale.0;
+    let mut outputs = vec![a.out.clone()];
+    for &s in scales {
+        outputs.extend(a.separate.then(|| scale_path(&a.out, s, &ext)));
+        outputs.extend(a.save_latent.then(|| scale_path(&a.out, s, "latent.safetensors")));
+    }
+    check_outputs(
+        &[&a.latent, &a.direction, &a.model.model],
+        &outputs.iter().map(PathBuf::as_path).collect::<Vec<_>>(),
+    )?;
+    let latent = input(LatentFile::read(&a.latent))?;
+    let direction = input(Direction::read(&a.direction))?;
     let model = load_model(&a.model)?;
-    let latent = LatentFile::read(&a.latent)?;
-    let direction = Direction::read(&a.direction)?;
     let layers = model.config().num_layers();
-    let mask = LayerMask::parse(&a.layers, layers)?;
-    let scales = parse_scales(&a.scale)?;
+    let mask = LayerMask::parse(&a.layers, layers)
+        .map_err(|e| pulse::Invalid(format!("--layers: {e}")))?;
     warn_if_other_model(&a.latent, &latent, &model);
-    let edits =
-        editing::edit::edit(&model, &latent, &a.latent, &direction, &a.direction, &scales, &mask)?;
+    let edits = input(editing::edit::edit(
+        &model,
+        &latent,
+        &a.latent,
+        &direction,
+        &a.direction,
+        scales,
+        &mask,
+    ))?;
     let resolution = model.config().resolution;
     let tile = a.tile.unwrap_or(resolution.min(512));
-    ensure!((8..=4096).contains(&tile), "--tile: expected 8 to 4096 pixels, got {tile}");
-    create_parent(&a.out)?;
     let mut sheet = Sheet::new(tile, edits.len());
     for e in &edits {
         sheet.push(&e.image, &format!("scale {}", scale_label(e.scale)));
     }
-    imageio::write_png(&sheet.render(), &a.out)?;
-    eprintln!("pulse: wrote {} ({} scales, layers {mask})", a.out.display(), edits.len());
+    imageio::write_image(&sheet.render(), &a.out)?;
+    eprintln!("pulse: wrote {} ({} scales, layers {mask})", escaped(&a.out), edits.len());
     for e in &edits {
         if a.separate {
-            let path = scale_path(&a.out, e.scale, "png");
-            imageio::write_png(&e.image, &path)?;
-            eprintln!("pulse: wrote {}", path.display());
+            let path = scale_path(&a.out, e.scale, &ext);
+            imageio::write_image(&e.image, &path)?;
+            eprintln!("pulse: wrote {}", escaped(&path));
         }
         if a.save_latent {
             let path = scale_path(&a.out, e.scale, "latent.safetensors");
             e.latent.write(&path)?;
-            eprintln!("pulse: wrote {}", path.display());
+            eprintln!("pulse: wrote {}", escaped(&path));
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }
 
-pub fn embed(a: EmbedArgs) -> anyhow::Result<ExitCode> {
+pub fn embed(a: EmbedArgs) -> anyhow::Result<Exit> {
     let noise = match a.noise.as_str() {
-        "random" => EmbedNoise::Random { seed: a.seed },
         "zero" => EmbedNoise::Zero,
-        other => bail!("--noise: expected random or zero, got '{other}'"),
+        _ => EmbedNoise::Random { seed: a.seed },
     };
-    ensure!(a.steps > 0, "--steps must be at least 1");
-    ensure!(a.lr > 0.0 && a.lr.is_finite(), "--lr must be positive");
+    if let Some(image) = &a.image {
+        input(imageio::OutputFormat::from_path(image))?;
+    }
+    let mut inputs: Vec<&Path> = vec![&a.photo, &a.model.model];
+    inputs.extend(a.perceptual.as_deref());
+    let mut outputs: Vec<&Path> = vec![&a.out];
+    outputs.extend(a.image.as_deref());
+    check_outputs(&inputs, &outputs)?;
     let model = load_model(&a.model)?;
     let resolution = model.config().resolution;
-    let (photo, resized) = imageio::read_photo(&a.photo, resolution)?;
+    let (photo, resized) = input(imageio::read_photo(&a.photo, resolution))?;
     if resized {
         eprintln!(
             "pulse: {} is not {resolution}x{resolution}: centre-cropped to a square and resized (align faces like FFHQ for good results)",
-            a.photo.display()
+            escaped(&a.photo)
         );
     }
-    create_parent(&a.out)?;
     let opts = EmbedOptions {
         steps: a.steps,
         lr: a.lr,
@@ -148,30 +174,26 @@ pub fn embed(a: EmbedArgs) -> anyhow::Result<ExitCode> {
         !stop.load(Ordering::SeqCst)
     });
     bar.finish_and_clear();
-    let outcome = match outcome {
-        Err(e) if e.is::<pulse::pulse::search::Interrupted>() => {
-            eprintln!("pulse: interrupted; nothing written");
-            return Ok(ExitCode::from(130));
-        }
-        other => other?,
+    let Outcome::Completed(outcome) = outcome? else {
+        eprintln!("pulse: interrupted; nothing written");
+        return Ok(Exit::Interrupted);
     };
     outcome.latent.write(&a.out)?;
     if let Some(path) = &a.image {
-        create_parent(path)?;
-        imageio::write_png(&outcome.image, path)?;
+        imageio::write_image(&outcome.image, path)?;
     }
     eprintln!(
         "pulse: embedded {} in {} steps: final MSE {:.6} PSNR {:.2} dB (start: MSE {:.6} PSNR {:.2} dB); wrote {}{}",
-        a.photo.display(),
+        escaped(&a.photo),
         a.steps,
         outcome.mse,
         outcome.psnr,
         outcome.initial_mse,
         outcome.initial_psnr,
-        a.out.display(),
-        a.image.as_ref().map(|p| format!(" and {}", p.display())).unwrap_or_default()
+        escaped(&a.out),
+        a.image.as_ref().map(|p| format!(" and {}", escaped(p))).unwrap_or_default()
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }
 
 /// A region's colour: the flag's value, else sampled from the face, else the default.
@@ -183,21 +205,34 @@ fn region_colour(
     default: [u8; 3],
 ) -> anyhow::Result<Option<[f32; 3]>> {
     Ok(match (flag, face) {
-        (Some(s), _) => {
-            target::parse_colour(s).with_context(|| format!("--{}", region.name()))?.map(unit_rgb)
-        }
+        (Some(s), _) => target::parse_colour(s)
+            .map_err(|e| pulse::Invalid(format!("--{}: {e}", region.name())))?
+            .map(unit_rgb),
         (None, Some(face)) => map.mean_colour(face, region).or(Some(unit_rgb(default))),
         (None, None) => Some(unit_rgb(default)),
     })
 }
 
-pub fn target(a: TargetArgs) -> anyhow::Result<ExitCode> {
-    let map = RegionMap::read(&a.regions)?;
+pub fn target(a: TargetArgs) -> anyhow::Result<Exit> {
+    let format = input(imageio::OutputFormat::from_path(&a.out))?;
+    if !format.has_alpha() {
+        return Err(pulse::Invalid(format!(
+            "{}: a target keeps its alpha channel: write it as .png or .webp",
+            escaped(&a.out)
+        ))
+        .into());
+    }
+    let mut inputs: Vec<&Path> = vec![&a.regions];
+    inputs.extend(a.face.as_deref());
+    check_outputs(&inputs, &[&a.out])?;
+    let map = input(RegionMap::read(&a.regions))?;
     let face = match &a.face {
-        Some(path) => Some(imageio::read_photo(path, map.side)?.0),
+        Some(path) => Some(input(imageio::read_photo(path, map.side))?.0),
         None => None,
     };
-    let hair = target::parse_colour(&a.hair).context("--hair")?.map(unit_rgb);
+    let hair = target::parse_colour(&a.hair)
+        .map_err(|e| pulse::Invalid(format!("--hair: {e}")))?
+        .map(unit_rgb);
     let colours = TargetColours {
         hair,
         skin: region_colour(a.skin.as_deref(), Region::Skin, &map, face.as_ref(), DEFAULT_SKIN)?,
@@ -210,8 +245,7 @@ pub fn target(a: TargetArgs) -> anyhow::Result<ExitCode> {
         )?,
     };
     let rgba = target::build_target(&map, &colours)?;
-    create_parent(&a.out)?;
-    imageio::write_png_rgba(&rgba, &a.out)?;
+    imageio::write_image_rgba(&rgba, &a.out)?;
     let describe = |r: Region| {
         let c = colours.of(r).map(|c| {
             let b = c.map(|v| (v * 255.0).round() as u8);
@@ -221,12 +255,12 @@ pub fn target(a: TargetArgs) -> anyhow::Result<ExitCode> {
     };
     eprintln!(
         "pulse: wrote {} ({}x{}: {}; {}; {})",
-        a.out.display(),
+        escaped(&a.out),
         map.side,
         map.side,
         describe(Region::Hair),
         describe(Region::Skin),
         describe(Region::Background)
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }

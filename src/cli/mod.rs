@@ -1,17 +1,18 @@
 //! Argument parsing (clap) into plain options, and one function per command. This is the edge:
-//! the only place that prints.
+//! the only place that prints. Exit codes: [`exit::Exit`].
 mod align;
 mod args;
 mod bench;
 mod commands;
 mod edit_commands;
+pub mod exit;
 mod progress;
 
 pub use args::Cli;
 use args::Command;
-use std::process::ExitCode;
+use exit::Exit;
 
-pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Info => commands::info(),
         Command::Upsample(a) => commands::upsample(*a),

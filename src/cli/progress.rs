@@ -2,6 +2,7 @@
 //! batch's steps. Hidden when stderr is not a terminal or with `-q`; messages are printed through
 //! `suspend` so they never tear the bars.
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use pulse::files::escaped;
 use pulse::pipelines::upsample::{ImageRecord, Observer};
 use std::io::IsTerminal;
 use std::path::Path;
@@ -67,8 +68,8 @@ impl Observer for UpsampleProgress {
         if !self.quiet {
             self.println(&format!(
                 "pulse: skipping {} ({} exists; --overwrite redoes it)",
-                input.display(),
-                output.display()
+                escaped(input),
+                escaped(output)
             ));
         }
     }
@@ -97,8 +98,8 @@ impl Observer for UpsampleProgress {
             let status = if record.converged { "converged" } else { "not converged" };
             self.println(&format!(
                 "pulse: {} -> {} ({status}, best L2 {l2})",
-                record.input.display(),
-                record.outputs[0].display()
+                escaped(&record.input),
+                record.outputs.first().map(|o| escaped(o)).unwrap_or_default()
             ));
         }
     }

@@ -1,4 +1,4 @@
-//! Directions in W+ (spec section 5, step 3): `v = w_plus(TO) - w_plus(FROM)`, or the mean of
+//! Directions in W+ (docs/design.md, "Editing"): `v = w_plus(TO) - w_plus(FROM)`, or the mean of
 //! that difference over several pairs, saved as the file format `pulse-direction/1`: safetensors
 //! with `direction` [L,512] float32 and string metadata `format`, `model_sha256` (the synthesis
 //! file the latents were made with), `layers`, `pairs` and `sources` (a JSON list of
@@ -59,6 +59,12 @@ impl Direction {
             .reduce(|a, b| a + b)
             .expect("at least one pair");
         let vector = (sum / pairs.len() as f64).to_kind(Kind::Float).to_device(Device::Cpu);
+        if vector.abs().max().double_value(&[]) == 0.0 {
+            return Err(crate::Invalid(
+                "the direction is zero: every TO latent has the same w_plus as its FROM".into(),
+            )
+            .into());
+        }
         let list: Vec<serde_json::Value> =
             sources.iter().map(|(f, t)| serde_json::json!({"from": f, "to": t})).collect();
         let metadata = [
@@ -78,6 +84,13 @@ impl Direction {
     pub fn between(pairs: &[(PathBuf, PathBuf)]) -> anyhow::Result<Self> {
         let mut read = vec![];
         for (from, to) in pairs {
+            if crate::files::same_file(from, to) {
+                return Err(crate::Invalid(format!(
+                    "{}: FROM and TO are the same latent file (the direction would be zero)",
+                    crate::files::escaped(from)
+                ))
+                .into());
+            }
             read.push((LatentFile::read(from)?, LatentFile::read(to)?));
         }
         let refs: Vec<(&LatentFile, &LatentFile)> = read.iter().map(|(a, b)| (a, b)).collect();

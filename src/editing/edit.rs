@@ -1,9 +1,8 @@
-//! Applying a direction (spec section 5, step 4): `w_plus + s * v` on the chosen layers only,
+//! Applying a direction (docs/design.md, "Editing"): `w_plus + s * v` on the chosen layers only,
 //! rendered with the latent's own noise so the face stays the same face.
 use super::Direction;
 use crate::latent::LatentFile;
 use crate::model::Model;
-use crate::pipelines::generate::synthesize;
 use anyhow::{bail, ensure, Context};
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
@@ -158,7 +157,7 @@ pub fn edit(
     for &scale in scales {
         let w_plus = apply(&latent.w_plus.to_kind(Kind::Float), &direction.vector, scale, mask);
         let noise: Vec<Tensor> = latent.noise.iter().map(|n| n.shallow_clone()).collect();
-        let image = synthesize(model, &w_plus.unsqueeze(0), &noise)?;
+        let image = model.synthesize(&w_plus.unsqueeze(0), &noise)?;
         let mut edited = LatentFile::new(w_plus, None, noise, latent.model_sha256());
         for (k, v) in &latent.metadata {
             edited.metadata.entry(k.clone()).or_insert_with(|| v.clone());

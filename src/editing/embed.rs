@@ -1,4 +1,5 @@
-//! Embedding a real photo into W+ (Image2StyleGAN, Abdal et al., ICCV 2019; spec section 5):
+//! Embedding a real photo into W+ (Image2StyleGAN, Abdal et al., ICCV 2019; docs/design.md,
+//! "Editing"):
 //! Adam on W+ [1,L,512] directly, starting from the mean w on every layer, so that the
 //! full-resolution synthesis matches the photo: pixel MSE on images in [0,1] (a rendering beyond
 //! a saturated pixel of the photo counts as a match), plus a VGG16 perceptual term when its
@@ -7,8 +8,7 @@
 use super::vgg::Vgg16Features;
 use crate::latent::LatentFile;
 use crate::model::Model;
-use crate::pipelines::generate::{self, synthesize};
-use crate::pulse::search::Interrupted;
+use crate::pulse::Outcome;
 use crate::stylegan::{leaky_relu, SynthesisConfig, LATENT_DIM};
 use anyhow::{bail, ensure};
 use std::path::PathBuf;
@@ -95,10 +95,12 @@ pub fn psnr(mse: f64) -> f64 {
 pub fn mean_w(model: &Model, samples: i64, seed: i64) -> anyhow::Result<(Tensor, MeanSource)> {
     if let Some(mapping) = &model.mapping {
         ensure!(samples > 0, "the mean w needs at least one sample");
-        return Ok((generate::mean_w(mapping, samples, seed, model.device), MeanSource::Mapping));
+        return Ok((mapping.mean_w(samples, seed, model.device)?, MeanSource::Mapping));
     }
     match &model.fit {
-        Some(fit) => Ok((leaky_relu(&fit.mean.to_device(model.device), 0.2), MeanSource::GaussianFit)),
+        Some(fit) => {
+            Ok((leaky_relu(&fit.mean.to_device(model.device), 0.2)?, MeanSource::GaussianFit))
+        }
         None => bail!(
             "{}: embedding starts from the mean w, which needs the mapping network or a gaussian_fit file; the model folder has neither",
             model.dir.display()
@@ -135,13 +137,13 @@ fn saturated_error(gen: &Tensor, photo: &Tensor) -> Tensor {
 }
 
 /// Embeds `photo` [3,R,R] (values in [0,1], R the model's resolution). `on_step` sees each step
-/// and returns whether to go on; when it says stop, the result is [`Interrupted`].
+/// and returns whether to go on; when it says stop, the result is [`Outcome::Interrupted`].
 pub fn embed(
     model: &Model,
     photo: &Tensor,
     opts: &EmbedOptions,
     on_step: &mut dyn FnMut(&EmbedStep) -> bool,
-) -> anyhow::Result<EmbedOutcome> {
+) -> anyhow::Result<Outcome<EmbedOutcome>> {
     let config = model.config();
     let (resolution, layers) = (config.resolution, config.num_layers() as i64);
     let device = model.device;
@@ -193,7 +195,7 @@ pub fn embed(
         };
         ensure!(
             values.total.is_finite(),
-            "the loss became {} at step {step}; try a lower --lr",
+            "the loss became {} at step {step}; try a lower learning rate",
             values.total
         );
         if best.as_ref().is_none_or(|(b, _, _)| values.total < *b) {
@@ -205,7 +207,7 @@ pub fn embed(
         }
         history.push(values);
         if !on_step(&values) {
-            return Err(Interrupted.into());
+            return Ok(Outcome::Interrupted);
         }
         adam.zero_grad();
         total.backward();
@@ -213,14 +215,14 @@ pub fn embed(
     }
     let (_, best_step, best_w) = best.expect("at least one step");
 
-    let image = synthesize(model, &best_w, &noise)?;
+    let image = model.synthesize(&best_w, &noise)?;
     let mse_of = |img: &Tensor| {
         f64::try_from((img - photo.to_kind(Kind::Float)).square().mean(Kind::Double))
             .unwrap_or(f64::NAN)
     };
     let mse = mse_of(&image);
     let start_w = mean.view([1, 1, LATENT_DIM]).expand([1, layers, LATENT_DIM], false);
-    let initial_mse = mse_of(&synthesize(model, &start_w, &noise)?);
+    let initial_mse = mse_of(&model.synthesize(&start_w, &noise)?);
 
     let mut latent =
         LatentFile::new(best_w.squeeze_dim(0).to_device(Device::Cpu), None, noise, &model.sha256);
@@ -257,7 +259,7 @@ pub fn embed(
     for (k, v) in meta {
         latent.metadata.insert(k.to_string(), v);
     }
-    Ok(EmbedOutcome {
+    Ok(Outcome::Completed(EmbedOutcome {
         latent,
         image,
         mse,
@@ -267,5 +269,5 @@ pub fn embed(
         best_step,
         start,
         history,
-    })
+    }))
 }

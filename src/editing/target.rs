@@ -1,4 +1,4 @@
-//! RGBA targets for the hair-colour workflow (spec section 5, step 1): a region map (red = hair,
+//! RGBA targets for the hair-colour workflow (docs/design.md, "Editing"): a region map (red = hair,
 //! green = skin, blue = background, anything else = unconstrained, see examples/hair/README.md)
 //! and a base colour per region give a target whose alpha is 1 where a region is constrained
 //! and 0 elsewhere, so PULSE is free to invent the rest of the face.

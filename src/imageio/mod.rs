@@ -2,7 +2,7 @@
 //!
 //! Images are CPU float32 tensors, `[C,H,W]`, values in [0,1] (8-bit value / 255, 16-bit value /
 //! 65535). Readers check sizes from the file header before decoding, so a wrong-size or
-//! decompression-bomb input is refused cheaply; every writer goes through [`write_atomic`], so no
+//! decompression-bomb input is refused cheaply; every writer goes through [`crate::files::write_atomic`], so no
 //! half-written file ever appears under an output name. Errors name the file on one line.
 //! Nothing here prints.
 mod error;
@@ -14,7 +14,20 @@ mod write;
 pub use error::{ImageError, ImageErrorKind};
 pub use read::{read_mask, read_photo, read_rgb, read_target, Target};
 pub use sheet::Sheet;
-pub use write::{write_animation, write_atomic, write_png, write_png_rgba};
+pub use write::{
+    write_animation, write_image, write_image_rgba, write_png, OutputFormat, OUTPUT_EXTENSIONS,
+};
+
+/// The extensions taken from a folder of inputs; the same formats are recognised from their
+/// content when a file is named directly, whatever its name.
+pub const INPUT_EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "webp", "bmp", "gif"];
+
+/// Whether `path` has one of the [`INPUT_EXTENSIONS`] (case-insensitive).
+pub fn has_input_extension(path: &std::path::Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| INPUT_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
 
 use tch::{Kind, Tensor};
 
@@ -23,21 +36,6 @@ pub const MAX_SIDE: i64 = 8192;
 
 /// The largest file any reader opens (1 GiB): JPEGs are read into memory whole before decoding.
 pub const MAX_FILE_BYTES: u64 = 1 << 30;
-
-/// The sides a target may have for a generator of `resolution`: `resolution / 2^k`, largest
-/// first (1024 gives 1024, 512, ..., 1). Stops early if `resolution` is not a power of two.
-pub fn accepted_sides(resolution: i64) -> Vec<i64> {
-    let mut sides = Vec::new();
-    let mut s = resolution;
-    while s >= 1 {
-        sides.push(s);
-        if s % 2 != 0 {
-            break;
-        }
-        s /= 2;
-    }
-    sides
-}
 
 /// Smooth resize of images `[B,C,H,W]` to `[B,C,side,side]`: area averaging when shrinking,
 /// bilinear when enlarging, unchanged at the same size.
@@ -66,13 +64,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn accepted_sides_halves_down_to_one() {
-        assert_eq!(accepted_sides(16), vec![16, 8, 4, 2, 1]);
-        assert_eq!(accepted_sides(1024).len(), 11);
-        assert_eq!(accepted_sides(12), vec![12, 6, 3]);
-    }
-
-    #[test]
     fn upscale_nearest_repeats_pixels() {
         let t = Tensor::from_slice(&[1f32, 2., 3., 4.]).view([1, 2, 2]);
         let up = upscale_nearest(&t, 4);
@@ -87,13 +78,13 @@ mod tests {
             ImageErrorKind::UnsupportedSize {
                 width: 32,
                 height: 40,
-                accepted: accepted_sides(1024),
+                accepted: crate::pulse::downscale::accepted_sides(1024),
             },
         );
         assert_eq!(
             e.to_string(),
             "face.png: 32x40 is not accepted: the input must be square with side 1024/2^k \
-             (1024, 512, 256, 128, 64, 32, 16, 8, 4, 2, 1)"
+             (1024, 512, 256, 128, 64, 32, 16, 8, 4, 2)"
         );
     }
 }

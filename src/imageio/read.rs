@@ -12,7 +12,8 @@ use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
 use tch::Tensor;
 
 use super::error::{from_image, ImageError, ImageErrorKind};
-use super::{accepted_sides, MAX_FILE_BYTES, MAX_SIDE};
+use super::{MAX_FILE_BYTES, MAX_SIDE};
+use crate::pulse::downscale::accepted_sides;
 
 /// A low-resolution target: RGB plus the alpha channel when the file has one.
 #[derive(Debug)]
@@ -61,8 +62,14 @@ pub fn read_mask(path: &Path, side: i64) -> Result<Tensor, ImageError> {
 /// it is centre-cropped to a square and resized with Lanczos3, and `true` is returned so the
 /// caller can tell the user. An alpha channel is dropped.
 pub fn read_photo(path: &Path, resolution: i64) -> Result<(Tensor, bool), ImageError> {
+    let r = u32::try_from(resolution)
+        .ok()
+        .filter(|&r| r > 0 && i64::from(r) <= MAX_SIDE)
+        .ok_or_else(|| {
+            let msg = format!("cannot resize a photo to {resolution}x{resolution}");
+            ImageError::new(path, ImageErrorKind::Unsupported(msg))
+        })?;
     let img = decode(path, |_, _| Ok(()))?;
-    let r = u32::try_from(resolution).expect("resolution must be a positive u32");
     let (w, h) = (img.width(), img.height());
     if (w, h) == (r, r) {
         return Ok((to_chw(&img, Channels::Rgb), false));

@@ -1,76 +1,115 @@
-//! Writing outputs atomically: everything goes to a temporary file in the destination folder,
-//! is fsynced, then renamed over the final name. A reader (or a crash) never sees half a file,
-//! and a failed write leaves whatever was there before untouched.
+//! Writing images: PNG, JPEG, BMP or WebP chosen by the file's extension (RGB, or RGBA where the
+//! format keeps alpha) and animated GIF, each through [`crate::files::write_atomic`], so no
+//! half-written image ever appears under an output name.
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
+use image::codecs::bmp::BmpEncoder;
 use image::codecs::gif::{GifEncoder, Repeat};
+use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::PngEncoder;
+use image::codecs::webp::WebPEncoder;
 use image::{Delay, ExtendedColorType, Frame, ImageEncoder, RgbaImage};
 use tch::{Device, Kind, Tensor};
 
 use super::error::{one_line, ImageError, ImageErrorKind};
 
-/// Writes a `[3,H,W]` (or `[1,3,H,W]`) tensor of values in [0,1] as an 8-bit RGB PNG.
+/// The extensions an image output may have, each written in the format it names.
+pub const OUTPUT_EXTENSIONS: [&str; 5] = ["png", "jpg", "jpeg", "bmp", "webp"];
+
+/// An image file format outputs are written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    Png,
+    /// Quality 95.
+    Jpeg,
+    Bmp,
+    /// Lossless.
+    WebP,
+}
+
+impl OutputFormat {
+    /// The format a path's extension names (case-insensitive); any other extension, or none,
+    /// is refused, so a file is never written in a format its name does not say.
+    pub fn from_path(path: &Path) -> Result<Self, ImageError> {
+        let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+        match ext.as_deref() {
+            Some("png") => Ok(Self::Png),
+            Some("jpg" | "jpeg") => Ok(Self::Jpeg),
+            Some("bmp") => Ok(Self::Bmp),
+            Some("webp") => Ok(Self::WebP),
+            _ => Err(ImageError::new(
+                path,
+                ImageErrorKind::Unsupported(format!(
+                    "cannot write an image with this name: the extension must be one of {}",
+                    OUTPUT_EXTENSIONS.map(|e| format!(".{e}")).join(", ")
+                )),
+            )),
+        }
+    }
+
+    /// Whether the format keeps an alpha channel.
+    pub fn has_alpha(self) -> bool {
+        matches!(self, Self::Png | Self::WebP)
+    }
+}
+
+/// Writes a `[3,H,W]` (or `[1,3,H,W]`) tensor of values in [0,1] as an 8-bit RGB PNG, whatever
+/// the name (outputs whose names the program makes).
 /// Values are rounded: `(x*255).round().clamp(0,255)`; NaN is written as 0.
 pub fn write_png(t: &Tensor, path: &Path) -> Result<(), ImageError> {
-    write_png_channels(t, path, 3, ExtendedColorType::Rgb8)
+    write_as(t, path, OutputFormat::Png, 3)
 }
 
-/// Same as [`write_png`] for a `[4,H,W]` RGBA tensor (hair-colour targets keep their alpha).
-pub fn write_png_rgba(t: &Tensor, path: &Path) -> Result<(), ImageError> {
-    write_png_channels(t, path, 4, ExtendedColorType::Rgba8)
+/// Writes a `[3,H,W]` image in the format its file name's extension names (outputs whose names
+/// the user gives).
+pub fn write_image(t: &Tensor, path: &Path) -> Result<(), ImageError> {
+    write_as(t, path, OutputFormat::from_path(path)?, 3)
 }
 
-fn write_png_channels(
+/// [`write_image`] for a `[4,H,W]` RGBA tensor (hair-colour targets keep their alpha); the
+/// extension must name a format with alpha (PNG or WebP).
+pub fn write_image_rgba(t: &Tensor, path: &Path) -> Result<(), ImageError> {
+    let format = OutputFormat::from_path(path)?;
+    if !format.has_alpha() {
+        let msg = "this target has an alpha channel: write it as .png or .webp".to_string();
+        return Err(ImageError::new(path, ImageErrorKind::Unsupported(msg)));
+    }
+    write_as(t, path, format, 4)
+}
+
+fn write_as(
     t: &Tensor,
     path: &Path,
+    format: OutputFormat,
     channels: i64,
-    colour: ExtendedColorType,
 ) -> Result<(), ImageError> {
     let (data, w, h) = to_hwc_u8(t, channels).map_err(|m| write_err(path, m))?;
+    let colour = if channels == 4 { ExtendedColorType::Rgba8 } else { ExtendedColorType::Rgb8 };
     write_atomic(path, |file| {
         let mut out = BufWriter::new(file);
-        PngEncoder::new(&mut out)
-            .write_image(&data, w, h, colour)
-            .map_err(std::io::Error::other)?;
+        let written = match format {
+            OutputFormat::Png => PngEncoder::new(&mut out).write_image(&data, w, h, colour),
+            OutputFormat::Jpeg => {
+                JpegEncoder::new_with_quality(&mut out, 95).write_image(&data, w, h, colour)
+            }
+            OutputFormat::Bmp => BmpEncoder::new(&mut out).write_image(&data, w, h, colour),
+            OutputFormat::WebP => {
+                WebPEncoder::new_lossless(&mut out).write_image(&data, w, h, colour)
+            }
+        };
+        written.map_err(std::io::Error::other)?;
         out.flush()
     })
 }
 
-/// Writes whatever `f` writes into a file, atomically: a temporary file next to `path`, fsync,
-/// then rename. On any error the temporary file is removed and `path` is left as it was.
-/// The parent folder must exist. Used for every output (PNGs, JSON reports, latents).
-pub fn write_atomic(
+/// [`crate::files::write_atomic`] with its error named as an image write failure.
+fn write_atomic(
     path: &Path,
     f: impl FnOnce(&mut File) -> std::io::Result<()>,
 ) -> Result<(), ImageError> {
-    let fail = |m: String| write_err(path, m);
-    let name = path.file_name().ok_or_else(|| fail("the path has no file name".into()))?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let prefix = format!(".{}.", name.to_string_lossy());
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(&prefix).suffix(".tmp");
-    // tempfile defaults to 0600; ask for the usual 0666 and let the umask narrow it.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o666));
-    }
-    let mut tmp = builder.tempfile_in(dir).map_err(|e| fail(e.to_string()))?;
-    f(tmp.as_file_mut()).map_err(|e| fail(e.to_string()))?;
-    tmp.as_file().sync_all().map_err(|e| fail(e.to_string()))?;
-    tmp.persist(path).map_err(|e| fail(e.error.to_string()))?;
-    // Make the rename itself durable; not every filesystem supports syncing a folder.
-    #[cfg(unix)]
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    crate::files::write_atomic(path, f).map_err(|e| write_err(path, e.to_string()))
 }
 
 /// Writes an endlessly looping animated GIF of `[3,H,W]` frames (all the same size), atomically.
@@ -109,7 +148,8 @@ pub fn write_animation(frames: &[Tensor], path: &Path, delay_ms: u32) -> Result<
     })
 }
 
-/// `[C,H,W]` or `[1,C,H,W]` float in [0,1] to interleaved 8-bit `H*W*C` bytes.
+/// `[C,H,W]` or `[1,C,H,W]` float in [0,1] (or already 8-bit) to interleaved 8-bit `H*W*C`
+/// bytes.
 fn to_hwc_u8(t: &Tensor, channels: i64) -> Result<(Vec<u8>, u32, u32), String> {
     let size = t.size();
     let t = match size.as_slice() {
@@ -124,17 +164,18 @@ fn to_hwc_u8(t: &Tensor, channels: i64) -> Result<(Vec<u8>, u32, u32), String> {
     if w == 0 || h == 0 {
         return Err(format!("empty image {size:?}"));
     }
-    let bytes = t
-        .to_device(Device::Cpu)
-        .to_kind(Kind::Float)
-        .nan_to_num(0.0, None, None)
-        .multiply_scalar(255.0)
-        .round()
-        .clamp(0.0, 255.0)
-        .to_kind(Kind::Uint8)
-        .permute([1, 2, 0])
-        .contiguous()
-        .view([-1]);
+    let t = t.to_device(Device::Cpu);
+    let bytes = match t.kind() {
+        Kind::Uint8 => t,
+        _ => t
+            .to_kind(Kind::Float)
+            .nan_to_num(0.0, None, None)
+            .multiply_scalar(255.0)
+            .round()
+            .clamp(0.0, 255.0)
+            .to_kind(Kind::Uint8),
+    };
+    let bytes = bytes.permute([1, 2, 0]).contiguous().view([-1]);
     let data = Vec::<u8>::try_from(&bytes).map_err(|e| one_line(&e.to_string()))?;
     Ok((data, w32, h32))
 }

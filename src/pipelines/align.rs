@@ -2,8 +2,8 @@
 //! (PULSE's `align_face.py`, with MTCNN's landmarks instead of dlib's). Resumable, one bad file
 //! never stopping the rest, every output written atomically.
 use crate::align::{self, DetectConfig, Face, Mtcnn};
+use crate::files::escaped;
 use crate::imageio;
-use crate::pipelines::upsample::collect_inputs;
 use anyhow::{bail, Context};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -125,17 +125,6 @@ impl InputRecord {
 }
 
 impl Report {
-    /// 0: every input gave a face; 2: some input was refused or had no face; 130: interrupted.
-    pub fn exit_code(&self) -> u8 {
-        if self.interrupted {
-            130
-        } else if self.inputs.iter().any(|r| matches!(r.status, Status::NoFace | Status::Refused)) {
-            2
-        } else {
-            0
-        }
-    }
-
     /// The low-resolution faces of this run, written now or found from an earlier run.
     pub fn outputs(&self) -> Vec<PathBuf> {
         self.inputs.iter().flat_map(|r| r.outputs.iter().cloned()).collect()
@@ -170,7 +159,7 @@ pub fn run(
         bail!("--min-face must be at least 1 pixel");
     }
     std::fs::create_dir_all(&opts.out_dir)
-        .with_context(|| format!("{}: cannot create output folder", opts.out_dir.display()))?;
+        .with_context(|| format!("{}: cannot create output folder", escaped(&opts.out_dir)))?;
     let files = collect_inputs(&opts.inputs)?;
     // No output may replace an input (e.g. `-o` naming the photos' own folder).
     let inputs_set: BTreeSet<PathBuf> =
@@ -202,8 +191,8 @@ pub fn run(
                 &path,
                 anyhow::anyhow!(
                     "{}: same file name as {} (outputs would collide); rename one",
-                    path.display(),
-                    first.display()
+                    escaped(&path),
+                    escaped(&first)
                 ),
             ),
             None => align_one(mtcnn, opts, &path, &stem, &inputs_set, observer)?,
@@ -277,7 +266,7 @@ fn align_one(
         faces.iter().map(|&face| FaceRecord { face, output: None, aligned: None }).collect();
     if faces.is_empty() {
         record.status = Status::NoFace;
-        record.error = Some(format!("{}: no face found", path.display()));
+        record.error = Some(format!("{}: no face found", escaped(path)));
         return Ok(record);
     }
     let count = if opts.all_faces { faces.len() } else { 1 };
@@ -294,14 +283,14 @@ fn align_one(
             let aligned = match align::ffhq::align(&image, &face.landmarks) {
                 Ok(a) => a,
                 Err(e) => {
-                    record.refuse(e.context(format!("{}: face {k}", path.display())));
+                    record.refuse(e.context(format!("{}: face {k}", escaped(path))));
                     break;
                 }
             };
             if opts.save_aligned {
                 imageio::write_png(&aligned, &aligned_png)?;
             }
-            imageio::write_png(&align::downscale(&aligned, opts.size), &png)?;
+            imageio::write_png(&align::downscale(&aligned, opts.size)?, &png)?;
         }
         record.faces[k].output = Some(png.clone());
         record.faces[k].aligned = opts.save_aligned.then_some(aligned_png);
@@ -320,12 +309,37 @@ fn overwrites_input(
     let out = outputs.iter().find(|o| o.canonicalize().is_ok_and(|c| inputs.contains(&c)))?;
     Some(anyhow::anyhow!(
         "{}: the output {} would overwrite an input; choose another -o folder",
-        path.display(),
-        out.display()
+        escaped(path),
+        escaped(out)
     ))
 }
 
 fn write_report(report: &Report, path: &Path) -> anyhow::Result<()> {
     let json = serde_json::to_vec_pretty(report)?;
-    Ok(imageio::write_atomic(path, |f| std::io::Write::write_all(f, &json))?)
+    crate::files::write_bytes_atomic(path, &json)
+        .with_context(|| format!("{}: cannot write the report", escaped(path)))
+}
+
+/// Lists the inputs: files as given, folders expanded to their entries with an image extension
+/// ([`imageio::INPUT_EXTENSIONS`]); sorted, deduplicated. An entry that cannot be read is
+/// refused when it is read, like a bad file given directly.
+fn collect_inputs(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = vec![];
+    for input in inputs {
+        if !input.is_dir() {
+            files.push(input.clone());
+            continue;
+        }
+        let entries = std::fs::read_dir(input)
+            .with_context(|| format!("{}: cannot list folder", escaped(input)))?;
+        for entry in entries {
+            let path = entry?.path();
+            if imageio::has_input_extension(&path) {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files.dedup();
+    Ok(files)
 }

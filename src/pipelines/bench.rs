@@ -1,10 +1,11 @@
 //! `pulse bench`: times full PULSE steps (synthesis forward and backward, downscale, loss, Adam,
 //! projection) on an FFHQ-size network with random weights (or a model folder), so users can size
 //! a job before they start it. Returns a report; the command line prints it.
-use crate::device::{self, Precision};
+use crate::precision::Precision;
 use crate::pulse::search::{search, SearchConfig, Start};
 use crate::pulse::{GaussianFit, LossTarget};
-use crate::stylegan::{Synthesis, SynthesisConfig, LATENT_DIM};
+use crate::stylegan::{Synthesis, SynthesisConfig, Tuning, LATENT_DIM};
+use crate::system;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -26,6 +27,8 @@ pub struct BenchOptions {
     pub target_side: i64,
     /// Measure the forward pass's difference to float32 (for the faster modes).
     pub parity: bool,
+    /// Which speed rewrites of the synthesis are on (all by default).
+    pub tuning: Tuning,
 }
 
 impl Default for BenchOptions {
@@ -39,6 +42,7 @@ impl Default for BenchOptions {
             model: None,
             target_side: 32,
             parity: true,
+            tuning: Tuning::ALL_ON,
         }
     }
 }
@@ -73,6 +77,8 @@ pub struct BenchReport {
     pub threads: i32,
     /// "random FFHQ-size" or the model folder.
     pub network: String,
+    /// Speed rewrites switched off for this run (`--untuned`), empty normally.
+    pub untuned: Vec<&'static str>,
     /// Anything the user should know about this mode on this device.
     pub notes: Vec<String>,
 }
@@ -140,6 +146,7 @@ pub fn run(
         _ => unreachable!("one network was built above"),
     };
     let config = synthesis.config().clone();
+    synthesis.set_tuning(opts.tuning);
     match (opts.precision, dev) {
         (Precision::Tf32, Device::Cpu) => {
             notes.push("tf32 has no effect on the CPU (same as fp32)".into())
@@ -193,13 +200,13 @@ pub fn run(
     let total = opts.warmup + opts.steps + 1;
     let search_config = SearchConfig { steps: total, ..SearchConfig::default() };
     let steps_per_face = SearchConfig::default().steps;
-    let rss_before = device::rss_mb().unwrap_or(0.0);
+    let rss_before = system::rss_mb().unwrap_or(0.0);
     let mut stamps: Vec<Instant> = Vec::with_capacity(total);
     let cuda_index = match dev {
         Device::Cuda(i) => Some(i),
         _ => None,
     };
-    search(synthesis, &fit, &search_config, &target, start, dev, &mut |p| {
+    let outcome = search(synthesis, &fit, &search_config, &target, start, dev, &mut |p| {
         // The callback comes once per step, after the forward pass; wait for the GPU so the
         // stamps measure finished work (the baseline script synchronizes every step too).
         if let Some(i) = cuda_index {
@@ -209,18 +216,19 @@ pub fn run(
         progress(p.step + 1, p.steps);
         true
     })?;
+    anyhow::ensure!(outcome.completed().is_some(), "the benchmark was interrupted");
     let step_ms: Vec<f64> =
         stamps.windows(2).skip(opts.warmup).map(|w| (w[1] - w[0]).as_secs_f64() * 1000.0).collect();
     let ms_per_step = median(&step_ms);
-    let peak_rss_mb = device::peak_rss_mb().unwrap_or(0.0);
+    let peak_rss_mb = system::peak_rss_mb().unwrap_or(0.0);
     let gpu_mb =
-        cuda_index.and_then(device::cuda_used_bytes_by_self).map(|b| b as f64 / (1024.0 * 1024.0));
+        cuda_index.and_then(system::cuda_used_bytes_by_self).map(|b| b as f64 / (1024.0 * 1024.0));
     let faces_per_hour = batch as f64 * 3_600_000.0 / (ms_per_step * steps_per_face as f64);
     Ok(BenchReport {
         ms_per_step,
         step_ms,
         batch_size: batch,
-        device: device_name(dev),
+        device: crate::device::describe(dev),
         precision: opts.precision.name().to_string(),
         resolution: config.resolution,
         faces_per_hour,
@@ -234,21 +242,15 @@ pub fn run(
         parity_rel,
         threads: tch::get_num_threads(),
         network,
+        untuned: untuned_names(opts.tuning),
         notes,
     })
 }
 
-/// [`device::device_name`] with the GPU's name: "cpu", or "cuda:N (GPU name)".
-pub fn device_name(dev: Device) -> String {
-    let name = device::device_name(dev);
-    let gpu = match dev {
-        Device::Cuda(i) => device::gpu_names().get(i).cloned(),
-        _ => None,
-    };
-    match gpu {
-        Some(gpu) => format!("{name} ({gpu})"),
-        None => name,
-    }
+/// The names of the rewrites `tuning` switches off.
+fn untuned_names(t: Tuning) -> Vec<&'static str> {
+    let on = [t.epilogue, t.leaky, t.convt, t.blurbias];
+    Tuning::NAMES.into_iter().zip(on).filter(|(_, on)| !on).map(|(n, _)| n).collect()
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -271,16 +273,21 @@ mod tests {
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
     }
 
+    /// The bundled test model is part of the repository; its absence is a broken checkout.
     #[test]
     fn benches_a_small_network() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/test-1024");
-        if !dir.is_dir() {
-            return;
-        }
-        let opts = BenchOptions { model: Some(dir), steps: 2, ..BenchOptions::default() };
+        assert!(dir.is_dir(), "{} is missing from the checkout", dir.display());
+        let opts = BenchOptions {
+            model: Some(dir),
+            steps: 2,
+            tuning: Tuning::without("convt").unwrap(),
+            ..BenchOptions::default()
+        };
         let r = run(&opts, &mut |_, _| {}).unwrap();
         assert_eq!(r.step_ms.len(), 2);
         assert!(r.ms_per_step > 0.0 && r.faces_per_hour > 0.0 && r.peak_rss_mb > 0.0);
         assert_eq!(r.parity_max_abs, Some(0.0));
+        assert_eq!(r.untuned, ["convt"]);
     }
 }

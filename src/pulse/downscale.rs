@@ -1,6 +1,12 @@
-//! PULSE's bicubic downscaler D (docs/pulse-spec.md section 4, "Downscaler"): a separable
-//! Keys-cubic (a = -0.5) filter of length 4f with reflect padding, applied at stride f.
+//! PULSE's bicubic downscaler D (docs/design.md, "The downscaler"): a separable Keys-cubic
+//! (a = -0.5) filter of length 4f with reflect padding, applied at stride f.
+use anyhow::ensure;
 use tch::{Device, Tensor};
+
+/// The smallest target side: the filter pads by ceil(1.5 f) pixels on each side, and reflect
+/// padding must stay inside the image (`1.5 f < resolution`), so the factor is at most
+/// resolution / 2.
+pub const MIN_SIDE: i64 = 2;
 
 /// Keys' cubic convolution kernel with a = -0.5.
 fn cubic(x: f64) -> f64 {
@@ -24,54 +30,85 @@ pub struct Downscaler {
 }
 
 impl Downscaler {
-    pub fn new(factor: i64, device: Device) -> Self {
-        assert!(factor >= 1, "downscale factor must be positive");
+    /// A downscaler by `factor`, a power of two.
+    pub fn new(factor: i64, device: Device) -> anyhow::Result<Self> {
+        ensure!(
+            factor >= 1 && factor.count_ones() == 1,
+            "downscale factor {factor} is not a power of two"
+        );
         let k = 4 * factor;
         let f = factor as f64;
         let raw: Vec<f64> = (0..k).map(|i| cubic((i as f64 - (k / 2) as f64 + 0.5) / f)).collect();
         let sum: f64 = raw.iter().sum();
         let taps: Vec<f32> = raw.iter().map(|t| (t / sum) as f32).collect();
-        Self { factor, taps: Tensor::from_slice(&taps).to_device(device) }
+        Ok(Self { factor, taps: Tensor::from_slice(&taps).to_device(device) })
     }
 
     pub fn factor(&self) -> i64 {
         self.factor
     }
 
-    /// x [B,C,H,W] -> [B,C,H/f,W/f]: rows first, then columns.
-    pub fn forward(&self, x: &Tensor) -> Tensor {
+    /// x [B,C,H,W] -> [B,C,H/f,W/f]: rows first, then columns. H and W must be multiples of
+    /// the factor and at least twice it.
+    pub fn forward(&self, x: &Tensor) -> anyhow::Result<Tensor> {
         let size = x.size();
+        ensure!(
+            size.len() == 4
+                && size[2..].iter().all(|&s| s % self.factor == 0 && s / self.factor >= MIN_SIDE),
+            "cannot downscale {size:?} by {}: expected [B, C, H, W] with H and W multiples of it, at least {MIN_SIDE}x it",
+            self.factor
+        );
         let (b, c) = (size[0], size[1]);
         let k = self.taps.size()[0];
         let taps = self.taps.to_kind(x.kind());
-        let (before, after) = ((k - self.factor) / 2, k - self.factor - (k - self.factor) / 2);
+        let (before, after) = padding(self.factor);
         // Each channel is filtered on its own: fold channels into the batch.
         let x = x.reshape([b * c, 1, size[2], size[3]]);
-        let x = x.reflection_pad2d([0, 0, before, after]).conv2d(
+        let x = x.f_reflection_pad2d([0, 0, before, after])?.f_conv2d(
             &taps.view([1, 1, k, 1]),
             None::<Tensor>,
             [self.factor, 1],
             [0, 0],
             [1, 1],
             1,
-        );
-        let x = x.reflection_pad2d([before, after, 0, 0]).conv2d(
+        )?;
+        let x = x.f_reflection_pad2d([before, after, 0, 0])?.f_conv2d(
             &taps.view([1, 1, 1, k]),
             None::<Tensor>,
             [1, self.factor],
             [0, 0],
             [1, 1],
             1,
-        );
+        )?;
         let out = x.size();
-        x.reshape([b, c, out[2], out[3]])
+        Ok(x.reshape([b, c, out[2], out[3]]))
     }
 }
 
-/// The factor that maps a `resolution` image to a `side` one, if `side` is `resolution / 2^k`.
+/// Reflect padding before and after each row/column: the 4f-tap filter at stride f needs 3f
+/// extra pixels, split as evenly as they go.
+fn padding(factor: i64) -> (i64, i64) {
+    let extra = 3 * factor;
+    (extra / 2, extra - extra / 2)
+}
+
+/// The factor that maps a `resolution` image to a `side` one, if `side` is `resolution / 2^k`
+/// and at least [`MIN_SIDE`].
 pub fn factor_for(resolution: i64, side: i64) -> Option<i64> {
-    (side > 0 && resolution % side == 0 && (resolution / side).count_ones() == 1)
+    (side >= MIN_SIDE && resolution % side == 0 && (resolution / side).count_ones() == 1)
         .then(|| resolution / side)
+}
+
+/// The target sides a generator of `resolution` accepts: `resolution / 2^k` down to
+/// [`MIN_SIDE`], largest first (1024 gives 1024, 512, ..., 2).
+pub fn accepted_sides(resolution: i64) -> Vec<i64> {
+    let mut sides = Vec::new();
+    let mut s = resolution;
+    while s >= MIN_SIDE && factor_for(resolution, s).is_some() {
+        sides.push(s);
+        s /= 2;
+    }
+    sides
 }
 
 #[cfg(test)]
@@ -82,7 +119,7 @@ mod tests {
     #[test]
     fn taps_sum_to_one_and_are_symmetric() {
         for f in [1, 2, 8, 32] {
-            let d = Downscaler::new(f, Device::Cpu);
+            let d = Downscaler::new(f, Device::Cpu).unwrap();
             let t: Vec<f32> = Vec::try_from(&d.taps).unwrap();
             assert_eq!(t.len() as i64, 4 * f);
             assert!((t.iter().sum::<f32>() - 1.0).abs() < 1e-5);
@@ -94,9 +131,9 @@ mod tests {
 
     #[test]
     fn constant_image_stays_constant() {
-        let d = Downscaler::new(4, Device::Cpu);
+        let d = Downscaler::new(4, Device::Cpu).unwrap();
         let x = Tensor::full([1, 3, 64, 64], 0.25, (Kind::Float, Device::Cpu));
-        let y = d.forward(&x);
+        let y = d.forward(&x).unwrap();
         assert_eq!(y.size(), [1, 3, 16, 16]);
         assert!((y - 0.25).abs().max().double_value(&[]) < 1e-6);
     }
@@ -107,5 +144,29 @@ mod tests {
         assert_eq!(factor_for(1024, 1024), Some(1));
         assert_eq!(factor_for(1024, 48), None);
         assert_eq!(factor_for(1024, 2048), None);
+        assert_eq!(factor_for(1024, 1), None, "1x1 is below the smallest side");
+    }
+
+    /// The smallest side works at every resolution and one less does not: the bound is the
+    /// filter's, not a guess.
+    #[test]
+    fn smallest_side_is_the_filters_limit() {
+        for resolution in [4, 16, 128, 1024] {
+            let sides = accepted_sides(resolution);
+            assert_eq!(*sides.last().unwrap(), MIN_SIDE);
+            let x = Tensor::rand([1, 3, resolution, resolution], (Kind::Float, Device::Cpu));
+            let f = resolution / MIN_SIDE;
+            let y = Downscaler::new(f, Device::Cpu).unwrap().forward(&x).unwrap();
+            assert_eq!(y.size(), [1, 3, MIN_SIDE, MIN_SIDE]);
+            // Side 1 (factor = resolution): the reflect padding would leave the image.
+            let (before, after) = padding(resolution);
+            assert!(x.f_reflection_pad2d([0, 0, before, after]).is_err());
+            let (before, after) = padding(f);
+            assert!(x.f_reflection_pad2d([0, 0, before, after]).is_ok());
+            assert!(Downscaler::new(2 * f, Device::Cpu).unwrap().forward(&x).is_err());
+        }
+        assert_eq!(accepted_sides(16), vec![16, 8, 4, 2]);
+        assert_eq!(accepted_sides(1024).len(), 10);
+        assert!(Downscaler::new(3, Device::Cpu).is_err());
     }
 }

@@ -27,22 +27,22 @@ impl GaussianFit {
         seed: i64,
         device: Device,
         progress: &mut dyn FnMut(i64),
-    ) -> Self {
+    ) -> anyhow::Result<Self> {
         tch::manual_seed(seed);
         let mut moments = Moments::new(device);
-        tch::no_grad(|| {
+        tch::no_grad(|| -> anyhow::Result<()> {
             while moments.count < samples {
                 let n = chunk.min(samples - moments.count);
                 let z =
                     Tensor::randn([n, LATENT_DIM], (Kind::Float, Device::Cpu)).to_device(device);
-                moments.add(
-                    &crate::stylegan::leaky_relu(&mapping.forward(&z), 5.0).to_kind(Kind::Double),
-                );
+                let w = crate::stylegan::leaky_relu(&mapping.forward(&z)?, 5.0)?;
+                moments.add(&w.to_kind(Kind::Double));
                 progress(moments.count);
             }
-        });
+            Ok(())
+        })?;
         let (mean, std) = moments.mean_std();
-        Self { mean: mean.to_kind(Kind::Float), std: std.to_kind(Kind::Float) }
+        Ok(Self { mean: mean.to_kind(Kind::Float), std: std.to_kind(Kind::Float) })
     }
 }
 

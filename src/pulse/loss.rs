@@ -1,4 +1,4 @@
-//! PULSE's loss terms (docs/pulse-spec.md section 4, "Losses"), each computed per batch item so
+//! PULSE's loss terms (docs/design.md, "Losses"), each computed per batch item so
 //! that every image can be judged and kept on its own; the optimized loss is their sum.
 use std::fmt;
 use std::str::FromStr;
@@ -61,6 +61,11 @@ impl FromStr for LossSpec {
                     return Err(format!("unknown loss term '{name}' (expected L2, L1 or GEOCROSS)"))
                 }
             };
+            if !(weight.is_finite() && weight > 0.0) {
+                return Err(format!(
+                    "the weight of {name} must be a positive finite number, got {weight}"
+                ));
+            }
             if terms.iter().any(|(_, t)| *t == term) {
                 return Err(format!("loss term {name} appears twice"));
             }

@@ -1,4 +1,4 @@
-//! The spherical optimizer of PULSE (docs/pulse-spec.md section 4, "Optimizer"): a plain
+//! The spherical optimizer of PULSE (docs/design.md, "The optimizer"): a plain
 //! first-order step (Adam by default), then every latent row and noise map is projected back to
 //! the sphere of its initial norm (PULSE section 3.2; the code keeps each vector's own radius).
 //!
@@ -20,6 +20,9 @@ pub enum OptimizerKind {
 }
 
 impl OptimizerKind {
+    /// Every name `FromStr` accepts.
+    pub const NAMES: [&'static str; 4] = ["adam", "sgd", "sgdm", "adamax"];
+
     pub fn name(self) -> &'static str {
         match self {
             OptimizerKind::Adam => "adam",

@@ -1,4 +1,4 @@
-//! Learning-rate schedules of PULSE (docs/pulse-spec.md section 4): step j of `steps` uses
+//! Learning-rate schedules of PULSE (docs/design.md, "Schedules"): step j of `steps` uses
 //! `lr * factor(j)`.
 use std::str::FromStr;
 
@@ -13,6 +13,9 @@ pub enum Schedule {
 }
 
 impl Schedule {
+    /// Every name `FromStr` accepts.
+    pub const NAMES: [&'static str; 3] = ["fixed", "linear1cycle", "linear1cycledrop"];
+
     pub fn factor(self, j: usize, steps: usize) -> f64 {
         let (j, n) = (j as f64, steps as f64);
         let cycle = |x: f64| (9.0 * (1.0 - (x - 0.5).abs() * 2.0) + 1.0) / 10.0;

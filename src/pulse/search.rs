@@ -1,4 +1,4 @@
-//! The PULSE loop (docs/pulse-spec.md section 4, "Each step"): transform the sphere latent into
+//! The PULSE loop (docs/design.md, "One step"): transform the sphere latent into
 //! W+, synthesize, downscale, score, keep each image's best iterate, step, project.
 //!
 //! Every batch item is independent (its loss terms, its best iterate, its success), so a result
@@ -9,6 +9,7 @@ use super::optim::{OptimizerKind, SphericalOptimizer};
 use super::schedule::Schedule;
 use super::Downscaler;
 use super::GaussianFit;
+use super::Outcome;
 use crate::latent::LatentFile;
 use crate::stylegan::{Synthesis, SynthesisConfig, LATENT_DIM};
 use anyhow::{bail, ensure};
@@ -28,6 +29,9 @@ pub enum NoiseMode {
 }
 
 impl NoiseMode {
+    /// Every name `FromStr` accepts.
+    pub const NAMES: [&'static str; 3] = ["trainable", "fixed", "zero"];
+
     pub fn name(self) -> &'static str {
         match self {
             NoiseMode::Zero => "zero",
@@ -66,8 +70,47 @@ pub struct SearchConfig {
     pub bad_noise_layers: Vec<usize>,
     /// Optimize one 512-vector per image, tiled over all layers.
     pub tile_latent: bool,
-    /// Keep the best image after every step (for --save-intermediate).
+    /// Keep the best image after every step (for an animation of the search).
     pub keep_intermediate: bool,
+    /// Also return the latent and noise after the last update (what PULSE's published code
+    /// leaves behind, which the parity fixtures record); off for ordinary runs.
+    pub keep_final: bool,
+}
+
+impl SearchConfig {
+    /// Checks every setting against the network's `layers` style layers; the message names the
+    /// setting and the accepted range.
+    pub fn check(&self, layers: usize) -> Result<(), crate::Invalid> {
+        let bad = |m: String| Err(crate::Invalid(m));
+        if self.steps == 0 {
+            return bad("steps must be at least 1".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(format!(
+                "the learning rate must be a positive finite number, got {}",
+                self.lr
+            ));
+        }
+        if !(self.eps.is_finite() && self.eps > 0.0) {
+            return bad(format!("eps must be a positive finite number, got {}", self.eps));
+        }
+        if self.loss.terms.is_empty() {
+            return bad("the loss has no terms".into());
+        }
+        if self.trainable_noise > layers {
+            return bad(format!(
+                "{} trainable noise layers asked for, the network has {layers} (0 to {layers})",
+                self.trainable_noise
+            ));
+        }
+        if let Some(l) = self.bad_noise_layers.iter().find(|&&l| l >= layers) {
+            return bad(format!(
+                "noise layer {l} does not exist: the network has layers 0 to {}",
+                layers - 1
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for SearchConfig {
@@ -84,6 +127,7 @@ impl Default for SearchConfig {
             bad_noise_layers: vec![17],
             tile_latent: false,
             keep_intermediate: false,
+            keep_final: false,
         }
     }
 }
@@ -152,11 +196,11 @@ pub struct SearchOutcome {
     pub latent: Tensor,
     pub w_plus: Tensor,
     pub noise: Vec<Tensor>,
-    /// Best image after each step (only with `keep_intermediate`), [3,256,256] at most.
+    /// The best image as the search went (only with `keep_intermediate`): 8-bit [3,S,S] frames,
+    /// S at most 256, at most [`MAX_FRAMES`] of them, evenly spaced over the steps.
     pub intermediate: Vec<Tensor>,
-    /// The latent and optimized noise after the last update (what PULSE's code leaves behind).
-    pub final_latent: Tensor,
-    pub final_noise: Vec<Tensor>,
+    /// The latent and noise after the last update (only with `keep_final`), on the CPU.
+    pub final_state: Option<(Tensor, Vec<Tensor>)>,
 }
 
 impl SearchOutcome {
@@ -182,8 +226,9 @@ pub struct Progress<'a> {
     pub values: &'a Tensor,
 }
 
-/// `w_plus = leaky_relu(latent * std + mean, 0.2)`, tiled to `layers` rows when the latent has one.
-pub fn to_w_plus(latent: &Tensor, fit: &GaussianFit, layers: usize) -> Tensor {
+/// `w_plus = leaky_relu(latent * std + mean, 0.2)`, tiled to `layers` rows when the latent has
+/// one (docs/design.md, "The latent space").
+pub fn to_w_plus(latent: &Tensor, fit: &GaussianFit, layers: usize) -> anyhow::Result<Tensor> {
     let latent = if latent.size()[1] == 1 {
         latent.expand([-1, layers as i64, -1], false)
     } else {
@@ -194,17 +239,12 @@ pub fn to_w_plus(latent: &Tensor, fit: &GaussianFit, layers: usize) -> Tensor {
 
 /// Inverse of `to_w_plus` (leaky ReLU 0.2 is invertible by slope 5): recovers the sphere-side
 /// latent from a W+ that has none (an embedded photo).
-pub fn from_w_plus(w_plus: &Tensor, fit: &GaussianFit) -> Tensor {
-    (crate::stylegan::leaky_relu(w_plus, 5.0) - &fit.mean) / &fit.std
+pub fn from_w_plus(w_plus: &Tensor, fit: &GaussianFit) -> anyhow::Result<Tensor> {
+    Ok((crate::stylegan::leaky_relu(w_plus, 5.0)? - &fit.mean) / &fit.std)
 }
 
-/// The search was stopped by its caller (`on_step` returned false).
-#[derive(Debug, thiserror::Error)]
-#[error("interrupted")]
-pub struct Interrupted;
-
 /// Runs the search for a batch. `target.image` is [B,3,s,s] on `device`; `on_step` sees each
-/// step and returns whether to go on (else the search ends with [`Interrupted`]).
+/// step and returns whether to go on (else the search ends as [`Outcome::Interrupted`]).
 pub fn search(
     synthesis: &Synthesis,
     fit: &GaussianFit,
@@ -213,7 +253,7 @@ pub fn search(
     start: Start,
     device: Device,
     on_step: &mut dyn FnMut(Progress) -> bool,
-) -> anyhow::Result<Vec<SearchOutcome>> {
+) -> anyhow::Result<Outcome<Vec<SearchOutcome>>> {
     let layers = synthesis.config().num_layers();
     let resolution = synthesis.config().resolution;
     let batch = start.latent.size()[0];
@@ -223,11 +263,12 @@ pub fn search(
         start.noise.len()
     );
     ensure!(config.steps > 0, "the search needs at least one step");
+    ensure!(!config.loss.terms.is_empty(), "the loss has no terms");
     let side = target.image.size()[3];
     let Some(factor) = super::downscale::factor_for(resolution, side) else {
         bail!("target side {side} is not {resolution}/2^k");
     };
-    let down = Downscaler::new(factor, device);
+    let down = Downscaler::new(factor, device)?;
 
     // Optimized tensors live in their own VarStore; the network's weights stay frozen in theirs.
     let vs = nn::VarStore::new(device);
@@ -260,17 +301,17 @@ pub fn search(
     let mut best_latent = latent.detach().copy();
     let mut best_noise: Vec<Tensor> = noise.iter().map(|n| n.detach().copy()).collect();
     let mut rows: Vec<Tensor> = Vec::with_capacity(config.steps);
-    let mut intermediate: Vec<Tensor> = vec![];
+    let mut intermediate = Frames::default();
     let mut lrs = Vec::with_capacity(config.steps);
 
     for step in 0..config.steps {
         let lr = config.lr * config.schedule.factor(step, config.steps);
         lrs.push(lr);
         opt.zero_grad();
-        let w_plus = to_w_plus(&latent, fit, layers);
+        let w_plus = to_w_plus(&latent, fit, layers)?;
         let gen = (synthesis.forward(&w_plus, &noise)? + 1.0) / 2.0;
         let (total, terms) =
-            loss::evaluate(&config.loss, &down.forward(&gen), target, &w_plus, config.eps);
+            loss::evaluate(&config.loss, &down.forward(&gen)?, target, &w_plus, config.eps);
 
         // Keep each item's best iterate, on the device (no host round trip).
         tch::no_grad(|| {
@@ -286,7 +327,7 @@ pub fn search(
                 *bn = n.detach().where_self(&b4, bn);
             }
             if config.keep_intermediate {
-                intermediate.push(preview(&best_image).to_device(Device::Cpu));
+                intermediate.offer(step, || preview(&best_image));
             }
             let mut row = vec![total];
             row.extend(terms.iter().map(|t| t.detach()));
@@ -297,7 +338,7 @@ pub fn search(
             steps: config.steps,
             values: &rows[step].get(1 + image_term as i64),
         }) {
-            return Err(Interrupted.into());
+            return Ok(Outcome::Interrupted);
         }
 
         total.sum(Kind::Float).backward();
@@ -310,12 +351,15 @@ pub fn search(
     let l2_col = config.loss.terms.iter().position(|(_, t)| *t == Term::L2);
     let best_image = best_image.to_device(Device::Cpu).clamp(0.0, 1.0);
     let best_latent = best_latent.to_device(Device::Cpu);
-    let best_w_plus = tch::no_grad(|| to_w_plus(&best_latent, &fit.to_device(Device::Cpu), layers));
+    let best_w_plus =
+        tch::no_grad(|| to_w_plus(&best_latent, &fit.to_device(Device::Cpu), layers))?;
     let best_noise: Vec<Tensor> = best_noise.iter().map(|n| n.to_device(Device::Cpu)).collect();
 
-    let final_latent = latent.detach().to_device(Device::Cpu);
-    let final_noise: Vec<Tensor> =
-        noise.iter().map(|n| n.detach().to_device(Device::Cpu)).collect();
+    let final_state = config.keep_final.then(|| {
+        let latent = latent.detach().to_device(Device::Cpu);
+        let noise: Vec<Tensor> = noise.iter().map(|n| n.detach().to_device(Device::Cpu)).collect();
+        (latent, noise)
+    });
     let mut outcomes = vec![];
     for b in 0..batch {
         let item: Vec<StepValues> = (0..config.steps)
@@ -338,13 +382,42 @@ pub fn search(
             latent: best_latent.narrow(0, b, 1),
             w_plus: best_w_plus.narrow(0, b, 1),
             noise: best_noise.iter().map(|n| n.narrow(0, b, 1)).collect(),
-            intermediate: intermediate.iter().map(|t| t.get(b)).collect(),
+            intermediate: intermediate.frames.iter().map(|t| t.get(b)).collect(),
             history: item,
-            final_latent: final_latent.narrow(0, b, 1),
-            final_noise: final_noise.iter().map(|n| n.narrow(0, b, 1)).collect(),
+            final_state: final_state.as_ref().map(|(latent, noise)| {
+                (latent.narrow(0, b, 1), noise.iter().map(|n| n.narrow(0, b, 1)).collect())
+            }),
         });
     }
-    Ok(outcomes)
+    Ok(Outcome::Completed(outcomes))
+}
+
+/// The most frames an animation of a search keeps (memory stays bounded on long searches).
+pub const MAX_FRAMES: usize = 128;
+
+/// Per-step previews, thinned as they come: every `stride`-th step is kept, and when
+/// [`MAX_FRAMES`] are held every other one is dropped and the stride doubles.
+#[derive(Default)]
+struct Frames {
+    frames: Vec<Tensor>,
+    stride: usize,
+}
+
+impl Frames {
+    fn offer(&mut self, step: usize, frame: impl FnOnce() -> Tensor) {
+        let stride = self.stride.max(1);
+        if !step.is_multiple_of(stride) {
+            return;
+        }
+        let f = frame();
+        self.frames.push(
+            (f * 255.0).round().clamp(0.0, 255.0).to_kind(Kind::Uint8).to_device(Device::Cpu),
+        );
+        if self.frames.len() == MAX_FRAMES {
+            self.frames = std::mem::take(&mut self.frames).into_iter().step_by(2).collect();
+            self.stride = stride * 2;
+        }
+    }
 }
 
 /// Shrinks images to at most 256 px for per-step previews (average pooling keeps them faithful).

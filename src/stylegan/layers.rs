@@ -37,12 +37,14 @@ pub(crate) fn bias(vs: &nn::Path, name: &str, n: i64) -> Tensor {
 }
 
 /// `leaky_relu(x, slope)`. tch exposes leaky ReLU only at its default slope 0.01; this calls
-/// libtorch's own through `crate::ops` (PReLU with a one-element weight computed the same
-/// function, but its backward also wrote a full-size weight gradient).
-pub fn leaky_relu(x: &Tensor, slope: f64) -> Tensor {
-    if crate::device::tuning_off("leaky") {
-        return x
-            .prelu(&Tensor::from_slice(&[slope as f32]).to_kind(x.kind()).to_device(x.device()));
-    }
+/// libtorch's own through `crate::ops`.
+pub fn leaky_relu(x: &Tensor, slope: f64) -> anyhow::Result<Tensor> {
     crate::ops::leaky_relu(x, slope)
+}
+
+/// The same function as PReLU with a one-element weight: the form [`leaky_relu`] replaced, kept
+/// as the reference it is tested against (its backward also computes a weight gradient).
+pub(crate) fn leaky_relu_reference(x: &Tensor, slope: f64) -> anyhow::Result<Tensor> {
+    let weight = Tensor::from_slice(&[slope]).to_kind(x.kind()).to_device(x.device());
+    Ok(x.f_prelu(&weight)?)
 }

@@ -1,8 +1,8 @@
-//! Mapping network z -> w (docs/pulse-spec.md section 2): pixel norm, then eight dense layers
+//! Mapping network z -> w (docs/design.md, "The networks"): pixel norm, then eight dense layers
 //! with equalized learning rate at multiplier 0.01 and leaky ReLU 0.2.
 use super::layers::{leaky_relu, ScaledWeight};
 use super::LATENT_DIM;
-use tch::{nn, Tensor};
+use tch::{nn, Device, Kind, Tensor};
 
 const LAYERS: usize = 8;
 /// Learning-rate multiplier of the mapping network (StyleGAN `mapping_lrmul`).
@@ -44,12 +44,27 @@ impl Mapping {
     }
 
     /// z [B,512] -> w [B,512].
-    pub fn forward(&self, z: &Tensor) -> Tensor {
+    pub fn forward(&self, z: &Tensor) -> anyhow::Result<Tensor> {
+        let size = z.size();
+        if size.len() != 2 || size[1] != LATENT_DIM {
+            anyhow::bail!("z has shape {size:?}, expected [B, {LATENT_DIM}]");
+        }
         let norm = (z.square().mean_dim(-1, true, z.kind()) + 1e-8).rsqrt();
         let mut x = z * norm;
         for d in &self.dense {
-            x = leaky_relu(&x.linear(&d.weight.get(), Some(&d.bias.get())), 0.2);
+            x = leaky_relu(&x.f_linear(&d.weight.get(), Some(&d.bias.get()))?, 0.2)?;
         }
-        x
+        Ok(x)
+    }
+
+    /// StyleGAN's `w_avg` [512]: the mean mapping output over `samples` draws of z seeded with
+    /// `seed` (drawn on the CPU, so the same on every device); the centre truncation pulls
+    /// towards and where a photo embedding starts.
+    pub fn mean_w(&self, samples: i64, seed: i64, device: Device) -> anyhow::Result<Tensor> {
+        tch::no_grad(|| {
+            tch::manual_seed(seed);
+            let z = Tensor::randn([samples, LATENT_DIM], (Kind::Float, Device::Cpu));
+            Ok(self.forward(&z.to_device(device))?.mean_dim(0, false, Kind::Float))
+        })
     }
 }

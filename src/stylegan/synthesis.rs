@@ -1,11 +1,11 @@
-//! Synthesis network W+ and noise -> image (docs/pulse-spec.md section 3).
+//! Synthesis network W+ and noise -> image (docs/design.md, "The networks").
 //!
 //! Blocks `4x4 .. RxR`, two style layers (epilogues) per block; block `SxS` upsamples with a
 //! nearest-neighbour 2x upsample and a 3x3 conv below 128, and with a fused transposed conv from
 //! 128 on, then blurs. The architecture (resolution, channels per block) is read off the weights.
-use super::layers::{bias, leaky_relu, ScaledWeight};
+use super::layers::{bias, leaky_relu, leaky_relu_reference, ScaledWeight};
 use super::LATENT_DIM;
-use crate::device::{tuning_off, Precision};
+use crate::precision::Precision;
 use anyhow::bail;
 use tch::{nn, Kind, Tensor};
 
@@ -75,6 +75,65 @@ impl SynthesisConfig {
     }
 }
 
+/// The speed rewrites of the forward pass, each an exact reformulation of PULSE's form (the
+/// reference form is kept beside it and tested against it, forward and backward, in float64).
+/// All on by default; `pulse bench` switches them off one at a time to measure each
+/// (docs/performance.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    /// Noise as one `addcmul`, instance norm and style modulation as one batch norm.
+    pub epilogue: bool,
+    /// libtorch's leaky ReLU (instead of PReLU with a one-element weight).
+    pub leaky: bool,
+    /// Nearest 2x upsample + 3x3 conv as one stride-2 transposed conv (blocks below 128).
+    pub convt: bool,
+    /// The conv bias added inside the blur's conv.
+    pub blurbias: bool,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Self::ALL_ON
+    }
+}
+
+impl Tuning {
+    pub const ALL_ON: Tuning = Tuning { epilogue: true, leaky: true, convt: true, blurbias: true };
+    pub const ALL_OFF: Tuning =
+        Tuning { epilogue: false, leaky: false, convt: false, blurbias: false };
+    /// The names `pulse bench --untuned` takes.
+    pub const NAMES: [&'static str; 4] = ["epilogue", "leaky", "convt", "blurbias"];
+
+    /// All on except the named rewrites (a comma-separated list of [`Tuning::NAMES`]).
+    pub fn without(list: &str) -> Result<Self, String> {
+        let mut t = Self::ALL_ON;
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match name {
+                "epilogue" => t.epilogue = false,
+                "leaky" => t.leaky = false,
+                "convt" => t.convt = false,
+                "blurbias" => t.blurbias = false,
+                "all" => t = Self::ALL_OFF,
+                _ => {
+                    return Err(format!(
+                        "unknown rewrite '{name}' (expected {} or all)",
+                        Self::NAMES.join(", ")
+                    ))
+                }
+            }
+        }
+        Ok(t)
+    }
+
+    fn leaky_relu(self, x: &Tensor, slope: f64) -> anyhow::Result<Tensor> {
+        if self.leaky {
+            leaky_relu(x, slope)
+        } else {
+            leaky_relu_reference(x, slope)
+        }
+    }
+}
+
 /// Per-layer epilogue: noise, leaky ReLU, instance norm, style modulation (spec section 3).
 #[derive(Debug)]
 struct Epilogue {
@@ -104,33 +163,47 @@ impl Epilogue {
     }
 
     /// x [B,C,H,W], w [B,512], noise [B,1,H,W].
-    fn forward(&self, x: &Tensor, w: &Tensor, noise: &Tensor) -> Tensor {
+    fn forward(&self, x: &Tensor, w: &Tensor, noise: &Tensor, t: Tuning) -> anyhow::Result<Tensor> {
         let size = x.size();
         let (b, c) = (size[0], size[1]);
-        let style = w.linear(&self.style_weight.get(), Some(&self.style_bias));
-        if tuning_off("epilogue") {
+        let style = w.f_linear(&self.style_weight.get(), Some(&self.style_bias))?;
+        if !t.epilogue {
             let x = x + self.noise_weight.view([1, c, 1, 1]) * noise;
-            let x = leaky_relu(&x, 0.2);
-            let x = x.instance_norm(None::<Tensor>, None, None, None, true, 0.0, 1e-5, false);
+            let x = t.leaky_relu(&x, 0.2)?;
+            let x = x.f_instance_norm(None::<Tensor>, None, None, None, true, 0.0, 1e-5, false)?;
             let style = style.view([-1, 2, c, 1, 1]);
-            return x * (style.select(1, 0) + 1.0) + style.select(1, 1);
+            return Ok(x * (style.select(1, 0) + 1.0) + style.select(1, 1));
         }
         // One pass for the noise: x + noise_weight[C] * noise.
         let (strength, noise) = match x.kind() {
-            Kind::Float => (self.noise_weight.view([1, c, 1, 1]), noise.shallow_clone()),
+            Kind::Float | Kind::Double => {
+                (self.noise_weight.view([1, c, 1, 1]), noise.shallow_clone())
+            }
             k => (self.noise_weight.view([1, c, 1, 1]).to_kind(k), noise.to_kind(k)),
         };
-        let x = x.addcmul(&strength, &noise);
-        let x = leaky_relu(&x, 0.2);
+        let x = x.f_addcmul(&strength, &noise)?;
+        let x = t.leaky_relu(&x, 0.2)?;
         // Instance norm and style modulation in one kernel: instance norm is batch norm over the
         // [1, B*C, H, W] view, and its affine weight and bias per (sample, channel) are the
         // style's scale `s[:, :C] + 1` and shift `s[:, C:]`.
-        let style = style.to_kind(Kind::Float).view([b, 2, c]);
+        let style = match style.kind() {
+            Kind::Double => style.view([b, 2, c]),
+            _ => style.to_kind(Kind::Float).view([b, 2, c]),
+        };
         let scale = (style.select(1, 0) + 1.0).reshape([b * c]);
         let shift = style.select(1, 1).reshape([b * c]);
-        x.reshape([1, b * c, size[2], size[3]])
-            .batch_norm(Some(&scale), Some(&shift), None, None, true, 0.0, 1e-5, true)
-            .view([b, c, size[2], size[3]])
+        Ok(x.reshape([1, b * c, size[2], size[3]])
+            .f_batch_norm(
+                Some(&scale),
+                Some(&shift),
+                None::<&Tensor>,
+                None::<&Tensor>,
+                true,
+                0.0,
+                1e-5,
+                true,
+            )?
+            .view([b, c, size[2], size[3]]))
     }
 }
 
@@ -150,8 +223,8 @@ impl Conv3x3 {
         }
     }
 
-    fn forward(&self, x: &Tensor) -> Tensor {
-        x.conv2d(&self.weight.get(), Some(&self.bias), [1, 1], [1, 1], [1, 1], 1)
+    fn forward(&self, x: &Tensor) -> anyhow::Result<Tensor> {
+        Ok(x.f_conv2d(&self.weight.get(), Some(&self.bias), [1, 1], [1, 1], [1, 1], 1)?)
     }
 }
 
@@ -187,44 +260,44 @@ impl UpConv {
         self.bias = Some(self.conv.bias.to_kind(kind));
     }
 
-    fn forward(&self, x: &Tensor) -> Tensor {
-        let x = if self.fused || !tuning_off("convt") {
+    fn forward(&self, x: &Tensor, t: Tuning) -> anyhow::Result<Tensor> {
+        let x = if self.fused || t.convt {
             let kernel = match &self.fused_kernel {
                 Some(k) => k.shallow_clone(),
                 None if self.fused => fuse_upsample_kernel(&self.conv.weight.get()),
                 None => fuse_upsample_kernel(&self.conv.weight.get().flip([2, 3])),
             };
-            x.conv_transpose2d(&kernel, None::<Tensor>, [2, 2], [1, 1], [0, 0], 1, [1, 1])
+            x.f_conv_transpose2d(&kernel, None::<Tensor>, [2, 2], [1, 1], [0, 0], 1, [1, 1])?
         } else {
             let (h, w) = (x.size()[2], x.size()[3]);
-            x.upsample_nearest2d([2 * h, 2 * w], None, None).conv2d(
+            x.f_upsample_nearest2d([2 * h, 2 * w], None, None)?.f_conv2d(
                 &self.conv.weight.get(),
                 None::<Tensor>,
                 [1, 1],
                 [1, 1],
                 [1, 1],
                 1,
-            )
+            )?
         };
         let c = x.size()[1];
         let kernel = match &self.blur_kernel {
             Some(k) if k.kind() == x.kind() => k.shallow_clone(),
             _ => blur_kernel(c, x.kind(), x.device()),
         };
-        if tuning_off("blurbias") {
-            return x.conv2d(&kernel, None::<Tensor>, [1, 1], [1, 1], [1, 1], c)
-                + self.conv.bias.view([1, c, 1, 1]);
+        if !t.blurbias {
+            return Ok(x.f_conv2d(&kernel, None::<Tensor>, [1, 1], [1, 1], [1, 1], c)?
+                + self.conv.bias.to_kind(x.kind()).view([1, c, 1, 1]));
         }
         // The bias rides along in the blur's conv (one pass fewer).
         let bias = match &self.bias {
             Some(b) if b.kind() == x.kind() => b.shallow_clone(),
             _ => self.conv.bias.to_kind(x.kind()),
         };
-        x.conv2d(&kernel, Some(&bias), [1, 1], [1, 1], [1, 1], c)
+        Ok(x.f_conv2d(&kernel, Some(&bias), [1, 1], [1, 1], [1, 1], c)?)
     }
 }
 
-/// Spec section 3, "fused": transpose the scaled weight to [Cin,Cout,3,3], zero-pad to 5x5 and
+/// docs/design.md, "fused upsampling": transpose the scaled weight to [Cin,Cout,3,3], zero-pad to 5x5 and
 /// sum the four 4x4 windows at offsets (0,0),(0,1),(1,0),(1,1).
 fn fuse_upsample_kernel(w: &Tensor) -> Tensor {
     let w = w.transpose(0, 1).constant_pad_nd([1, 1, 1, 1]);
@@ -258,6 +331,7 @@ pub struct Synthesis {
     torgb: ScaledWeight,
     torgb_bias: Tensor,
     precision: Precision,
+    tuning: Tuning,
 }
 
 impl Synthesis {
@@ -300,6 +374,7 @@ impl Synthesis {
             ),
             torgb_bias: bias(&rgb, "bias", 3),
             precision: Precision::Fp32,
+            tuning: Tuning::default(),
         }
     }
 
@@ -322,8 +397,10 @@ impl Synthesis {
                     conv1.weight.prepare(kind);
                 }
             }
-            e1.prepare(Kind::Float);
-            e2.prepare(Kind::Float);
+            // Styles stay float32 under autocast (they feed the norm's affine parameters).
+            let style_kind = if kind == Kind::Double { Kind::Double } else { Kind::Float };
+            e1.prepare(style_kind);
+            e2.prepare(style_kind);
         }
         self.torgb.prepare(kind);
     }
@@ -339,6 +416,15 @@ impl Synthesis {
         self.precision
     }
 
+    /// Switches speed rewrites on or off (all on by default); see [`Tuning`].
+    pub fn set_tuning(&mut self, tuning: Tuning) {
+        self.tuning = tuning;
+    }
+
+    pub fn tuning(&self) -> Tuning {
+        self.tuning
+    }
+
     /// w_plus [B,L,512] and `noise[l]` [B,1,S_l,S_l] -> raw image [B,3,R,R] (nominally in [-1,1]).
     pub fn forward(&self, w_plus: &Tensor, noise: &[Tensor]) -> anyhow::Result<Tensor> {
         let layers = self.config.num_layers();
@@ -350,7 +436,8 @@ impl Synthesis {
             bail!("{} noise maps given, the network has {layers} layers", noise.len());
         }
         let batch = size[0];
-        let _autocast = crate::device::PrecisionGuard::new(w_plus.device(), self.precision)?;
+        let _autocast = crate::precision::PrecisionGuard::new(w_plus.device(), self.precision)?;
+        let t = self.tuning;
         let mut x = Tensor::new();
         for (i, (block, e1, e2)) in self.blocks.iter().enumerate() {
             let (l0, l1) = (2 * i, 2 * i + 1);
@@ -359,17 +446,21 @@ impl Synthesis {
                     let c = bias.size()[0];
                     constant.expand([batch, c, 4, 4], true) + bias.view([1, c, 1, 1])
                 }
-                Block::Up { up, .. } => up.forward(&x),
+                Block::Up { up, .. } => up.forward(&x, t)?,
             };
-            x = e1.forward(&x, &w_plus.select(1, l0 as i64), &noise[l0]);
+            x = e1.forward(&x, &w_plus.select(1, l0 as i64), &noise[l0], t)?;
             x = match block {
-                Block::Initial { conv, .. } => conv.forward(&x),
-                Block::Up { conv1, .. } => conv1.forward(&x),
+                Block::Initial { conv, .. } => conv.forward(&x)?,
+                Block::Up { conv1, .. } => conv1.forward(&x)?,
             };
-            x = e2.forward(&x, &w_plus.select(1, l1 as i64), &noise[l1]);
+            x = e2.forward(&x, &w_plus.select(1, l1 as i64), &noise[l1], t)?;
         }
-        let rgb = x.conv2d(&self.torgb.get(), Some(&self.torgb_bias), [1, 1], [0, 0], [1, 1], 1);
-        Ok(rgb.to_kind(Kind::Float))
+        let rgb =
+            x.f_conv2d(&self.torgb.get(), Some(&self.torgb_bias), [1, 1], [0, 0], [1, 1], 1)?;
+        Ok(match rgb.kind() {
+            Kind::Double => rgb,
+            _ => rgb.to_kind(Kind::Float),
+        })
     }
 
     /// Zero noise for every layer, for plain renders that want none.
@@ -380,5 +471,104 @@ impl Synthesis {
                 Tensor::zeros([batch, 1, s, s], (Kind::Float, device))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{nn, Device};
+
+    /// A 256x256 network with random weights in float64: blocks below 128 take the plain
+    /// upsample path, 128 and up the fused one, so every rewrite is exercised.
+    fn random_network() -> (Synthesis, nn::VarStore) {
+        tch::manual_seed(11);
+        let config = SynthesisConfig { resolution: 256, channels: vec![8; 7] };
+        let mut vs = nn::VarStore::new(Device::Cpu);
+        let mut synthesis = Synthesis::new(vs.root(), &config);
+        tch::no_grad(|| {
+            for (_, mut v) in vs.variables() {
+                v.copy_(&v.randn_like());
+            }
+        });
+        vs.double();
+        synthesis.prepare_kind(Kind::Double);
+        (synthesis, vs)
+    }
+
+    /// Output and the gradients with respect to W+ and every noise map, for one tuning.
+    fn output_and_gradients(synthesis: &mut Synthesis, tuning: Tuning) -> Vec<Tensor> {
+        synthesis.set_tuning(tuning);
+        tch::manual_seed(5);
+        let layers = synthesis.config().num_layers();
+        let w = Tensor::randn([2, layers as i64, LATENT_DIM], (Kind::Double, Device::Cpu))
+            .set_requires_grad(true);
+        let noise: Vec<Tensor> = (0..layers)
+            .map(|l| {
+                let s = SynthesisConfig::noise_side(l);
+                Tensor::randn([2, 1, s, s], (Kind::Double, Device::Cpu)).set_requires_grad(true)
+            })
+            .collect();
+        let out = synthesis.forward(&w, &noise).unwrap();
+        assert_eq!(out.kind(), Kind::Double);
+        let probe = Tensor::randn(out.size(), (Kind::Double, Device::Cpu));
+        (&out * probe).sum(Kind::Double).backward();
+        let mut all = vec![out.detach(), w.grad()];
+        all.extend(noise.iter().map(|n| n.grad()));
+        all
+    }
+
+    fn max_rel_diff(a: &[Tensor], b: &[Tensor]) -> f64 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| {
+                let scale = x.abs().max().double_value(&[]).max(1e-300);
+                (x - y).abs().max().double_value(&[]) / scale
+            })
+            .fold(0.0, f64::max)
+    }
+
+    /// Each speed rewrite computes the same function as the form it replaced, forward and
+    /// backward: in float64 they agree to rounding (measured below 1e-13 relative).
+    #[test]
+    fn every_rewrite_matches_its_reference_form_forward_and_backward() {
+        let (mut synthesis, _vs) = random_network();
+        let tuned = output_and_gradients(&mut synthesis, Tuning::ALL_ON);
+        for name in Tuning::NAMES.into_iter().chain(["all"]) {
+            let reference = output_and_gradients(&mut synthesis, Tuning::without(name).unwrap());
+            let diff = max_rel_diff(&tuned, &reference);
+            println!("rewrite {name}: max relative difference {diff:.1e}");
+            assert!(diff < 1e-10, "rewrite {name} differs from its reference form by {diff:e}");
+        }
+        // The comparison can fail: a real change of function (no noise) is seen.
+        synthesis.set_tuning(Tuning::ALL_ON);
+        let layers = synthesis.config().num_layers();
+        let w = Tensor::zeros([1, layers as i64, LATENT_DIM], (Kind::Double, Device::Cpu));
+        let zero = synthesis.zero_noise(1, Device::Cpu);
+        let zero: Vec<Tensor> = zero.iter().map(|n| n.to_kind(Kind::Double)).collect();
+        let ones: Vec<Tensor> = zero.iter().map(|n| n.ones_like()).collect();
+        let a = synthesis.forward(&w, &zero).unwrap();
+        let b = synthesis.forward(&w, &ones).unwrap();
+        assert!(max_rel_diff(&[a], &[b]) > 1e-3);
+    }
+
+    #[test]
+    fn tuning_lists_parse() {
+        assert_eq!(Tuning::without("").unwrap(), Tuning::ALL_ON);
+        assert_eq!(Tuning::without("all").unwrap(), Tuning::ALL_OFF);
+        let t = Tuning::without("convt, leaky").unwrap();
+        assert!(!t.convt && !t.leaky && t.epilogue && t.blurbias);
+        assert!(Tuning::without("alloc").unwrap_err().contains("unknown rewrite 'alloc'"));
+    }
+
+    #[test]
+    fn wrong_shapes_are_errors_not_panics() {
+        let (synthesis, _vs) = random_network();
+        let layers = synthesis.config().num_layers();
+        let noise = synthesis.zero_noise(1, Device::Cpu);
+        let w = Tensor::zeros([1, layers as i64 - 1, LATENT_DIM], (Kind::Double, Device::Cpu));
+        assert!(synthesis.forward(&w, &noise).is_err());
+        let w = Tensor::zeros([1, layers as i64, LATENT_DIM], (Kind::Double, Device::Cpu));
+        assert!(synthesis.forward(&w, &noise[1..]).is_err());
     }
 }

@@ -3,7 +3,7 @@
 //! the `safetensors` crate, which validates every offset against the buffer.
 use super::dtype::{tensor_from_bytes, Dtype};
 use super::error::{malformed, ErrorKind};
-use ::safetensors::tensor::{SafeTensorError, SafeTensors, TensorView};
+use ::safetensors::tensor::{SafeTensorError, SafeTensors};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -89,14 +89,22 @@ fn data_end(bytes: &[u8]) -> u64 {
     max_end.saturating_add(8).saturating_add(n)
 }
 
-/// Writes `tensors` (floating ones as float32) to `path` through a temporary file in the same
-/// folder, renamed over `path` only once complete and synced.
+/// Writes `tensors` (floating ones as float32) to `path`, atomically
+/// ([`crate::files::write_atomic`]). The header is written by hand rather than by the
+/// `safetensors` crate, whose metadata map serialises in hash order: here tensors keep their
+/// order and metadata keys are sorted, so the same content always gives the same bytes.
 pub(crate) fn save(
     tensors: &[(String, tch::Tensor)],
     path: &Path,
     metadata: Option<&HashMap<String, String>>,
 ) -> Result<(), ErrorKind> {
+    let mut header = serde_json::Map::new();
+    if let Some(meta) = metadata {
+        let sorted: std::collections::BTreeMap<&String, &String> = meta.iter().collect();
+        header.insert("__metadata__".into(), serde_json::json!(sorted));
+    }
     let mut buffers = Vec::with_capacity(tensors.len());
+    let mut offset = 0usize;
     for (name, tensor) in tensors {
         let dtype = Dtype::from_kind(tensor.kind())?;
         let (dtype, t) = if dtype.is_floating() {
@@ -112,39 +120,31 @@ pub(crate) fn save(
         let numel: usize = shape.iter().product();
         let mut raw = vec![0u8; numel * dtype.size()];
         t.f_copy_data_u8(&mut raw, numel).map_err(malformed)?;
-        buffers.push((name.as_str(), dtype, shape, raw));
+        let dtype_name = serde_json::to_value(dtype.to_safetensors())
+            .map_err(|e| malformed(format!("safetensors dtype: {e}")))?;
+        header.insert(
+            name.clone(),
+            serde_json::json!({
+                "dtype": dtype_name,
+                "shape": shape,
+                "data_offsets": [offset, offset + raw.len()],
+            }),
+        );
+        offset += raw.len();
+        buffers.push(raw);
     }
-    let mut views = Vec::with_capacity(buffers.len());
-    for (name, dtype, shape, raw) in &buffers {
-        let view = TensorView::new(dtype.to_safetensors(), shape.clone(), raw)
-            .map_err(|e| malformed(format!("safetensors: {e:?}")))?;
-        views.push((*name, view));
-    }
-
-    let folder = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".pulse-weights-").suffix(".tmp");
-    // Temporary files are private (0600); the saved file gets the permissions of the file it
-    // replaces, or the usual 0644.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let permissions = std::fs::metadata(path)
-            .map(|m| m.permissions())
-            .unwrap_or_else(|_| std::fs::Permissions::from_mode(0o644));
-        builder.permissions(permissions);
-    }
-    let tmp = builder.tempfile_in(folder)?;
-    ::safetensors::tensor::serialize_to_file(views, &metadata.cloned(), tmp.path()).map_err(
-        |e| match e {
-            SafeTensorError::IoError(e) => ErrorKind::Io(e),
-            other => malformed(format!("safetensors: {other:?}")),
-        },
-    )?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| ErrorKind::Io(e.error))?;
+    let mut json = serde_json::to_vec(&header).map_err(|e| malformed(e.to_string()))?;
+    // The format pads the header with spaces to a multiple of 8 bytes.
+    json.resize(json.len().next_multiple_of(8), b' ');
+    crate::files::write_atomic(path, |f| {
+        use std::io::Write;
+        let mut out = std::io::BufWriter::new(f);
+        out.write_all(&(json.len() as u64).to_le_bytes())?;
+        out.write_all(&json)?;
+        for raw in &buffers {
+            out.write_all(raw)?;
+        }
+        out.flush()
+    })?;
     Ok(())
 }

@@ -13,8 +13,16 @@ pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// A test fixture by its reference name. Three reference files are also the bundled test model
+/// and are kept once, in `models/test-1024/` (tests/fixtures/README.md lists them).
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    match name {
+        "synthesis_1024_c16.pt" => root.join("models/test-1024/synthesis.pt"),
+        "mapping.pt" => root.join("models/test-1024/mapping.pt"),
+        "gaussian_fit_ffhq.pt" => root.join("models/test-1024/gaussian_fit.pt"),
+        _ => root.join("tests/fixtures").join(name),
+    }
 }
 
 /// A bundled example face, as a string path.
@@ -54,7 +62,8 @@ impl TestDir {
         dir
     }
 
-    /// A model folder from fixture files; `mapping` adds the fixture mapping network.
+    /// A model folder from fixture files; `mapping` adds a mapping network whose outputs spread
+    /// (see [`write_spread_mapping`]).
     pub fn model(&self, name: &str, synthesis: &str, mapping: bool) -> PathBuf {
         let dir = self.path(name);
         if !dir.exists() {
@@ -62,11 +71,26 @@ impl TestDir {
             std::fs::copy(fixture(synthesis), dir.join("synthesis.pt")).unwrap();
             std::fs::copy(fixture("gaussian_fit_ffhq.pt"), dir.join("gaussian_fit.pt")).unwrap();
             if mapping {
-                std::fs::copy(fixture("mapping.pt"), dir.join("mapping.pt")).unwrap();
+                write_spread_mapping(&dir.join("mapping.safetensors"));
             }
         }
         dir
     }
+}
+
+/// The reference mapping network with its dense weights times 100, written as safetensors.
+/// The reference's random weights, scaled at run time by the mapping's learning-rate
+/// multiplier 0.01, make outputs that differ by about 1e-9 whatever z is: truncation, directions
+/// between generated faces and anything else that compares faces would hang on rounding. Times
+/// 100 the effective weights have He scale (`sqrt(2/512)`), so different z give different w.
+pub fn write_spread_mapping(path: &Path) {
+    let sd = pulse::weights::load(&fixture("mapping.pt")).unwrap();
+    let scaled: Vec<(String, tch::Tensor)> = sd
+        .iter()
+        .map(|(k, t)| (k.to_string(), if k.ends_with("weight") { t * 100.0 } else { t.copy() }))
+        .collect();
+    let sd = pulse::weights::StateDict::from_pairs(scaled);
+    pulse::weights::save_safetensors(&sd, path, None).unwrap();
 }
 
 pub fn image_size(path: &Path) -> (u32, u32) {

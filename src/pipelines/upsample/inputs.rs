@@ -1,0 +1,140 @@
+//! Finding and reading the inputs of `upsample`: files as given, folders expanded to their image
+//! files; each one read and checked before any search, so a bad one is refused with its reason and
+//! the rest go on.
+use super::UpsampleOptions;
+use crate::files::escaped;
+use crate::imageio;
+use crate::latent::LatentFile;
+use crate::model::Model;
+use anyhow::bail;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use tch::Tensor;
+
+/// One accepted input image.
+pub(super) struct Input {
+    pub path: PathBuf,
+    /// The file name without its extension: the base of every output name (any bytes).
+    pub stem: OsString,
+    pub target: imageio::Target,
+    /// Per-pixel weights (alpha or `--mask`), `None` for a plain L2.
+    pub weight: Option<Tensor>,
+    pub init: Option<LatentFile>,
+}
+
+impl Input {
+    /// The stem as text for seeds and messages (lossless, see [`crate::files::escaped_name`]).
+    pub fn name(&self) -> String {
+        crate::files::escaped_name(&self.stem)
+    }
+}
+
+/// An input that could not be used, with the reason.
+pub(super) type Refused = (PathBuf, anyhow::Error);
+
+/// Lists the inputs: files as given, folders expanded to their entries with an image extension
+/// ([`imageio::INPUT_EXTENSIONS`]); sorted, deduplicated. A folder entry that is not a readable
+/// file (a dangling or looping link, a folder named like an image) is refused like a bad file
+/// given directly, not silently dropped.
+pub(super) fn collect(inputs: &[PathBuf]) -> anyhow::Result<(Vec<PathBuf>, Vec<Refused>)> {
+    let mut files = vec![];
+    let mut refused = vec![];
+    for input in inputs {
+        if !input.is_dir() {
+            files.push(input.clone());
+            continue;
+        }
+        let entries = std::fs::read_dir(input)
+            .map_err(|e| anyhow::anyhow!("{}: cannot list folder: {e}", escaped(input)))?;
+        for entry in entries {
+            let path = entry?.path();
+            if !imageio::has_input_extension(&path) {
+                continue;
+            }
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_file() => files.push(path),
+                Ok(_) => {
+                    let e = anyhow::anyhow!("{}: not a file (a folder?)", escaped(&path));
+                    refused.push((path, e));
+                }
+                Err(e) => {
+                    let e =
+                        anyhow::anyhow!("{}: cannot open: {e} (a broken link?)", escaped(&path));
+                    refused.push((path, e));
+                }
+            }
+        }
+    }
+    files.sort();
+    files.dedup();
+    refused.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok((files, refused))
+}
+
+/// The file name without its extension, any bytes kept.
+pub(super) fn file_stem(path: &Path) -> OsString {
+    path.file_stem().map(|s| s.to_os_string()).unwrap_or_else(|| "image".into())
+}
+
+/// Reads one input: the target image, its weighting (alpha, `--mask` or none) and its `--init`
+/// latent.
+pub(super) fn read(
+    model: &Model,
+    opts: &UpsampleOptions,
+    path: &Path,
+    init_dir: Option<&Path>,
+) -> anyhow::Result<Input> {
+    let resolution = model.config().resolution;
+    let stem = file_stem(path);
+    if path.is_dir() {
+        bail!("{}: a folder with no image in it", escaped(path));
+    }
+    let mut target = imageio::read_target(path, resolution)?;
+    let side = target.rgb.size()[2];
+    let weight = if opts.ignore_alpha {
+        None
+    } else if let Some(mask) = &opts.mask {
+        Some(imageio::read_mask(mask, side)?)
+    } else {
+        target.alpha.take()
+    };
+    if let Some(w) = &weight {
+        // A target whose weights are zero everywhere constrains nothing: any face "matches" it.
+        if w.max().double_value(&[]) <= 0.0 {
+            let source = if opts.mask.is_some() { "the --mask" } else { "its alpha channel" };
+            bail!(
+                "{}: nothing to match: {source} is zero everywhere (fully transparent), so every face would fit",
+                escaped(path)
+            );
+        }
+    }
+    let layers = model.config().num_layers();
+    let init = match (&opts.init, init_dir) {
+        (_, Some(dir)) => {
+            let mut name = stem.clone();
+            name.push(".latent.safetensors");
+            let p = dir.join(name);
+            if !p.is_file() {
+                bail!("{}: no start latent {} in the init folder", escaped(path), escaped(&p));
+            }
+            Some(read_checked_latent(&p, model, layers)?)
+        }
+        (Some(file), None) => Some(read_checked_latent(file, model, layers)?),
+        (None, None) => None,
+    };
+    Ok(Input { path: path.to_path_buf(), stem, target, weight, init })
+}
+
+fn read_checked_latent(path: &Path, model: &Model, layers: usize) -> anyhow::Result<LatentFile> {
+    let latent = LatentFile::read(path)?;
+    latent.check_layers(path, layers)?;
+    if latent.model_sha256() != model.sha256 {
+        bail!(
+            "{}: made with another model (model_sha256 {}, this model {}); start from a latent of this model",
+            escaped(path),
+            latent.model_sha256(),
+            model.sha256
+        );
+    }
+    Ok(latent)
+}

@@ -1,0 +1,164 @@
+//! The JSON report of `upsample --report` (README, "The report"): the settings, the model, one
+//! entry per image and sample with its loss history. It describes the whole output folder: a
+//! resumed run keeps the entries of earlier runs for the images it did not redo.
+use crate::files::escaped;
+use serde::{Serialize, Serializer};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The outcome of a run, also written as the JSON report.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub settings: Settings,
+    pub model: ModelInfo,
+    /// This run's images; [`Report::to_json`] adds earlier runs' entries.
+    pub images: Vec<ImageRecord>,
+    pub refused: Vec<Refusal>,
+    #[serde(serialize_with = "escaped_paths")]
+    pub skipped: Vec<PathBuf>,
+    pub interrupted: bool,
+    /// Entries of an earlier report at the same path, for images this run has not redone.
+    #[serde(skip)]
+    pub earlier: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Settings {
+    pub steps: usize,
+    pub lr: f64,
+    pub optimizer: &'static str,
+    pub schedule: &'static str,
+    pub loss: String,
+    pub eps: f64,
+    pub noise: &'static str,
+    pub trainable_noise: usize,
+    pub bad_noise_layers: Vec<usize>,
+    pub tile_latent: bool,
+    pub seed: u64,
+    pub samples: usize,
+    pub batch_size: usize,
+    pub restarts: usize,
+    pub device: String,
+    pub precision: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ModelInfo {
+    #[serde(serialize_with = "escaped_path")]
+    pub dir: PathBuf,
+    pub sha256: String,
+    pub resolution: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Refusal {
+    #[serde(serialize_with = "escaped_path")]
+    pub input: PathBuf,
+    pub error: String,
+}
+
+/// One finished image (one sample of one input).
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageRecord {
+    #[serde(serialize_with = "escaped_path")]
+    pub input: PathBuf,
+    #[serde(serialize_with = "escaped_paths")]
+    pub outputs: Vec<PathBuf>,
+    pub sample: usize,
+    /// The seed that drew this image's starting latent and noise (of the winning attempt).
+    pub seed: u64,
+    /// 0 for the first search, k for the k-th restart.
+    pub attempt: usize,
+    pub converged: bool,
+    pub best_step: usize,
+    /// Best TOTAL and each loss term at that step, named as in the loss string.
+    pub best: BTreeMap<String, serde_json::Value>,
+    /// Wall time of the searches, shared equally among the images of each batch.
+    pub seconds: f64,
+    /// One entry per step: `step`, `lr`, `total` and each loss term, before that step's update.
+    pub history: Vec<BTreeMap<String, serde_json::Value>>,
+}
+
+impl Report {
+    /// Images that converged, this run's and the earlier ones kept in the report.
+    pub fn converged(&self) -> usize {
+        self.converged_flags().into_iter().filter(|&c| c).count()
+    }
+
+    /// Images in the report (this run's and the earlier ones kept).
+    pub fn total(&self) -> usize {
+        self.converged_flags().len()
+    }
+
+    /// Whether every image in the report converged.
+    pub fn all_converged(&self) -> bool {
+        self.converged_flags().into_iter().all(|c| c)
+    }
+
+    fn converged_flags(&self) -> Vec<bool> {
+        let earlier = self.earlier_kept().map(|v| v.get("converged").and_then(|c| c.as_bool()));
+        self.images.iter().map(|r| r.converged).chain(earlier.map(|c| c == Some(true))).collect()
+    }
+
+    /// The earlier entries that no entry of this run replaces.
+    fn earlier_kept(&self) -> impl Iterator<Item = &serde_json::Value> {
+        let current: std::collections::HashSet<String> =
+            self.images.iter().map(|r| record_key(&escaped(&r.input), r.sample)).collect();
+        self.earlier.iter().filter(move |v| value_key(v).is_some_and(|k| !current.contains(&k)))
+    }
+
+    /// The report as JSON: the earlier entries this run did not replace, then this run's.
+    pub fn to_json(&self) -> serde_json::Result<Vec<u8>> {
+        let mut value = serde_json::to_value(self)?;
+        let mut images: Vec<serde_json::Value> = self.earlier_kept().cloned().collect();
+        images.extend(value["images"].as_array().cloned().unwrap_or_default());
+        value["images"] = serde_json::Value::Array(images);
+        serde_json::to_vec_pretty(&value)
+    }
+
+    /// Writes the report atomically.
+    pub fn write(&self, path: &Path) -> anyhow::Result<()> {
+        let json = self.to_json()?;
+        crate::files::write_bytes_atomic(path, &json)
+            .map_err(|e| anyhow::anyhow!("{}: cannot write the report: {e}", escaped(path)))
+    }
+}
+
+/// Reads the image entries of an earlier report at `path` made with the model `sha256` (none
+/// when there is no file, or it was made with another model). A file there that is not a pulse
+/// report is refused rather than overwritten.
+pub(super) fn read_earlier(path: &Path, sha256: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => anyhow::bail!("{}: cannot read the earlier report: {e}", escaped(path)),
+    };
+    let not_a_report = || {
+        crate::Invalid(format!(
+            "{}: exists and is not a pulse report; choose another --report file",
+            escaped(path)
+        ))
+    };
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| not_a_report())?;
+    let images = value.get("images").and_then(|i| i.as_array()).ok_or_else(not_a_report)?;
+    if value.pointer("/model/sha256").and_then(|s| s.as_str()) != Some(sha256) {
+        return Ok(vec![]);
+    }
+    Ok(images.iter().filter(|v| value_key(v).is_some()).cloned().collect())
+}
+
+fn record_key(input: &str, sample: usize) -> String {
+    format!("{sample}:{input}")
+}
+
+fn value_key(v: &serde_json::Value) -> Option<String> {
+    Some(record_key(v.get("input")?.as_str()?, v.get("sample")?.as_u64()? as usize))
+}
+
+fn escaped_path<S: Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&escaped(p))
+}
+
+fn escaped_paths<S: Serializer>(paths: &[PathBuf], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(paths.iter().map(|p| escaped(p)))
+}
