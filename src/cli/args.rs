@@ -27,6 +27,8 @@ pub enum Command {
     Info,
     /// Upscale low-resolution faces to the generator's resolution with PULSE.
     Upsample(Box<UpsampleArgs>),
+    /// Find the faces in photos and align them as FFHQ was (MTCNN landmarks), at low resolution.
+    Align(super::align::AlignArgs),
     /// Render random faces (z -> w -> truncation -> synthesis).
     Generate(GenerateArgs),
     /// Render a latent file exactly.
@@ -261,6 +263,10 @@ pub struct UpsampleArgs {
     /// No progress bars or summary.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Inputs are photos: find and align the largest face of each first (as `pulse align`),
+    /// keep those 32x32 faces as <OUT>/aligned/<stem>.png, and upsample them.
+    #[arg(long)]
+    pub align: bool,
 }
 
 #[derive(Debug, Args)]

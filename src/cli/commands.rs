@@ -83,6 +83,9 @@ pub(super) fn batch_size(
 }
 
 pub fn upsample(a: UpsampleArgs) -> anyhow::Result<Exit> {
+    if a.align {
+        return super::align::upsample_aligned(a);
+    }
     let mut model = load_model(&a.model)?;
     let search = SearchConfig {
         steps: a.steps,

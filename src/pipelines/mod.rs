@@ -1,5 +1,6 @@
 //! The jobs users run, built from the networks (`stylegan`), the search (`pulse`) and the file
 //! formats. Each takes a plain options struct and reports through an observer; none prints.
+pub mod align;
 pub mod batch_size;
 pub mod bench;
 pub mod download;
