@@ -115,9 +115,8 @@ pub(super) fn upsample_aligned(mut a: UpsampleArgs) -> anyhow::Result<Exit> {
         overwrite: a.overwrite,
         device,
     };
-    // No Ctrl-C handler here: `upsample` installs the process's one for its searches. Ctrl-C
-    // while aligning ends the process; every file written so far is complete (atomic writes).
-    let report = run_with_bar(&mtcnn, &opts, a.quiet, &AtomicBool::new(false))?;
+    // The same Ctrl-C flag as the searches that follow: interrupted here, nothing is upsampled.
+    let report = run_with_bar(&mtcnn, &opts, a.quiet, &interrupt_flag())?;
     drop(mtcnn);
     let aligned = exit_of(&report);
     if aligned == Exit::Interrupted {

@@ -60,13 +60,20 @@ pub(super) fn check_outputs(inputs: &[&Path], outputs: &[&Path]) -> anyhow::Resu
     Ok(())
 }
 
-/// Ctrl-C sets a flag the search checks after every step.
+/// Ctrl-C sets this flag, which long loops check between steps. The handler is installed on
+/// the first call (only commands that check the flag call it, so Ctrl-C still ends the others
+/// at once); every later call, like `upsample --align`'s second stage, gets the same flag.
 pub(super) fn interrupt_flag() -> Arc<AtomicBool> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let s = stop.clone();
-    // A second handler cannot be installed (tests call this once per process); ignore that.
-    let _ = ctrlc::set_handler(move || s.store(true, Ordering::SeqCst));
-    stop
+    static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+    FLAG.get_or_init(|| {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        // Fails only if another handler exists (an embedding program's): then Ctrl-C keeps
+        // its default action, which writes nothing partial either.
+        let _ = ctrlc::set_handler(move || s.store(true, Ordering::SeqCst));
+        stop
+    })
+    .clone()
 }
 
 /// `--batch-size`: a number, or what `auto` picks for this network, device and precision.

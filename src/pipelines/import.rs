@@ -8,7 +8,7 @@
 //! build from the shapes (the same checks `Model::load` makes), and the parameter counts are
 //! compared with the known FFHQ totals. Since a forgotten transpose keeps a square matrix's
 //! shape, the mapping network is also checked by its output statistics against PULSE's
-//! published Gaussian fit of the real FFHQ mapping (docs/pulse-spec.md section 4).
+//! published Gaussian fit of the real FFHQ mapping (docs/design.md, "The latent space").
 //!
 //! The folder is written to a temporary folder beside it and renamed into place once complete,
 //! so an interrupted or failed import leaves no half model.

@@ -1,4 +1,4 @@
-//! Loading and saving network weights (spec section 1, "Weight files users have").
+//! Loading and saving network weights (docs/design.md, "Weight files").
 //!
 //! [`load`] reads PyTorch `torch.save` files, legacy (pre-1.6) or zip, and safetensors files,
 //! telling them apart by their first bytes, never by the extension. PyTorch files are read by a
