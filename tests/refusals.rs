@@ -437,3 +437,101 @@ fn identical_runs_write_identical_files() {
         .code(2)
         .stderr(predicate::str::contains("same latent file"));
 }
+
+/// Each command fed its worst inputs: whatever the outcome, it is an exit code of the table
+/// (never 101) and no panic reaches stderr.
+#[test]
+fn worst_inputs_never_panic() {
+    let t = TestDir::new();
+    let (model, latent, other, direction) = latents(&t);
+    let m = s(&model);
+    let file = |name: &str, bytes: &[u8]| {
+        let p = t.path(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    let empty = file("empty.png", b"");
+    let bomb = {
+        // A PNG header declaring 100000x100000 pixels, and nothing else.
+        let mut b = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+        b.extend_from_slice(&100_000u32.to_be_bytes());
+        b.extend_from_slice(&100_000u32.to_be_bytes());
+        b.extend_from_slice(&[8, 2, 0, 0, 0, 0, 0, 0, 0]);
+        file("bomb.png", &b)
+    };
+    let (tiny, wide) = (t.path("tiny.png"), t.path("wide.png"));
+    write_rgb_png(&tiny, 2, 2);
+    write_rgb_png(&wide, 64, 2);
+    // A latent of the 1024 network (18 layers) for the 128 one (12), and one with NaN.
+    let big_model = t.model("big", "synthesis_1024_c16.pt", false);
+    let big_latent = t.path("big.latent.safetensors");
+    pulse()
+        .args(["upsample", &face("astronaut32.png"), "--steps", "1", "--eps", "1", "-q"])
+        .args(["--model", s(&big_model), "-o", s(&t.path("big"))])
+        .assert()
+        .success();
+    std::fs::rename(t.path("big/astronaut32.latent.safetensors"), &big_latent).unwrap();
+    let nan_latent = t.path("nan.latent.safetensors");
+    let mut l = pulse::latent::LatentFile::read(&latent).unwrap();
+    l.w_plus = l.w_plus.fill_(f64::NAN);
+    let _ = l.write(&nan_latent);
+    let out = |n: &str| t.path(n).display().to_string();
+    let cases: Vec<Vec<String>> = [
+        vec!["upsample", s(&empty), s(&bomb), s(&tiny), s(&wide), "--steps", "1", "-q"],
+        vec!["upsample", s(&tiny), "--steps", "1", "--tile-latent", "--noise", "zero", "-q"],
+        vec!["upsample", s(&tiny), "--steps", "1", "--init", s(&big_latent), "-q"],
+        vec!["upsample", s(&tiny), "--steps", "1", "--loss", "GEOCROSS", "-q"],
+        vec!["upsample", s(&tiny), "--steps", "1", "--mask", s(&wide), "-q"],
+        vec!["render", s(&big_latent)],
+        vec!["render", s(&nan_latent)],
+        vec!["render", s(&empty)],
+        vec!["edit", s(&big_latent), "--direction", s(&direction)],
+        vec!["edit", s(&latent), "--direction", s(&direction), "--scale", "1e300"],
+        vec!["edit", s(&latent), "--direction", s(&direction), "--layers", "11-0"],
+        vec!["edit", s(&latent), "--direction", s(&direction), "--layers", "40"],
+        vec!["edit", s(&latent), "--direction", s(&latent)],
+        vec!["direction", s(&latent), s(&big_latent)],
+        vec!["direction", s(&latent), s(&other), s(&latent)],
+        vec!["embed", s(&tiny), "--steps", "1"],
+        vec!["embed", s(&bomb), "--steps", "1"],
+        vec!["embed", s(&tiny), "--steps", "1", "--perceptual", s(&latent)],
+        vec!["target", s(&tiny), "--hair", "#zzzzzz"],
+        vec!["target", s(&wide), "--hair", "blond"],
+        vec!["target", s(&empty), "--hair", "blond"],
+        vec!["convert", s(&empty)],
+        vec!["generate", "--count", "2", "--truncation", "1e300"],
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, mut args)| {
+        let o = out(&format!("o{i}.png"));
+        let needs_model = !matches!(args[0], "direction" | "target" | "convert");
+        let mut v: Vec<String> = args.drain(..).map(String::from).collect();
+        if needs_model {
+            v.extend(["--model".to_string(), m.to_string()]);
+        }
+        if v[0] == "upsample" {
+            v.extend(["-o".to_string(), out(&format!("o{i}"))]);
+        } else if v[0] == "convert" || v[0] == "direction" {
+            v.extend(["-o".to_string(), out(&format!("o{i}.safetensors"))]);
+        } else if v[0] == "embed" {
+            v.extend(["-o".to_string(), out(&format!("o{i}.latent.safetensors"))]);
+        } else {
+            v.extend(["-o".to_string(), o]);
+        }
+        v
+    })
+    .collect();
+    for args in cases {
+        let output = pulse().args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let code = output.status.code();
+        assert!(
+            matches!(code, Some(0 | 1 | 2 | 3)),
+            "pulse {}: exit {code:?}: {stderr}",
+            args.join(" ")
+        );
+        assert!(!stderr.contains("panicked"), "pulse {}: {stderr}", args.join(" "));
+        eprintln!("exit {code:?}: pulse {}", args[..2].join(" "));
+    }
+}
