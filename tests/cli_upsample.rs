@@ -407,7 +407,7 @@ fn mask_weights_an_rgb_target_and_intermediates_are_saved() {
         .args(["--mask", s(&zero), "--model", s(&t.model_128()), "-o", s(&t.path("zero"))])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("--mask is zero everywhere"));
+        .stderr(predicate::str::contains("the mask is zero everywhere"));
     // A mask that keeps the top half: the L2 only sees those pixels.
     let mask = t.path("mask.png");
     image::GrayImage::from_fn(32, 32, |_, y| image::Luma([if y < 16 { 255 } else { 0 }]))

@@ -140,7 +140,7 @@ fn outputs_of_one_run_never_clobber_each_other() {
     // The report would be a's result.
     let report = out.join("a.png");
     let args: Vec<&str> = [&["upsample", s(&dir)][..], &common, &["--report", s(&report)]].concat();
-    refused(&args, "--report file is also the output");
+    refused(&args, "the report file is also the output");
     assert!(!out.join("a.png").exists() && !out.join("a.compare.png").exists());
     // a.compare.png (first in sorted order) writes a.compare.png; a.png's sheet would replace it.
     let args: Vec<&str> = [&["upsample", s(&dir)][..], &common, &["--compare"]].concat();

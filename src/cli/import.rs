@@ -87,6 +87,13 @@ fn import_failure(e: ImportError) -> Exit {
             eprintln!("pulse: refused: {m}");
             Exit::Refused
         }
+        ImportError::OtherModel(dir) => {
+            eprintln!(
+                "pulse: error: {} already holds a model with other weights; --force replaces it",
+                pulse::files::escaped(&dir)
+            );
+            Exit::Refused
+        }
         ImportError::Usage(m) => {
             eprintln!("pulse: error: {m}");
             Exit::Refused
@@ -355,6 +362,13 @@ pub fn download(a: DownloadArgs) -> anyhow::Result<Exit> {
             ));
             eprintln!("{msg}");
             Ok(Exit::Failure)
+        }
+        Err(DownloadError::OtherModel(dir)) => {
+            eprintln!(
+                "pulse: error: {} already holds another model; --force replaces it (or choose another folder with -o)",
+                pulse::files::escaped(&dir)
+            );
+            Ok(Exit::Refused)
         }
         Err(DownloadError::Usage(m)) => {
             eprintln!("pulse: error: {m}");

@@ -154,9 +154,9 @@ pub fn run(
     observer: &mut dyn Observer,
     stop: &AtomicBool,
 ) -> anyhow::Result<Report> {
-    check_size(opts.size).map_err(|e| anyhow::anyhow!("--size: {e}"))?;
+    check_size(opts.size).map_err(|e| anyhow::anyhow!("output size: {e}"))?;
     if opts.detect.min_face.is_nan() || opts.detect.min_face < 1.0 {
-        bail!("--min-face must be at least 1 pixel");
+        bail!("the smallest face size must be at least 1 pixel");
     }
     std::fs::create_dir_all(&opts.out_dir)
         .with_context(|| format!("{}: cannot create output folder", escaped(&opts.out_dir)))?;

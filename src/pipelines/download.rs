@@ -162,7 +162,7 @@ impl DownloadOptions {
                 out.push(Candidate { source: "url", url: name.clone(), file, verify });
             } else {
                 return Err(DownloadError::Usage(format!(
-                    "--source: expected pulse, nvidia, lernapparat or an http(s) URL, got '{name}'"
+                    "unknown source '{name}' (expected pulse, nvidia, lernapparat or an http(s) URL)"
                 )));
             }
         }
@@ -192,9 +192,12 @@ pub enum DownloadError {
     /// Every candidate failed: what each said.
     #[error("no source could be downloaded and verified")]
     AllFailed { tried: Vec<(String, String)> },
-    /// The request cannot be done as asked (bad `--source`, another model in the way).
+    /// The request cannot be done as asked (an unknown source).
     #[error("{0}")]
     Usage(String),
+    /// The folder holds another model, and replacing it was not asked for.
+    #[error("{} already holds another model", .0.display())]
+    OtherModel(PathBuf),
     /// Stopped by the user; the partial file is kept for a resume.
     #[error("interrupted")]
     Interrupted { partial: Option<PathBuf> },
@@ -289,10 +292,7 @@ pub fn run(
                 });
             }
         }
-        return Err(DownloadError::Usage(format!(
-            "{} already holds another model; --force replaces it (or choose another folder with -o)",
-            opts.out.display()
-        )));
+        return Err(DownloadError::OtherModel(opts.out.clone()));
     }
     let dir = download_dir(&opts.out);
     std::fs::create_dir_all(&dir)
@@ -354,6 +354,7 @@ pub fn run(
                 fail(observer, format!("verification failed: {reason}"));
             }
             Err(ImportError::Usage(m)) => return Err(DownloadError::Usage(m)),
+            Err(ImportError::OtherModel(dir)) => return Err(DownloadError::OtherModel(dir)),
             Err(ImportError::Interrupted) => {
                 return Err(DownloadError::Interrupted { partial: None })
             }

@@ -81,10 +81,12 @@ pub enum ImportError {
     /// line naming the file.
     #[error("{0}")]
     Refused(String),
-    /// The request cannot be done as asked (two synthesis networks, an existing other model
-    /// without `--force`, ...).
+    /// The request cannot be done as asked (two synthesis networks, ...).
     #[error("{0}")]
     Usage(String),
+    /// The folder holds a model with other weights, and replacing it was not asked for.
+    #[error("{} already holds a model with other weights", .0.display())]
+    OtherModel(PathBuf),
     #[error("interrupted")]
     Interrupted,
     #[error(transparent)]
@@ -589,10 +591,7 @@ fn write_folder(
             return Ok(());
         }
         if !same && !opts.force {
-            return Err(ImportError::Usage(format!(
-                "{} already holds a model with other weights; --force replaces it",
-                out.display()
-            )));
+            return Err(ImportError::OtherModel(out.to_path_buf()));
         }
         // Move the old folder aside, move the new one in, then delete the old one.
         let old = tempfile::Builder::new()

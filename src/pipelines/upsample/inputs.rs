@@ -101,7 +101,7 @@ pub(super) fn read(
     if let Some(w) = &weight {
         // A target whose weights are zero everywhere constrains nothing: any face "matches" it.
         if w.max().double_value(&[]) <= 0.0 {
-            let source = if opts.mask.is_some() { "the --mask" } else { "its alpha channel" };
+            let source = if opts.mask.is_some() { "the mask" } else { "its alpha channel" };
             bail!(
                 "{}: nothing to match: {source} is zero everywhere (fully transparent), so every face would fit",
                 escaped(path)

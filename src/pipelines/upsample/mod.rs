@@ -173,7 +173,7 @@ pub fn run(
         });
         if let Some(out) = report_clash {
             invalid!(
-                "{}: the --report file is also the output {}",
+                "{}: the report file is also the output {}",
                 escaped(opts.report.as_deref().unwrap_or(Path::new(""))),
                 escaped(&out)
             );
