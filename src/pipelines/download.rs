@@ -16,7 +16,6 @@
 //! complete.
 use super::import::{self, ImportError, ImportEvent, ImportOptions, ImportReport};
 use crate::download::{self, FetchError, FetchObserver, Timeouts};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
@@ -388,21 +387,8 @@ fn verify_checksum(file: &Path, verify: &Verify) -> Result<(), String> {
 
 /// Git's object id of a file: SHA-1 of `"blob <length>\0"` followed by its bytes.
 pub fn git_blob_sha1(path: &Path) -> std::io::Result<String> {
-    use sha1::{Digest, Sha1};
-    let mut file = std::fs::File::open(path)?;
-    let len = file.metadata()?.len();
-    let mut hasher = Sha1::new();
-    hasher.update(format!("blob {len}\0").as_bytes());
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => hasher.update(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    let len = std::fs::metadata(path)?.len();
+    crate::files::digest_file::<sha1::Sha1>(path, format!("blob {len}\0").as_bytes())
 }
 
 #[cfg(test)]
