@@ -526,11 +526,7 @@ fn worst_inputs_never_panic() {
         let output = pulse().args(&args).output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         let code = output.status.code();
-        assert!(
-            matches!(code, Some(0..=3)),
-            "pulse {}: exit {code:?}: {stderr}",
-            args.join(" ")
-        );
+        assert!(matches!(code, Some(0..=3)), "pulse {}: exit {code:?}: {stderr}", args.join(" "));
         assert!(!stderr.contains("panicked"), "pulse {}: {stderr}", args.join(" "));
         eprintln!("exit {code:?}: pulse {}", args[..2].join(" "));
     }

@@ -160,7 +160,7 @@ pub fn run(
     }
     std::fs::create_dir_all(&opts.out_dir)
         .with_context(|| format!("{}: cannot create output folder", escaped(&opts.out_dir)))?;
-    let files = collect_inputs(&opts.inputs)?;
+    let files = super::collect_inputs(&opts.inputs)?;
     // No output may replace an input (e.g. `-o` naming the photos' own folder).
     let inputs_set: BTreeSet<PathBuf> =
         files.iter().filter_map(|f| f.canonicalize().ok()).collect();
@@ -318,28 +318,4 @@ fn write_report(report: &Report, path: &Path) -> anyhow::Result<()> {
     let json = serde_json::to_vec_pretty(report)?;
     crate::files::write_bytes_atomic(path, &json)
         .with_context(|| format!("{}: cannot write the report", escaped(path)))
-}
-
-/// Lists the inputs: files as given, folders expanded to their entries with an image extension
-/// ([`imageio::INPUT_EXTENSIONS`]); sorted, deduplicated. An entry that cannot be read is
-/// refused when it is read, like a bad file given directly.
-fn collect_inputs(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut files = vec![];
-    for input in inputs {
-        if !input.is_dir() {
-            files.push(input.clone());
-            continue;
-        }
-        let entries = std::fs::read_dir(input)
-            .with_context(|| format!("{}: cannot list folder", escaped(input)))?;
-        for entry in entries {
-            let path = entry?.path();
-            if imageio::has_input_extension(&path) {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    files.dedup();
-    Ok(files)
 }

@@ -82,8 +82,9 @@ pub fn run(
         model.synthesis.set_precision(opts.precision);
     }
 
-    let (mut files, mut refused) = inputs::collect(&opts.inputs)?;
-    if files.is_empty() && refused.is_empty() {
+    let mut files = super::collect_inputs(&opts.inputs)?;
+    let mut refused: Vec<(PathBuf, anyhow::Error)> = vec![];
+    if files.is_empty() {
         invalid!(
             "nothing to do: no image in {} (images are {})",
             opts.inputs.iter().map(|p| escaped(p)).collect::<Vec<_>>().join(", "),
@@ -105,8 +106,7 @@ pub fn run(
             escaped(&opts.out_dir)
         ))
     })?;
-    let mut protected: Vec<PathBuf> =
-        files.iter().chain(refused.iter().map(|r| &r.0)).cloned().collect();
+    let mut protected: Vec<PathBuf> = files.clone();
     protected.extend(opts.mask.iter().cloned());
     protected.extend(opts.init.iter().filter(|p| p.is_file()).cloned());
     protected.extend(model.files.iter().cloned());
