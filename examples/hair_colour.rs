@@ -1,4 +1,4 @@
-//! The seed article's hair-colour experiment, end to end (docs/editing.md, spec section 5):
+//! The seed article's hair-colour experiment, end to end (docs/editing.md; docs/design.md, "Editing"):
 //!
 //! 1. build black-, blond- and blue-hair 32x32 RGBA targets from one region map
 //!    (examples/hair/regions32.png), skin and background coloured like a reference face;

@@ -196,6 +196,24 @@ pub fn write_atomic(
     Ok(())
 }
 
+/// The hex digest of `prefix` followed by a file's bytes, read in chunks (model files are large).
+pub fn digest_file<D: sha2::Digest>(path: &Path, prefix: &[u8]) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut file = File::open(path)?;
+    let mut hasher = D::new();
+    hasher.update(prefix);
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// [`write_atomic`] of a byte buffer.
 pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     write_atomic(path, |f| std::io::Write::write_all(f, bytes))

@@ -6,6 +6,7 @@
 //! format), `pipelines` (the jobs users run), `editing` (hair-colour targets, W+ directions,
 //! photo embedding), `imageio` (image files). Nothing here prints: the
 //! command line in `src/cli/` is the edge.
+pub mod align;
 pub mod device;
 pub mod download;
 pub mod editing;

@@ -98,10 +98,10 @@ impl Model {
         Ok(((raw + 1.0) / 2.0).clamp(0.0, 1.0).squeeze_dim(0).to_device(Device::Cpu))
     }
 
-    /// The mapping network, or an error saying the folder has none.
+    /// The mapping network, or an [`crate::Invalid`] error saying the folder has none.
     pub fn mapping(&self) -> anyhow::Result<&Mapping> {
-        self.mapping.as_ref().with_context(|| {
-            format!("{}: this command needs the mapping network (mapping.pt or mapping.safetensors), which the model folder does not have", self.dir.display())
+        self.mapping.as_ref().ok_or_else(|| {
+            crate::Invalid(format!("{}: this needs the mapping network (mapping.pt or mapping.safetensors), which the model folder does not have", crate::files::escaped(&self.dir))).into()
         })
     }
 

@@ -84,7 +84,7 @@ fn generate_without_mapping_says_so() {
     pulse()
         .args(["generate", "--model", s(&t.model_128()), "-o", s(&t.path("x.png"))])
         .assert()
-        .code(1)
+        .code(2)
         .stderr(predicate::str::contains("mapping network"));
 }
 

@@ -27,6 +27,8 @@ pub enum Command {
     Info,
     /// Upscale low-resolution faces to the generator's resolution with PULSE.
     Upsample(Box<UpsampleArgs>),
+    /// Find the faces in photos and align them as FFHQ was (MTCNN landmarks), at low resolution.
+    Align(super::align::AlignArgs),
     /// Render random faces (z -> w -> truncation -> synthesis).
     Generate(GenerateArgs),
     /// Render a latent file exactly.
@@ -195,7 +197,7 @@ pub struct UpsampleArgs {
     #[arg(long, default_value = "100", value_parser = at_least_one)]
     pub steps: usize,
     /// Peak learning rate.
-    #[arg(long, default_value = "0.4", value_parser = positive)]
+    #[arg(long, default_value = "0.4", value_parser = positive, allow_negative_numbers = true)]
     pub lr: f64,
     /// The optimizer whose steps are projected back onto the sphere.
     #[arg(long, default_value = "adam", value_parser = one_of::<OptimizerKind>(&OptimizerKind::NAMES))]
@@ -204,10 +206,10 @@ pub struct UpsampleArgs {
     #[arg(long, default_value = "linear1cycledrop", value_parser = one_of::<Schedule>(&Schedule::NAMES))]
     pub schedule: Schedule,
     /// Sum of weight*TERM with terms L2, L1, GEOCROSS (weights positive).
-    #[arg(long, default_value = "100*L2+0.05*GEOCROSS", value_parser = clap::value_parser!(LossSpec))]
+    #[arg(long, default_value = "100*L2+0.05*GEOCROSS", value_parser = clap::value_parser!(LossSpec), allow_hyphen_values = true)]
     pub loss: LossSpec,
     /// An image succeeds when its L2 reaches eps.
-    #[arg(long, default_value = "2e-3", value_parser = positive)]
+    #[arg(long, default_value = "2e-3", value_parser = positive, allow_negative_numbers = true)]
     pub eps: f64,
     /// How the per-layer noise inputs behave.
     #[arg(long, default_value = "trainable", value_parser = one_of::<NoiseMode>(&NoiseMode::NAMES))]
@@ -269,6 +271,10 @@ pub struct UpsampleArgs {
     /// No progress bars or summary.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Inputs are photos: find and align the largest face of each first (as `pulse align`),
+    /// keep those 32x32 faces as <OUT>/aligned/<stem>.png, and upsample them.
+    #[arg(long)]
+    pub align: bool,
 }
 
 #[derive(Debug, Args)]
@@ -279,7 +285,7 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Truncation psi on layers 0..7 (1 = none).
-    #[arg(long, default_value = "0.7", value_parser = finite)]
+    #[arg(long, default_value = "0.7", value_parser = finite, allow_negative_numbers = true)]
     pub truncation: f64,
     /// Number of faces.
     #[arg(long, default_value = "1", value_parser = at_least_one)]
@@ -384,13 +390,13 @@ pub struct EmbedArgs {
     #[arg(long, default_value = "1000", value_parser = at_least_one)]
     pub steps: usize,
     /// Adam learning rate.
-    #[arg(long, default_value = "0.01", value_parser = positive)]
+    #[arg(long, default_value = "0.01", value_parser = positive, allow_negative_numbers = true)]
     pub lr: f64,
     /// A torchvision vgg16 state dict: adds the perceptual term (conv1_1, conv1_2, conv3_2, conv4_2).
     #[arg(long, value_name = "VGG16_WEIGHTS")]
     pub perceptual: Option<PathBuf>,
     /// Weight of the perceptual term (the pixel MSE has weight 1).
-    #[arg(long, default_value = "1", value_parser = non_negative)]
+    #[arg(long, default_value = "1", value_parser = non_negative, allow_negative_numbers = true)]
     pub perceptual_weight: f64,
     /// Fixed noise inputs: random (drawn from --seed) or zero.
     #[arg(long, default_value = "random", value_parser = PossibleValuesParser::new(["random", "zero"]))]

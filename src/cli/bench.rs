@@ -9,6 +9,15 @@ use std::io::Write;
 pub fn bench(a: BenchArgs) -> anyhow::Result<Exit> {
     let device = parse_device(&a.device)?;
     super::commands::configure_device(device, a.nondeterministic)?;
+    if let Some(dir) = &a.model {
+        if pulse::model::find_file(dir, "synthesis").is_none() {
+            return Err(pulse::Invalid(format!(
+                "{}: not a model folder (no synthesis.pt or synthesis.safetensors)",
+                pulse::files::escaped(dir)
+            ))
+            .into());
+        }
+    }
     if a.threads > 0 {
         tch::set_num_threads(a.threads);
     }

@@ -83,13 +83,20 @@ pub(super) fn check_outputs(inputs: &[&Path], outputs: &[&Path]) -> anyhow::Resu
     Ok(())
 }
 
-/// Ctrl-C sets a flag the search checks after every step.
+/// Ctrl-C sets this flag, which long loops check between steps. The handler is installed on
+/// the first call (only commands that check the flag call it, so Ctrl-C still ends the others
+/// at once); every later call, like `upsample --align`'s second stage, gets the same flag.
 pub(super) fn interrupt_flag() -> Arc<AtomicBool> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let s = stop.clone();
-    // A second handler cannot be installed (tests call this once per process); ignore that.
-    let _ = ctrlc::set_handler(move || s.store(true, Ordering::SeqCst));
-    stop
+    static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+    FLAG.get_or_init(|| {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        // Fails only if another handler exists (an embedding program's): then Ctrl-C keeps
+        // its default action, which writes nothing partial either.
+        let _ = ctrlc::set_handler(move || s.store(true, Ordering::SeqCst));
+        stop
+    })
+    .clone()
 }
 
 /// `--batch-size`: a number, or what `auto` picks for this network, device and precision.
@@ -106,6 +113,9 @@ pub(super) fn batch_size(
 }
 
 pub fn upsample(a: UpsampleArgs) -> anyhow::Result<Exit> {
+    if a.align {
+        return super::align::upsample_aligned(a);
+    }
     let mut model = load_model(&a.model)?;
     let search = SearchConfig {
         steps: a.steps,
@@ -246,12 +256,14 @@ pub fn generate(a: GenerateArgs) -> anyhow::Result<Exit> {
         latent.write(&latent_path)?;
         written += 1;
         bar.inc(1);
-        if a.quiet || a.count <= 10 {
+        if !a.quiet && a.count <= 10 {
             bar.suspend(|| eprintln!("pulse: wrote {}", escaped(path)));
         }
     }
     bar.finish_and_clear();
-    eprintln!("pulse: {written} faces written, {skipped} already there");
+    if !a.quiet {
+        eprintln!("pulse: {written} faces written, {skipped} already there");
+    }
     Ok(Exit::Success)
 }
 
@@ -291,8 +303,8 @@ fn output_paths(out: &Path, count: usize, seed: u64) -> anyhow::Result<Vec<PathB
 }
 
 pub fn render(a: RenderArgs) -> anyhow::Result<Exit> {
-    input(pulse::imageio::OutputFormat::from_path(&a.out))?;
     check_outputs(&[&a.latent, &a.model.model], &[&a.out])?;
+    input(pulse::imageio::OutputFormat::from_path(&a.out))?;
     let latent = input(LatentFile::read(&a.latent))?;
     let model = load_model(&a.model)?;
     warn_if_other_model(&a.latent, &latent, &model);

@@ -85,7 +85,6 @@ fn scale_path(out: &Path, scale: f64, ext: &str) -> PathBuf {
 }
 
 pub fn edit(a: EditArgs) -> anyhow::Result<Exit> {
-    input(imageio::OutputFormat::from_path(&a.out))?;
     let ext = a.out.extension().unwrap_or_default().to_string_lossy().into_owned();
     let scales = &a.scale.0;
     let mut outputs = vec![a.out.clone()];
@@ -97,6 +96,7 @@ pub fn edit(a: EditArgs) -> anyhow::Result<Exit> {
         &[&a.latent, &a.direction, &a.model.model],
         &outputs.iter().map(PathBuf::as_path).collect::<Vec<_>>(),
     )?;
+    input(imageio::OutputFormat::from_path(&a.out))?;
     let latent = input(LatentFile::read(&a.latent))?;
     let direction = input(Direction::read(&a.direction))?;
     let model = load_model(&a.model)?;
@@ -141,16 +141,17 @@ pub fn embed(a: EmbedArgs) -> anyhow::Result<Exit> {
         "zero" => EmbedNoise::Zero,
         _ => EmbedNoise::Random { seed: a.seed },
     };
-    if let Some(image) = &a.image {
-        input(imageio::OutputFormat::from_path(image))?;
-    }
     let mut inputs: Vec<&Path> = vec![&a.photo, &a.model.model];
     inputs.extend(a.perceptual.as_deref());
     let mut outputs: Vec<&Path> = vec![&a.out];
     outputs.extend(a.image.as_deref());
     check_outputs(&inputs, &outputs)?;
+    if let Some(image) = &a.image {
+        input(imageio::OutputFormat::from_path(image))?;
+    }
     let model = load_model(&a.model)?;
     let resolution = model.config().resolution;
+    let stop = interrupt_flag();
     let (photo, resized) = input(imageio::read_photo(&a.photo, resolution))?;
     if resized {
         eprintln!(
@@ -166,7 +167,6 @@ pub fn embed(a: EmbedArgs) -> anyhow::Result<Exit> {
         noise,
         ..EmbedOptions::default()
     };
-    let stop = interrupt_flag();
     let bar = progress::bar(a.steps as u64, "embed", a.quiet);
     let outcome = editing::embed(&model, &photo, &opts, &mut |v: &EmbedStep| {
         bar.set_position(v.step as u64 + 1);
@@ -214,6 +214,9 @@ fn region_colour(
 }
 
 pub fn target(a: TargetArgs) -> anyhow::Result<Exit> {
+    let mut inputs: Vec<&Path> = vec![&a.regions];
+    inputs.extend(a.face.as_deref());
+    check_outputs(&inputs, &[&a.out])?;
     let format = input(imageio::OutputFormat::from_path(&a.out))?;
     if !format.has_alpha() {
         return Err(pulse::Invalid(format!(
@@ -222,9 +225,6 @@ pub fn target(a: TargetArgs) -> anyhow::Result<Exit> {
         ))
         .into());
     }
-    let mut inputs: Vec<&Path> = vec![&a.regions];
-    inputs.extend(a.face.as_deref());
-    check_outputs(&inputs, &[&a.out])?;
     let map = input(RegionMap::read(&a.regions))?;
     let face = match &a.face {
         Some(path) => Some(input(imageio::read_photo(path, map.side))?.0),

@@ -12,12 +12,9 @@ use pulse::pipelines::import::{
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
+/// Where an imported model goes, shared by `import` and `download`.
 #[derive(Debug, Args)]
-pub struct ImportArgs {
-    /// Weight files: NVIDIA's TensorFlow .pkl, lernapparat's for_g_all.pt, PULSE's synthesis.pt /
-    /// mapping.pt / gaussian_fit.pt, or safetensors (the format is read from the content).
-    #[arg(required = true, value_name = "SOURCE")]
-    pub sources: Vec<PathBuf>,
+pub struct InstallArgs {
     /// The model folder to write.
     #[arg(short = 'o', long = "output", default_value = pulse::model::DEFAULT_DIR, value_name = "DIR")]
     pub out: PathBuf,
@@ -30,6 +27,16 @@ pub struct ImportArgs {
     /// No progress display.
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Weight files: NVIDIA's TensorFlow .pkl, lernapparat's for_g_all.pt, PULSE's synthesis.pt /
+    /// mapping.pt / gaussian_fit.pt, or safetensors (the format is read from the content).
+    #[arg(required = true, value_name = "SOURCE")]
+    pub sources: Vec<PathBuf>,
+    #[command(flatten)]
+    pub install: InstallArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -43,9 +50,6 @@ pub struct DownloadArgs {
     /// The model to download.
     #[arg(value_enum)]
     pub model: ModelName,
-    /// The model folder to write.
-    #[arg(short = 'o', long = "output", default_value = pulse::model::DEFAULT_DIR, value_name = "DIR")]
-    pub out: PathBuf,
     /// Where from: pulse, nvidia, lernapparat or an http(s) URL (repeat to try several in
     /// order); default: pulse, then nvidia, then lernapparat.
     #[arg(long = "source", value_name = "SOURCE")]
@@ -53,20 +57,14 @@ pub struct DownloadArgs {
     /// Expected SHA-256 of a file given by URL.
     #[arg(long, value_name = "HEX")]
     pub sha256: Option<String>,
-    /// Replace a folder that holds another model.
-    #[arg(long)]
-    pub force: bool,
-    /// Samples of z when the Gaussian fit must be computed from the mapping network.
-    #[arg(long, default_value_t = pulse::model::FIT_SAMPLES, value_name = "N")]
-    pub fit_samples: i64,
-    /// No progress display.
-    #[arg(short, long)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub install: InstallArgs,
 }
 
 pub fn import(a: ImportArgs) -> anyhow::Result<Exit> {
+    let ImportArgs { sources, install: a } = a;
     let stop = interrupt_flag();
-    let mut opts = ImportOptions::new(a.sources, a.out);
+    let mut opts = ImportOptions::new(sources, a.out);
     opts.force = a.force;
     opts.fit_samples = a.fit_samples;
     let bar = Bar::new(a.quiet);
@@ -85,6 +83,13 @@ fn import_failure(e: ImportError) -> Exit {
     match e {
         ImportError::Refused(m) => {
             eprintln!("pulse: refused: {m}");
+            Exit::Refused
+        }
+        ImportError::OtherModel(dir) => {
+            eprintln!(
+                "pulse: error: {} already holds a model with other weights; --force replaces it",
+                pulse::files::escaped(&dir)
+            );
             Exit::Refused
         }
         ImportError::Usage(m) => {
@@ -302,12 +307,12 @@ impl DownloadObserver for DownloadProgress {
 }
 
 pub fn download(a: DownloadArgs) -> anyhow::Result<Exit> {
-    let ModelName::Ffhq = a.model;
+    let DownloadArgs { model: ModelName::Ffhq, sources, sha256, install: a } = a;
     let stop = interrupt_flag();
     let mut opts = DownloadOptions::new(a.out.clone());
-    opts.sources = a.sources;
+    opts.sources = sources;
     opts.force = a.force;
-    opts.sha256 = a.sha256;
+    opts.sha256 = sha256;
     opts.fit_samples = a.fit_samples;
     if let Some(m) = &opts.mirror {
         eprintln!("pulse: using the mirror {m} (${})", download::MIRROR_VAR);
@@ -355,6 +360,13 @@ pub fn download(a: DownloadArgs) -> anyhow::Result<Exit> {
             ));
             eprintln!("{msg}");
             Ok(Exit::Failure)
+        }
+        Err(DownloadError::OtherModel(dir)) => {
+            eprintln!(
+                "pulse: error: {} already holds another model; --force replaces it (or choose another folder with -o)",
+                pulse::files::escaped(&dir)
+            );
+            Ok(Exit::Refused)
         }
         Err(DownloadError::Usage(m)) => {
             eprintln!("pulse: error: {m}");

@@ -1,5 +1,6 @@
 //! Argument parsing (clap) into plain options, and one function per command. This is the edge:
 //! the only place that prints. Exit codes: [`exit::Exit`].
+mod align;
 mod args;
 mod bench;
 mod commands;
@@ -16,6 +17,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Info => commands::info(),
         Command::Upsample(a) => commands::upsample(*a),
+        Command::Align(a) => align::align(a),
         Command::Generate(a) => commands::generate(a),
         Command::Render(a) => commands::render(a),
         Command::Convert(a) => commands::convert(a),

@@ -156,6 +156,9 @@ pub fn edit(
     let mut out = vec![];
     for &scale in scales {
         let w_plus = apply(&latent.w_plus.to_kind(Kind::Float), &direction.vector, scale, mask);
+        if !crate::latent::all_finite(&w_plus) {
+            crate::invalid!("scale {scale} takes w_plus beyond float32's range");
+        }
         let noise: Vec<Tensor> = latent.noise.iter().map(|n| n.shallow_clone()).collect();
         let image = model.synthesize(&w_plus.unsqueeze(0), &noise)?;
         let mut edited = LatentFile::new(w_plus, None, noise, latent.model_sha256());

@@ -154,7 +154,12 @@ pub fn embed(
     );
     ensure!(opts.steps > 0, "embedding needs at least one step");
     let vgg = match &opts.perceptual {
-        Some(path) => Some(Vgg16Features::load(path, device)?),
+        Some(path) => Some(Vgg16Features::load(path, device).map_err(|e| {
+            crate::Invalid(format!(
+                "{}: not usable as VGG16 weights: {e:#}",
+                crate::files::escaped(path)
+            ))
+        })?),
         None => None,
     };
     let (mean, start) = mean_w(model, opts.mean_samples, 0)?;

@@ -12,7 +12,7 @@ mod sheet;
 mod write;
 
 pub use error::{ImageError, ImageErrorKind};
-pub use read::{read_mask, read_photo, read_target, Target};
+pub use read::{read_mask, read_photo, read_rgb, read_target, Target};
 pub use sheet::Sheet;
 pub use write::{
     write_animation, write_image, write_image_rgba, write_png, OutputFormat, OUTPUT_EXTENSIONS,

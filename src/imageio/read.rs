@@ -82,6 +82,13 @@ pub fn read_photo(path: &Path, resolution: i64) -> Result<(Tensor, bool), ImageE
     Ok((t, true))
 }
 
+/// Reads a photo of any size up to [`MAX_SIDE`] as RGB `[3,H,W]` in [0,1], as it is displayed
+/// (EXIF orientation applied); grey, palette, 16-bit and CMYK are converted, alpha is dropped.
+pub fn read_rgb(path: &Path) -> Result<Tensor, ImageError> {
+    let img = decode(path, |_, _| Ok(()))?;
+    Ok(to_chw(&img, Channels::Rgb))
+}
+
 /// Decodes `path` after `check(width, height)` approved the size declared in its header.
 fn decode(
     path: &Path,

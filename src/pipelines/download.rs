@@ -16,7 +16,6 @@
 //! complete.
 use super::import::{self, ImportError, ImportEvent, ImportOptions, ImportReport};
 use crate::download::{self, FetchError, FetchObserver, Timeouts};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
@@ -162,7 +161,7 @@ impl DownloadOptions {
                 out.push(Candidate { source: "url", url: name.clone(), file, verify });
             } else {
                 return Err(DownloadError::Usage(format!(
-                    "--source: expected pulse, nvidia, lernapparat or an http(s) URL, got '{name}'"
+                    "unknown source '{name}' (expected pulse, nvidia, lernapparat or an http(s) URL)"
                 )));
             }
         }
@@ -192,9 +191,12 @@ pub enum DownloadError {
     /// Every candidate failed: what each said.
     #[error("no source could be downloaded and verified")]
     AllFailed { tried: Vec<(String, String)> },
-    /// The request cannot be done as asked (bad `--source`, another model in the way).
+    /// The request cannot be done as asked (an unknown source).
     #[error("{0}")]
     Usage(String),
+    /// The folder holds another model, and replacing it was not asked for.
+    #[error("{} already holds another model", .0.display())]
+    OtherModel(PathBuf),
     /// Stopped by the user; the partial file is kept for a resume.
     #[error("interrupted")]
     Interrupted { partial: Option<PathBuf> },
@@ -289,10 +291,7 @@ pub fn run(
                 });
             }
         }
-        return Err(DownloadError::Usage(format!(
-            "{} already holds another model; --force replaces it (or choose another folder with -o)",
-            opts.out.display()
-        )));
+        return Err(DownloadError::OtherModel(opts.out.clone()));
     }
     let dir = download_dir(&opts.out);
     std::fs::create_dir_all(&dir)
@@ -354,6 +353,7 @@ pub fn run(
                 fail(observer, format!("verification failed: {reason}"));
             }
             Err(ImportError::Usage(m)) => return Err(DownloadError::Usage(m)),
+            Err(ImportError::OtherModel(dir)) => return Err(DownloadError::OtherModel(dir)),
             Err(ImportError::Interrupted) => {
                 return Err(DownloadError::Interrupted { partial: None })
             }
@@ -387,21 +387,8 @@ fn verify_checksum(file: &Path, verify: &Verify) -> Result<(), String> {
 
 /// Git's object id of a file: SHA-1 of `"blob <length>\0"` followed by its bytes.
 pub fn git_blob_sha1(path: &Path) -> std::io::Result<String> {
-    use sha1::{Digest, Sha1};
-    let mut file = std::fs::File::open(path)?;
-    let len = file.metadata()?.len();
-    let mut hasher = Sha1::new();
-    hasher.update(format!("blob {len}\0").as_bytes());
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => hasher.update(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    let len = std::fs::metadata(path)?.len();
+    crate::files::digest_file::<sha1::Sha1>(path, format!("blob {len}\0").as_bytes())
 }
 
 #[cfg(test)]

@@ -56,6 +56,9 @@ impl<'a> Generator<'a> {
             .collect();
         let w = tch::no_grad(|| model.mapping()?.forward(&z.to_device(device)))?;
         let w_plus = truncate(&w, &self.w_avg, self.psi, layers);
+        if !crate::latent::all_finite(&w_plus) {
+            crate::invalid!("truncation {} takes w_plus beyond float32's range", self.psi);
+        }
         let image = model.synthesize(&w_plus, &noise)?;
         let mut latent = LatentFile::new(
             w_plus.squeeze_dim(0).to_device(Device::Cpu),

@@ -8,7 +8,7 @@
 //! build from the shapes (the same checks `Model::load` makes), and the parameter counts are
 //! compared with the known FFHQ totals. Since a forgotten transpose keeps a square matrix's
 //! shape, the mapping network is also checked by its output statistics against PULSE's
-//! published Gaussian fit of the real FFHQ mapping (docs/pulse-spec.md section 4).
+//! published Gaussian fit of the real FFHQ mapping (docs/design.md, "The latent space").
 //!
 //! The folder is written to a temporary folder beside it and renamed into place once complete,
 //! so an interrupted or failed import leaves no half model.
@@ -81,10 +81,12 @@ pub enum ImportError {
     /// line naming the file.
     #[error("{0}")]
     Refused(String),
-    /// The request cannot be done as asked (two synthesis networks, an existing other model
-    /// without `--force`, ...).
+    /// The request cannot be done as asked (two synthesis networks, ...).
     #[error("{0}")]
     Usage(String),
+    /// The folder holds a model with other weights, and replacing it was not asked for.
+    #[error("{} already holds a model with other weights", .0.display())]
+    OtherModel(PathBuf),
     #[error("interrupted")]
     Interrupted,
     #[error(transparent)]
@@ -589,10 +591,7 @@ fn write_folder(
             return Ok(());
         }
         if !same && !opts.force {
-            return Err(ImportError::Usage(format!(
-                "{} already holds a model with other weights; --force replaces it",
-                out.display()
-            )));
+            return Err(ImportError::OtherModel(out.to_path_buf()));
         }
         // Move the old folder aside, move the new one in, then delete the old one.
         let old = tempfile::Builder::new()

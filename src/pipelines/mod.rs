@@ -1,5 +1,6 @@
 //! The jobs users run, built from the networks (`stylegan`), the search (`pulse`) and the file
 //! formats. Each takes a plain options struct and reports through an observer; none prints.
+pub mod align;
 pub mod batch_size;
 pub mod bench;
 pub mod download;
@@ -9,6 +10,31 @@ pub mod upsample;
 
 pub use batch_size::auto_batch_size;
 pub use generate::render;
+
+/// Lists the inputs: files as given, folders expanded to their entries with an image extension
+/// ([`crate::imageio::INPUT_EXTENSIONS`]); sorted, deduplicated. An entry that cannot be read is
+/// refused when it is read, like a bad file given directly.
+pub fn collect_inputs(inputs: &[std::path::PathBuf]) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let mut files = vec![];
+    for input in inputs {
+        if !input.is_dir() {
+            files.push(input.clone());
+            continue;
+        }
+        let entries = std::fs::read_dir(input).map_err(|e| {
+            anyhow::anyhow!("{}: cannot list folder: {e}", crate::files::escaped(input))
+        })?;
+        for entry in entries {
+            let path = entry?.path();
+            if crate::imageio::has_input_extension(&path) {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
 
 /// A stable per-item seed from the run's seed and the item's identity, so that a result does not
 /// depend on the batch it ran in, the order of the files, or the shard that ran it.

@@ -1,4 +1,4 @@
-//! The Gaussian fit of PULSE (docs/pulse-spec.md section 4, "Gaussian fit"): mean and std of
+//! The Gaussian fit of PULSE (docs/design.md, "The latent space"): mean and std of
 //! `leaky_relu(mapping(z), 5.0)`, the mapping output with its last leaky ReLU undone. The search
 //! runs in this whitened space and maps back with `leaky_relu(latent * std + mean, 0.2)`.
 use crate::stylegan::{Mapping, LATENT_DIM};

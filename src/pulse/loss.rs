@@ -126,8 +126,8 @@ pub fn evaluate(
     (total, values)
 }
 
-/// Mean over C,H,W of `err * weight`; masked pixels still count in the denominator (spec
-/// section 4, alpha-weighted L2).
+/// Mean over C,H,W of `err * weight`; masked pixels still count in the denominator
+/// (docs/design.md, "Losses").
 fn weighted_mean(err: &Tensor, weight: &Option<Tensor>) -> Tensor {
     let err = match weight {
         Some(w) => err * w,
@@ -136,7 +136,7 @@ fn weighted_mean(err: &Tensor, weight: &Option<Tensor>) -> Tensor {
     err.mean_dim([1i64, 2, 3].as_slice(), false, err.kind())
 }
 
-/// GEOCROSS per item (spec section 4): mean over all ordered pairs of rows of the squared geodesic
+/// GEOCROSS per item (docs/design.md, "Losses"): mean over all ordered pairs of rows of the squared geodesic
 /// distance `2 atan2(|x_i - x_j|, |x_i + x_j|)`, times 512 / 8.
 pub fn geocross(w_plus: &Tensor) -> Tensor {
     let size = w_plus.size();

@@ -448,3 +448,32 @@ fn preview(images: &Tensor) -> Tensor {
     let k = side / 256;
     images.avg_pool2d([k, k], [k, k], [0, 0], false, true, None::<i64>)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// However long the search, the animation keeps at most MAX_FRAMES frames, 8-bit, evenly
+    /// spaced and starting at the first step.
+    #[test]
+    fn animation_frames_stay_bounded_and_evenly_spaced() {
+        for steps in [3, MAX_FRAMES, 1000, 5000] {
+            let mut frames = Frames::default();
+            for step in 0..steps {
+                frames.offer(step, || {
+                    Tensor::full([1, 3, 2, 2], step as f64 / 1e4, (Kind::Float, Device::Cpu))
+                });
+            }
+            let n = frames.frames.len();
+            assert!(n <= MAX_FRAMES && n >= MAX_FRAMES.min(steps) / 2, "{steps} steps: {n} frames");
+            assert!(frames.frames.iter().all(|f| f.kind() == Kind::Uint8));
+            let firsts: Vec<i64> =
+                frames.frames.iter().map(|f| f.int64_value(&[0, 0, 0, 0])).collect();
+            assert_eq!(firsts[0], 0);
+            let stride = frames.stride.max(1);
+            let want: Vec<i64> =
+                (0..n).map(|i| ((i * stride) as f64 / 1e4 * 255.0).round() as i64).collect();
+            assert_eq!(firsts, want, "{steps} steps: frames every {stride} steps");
+        }
+    }
+}

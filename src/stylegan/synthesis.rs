@@ -134,7 +134,8 @@ impl Tuning {
     }
 }
 
-/// Per-layer epilogue: noise, leaky ReLU, instance norm, style modulation (spec section 3).
+/// Per-layer epilogue: noise, leaky ReLU, instance norm, style modulation (docs/design.md,
+/// "The networks").
 #[derive(Debug)]
 struct Epilogue {
     noise_weight: Tensor,

@@ -2,7 +2,7 @@
 use super::error::ErrorKind;
 use tch::Kind;
 
-/// A storage element type that the loader can turn into a tensor (spec section 1: tensors keep
+/// A storage element type that the loader can turn into a tensor (docs/design.md, "Weight files": tensors keep
 /// their dtype on load; callers convert).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Dtype {

@@ -1,4 +1,4 @@
-//! Loading and saving network weights (spec section 1, "Weight files users have").
+//! Loading and saving network weights (docs/design.md, "Weight files").
 //!
 //! [`load`] reads PyTorch `torch.save` files, legacy (pre-1.6) or zip, and safetensors files,
 //! telling them apart by their first bytes, never by the extension. PyTorch files are read by a
@@ -251,19 +251,7 @@ pub fn load_into(vs: &mut tch::nn::VarStore, sd: &StateDict) -> Result<(), Weigh
 /// SHA-256 of a file's bytes as lowercase hex, used to tag latents with the model that made
 /// them.
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => hasher.update(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    crate::files::digest_file::<sha2::Sha256>(path, b"")
 }
 
 #[cfg(test)]

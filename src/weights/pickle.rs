@@ -1,4 +1,4 @@
-//! A restricted unpickler for the pickles inside `torch.save` files (spec section 1, "Security")
+//! A restricted unpickler for the pickles inside `torch.save` files (docs/design.md, "Weight files")
 //! and for NVIDIA's TensorFlow StyleGAN pickles (`nvidia`).
 //!
 //! Python's pickle format is a small stack machine whose `GLOBAL` + `REDUCE` opcodes can call any

@@ -1,4 +1,4 @@
-//! safetensors, the project's canonical weight format (spec section 1): an 8-byte little-endian
+//! safetensors, the project's canonical weight format (docs/design.md, "Weight files"): an 8-byte little-endian
 //! header length, a JSON header, then raw little-endian tensor data. Read and written through
 //! the `safetensors` crate, which validates every offset against the buffer.
 use super::dtype::{tensor_from_bytes, Dtype};

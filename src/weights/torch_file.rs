@@ -1,4 +1,4 @@
-//! The two containers `torch.save` writes (spec section 1): the legacy stream of pickles
+//! The two containers `torch.save` writes (docs/design.md, "Weight files"): the legacy stream of pickles
 //! followed by raw storages, and the zip archive of `data.pkl` plus one record per storage.
 //! Both end in the same step: flatten the unpickled dict and cut every tensor out of its storage.
 use super::dtype::{tensor_from_bytes, Dtype};

@@ -1,6 +1,5 @@
-//! Finding and reading the inputs of `upsample`: files as given, folders expanded to their image
-//! files; each one read and checked before any search, so a bad one is refused with its reason and
-//! the rest go on.
+//! Reading the inputs of `upsample` (listed by [`crate::pipelines::collect_inputs`]): each one read
+//! and checked before any search, so a bad one is refused with its reason and the rest go on.
 use super::UpsampleOptions;
 use crate::files::escaped;
 use crate::imageio;
@@ -29,48 +28,6 @@ impl Input {
     }
 }
 
-/// An input that could not be used, with the reason.
-pub(super) type Refused = (PathBuf, anyhow::Error);
-
-/// Lists the inputs: files as given, folders expanded to their entries with an image extension
-/// ([`imageio::INPUT_EXTENSIONS`]); sorted, deduplicated. A folder entry that is not a readable
-/// file (a dangling or looping link, a folder named like an image) is refused like a bad file
-/// given directly, not silently dropped.
-pub(super) fn collect(inputs: &[PathBuf]) -> anyhow::Result<(Vec<PathBuf>, Vec<Refused>)> {
-    let mut files = vec![];
-    let mut refused = vec![];
-    for input in inputs {
-        if !input.is_dir() {
-            files.push(input.clone());
-            continue;
-        }
-        let entries = std::fs::read_dir(input)
-            .map_err(|e| anyhow::anyhow!("{}: cannot list folder: {e}", escaped(input)))?;
-        for entry in entries {
-            let path = entry?.path();
-            if !imageio::has_input_extension(&path) {
-                continue;
-            }
-            match std::fs::metadata(&path) {
-                Ok(m) if m.is_file() => files.push(path),
-                Ok(_) => {
-                    let e = anyhow::anyhow!("{}: not a file (a folder?)", escaped(&path));
-                    refused.push((path, e));
-                }
-                Err(e) => {
-                    let e =
-                        anyhow::anyhow!("{}: cannot open: {e} (a broken link?)", escaped(&path));
-                    refused.push((path, e));
-                }
-            }
-        }
-    }
-    files.sort();
-    files.dedup();
-    refused.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok((files, refused))
-}
-
 /// The file name without its extension, any bytes kept.
 pub(super) fn file_stem(path: &Path) -> OsString {
     path.file_stem().map(|s| s.to_os_string()).unwrap_or_else(|| "image".into())
@@ -86,8 +43,12 @@ pub(super) fn read(
 ) -> anyhow::Result<Input> {
     let resolution = model.config().resolution;
     let stem = file_stem(path);
-    if path.is_dir() {
-        bail!("{}: a folder with no image in it", escaped(path));
+    // A folder's entry is refused like a file given directly: a broken link or a folder named
+    // like an image says so here.
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => bail!("{}: a folder, not an image", escaped(path)),
+        Ok(_) => {}
+        Err(e) => bail!("{}: cannot open: {e} (a missing file or a broken link?)", escaped(path)),
     }
     let mut target = imageio::read_target(path, resolution)?;
     let side = target.rgb.size()[2];
@@ -101,7 +62,7 @@ pub(super) fn read(
     if let Some(w) = &weight {
         // A target whose weights are zero everywhere constrains nothing: any face "matches" it.
         if w.max().double_value(&[]) <= 0.0 {
-            let source = if opts.mask.is_some() { "the --mask" } else { "its alpha channel" };
+            let source = if opts.mask.is_some() { "the mask" } else { "its alpha channel" };
             bail!(
                 "{}: nothing to match: {source} is zero everywhere (fully transparent), so every face would fit",
                 escaped(path)

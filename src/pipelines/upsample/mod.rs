@@ -77,16 +77,54 @@ pub fn run(
     observer: &mut dyn Observer,
     stop: &AtomicBool,
 ) -> anyhow::Result<Report> {
-    let device = model.device;
-    let resolution = model.config().resolution;
-    let layers = model.config().num_layers();
-    check_options(opts, device, layers)?;
+    check_options(opts, model.device, model.config().num_layers())?;
     if model.synthesis.precision() != opts.precision {
         model.synthesis.set_precision(opts.precision);
     }
+    let files = list_inputs(opts)?;
+    let protected = check_output_places(model, opts, &files)?;
+    let _lock = DirLock::try_acquire(&opts.out_dir)
+        .map_err(|e| anyhow::anyhow!("{}: cannot lock the output folder: {e}", escaped(&opts.out_dir)))?
+        .ok_or_else(|| {
+            crate::Invalid(format!(
+                "{}: another pulse run is writing to this folder (it holds {}); wait for it to finish or write to another folder",
+                escaped(&opts.out_dir),
+                crate::files::LOCK_FILE
+            ))
+        })?;
+    model.ensure_fit(&mut |_, _| {})?;
+    let mut report = Report {
+        settings: settings(opts, model.device),
+        model: ModelInfo {
+            dir: model.dir.clone(),
+            sha256: model.sha256.clone(),
+            resolution: model.config().resolution,
+        },
+        images: vec![],
+        refused: vec![],
+        skipped: vec![],
+        interrupted: false,
+        earlier: match &opts.report {
+            Some(path) => report::read_earlier(path, &model.sha256)?,
+            None => vec![],
+        },
+    };
+    let (inputs, queue) = plan_jobs(model, opts, files, &protected, &mut report, observer)?;
+    observer.started(inputs.len(), queue.len());
+    if let Some(path) = &opts.report {
+        report.write(path)?;
+    }
+    search_all(model, opts, &inputs, queue, &mut report, observer, stop)?;
+    if let Some(path) = &opts.report {
+        report.write(path)?;
+    }
+    Ok(report)
+}
 
-    let (mut files, mut refused) = inputs::collect(&opts.inputs)?;
-    if files.is_empty() && refused.is_empty() {
+/// The input files of this run (this shard's), or why there are none to work on.
+fn list_inputs(opts: &UpsampleOptions) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = super::collect_inputs(&opts.inputs)?;
+    if files.is_empty() {
         invalid!(
             "nothing to do: no image in {} (images are {})",
             opts.inputs.iter().map(|p| escaped(p)).collect::<Vec<_>>().join(", "),
@@ -96,71 +134,62 @@ pub fn run(
     if let Some((i, n)) = opts.shard {
         files = files.into_iter().enumerate().filter(|(p, _)| p % n == i).map(|(_, f)| f).collect();
     }
-    let init_dir = opts.init.as_ref().filter(|p| p.is_dir());
-    if opts.init.is_some() && init_dir.is_none() && files.len() > 1 {
+    if opts.init.as_ref().is_some_and(|p| !p.is_dir()) && files.len() > 1 {
         invalid!("a single init latent file starts one input; give a folder of <stem>.latent.safetensors for several");
     }
+    Ok(files)
+}
 
-    // Where the outputs go: writable, not an input, and ours alone while we write.
+/// Checks, before any work, that the output folder and the report can be written and that the
+/// report is not an input; returns every file no output may overwrite.
+fn check_output_places(
+    model: &Model,
+    opts: &UpsampleOptions,
+    files: &[PathBuf],
+) -> anyhow::Result<plan::Protected> {
     crate::files::check_writable_dir(&opts.out_dir).map_err(|e| {
         crate::Invalid(format!(
             "{}: cannot write in the output folder: {e}",
             escaped(&opts.out_dir)
         ))
     })?;
-    let mut protected: Vec<PathBuf> =
-        files.iter().chain(refused.iter().map(|r| &r.0)).cloned().collect();
-    protected.extend(opts.mask.iter().cloned());
-    protected.extend(opts.init.iter().filter(|p| p.is_file()).cloned());
-    protected.extend(model.files.iter().cloned());
+    let mut protected: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    protected.extend(opts.mask.as_deref());
+    protected.extend(opts.init.as_deref().filter(|p| p.is_file()));
+    protected.extend(model.files.iter().map(PathBuf::as_path));
     if let Some(report) = &opts.report {
         crate::files::check_writable_dir(crate::files::parent_dir(report)).map_err(|e| {
             crate::Invalid(format!("{}: cannot write the report there: {e}", escaped(report)))
         })?;
-        crate::files::check_no_clobber(
-            &protected.iter().map(PathBuf::as_path).collect::<Vec<_>>(),
-            &[report],
-        )?;
+        crate::files::check_no_clobber(&protected, &[report])?;
     }
-    let _lock = DirLock::try_acquire(&opts.out_dir)
-        .map_err(|e| anyhow::anyhow!("{}: cannot lock the output folder: {e}", escaped(&opts.out_dir)))?
-        .ok_or_else(|| {
-            crate::Invalid(format!(
-                "{}: another pulse run is writing to this folder (it holds {}); wait for it to finish or choose another -o folder",
-                escaped(&opts.out_dir),
-                crate::files::LOCK_FILE
-            ))
-        })?;
-    let protected = plan::Protected::new(protected.iter().map(PathBuf::as_path));
+    Ok(plan::Protected::new(protected))
+}
 
-    model.ensure_fit(&mut |_, _| {})?;
-    let earlier = match &opts.report {
-        Some(path) => report::read_earlier(path, &model.sha256)?,
-        None => vec![],
-    };
-    let mut report = Report {
-        settings: settings(opts, device),
-        model: ModelInfo { dir: model.dir.clone(), sha256: model.sha256.clone(), resolution },
-        images: vec![],
-        refused: vec![],
-        skipped: vec![],
-        interrupted: false,
-        earlier,
-    };
-
-    // Read and check every input first; a bad one is refused, the rest go on.
+/// Reads every input, names every output, and queues the samples still to do. A bad input, or
+/// one whose outputs clash or whose old outputs are not its own, is refused (reported, and the
+/// rest go on); finished samples are skipped; the report colliding with an output stops the run.
+/// Removes the temporary files an interrupted run left for the planned outputs.
+fn plan_jobs(
+    model: &Model,
+    opts: &UpsampleOptions,
+    files: Vec<PathBuf>,
+    protected: &plan::Protected,
+    report: &mut Report,
+    observer: &mut dyn Observer,
+) -> anyhow::Result<(Vec<inputs::Input>, VecDeque<Job>)> {
+    let init_dir = opts.init.as_deref().filter(|p| p.is_dir());
+    let mut refused: Vec<(PathBuf, anyhow::Error)> = vec![];
     let mut accepted = vec![];
     for path in files {
-        match inputs::read(model, opts, &path, init_dir.map(PathBuf::as_path)) {
+        match inputs::read(model, opts, &path, init_dir) {
             Ok(input) => accepted.push(input),
             Err(e) => refused.push((path, e)),
         }
     }
-    // Name every output; an input whose outputs clash, or whose old outputs are not its own, is
-    // refused; finished samples are skipped.
     let mut inputs = vec![];
     let mut queue = VecDeque::new();
-    let plans = plan::plan(&accepted, opts, &protected, &model.sha256);
+    let plans = plan::plan(&accepted, opts, protected, &model.sha256);
     for (input, decisions) in accepted.into_iter().zip(plans) {
         let decisions = match decisions {
             Ok(d) => d,
@@ -169,17 +198,14 @@ pub fn run(
                 continue;
             }
         };
-        let report_clash = decisions.iter().find_map(|d| {
-            let (Decision::Run(o) | Decision::Done(o)) = d;
-            let report = opts.report.as_deref()?;
-            o.all().find(|p| crate::files::same_file(p, report)).cloned()
-        });
-        if let Some(out) = report_clash {
-            invalid!(
-                "{}: the --report file is also the output {}",
-                escaped(opts.report.as_deref().unwrap_or(Path::new(""))),
-                escaped(&out)
-            );
+        if let Some(path) = &opts.report {
+            let outputs = decisions.iter().flat_map(|d| {
+                let (Decision::Run(o) | Decision::Done(o)) = d;
+                o.all()
+            });
+            if let Some(out) = outputs.into_iter().find(|p| crate::files::same_file(p, path)) {
+                invalid!("{}: the report file is also the output {}", escaped(path), escaped(out));
+            }
         }
         for (sample, decision) in decisions.into_iter().enumerate() {
             match decision {
@@ -202,35 +228,40 @@ pub fn run(
     if let Some(path) = &opts.report {
         crate::files::remove_stale_temporaries(crate::files::parent_dir(path), &names)?;
     }
-    observer.started(inputs.len(), queue.len());
-    if let Some(path) = &opts.report {
-        report.write(path)?;
-    }
+    Ok((inputs, queue))
+}
 
-    let fit = model.fit.as_ref().expect("ensured above").to_device(device);
+/// Searches the queued jobs batch by batch; a job that did not converge goes back in the queue
+/// for another attempt while it has restarts left; each finished job's outputs and report entry
+/// are written as soon as it is done. Ctrl-C marks the report interrupted and returns.
+fn search_all(
+    model: &Model,
+    opts: &UpsampleOptions,
+    inputs: &[inputs::Input],
+    mut queue: VecDeque<Job>,
+    report: &mut Report,
+    observer: &mut dyn Observer,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
+    let device = model.device;
+    let fit = model.fit.as_ref().expect("ensured by run").to_device(device);
     loop {
-        let batch = batch::next_batch(&mut queue, &inputs, opts.batch_size);
+        let batch = batch::next_batch(&mut queue, inputs, opts.batch_size);
         if batch.is_empty() {
-            break;
+            return Ok(());
         }
         let names: Vec<String> = batch.iter().map(|j| j.outputs.name()).collect();
         observer.batch_started(&names, opts.search.steps);
-        let seeds: Vec<u64> = batch.iter().map(|j| j.seed(opts, &inputs)).collect();
+        let seeds: Vec<u64> = batch.iter().map(|j| j.seed(opts, inputs)).collect();
         let starts = batch
             .iter()
             .zip(&seeds)
             .map(|(j, &seed)| {
-                batch::start(
-                    &inputs[j.input],
-                    j.attempt,
-                    seed,
-                    model.config(),
-                    opts.search.tile_latent,
-                    &fit,
-                )
+                let tile = opts.search.tile_latent;
+                batch::start(&inputs[j.input], j.attempt, seed, model.config(), tile, &fit)
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let target = batch::target(&batch, &inputs, device);
+        let target = batch::target(&batch, inputs, device);
         let started = Instant::now();
         let outcome = search::search(
             &model.synthesis,
@@ -249,10 +280,9 @@ pub fn run(
         )?;
         let Outcome::Completed(outcomes) = outcome else {
             report.interrupted = true;
-            break;
+            return Ok(());
         };
         let share = started.elapsed().as_secs_f64() / batch.len() as f64;
-
         for ((mut job, outcome), seed) in batch.into_iter().zip(outcomes).zip(seeds) {
             job.seconds += share;
             job.offer(outcome, seed, opts);
@@ -269,10 +299,6 @@ pub fn run(
             }
         }
     }
-    if let Some(path) = &opts.report {
-        report.write(path)?;
-    }
-    Ok(report)
 }
 
 /// Refuses settings that cannot run on this model and device, before anything is read.

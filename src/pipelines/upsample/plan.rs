@@ -164,7 +164,7 @@ fn decide(
         return Ok(Decision::Done(outputs));
     }
     anyhow::bail!(
-        "{}: {} exists but was made {}; use --overwrite to replace it, or another -o folder",
+        "{}: {} exists but was made {}; overwrite it on purpose, or write to another folder",
         escaped(input),
         escaped(&outputs.latent),
         if same_source { "by another model" } else { "from another input" }

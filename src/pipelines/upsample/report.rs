@@ -139,7 +139,7 @@ pub(super) fn read_earlier(path: &Path, sha256: &str) -> anyhow::Result<Vec<serd
     };
     let not_a_report = || {
         crate::Invalid(format!(
-            "{}: exists and is not a pulse report; choose another --report file",
+            "{}: exists and is not a pulse report; choose another report file",
             escaped(path)
         ))
     };

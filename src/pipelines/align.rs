@@ -1,0 +1,321 @@
+//! `pulse align`: every photo in, FFHQ-aligned low-resolution faces out, ready for `upsample`
+//! (PULSE's `align_face.py`, with MTCNN's landmarks instead of dlib's). Resumable, one bad file
+//! never stopping the rest, every output written atomically.
+use crate::align::{self, DetectConfig, Face, Mtcnn};
+use crate::files::escaped;
+use crate::imageio;
+use anyhow::{bail, Context};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+use tch::Device;
+
+/// Everything `align` needs besides the networks; filled from the command line.
+#[derive(Debug, Clone)]
+pub struct AlignOptions {
+    pub inputs: Vec<PathBuf>,
+    pub out_dir: PathBuf,
+    /// Side of the low-resolution faces: a power of two from 8 to 1024.
+    pub size: i64,
+    /// Every face (`<stem>_<k>.png`, largest first) instead of the largest (`<stem>.png`).
+    pub all_faces: bool,
+    pub detect: DetectConfig,
+    /// Also write the 1024x1024 aligned faces (`<name>.aligned.png`).
+    pub save_aligned: bool,
+    pub report: Option<PathBuf>,
+    /// Redo inputs whose outputs already exist.
+    pub overwrite: bool,
+    /// Where the images are processed (the networks' device).
+    pub device: Device,
+}
+
+/// The sides `--size` accepts.
+pub fn check_size(size: i64) -> Result<(), String> {
+    if (8..=align::ffhq::OUTPUT_SIZE).contains(&size) && size.count_ones() == 1 {
+        Ok(())
+    } else {
+        Err(format!("{size} is not a power of two from 8 to 1024"))
+    }
+}
+
+/// What a run reports as it goes; the command line draws its progress bar from it.
+pub trait Observer {
+    /// `inputs` files to look at.
+    fn started(&mut self, _inputs: usize) {}
+    /// An input that was refused (unreadable, or no face): it gets no output.
+    fn refused(&mut self, _input: &Path, _error: &anyhow::Error) {}
+    /// An output that exists already (kept; `--overwrite` redoes it).
+    fn skipped(&mut self, _input: &Path, _output: &Path) {}
+    /// An input is done (whatever its status).
+    fn finished(&mut self, _record: &InputRecord) {}
+}
+
+/// The outcome of a run, also written as the JSON report.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub settings: Settings,
+    pub inputs: Vec<InputRecord>,
+    pub interrupted: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Settings {
+    pub size: i64,
+    pub all_faces: bool,
+    pub min_face: f64,
+    pub thresholds: [f32; 3],
+    pub factor: f64,
+    pub save_aligned: bool,
+    pub device: String,
+}
+
+/// What happened to one input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Faces found and written (or found and already there).
+    Aligned,
+    /// Its outputs existed, so it was not read again.
+    Skipped,
+    /// Read, but MTCNN found no face.
+    NoFace,
+    /// Not readable as a photo (or not alignable).
+    Refused,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InputRecord {
+    pub input: PathBuf,
+    pub status: Status,
+    /// The refusal, on one line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Size as displayed (after EXIF orientation); absent when not read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<i64>,
+    /// Every face found, largest first, with the files written for it.
+    pub faces: Vec<FaceRecord>,
+    /// The low-resolution faces of this input, written now or (skipped) found from before.
+    pub outputs: Vec<PathBuf>,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FaceRecord {
+    #[serde(flatten)]
+    pub face: Face,
+    /// The low-resolution face; `None` for faces not output (all but the largest without
+    /// `--all-faces`).
+    pub output: Option<PathBuf>,
+    /// The 1024x1024 aligned face, with `--save-aligned`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aligned: Option<PathBuf>,
+}
+
+impl InputRecord {
+    /// Marks the input refused (its faces and any outputs already written stay listed).
+    fn refuse(&mut self, e: anyhow::Error) {
+        self.status = Status::Refused;
+        self.error = Some(format!("{e:#}"));
+    }
+}
+
+impl Report {
+    /// The low-resolution faces of this run, written now or found from an earlier run.
+    pub fn outputs(&self) -> Vec<PathBuf> {
+        self.inputs.iter().flat_map(|r| r.outputs.iter().cloned()).collect()
+    }
+
+    pub fn count(&self, status: Status) -> usize {
+        self.inputs.iter().filter(|r| r.status == status).count()
+    }
+}
+
+fn file_stem(path: &Path) -> String {
+    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into())
+}
+
+/// Output names of face `k`: `<stem>.png` (the largest face) or `<stem>_<k>.png` (`--all-faces`),
+/// and the aligned face beside it as `<name>.aligned.png`.
+fn output_paths(opts: &AlignOptions, stem: &str, k: usize) -> (PathBuf, PathBuf) {
+    let name = if opts.all_faces { format!("{stem}_{k}") } else { stem.to_string() };
+    (opts.out_dir.join(format!("{name}.png")), opts.out_dir.join(format!("{name}.aligned.png")))
+}
+
+/// Aligns the faces of every input. Inputs that cannot be read or have no face are reported
+/// and skipped; `stop` (Ctrl-C) ends the run between inputs, keeping what was written.
+pub fn run(
+    mtcnn: &Mtcnn,
+    opts: &AlignOptions,
+    observer: &mut dyn Observer,
+    stop: &AtomicBool,
+) -> anyhow::Result<Report> {
+    check_size(opts.size).map_err(|e| anyhow::anyhow!("output size: {e}"))?;
+    if opts.detect.min_face.is_nan() || opts.detect.min_face < 1.0 {
+        bail!("the smallest face size must be at least 1 pixel");
+    }
+    std::fs::create_dir_all(&opts.out_dir)
+        .with_context(|| format!("{}: cannot create output folder", escaped(&opts.out_dir)))?;
+    let files = super::collect_inputs(&opts.inputs)?;
+    // No output may replace an input (e.g. `-o` naming the photos' own folder).
+    let inputs_set: BTreeSet<PathBuf> =
+        files.iter().filter_map(|f| f.canonicalize().ok()).collect();
+    let mut report = Report {
+        settings: Settings {
+            size: opts.size,
+            all_faces: opts.all_faces,
+            min_face: opts.detect.min_face,
+            thresholds: opts.detect.thresholds,
+            factor: opts.detect.factor,
+            save_aligned: opts.save_aligned,
+            device: crate::device::device_name(opts.device),
+        },
+        inputs: vec![],
+        interrupted: false,
+    };
+    observer.started(files.len());
+    let mut seen_stems = BTreeMap::new();
+    for path in files {
+        if stop.load(Ordering::SeqCst) {
+            report.interrupted = true;
+            break;
+        }
+        let started = Instant::now();
+        let stem = file_stem(&path);
+        let mut record = match seen_stems.insert(stem.clone(), path.clone()) {
+            Some(first) => refusal(
+                &path,
+                anyhow::anyhow!(
+                    "{}: same file name as {} (outputs would collide); rename one",
+                    escaped(&path),
+                    escaped(&first)
+                ),
+            ),
+            None => align_one(mtcnn, opts, &path, &stem, &inputs_set, observer)?,
+        };
+        if let Some(e) = &record.error {
+            observer.refused(&path, &anyhow::anyhow!("{e}"));
+        }
+        record.seconds = started.elapsed().as_secs_f64();
+        observer.finished(&record);
+        report.inputs.push(record);
+        if let Some(path) = &opts.report {
+            write_report(&report, path)?;
+        }
+    }
+    if let Some(path) = &opts.report {
+        write_report(&report, path)?;
+    }
+    Ok(report)
+}
+
+fn record(path: &Path, status: Status, error: Option<String>) -> InputRecord {
+    InputRecord {
+        input: path.to_path_buf(),
+        status,
+        error,
+        width: None,
+        height: None,
+        faces: vec![],
+        outputs: vec![],
+        seconds: 0.0,
+    }
+}
+
+fn refusal(path: &Path, e: anyhow::Error) -> InputRecord {
+    record(path, Status::Refused, Some(format!("{e:#}")))
+}
+
+/// One input: read, detect, align and write each face to output. Errors reading the photo or
+/// aligning a face are the input's refusal; errors writing are the run's.
+fn align_one(
+    mtcnn: &Mtcnn,
+    opts: &AlignOptions,
+    path: &Path,
+    stem: &str,
+    inputs: &BTreeSet<PathBuf>,
+    observer: &mut dyn Observer,
+) -> anyhow::Result<InputRecord> {
+    // Resume without reading: the largest face's outputs are all there.
+    if !opts.all_faces && !opts.overwrite {
+        let (png, aligned) = output_paths(opts, stem, 0);
+        if let Some(e) = overwrites_input(path, &[&png, &aligned], inputs) {
+            return Ok(refusal(path, e));
+        }
+        if png.exists() && (!opts.save_aligned || aligned.exists()) {
+            observer.skipped(path, &png);
+            let mut r = record(path, Status::Skipped, None);
+            r.outputs.push(png);
+            return Ok(r);
+        }
+    }
+    let image = match imageio::read_rgb(path) {
+        Ok(t) => t.to_device(opts.device),
+        Err(e) => return Ok(refusal(path, e.into())),
+    };
+    let (height, width) = (image.size()[1], image.size()[2]);
+    let faces = align::find_faces(mtcnn, &image, &opts.detect);
+    let mut record = record(path, Status::Aligned, None);
+    record.width = Some(width);
+    record.height = Some(height);
+    record.faces =
+        faces.iter().map(|&face| FaceRecord { face, output: None, aligned: None }).collect();
+    if faces.is_empty() {
+        record.status = Status::NoFace;
+        record.error = Some(format!("{}: no face found", escaped(path)));
+        return Ok(record);
+    }
+    let count = if opts.all_faces { faces.len() } else { 1 };
+    for (k, face) in faces.iter().enumerate().take(count) {
+        let (png, aligned_png) = output_paths(opts, stem, k);
+        if let Some(e) = overwrites_input(path, &[&png, &aligned_png], inputs) {
+            record.refuse(e);
+            break;
+        }
+        let done = png.exists() && (!opts.save_aligned || aligned_png.exists());
+        if done && !opts.overwrite {
+            observer.skipped(path, &png);
+        } else {
+            let aligned = match align::ffhq::align(&image, &face.landmarks) {
+                Ok(a) => a,
+                Err(e) => {
+                    record.refuse(e.context(format!("{}: face {k}", escaped(path))));
+                    break;
+                }
+            };
+            if opts.save_aligned {
+                imageio::write_png(&aligned, &aligned_png)?;
+            }
+            imageio::write_png(&align::downscale(&aligned, opts.size)?, &png)?;
+        }
+        record.faces[k].output = Some(png.clone());
+        record.faces[k].aligned = opts.save_aligned.then_some(aligned_png);
+        record.outputs.push(png);
+    }
+    Ok(record)
+}
+
+/// The refusal when one of `outputs` is an input of the run (e.g. `-o` naming the photos' own
+/// folder): outputs never replace inputs.
+fn overwrites_input(
+    path: &Path,
+    outputs: &[&PathBuf],
+    inputs: &BTreeSet<PathBuf>,
+) -> Option<anyhow::Error> {
+    let out = outputs.iter().find(|o| o.canonicalize().is_ok_and(|c| inputs.contains(&c)))?;
+    Some(anyhow::anyhow!(
+        "{}: the output {} would overwrite an input; choose another -o folder",
+        escaped(path),
+        escaped(out)
+    ))
+}
+
+fn write_report(report: &Report, path: &Path) -> anyhow::Result<()> {
+    let json = serde_json::to_vec_pretty(report)?;
+    crate::files::write_bytes_atomic(path, &json)
+        .with_context(|| format!("{}: cannot write the report", escaped(path)))
+}
