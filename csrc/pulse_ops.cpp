@@ -1,33 +1,11 @@
 // Small libtorch entry points that tch 0.24 does not expose, compiled by build.rs and linked
 // statically into the crate. Each returns 0 on success and writes an owned error message (free
-// it with pulse_free_error) on failure, like tch's own C wrappers.
+// it with pulse_free_error) on failure, like tch's own C wrappers. The CUDA graph entry points
+// are in pulse_graph.cpp (they need the CUDA headers, which a build may not have).
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
 #include <ATen/autocast_mode.h>
-#include <cstdlib>
-#include <cstring>
-#include <exception>
-
-namespace {
-char* copy_message(const char* what) {
-  size_t n = std::strlen(what);
-  char* out = static_cast<char*>(std::malloc(n + 1));
-  if (out) std::memcpy(out, what, n + 1);
-  return out;
-}
-}  // namespace
-
-#define PULSE_PROTECT(body)                 \
-  try {                                     \
-    body;                                   \
-    return 0;                               \
-  } catch (const std::exception& e) {       \
-    *err = copy_message(e.what());          \
-    return 1;                               \
-  } catch (...) {                           \
-    *err = copy_message("unknown C++ error"); \
-    return 1;                               \
-  }
+#include "pulse_common.h"
 
 extern "C" {
 
@@ -51,6 +29,27 @@ int pulse_allow_tf32(int* cudnn, int* cublas, char** err) {
   PULSE_PROTECT({
     *cudnn = at::globalContext().allowTF32CuDNN() ? 1 : 0;
     *cublas = at::globalContext().allowTF32CuBLAS() ? 1 : 0;
+  })
+}
+
+// Deterministic algorithms (PyTorch's torch.use_deterministic_algorithms, an error for an op
+// without a deterministic implementation), cuDNN's deterministic flag and its autotuning
+// ("benchmark") switch. Process-wide.
+int pulse_set_deterministic(int algorithms, int cudnn_deterministic, int cudnn_benchmark,
+                            char** err) {
+  PULSE_PROTECT({
+    at::globalContext().setDeterministicAlgorithms(algorithms != 0, false);
+    at::globalContext().setDeterministicCuDNN(cudnn_deterministic != 0);
+    at::globalContext().setBenchmarkCuDNN(cudnn_benchmark != 0);
+  })
+}
+
+int pulse_deterministic(int* algorithms, int* cudnn_deterministic, int* cudnn_benchmark,
+                        char** err) {
+  PULSE_PROTECT({
+    *algorithms = at::globalContext().deterministicAlgorithms() ? 1 : 0;
+    *cudnn_deterministic = at::globalContext().deterministicCuDNN() ? 1 : 0;
+    *cudnn_benchmark = at::globalContext().benchmarkCuDNN() ? 1 : 0;
   })
 }
 

@@ -4,6 +4,7 @@
 # the release profile, so the CLI tests find that same `pulse` beside them), the path the tests
 # were compiled in (they read their fixtures from it) and the baseline script.
 # Build against a CUDA-enabled libtorch (LIBTORCH=...); carry gpu-bundle/ to the GPU machine.
+# `pulse info` there says whether this build has CUDA graphs (build.rs needs the CUDA headers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${LIBTORCH:?set LIBTORCH to the libtorch folder (with CUDA libraries)}"
@@ -31,8 +32,11 @@ for line in sys.stdin:
   echo "test executable: $name"
 done
 pwd > "$bundle/manifest_dir"
-for b in ../shared/tools/torch_baseline_step.py shared/tools/torch_baseline_step.py; do
-  if [ -f "$b" ]; then cp "$b" "$bundle/torch_baseline_step.py"; break; fi
+# The baseline script lives in the shared tools folder beside the checkout (or give BASELINE).
+for b in "${BASELINE:-}" shared/tools/torch_baseline_step.py ../shared/tools/torch_baseline_step.py \
+         ../../shared/tools/torch_baseline_step.py; do
+  if [ -n "$b" ] && [ -f "$b" ]; then cp "$b" "$bundle/torch_baseline_step.py"; break; fi
 done
+[ -f "$bundle/torch_baseline_step.py" ] || echo "make-gpu-bundle: torch_baseline_step.py not found (set BASELINE); the check runs without the baseline rows" >&2
 strip "$bundle"/release/pulse "$bundle"/release/deps/* 2>/dev/null || true
 du -sh "$bundle"

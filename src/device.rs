@@ -56,6 +56,75 @@ pub fn device_name(device: Device) -> String {
     }
 }
 
+/// Whether CUDA runs give the same bits every time (the default) or may differ in the last
+/// digits from run to run for speed (`--nondeterministic`). The CPU is reproducible either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Determinism {
+    /// Deterministic algorithms, cuDNN deterministic and not autotuned, cuBLAS with a fixed
+    /// workspace: the same command, seed and GPU model give byte-identical outputs.
+    #[default]
+    Deterministic,
+    /// cuDNN autotuning and libtorch's fastest (possibly atomics-based) kernels.
+    Nondeterministic,
+}
+
+impl Determinism {
+    pub fn from_nondeterministic_flag(nondeterministic: bool) -> Self {
+        if nondeterministic {
+            Self::Nondeterministic
+        } else {
+            Self::Deterministic
+        }
+    }
+
+    pub fn is_deterministic(self) -> bool {
+        self == Self::Deterministic
+    }
+}
+
+/// The environment variable cuBLAS reads, once, when its first handle is created: with
+/// `:4096:8` (8 buffers of 4 MiB per stream) its reductions split work the same way every time,
+/// so matmuls repeat exactly (NVIDIA's cuBLAS documentation, "Results reproducibility").
+pub const CUBLAS_WORKSPACE_CONFIG: &str = "CUBLAS_WORKSPACE_CONFIG";
+
+/// Sets [`CUBLAS_WORKSPACE_CONFIG`] to `:4096:8` unless the user set it. It only takes effect
+/// before cuBLAS starts, so `main` calls this first thing (before any other thread exists);
+/// [`configure`] calls it too, for library users and tests. Returns whether it set it.
+pub fn set_cublas_workspace_config() -> bool {
+    if std::env::var_os(CUBLAS_WORKSPACE_CONFIG).is_some() {
+        return false;
+    }
+    std::env::set_var(CUBLAS_WORKSPACE_CONFIG, ":4096:8");
+    true
+}
+
+/// Sets up libtorch for runs on `device`, once per process before any work on it
+/// (docs/design.md, "Determinism"). On CUDA: deterministic algorithms, cuDNN deterministic and
+/// no cuDNN autotuning (or the opposite for [`Determinism::Nondeterministic`]), and strict
+/// float32 (TF32 off in cuDNN and cuBLAS; `--precision tf32` turns it on around the synthesis).
+/// On the CPU nothing changes: the kernels used there are deterministic already, and libtorch's
+/// deterministic mode would fill every new tensor with NaN first (a cost for nothing).
+///
+/// With deterministic algorithms on, libtorch refuses an op without a deterministic CUDA
+/// implementation with an error; no op of a PULSE step, an embedding or a render is one (the
+/// downscaler pads by slicing instead of `reflection_pad2d`, whose backward is such an op).
+pub fn configure(device: Device, determinism: Determinism) -> anyhow::Result<()> {
+    if !device.is_cuda() {
+        return Ok(());
+    }
+    static CUBLAS_ENV: std::sync::Once = std::sync::Once::new();
+    CUBLAS_ENV.call_once(|| {
+        set_cublas_workspace_config();
+    });
+    let on = determinism.is_deterministic();
+    crate::ops::set_determinism(crate::ops::DeterminismFlags {
+        algorithms: on,
+        cudnn_deterministic: on,
+        cudnn_benchmark: !on,
+    })?;
+    crate::ops::set_allow_tf32(false)
+}
+
 /// [`device_name`] with the GPU's model where known: "cpu", or "cuda:N (GPU name)".
 pub fn describe(device: Device) -> String {
     let name = device_name(device);
@@ -83,6 +152,22 @@ mod tests {
         assert_eq!(device_name(parse_device_name("cuda:2").unwrap()), "cuda:2");
         assert_eq!(device_name(Device::Cpu), "cpu");
         assert_eq!(describe(Device::Cpu), "cpu");
+    }
+
+    /// The CPU's libtorch state is left alone (no NaN filling, no changed kernels), and a
+    /// user's own cuBLAS setting is kept.
+    #[test]
+    fn configure_leaves_the_cpu_alone_and_keeps_the_users_cublas_setting() {
+        let before = crate::ops::determinism().unwrap();
+        configure(Device::Cpu, Determinism::Deterministic).unwrap();
+        configure(Device::Cpu, Determinism::Nondeterministic).unwrap();
+        assert_eq!(crate::ops::determinism().unwrap(), before);
+        if let Some(v) = std::env::var_os(CUBLAS_WORKSPACE_CONFIG) {
+            assert!(!set_cublas_workspace_config());
+            assert_eq!(std::env::var_os(CUBLAS_WORKSPACE_CONFIG), Some(v));
+        }
+        assert!(Determinism::default().is_deterministic());
+        assert!(!Determinism::from_nondeterministic_flag(true).is_deterministic());
     }
 
     #[test]

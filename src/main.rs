@@ -8,6 +8,8 @@ use cli::exit::Exit;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Before anything can start CUDA (cuBLAS reads it once), and while this is the only thread.
+    pulse::device::set_cublas_workspace_config();
     pulse::system::tune_allocator();
     let args = cli::Cli::parse();
     match cli::run(args) {

@@ -26,6 +26,9 @@ fn writes_image_latent_compare_and_report() {
     assert_eq!(r["model"]["resolution"], 128);
     let device = r["settings"]["device"].as_str().unwrap();
     assert!(device == "cpu" || device.starts_with("cuda:"), "device {device}");
+    // Reproducible unless --nondeterministic, and not replayed from a CUDA graph by default.
+    assert_eq!(r["settings"]["deterministic"], true);
+    assert_eq!(r["settings"]["cuda_graph"], false);
     let img = &r["images"][0];
     assert_eq!(img["converged"], false);
     assert_eq!(img["sample"], 0);

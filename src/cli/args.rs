@@ -177,6 +177,10 @@ pub struct ModelArgs {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto", value_parser = device)]
     pub device: String,
+    /// CUDA: allow nondeterministic kernels and cuDNN autotuning (faster; the same command may
+    /// then give slightly different results each run). No effect on the CPU.
+    #[arg(long)]
+    pub nondeterministic: bool,
 }
 
 #[derive(Debug, Args)]
@@ -260,6 +264,10 @@ pub struct UpsampleArgs {
     /// the optimizer stay float32. docs/performance.md gives each mode's speed and error.
     #[arg(long, default_value = "fp32", value_parser = one_of::<Precision>(&Precision::NAMES))]
     pub precision: Precision,
+    /// CUDA: capture one search step in a CUDA graph and replay it (same results, fewer kernel
+    /// launches from the CPU). No effect on the CPU.
+    #[arg(long)]
+    pub cuda_graph: bool,
     /// No progress bars or summary.
     #[arg(short, long)]
     pub quiet: bool,
@@ -448,6 +456,13 @@ pub struct BenchArgs {
     /// CPU threads (0 = libtorch's default).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..))]
     pub threads: i32,
+    /// CUDA: allow nondeterministic kernels and cuDNN autotuning (measures the speed that
+    /// reproducibility costs). No effect on the CPU.
+    #[arg(long)]
+    pub nondeterministic: bool,
+    /// CUDA: capture one step in a CUDA graph and replay it. No effect on the CPU.
+    #[arg(long)]
+    pub cuda_graph: bool,
     /// Speed rewrites of the synthesis to switch off, to measure each: epilogue, leaky, convt,
     /// blurbias (comma-separated) or all.
     #[arg(long, value_name = "LIST", default_value = "", hide_default_value = true, value_parser = |s: &str| pulse::stylegan::Tuning::without(s))]

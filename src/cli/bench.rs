@@ -8,6 +8,7 @@ use std::io::Write;
 
 pub fn bench(a: BenchArgs) -> anyhow::Result<Exit> {
     let device = parse_device(&a.device)?;
+    super::commands::configure_device(device, a.nondeterministic)?;
     if let Some(dir) = &a.model {
         if pulse::model::find_file(dir, "synthesis").is_none() {
             return Err(pulse::Invalid(format!(
@@ -31,6 +32,8 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<Exit> {
         precision: a.precision,
         model: a.model,
         tuning: a.untuned,
+        determinism: pulse::device::Determinism::from_nondeterministic_flag(a.nondeterministic),
+        cuda_graph: a.cuda_graph,
         ..BenchOptions::default()
     };
     let quiet = a.json;
@@ -48,6 +51,11 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<Exit> {
     println!("network:      {} ({}x{})", r.network, r.resolution, r.resolution);
     println!("device:       {} ({} threads)", r.device, r.threads);
     println!("precision:    {}", r.precision);
+    println!(
+        "kernels:      {}{}",
+        if r.deterministic { "deterministic" } else { "nondeterministic (fastest)" },
+        if r.cuda_graph { ", steps replayed from a CUDA graph" } else { "" }
+    );
     println!("batch size:   {}", r.batch_size);
     let steps: Vec<String> = r.step_ms.iter().map(|m| format!("{m:.0}")).collect();
     println!(

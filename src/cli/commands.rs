@@ -23,13 +23,36 @@ pub fn info() -> anyhow::Result<Exit> {
     for (i, name) in pulse::system::gpu_names().iter().enumerate() {
         println!("  cuda:{i}: {name}");
     }
+    println!(
+        "cuda graphs: {}",
+        if pulse::ops::cuda_graphs_built() { "built in" } else { "not in this build" }
+    );
     println!("cpu threads: {}", tch::get_num_threads());
     Ok(Exit::Success)
+}
+
+/// Sets libtorch up for `device` (reproducible unless `--nondeterministic`), saying so on stderr
+/// when reproducibility is traded for speed.
+pub(super) fn configure_device(device: tch::Device, nondeterministic: bool) -> anyhow::Result<()> {
+    use pulse::device::Determinism;
+    pulse::device::configure(device, Determinism::from_nondeterministic_flag(nondeterministic))?;
+    if nondeterministic {
+        eprintln!(
+            "pulse: --nondeterministic: {}",
+            if device.is_cuda() {
+                "cuDNN autotuning and nondeterministic kernels on: faster, but the same command may give slightly different results each run"
+            } else {
+                "no effect on the CPU (its results repeat anyway)"
+            }
+        );
+    }
+    Ok(())
 }
 
 /// Loads the model folder of `--model` (or `$PULSE_MODEL`, or the default) on `--device`.
 pub(super) fn load_model(args: &ModelArgs) -> anyhow::Result<Model> {
     let device = pulse::device::parse_device(&args.device)?;
+    configure_device(device, args.nondeterministic)?;
     input(Model::load(&args.model, device)).with_context(|| {
         if args.model == Path::new(model::DEFAULT_DIR) && !args.model.exists() {
             "no model: run `pulse download ffhq`, or name a model folder with --model DIR or $PULSE_MODEL (see models/README.md)"
@@ -112,6 +135,7 @@ pub fn upsample(a: UpsampleArgs) -> anyhow::Result<Exit> {
         tile_latent: a.tile_latent,
         keep_intermediate: a.save_intermediate,
         keep_final: false,
+        cuda_graph: a.cuda_graph,
     };
     let seed = a.seed.unwrap_or_else(|| {
         let seed = std::time::SystemTime::now()
@@ -140,7 +164,11 @@ pub fn upsample(a: UpsampleArgs) -> anyhow::Result<Exit> {
         mask: a.mask,
         ignore_alpha: a.ignore_alpha,
         precision: a.precision,
+        deterministic: !a.model.nondeterministic || !model.device.is_cuda(),
     };
+    if a.cuda_graph && !model.device.is_cuda() {
+        eprintln!("pulse: --cuda-graph: no effect on the CPU");
+    }
     if model.fit.is_none() {
         fit_with_bar(&mut model, a.quiet)?;
     }

@@ -38,13 +38,44 @@ pub const MAX_SIDE: i64 = 8192;
 pub const MAX_FILE_BYTES: u64 = 1 << 30;
 
 /// Smooth resize of images `[B,C,H,W]` to `[B,C,side,side]`: area averaging when shrinking,
-/// bilinear when enlarging, unchanged at the same size.
+/// bilinear (PyTorch's `align_corners=False`) when enlarging, unchanged at the same size.
+///
+/// The embedding differentiates through this (its VGG term), so it avoids the ops whose CUDA
+/// backward libtorch's deterministic mode refuses (`adaptive_avg_pool2d`,
+/// `upsample_bilinear2d`): shrinking by a whole factor is an average pool, enlarging is two
+/// small matrix products. Only a shrink by a fractional factor (photos, never differentiated)
+/// uses the adaptive pool.
 pub fn resize_square(images: &Tensor, side: i64) -> Tensor {
     match images.size()[2] {
+        s if s > side && s % side == 0 => {
+            let k = s / side;
+            images.avg_pool2d([k, k], [k, k], [0, 0], false, true, None::<i64>)
+        }
         s if s > side => images.adaptive_avg_pool2d([side, side]),
-        s if s < side => images.upsample_bilinear2d([side, side], false, None, None),
+        s if s < side => {
+            let rows = linear_weights(s, side, images.device());
+            let cols = linear_weights(images.size()[3], side, images.device());
+            rows.matmul(&images.to_kind(Kind::Float).matmul(&cols.tr())).to_kind(images.kind())
+        }
         _ => images.shallow_clone(),
     }
+}
+
+/// `[n_out, n_in]` weights of 1-D linear interpolation as `upsample_bilinear2d` computes it
+/// with `align_corners=False`: output i reads source position `(i + 0.5) n_in / n_out - 0.5`
+/// (at least 0) from its two neighbours.
+fn linear_weights(n_in: i64, n_out: i64, device: tch::Device) -> Tensor {
+    let mut w = vec![0f32; (n_out * n_in) as usize];
+    let scale = n_in as f32 / n_out as f32;
+    for i in 0..n_out {
+        let src = ((i as f32 + 0.5) * scale - 0.5).max(0.0);
+        let i0 = (src.floor() as i64).min(n_in - 1);
+        let i1 = (i0 + 1).min(n_in - 1);
+        let l1 = src - i0 as f32;
+        w[(i * n_in + i0) as usize] += 1.0 - l1;
+        w[(i * n_in + i1) as usize] += l1;
+    }
+    Tensor::from_slice(&w).view([n_out, n_in]).to_device(device)
 }
 
 /// Nearest-neighbour upscale of `[C,h,w]` to `[C,size,size]`: the input "blown up without
@@ -69,6 +100,32 @@ mod tests {
         let up = upscale_nearest(&t, 4);
         let v = Vec::<f32>::try_from(up.view([-1])).unwrap();
         assert_eq!(v, [1., 1., 2., 2., 1., 1., 2., 2., 3., 3., 4., 4., 3., 3., 4., 4.]);
+    }
+
+    /// The deterministic forms give libtorch's `adaptive_avg_pool2d` and `upsample_bilinear2d`
+    /// values (to float rounding) and their gradients.
+    #[test]
+    fn resize_square_matches_libtorchs_resamplers() {
+        tch::manual_seed(2);
+        for (from, to) in [(64, 16), (16, 64), (8, 20), (12, 8), (32, 32)] {
+            let x = Tensor::rand([2, 3, from, from], tch::kind::FLOAT_CPU).set_requires_grad(true);
+            let want = match from {
+                f if f > to => x.adaptive_avg_pool2d([to, to]),
+                f if f < to => x.upsample_bilinear2d([to, to], false, None, None),
+                _ => x.shallow_clone(),
+            };
+            let got = resize_square(&x, to);
+            assert_eq!(got.size(), [2, 3, to, to]);
+            let d = (&got - &want).abs().max().double_value(&[]);
+            assert!(d < 1e-6, "{from} -> {to}: values differ by {d}");
+            let probe = Tensor::rand([2, 3, to, to], tch::kind::FLOAT_CPU);
+            let grad = |y: &Tensor| {
+                Tensor::run_backward(&[(y * &probe).sum(Kind::Float)], &[&x], false, false)
+                    .remove(0)
+            };
+            let d = (grad(&got) - grad(&want)).abs().max().double_value(&[]);
+            assert!(d < 1e-5, "{from} -> {to}: gradients differ by {d}");
+        }
     }
 
     #[test]

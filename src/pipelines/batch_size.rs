@@ -1,9 +1,17 @@
-//! `--batch-size auto`: how many searches run together. On CUDA, as many as fit in free GPU
-//! memory by a per-image estimate of the search's activations; 1 on the CPU, where batching gains
-//! nothing (docs/performance.md).
+//! `--batch-size auto`: how many searches run together. On CUDA, the fastest batch per image
+//! that fits in free GPU memory (by a per-image estimate of the search's activations): as many as
+//! fit, but at most [`AUTO_BATCH_MAX`]; 1 on the CPU, where batching gains nothing
+//! (docs/performance.md).
 use crate::precision::Precision;
 use crate::stylegan::SynthesisConfig;
 use tch::Device;
+
+/// The largest batch `auto` picks. On an H200 (issue 12's table) the time per image fell from
+/// batch 1 to 4 to 16 in every precision (fp32 25.5, 11.2, 8.2 ms; fp16 19.1, 6.2, 4.5 ms), by
+/// 1.3-1.5x from 4 to 16: the step was then compute-bound, and a larger batch only adds memory
+/// and the wait for the first result. Nothing larger has been measured; scripts/gpu-check.sh
+/// prints the table this bound should be revised from.
+pub const AUTO_BATCH_MAX: usize = 16;
 
 /// The batch size for a search on this network, device and precision.
 pub fn auto_batch_size(config: &SynthesisConfig, device: Device, precision: Precision) -> usize {
@@ -12,14 +20,14 @@ pub fn auto_batch_size(config: &SynthesisConfig, device: Device, precision: Prec
     batch_that_fits(free, config, precision)
 }
 
-/// Searches that fit in `free` bytes, keeping 20% spare, between 1 and 64. Half-precision
-/// activations take about 60% of the float32 memory.
+/// Searches that fit in `free` bytes, keeping 20% spare, between 1 and [`AUTO_BATCH_MAX`].
+/// Half-precision activations take about 60% of the float32 memory.
 pub fn batch_that_fits(free: u64, config: &SynthesisConfig, precision: Precision) -> usize {
     let mut per_image = search_bytes_per_image(config);
     if precision.autocast_kind().is_some() {
         per_image = per_image * 6 / 10;
     }
-    ((free as f64 * 0.8 / per_image as f64) as usize).clamp(1, 64)
+    ((free as f64 * 0.8 / per_image as f64) as usize).clamp(1, AUTO_BATCH_MAX)
 }
 
 /// Rough GPU memory of one search image: float32 activations kept for the backward pass, about
@@ -62,6 +70,6 @@ mod tests {
         assert_eq!(batch_that_fits(0, &ffhq, Precision::Fp32), 1);
         assert_eq!(batch_that_fits(per * 10, &ffhq, Precision::Fp32), 8);
         assert_eq!(batch_that_fits(per * 10, &ffhq, Precision::Fp16), 13);
-        assert_eq!(batch_that_fits(u64::MAX / 2, &ffhq, Precision::Fp32), 64);
+        assert_eq!(batch_that_fits(u64::MAX / 2, &ffhq, Precision::Fp32), AUTO_BATCH_MAX);
     }
 }

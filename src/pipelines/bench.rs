@@ -1,8 +1,9 @@
 //! `pulse bench`: times full PULSE steps (synthesis forward and backward, downscale, loss, Adam,
 //! projection) on an FFHQ-size network with random weights (or a model folder), so users can size
 //! a job before they start it. Returns a report; the command line prints it.
+use crate::device::Determinism;
 use crate::precision::Precision;
-use crate::pulse::search::{search, SearchConfig, Start};
+use crate::pulse::search::{search, SearchConfig, Start, GRAPH_WARMUP_STEPS};
 use crate::pulse::{GaussianFit, LossTarget};
 use crate::stylegan::{Synthesis, SynthesisConfig, Tuning, LATENT_DIM};
 use crate::system;
@@ -29,6 +30,10 @@ pub struct BenchOptions {
     pub parity: bool,
     /// Which speed rewrites of the synthesis are on (all by default).
     pub tuning: Tuning,
+    /// Reproducible kernels (the default) or the fastest ones (CUDA only).
+    pub determinism: Determinism,
+    /// Replay the steps from a CUDA graph (CUDA only).
+    pub cuda_graph: bool,
 }
 
 impl Default for BenchOptions {
@@ -43,6 +48,8 @@ impl Default for BenchOptions {
             target_side: 32,
             parity: true,
             tuning: Tuning::ALL_ON,
+            determinism: Determinism::Deterministic,
+            cuda_graph: false,
         }
     }
 }
@@ -79,6 +86,10 @@ pub struct BenchReport {
     pub network: String,
     /// Speed rewrites switched off for this run (`--untuned`), empty normally.
     pub untuned: Vec<&'static str>,
+    /// Whether the device ran reproducible kernels (always true on the CPU).
+    pub deterministic: bool,
+    /// Whether the timed steps were replayed from a CUDA graph.
+    pub cuda_graph: bool,
     /// Anything the user should know about this mode on this device.
     pub notes: Vec<String>,
 }
@@ -126,6 +137,7 @@ pub fn run(
 ) -> anyhow::Result<BenchReport> {
     anyhow::ensure!(opts.batch_size > 0 && opts.steps > 0, "batch size and steps must be positive");
     let dev = opts.device;
+    crate::device::configure(dev, opts.determinism)?;
     let mut notes = vec![];
     let (mut model, mut random) = (None, None);
     let (fit, network) = match &opts.model {
@@ -159,6 +171,21 @@ pub fn run(
         }
         _ => {}
     }
+    let cuda_graph = opts.cuda_graph && dev.is_cuda();
+    if opts.cuda_graph && !cuda_graph {
+        notes.push("cuda graph has no effect on the CPU".into());
+    }
+    // The graph is captured after GRAPH_WARMUP_STEPS ordinary steps; the capture is not timed.
+    let warmup = match cuda_graph {
+        true if opts.warmup <= GRAPH_WARMUP_STEPS => {
+            notes.push(format!(
+                "{} warm-up steps (the graph is captured after {GRAPH_WARMUP_STEPS})",
+                GRAPH_WARMUP_STEPS + 1
+            ));
+            GRAPH_WARMUP_STEPS + 1
+        }
+        _ => opts.warmup,
+    };
 
     // Parity of the forward pass against float32, on one fixed input.
     let (parity_max_abs, parity_rel) = if opts.parity && opts.precision != Precision::Fp32 {
@@ -197,8 +224,8 @@ pub fn run(
         .to_device(dev),
         weight: None,
     };
-    let total = opts.warmup + opts.steps + 1;
-    let search_config = SearchConfig { steps: total, ..SearchConfig::default() };
+    let total = warmup + opts.steps + 1;
+    let search_config = SearchConfig { steps: total, cuda_graph, ..SearchConfig::default() };
     let steps_per_face = SearchConfig::default().steps;
     let rss_before = system::rss_mb().unwrap_or(0.0);
     let mut stamps: Vec<Instant> = Vec::with_capacity(total);
@@ -218,7 +245,7 @@ pub fn run(
     })?;
     anyhow::ensure!(outcome.completed().is_some(), "the benchmark was interrupted");
     let step_ms: Vec<f64> =
-        stamps.windows(2).skip(opts.warmup).map(|w| (w[1] - w[0]).as_secs_f64() * 1000.0).collect();
+        stamps.windows(2).skip(warmup).map(|w| (w[1] - w[0]).as_secs_f64() * 1000.0).collect();
     let ms_per_step = median(&step_ms);
     let peak_rss_mb = system::peak_rss_mb().unwrap_or(0.0);
     let gpu_mb =
@@ -243,6 +270,8 @@ pub fn run(
         threads: tch::get_num_threads(),
         network,
         untuned: untuned_names(opts.tuning),
+        deterministic: opts.determinism.is_deterministic() || !dev.is_cuda(),
+        cuda_graph,
         notes,
     })
 }

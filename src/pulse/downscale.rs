@@ -64,7 +64,7 @@ impl Downscaler {
         let (before, after) = padding(self.factor);
         // Each channel is filtered on its own: fold channels into the batch.
         let x = x.reshape([b * c, 1, size[2], size[3]]);
-        let x = x.f_reflection_pad2d([0, 0, before, after])?.f_conv2d(
+        let x = reflect_pad(&x, 2, before, after)?.f_conv2d(
             &taps.view([1, 1, k, 1]),
             None::<Tensor>,
             [self.factor, 1],
@@ -72,7 +72,7 @@ impl Downscaler {
             [1, 1],
             1,
         )?;
-        let x = x.f_reflection_pad2d([before, after, 0, 0])?.f_conv2d(
+        let x = reflect_pad(&x, 3, before, after)?.f_conv2d(
             &taps.view([1, 1, 1, k]),
             None::<Tensor>,
             [1, self.factor],
@@ -83,6 +83,22 @@ impl Downscaler {
         let out = x.size();
         Ok(x.reshape([b, c, out[2], out[3]]))
     }
+}
+
+/// Reflect padding of dimension `dim` (the edge pixel is not repeated: `x[p], ..., x[1], x[0],
+/// ..., x[n-1], x[n-2], ..., x[n-1-q]`), the values `reflection_pad2d` gives, built from slices,
+/// flips and a concatenation. Their gradients are plain copies and sums, which CUDA computes the
+/// same way every time; the backward of `reflection_pad2d` on CUDA adds with atomics, which
+/// libtorch's deterministic mode refuses (docs/design.md, "Determinism").
+fn reflect_pad(x: &Tensor, dim: i64, before: i64, after: i64) -> anyhow::Result<Tensor> {
+    let n = x.size()[dim as usize];
+    ensure!(
+        before < n && after < n,
+        "reflect padding by {before} and {after} needs more than {n} pixels along dimension {dim}"
+    );
+    let left = x.f_narrow(dim, 1, before)?.f_flip([dim])?;
+    let right = x.f_narrow(dim, n - 1 - after, after)?.f_flip([dim])?;
+    Ok(Tensor::f_cat(&[left, x.shallow_clone(), right], dim)?)
 }
 
 /// Reflect padding before and after each row/column: the 4f-tap filter at stride f needs 3f
@@ -138,6 +154,29 @@ mod tests {
         assert!((y - 0.25).abs().max().double_value(&[]) < 1e-6);
     }
 
+    /// The sliced padding is `reflection_pad2d` exactly, forward and backward (float64, so any
+    /// reordering of the gradient's sums would show).
+    #[test]
+    fn reflect_pad_equals_reflection_pad2d_forward_and_backward() {
+        tch::manual_seed(3);
+        let x = Tensor::randn([2, 1, 9, 7], (Kind::Double, Device::Cpu)).set_requires_grad(true);
+        for (dim, before, after) in [(2, 4, 4), (3, 3, 2), (2, 8, 1), (3, 0, 6)] {
+            let pads = if dim == 2 { [0, 0, before, after] } else { [before, after, 0, 0] };
+            let want = x.reflection_pad2d(pads);
+            let got = reflect_pad(&x, dim, before, after).unwrap();
+            assert_eq!(got.size(), want.size());
+            assert!(got.equal(&want), "dim {dim} pads {before},{after}: values differ");
+            let probe = Tensor::randn(want.size(), (Kind::Double, Device::Cpu));
+            let g_want =
+                Tensor::run_backward(&[(&want * &probe).sum(Kind::Double)], &[&x], false, false);
+            let g_got =
+                Tensor::run_backward(&[(&got * &probe).sum(Kind::Double)], &[&x], false, false);
+            let d = (&g_got[0] - &g_want[0]).abs().max().double_value(&[]);
+            assert!(d < 1e-12, "dim {dim} pads {before},{after}: gradients differ by {d}");
+        }
+        assert!(reflect_pad(&x, 2, 9, 0).is_err() && reflect_pad(&x, 3, 0, 7).is_err());
+    }
+
     #[test]
     fn factor_for_accepts_powers_of_two_only() {
         assert_eq!(factor_for(1024, 32), Some(32));
@@ -160,9 +199,9 @@ mod tests {
             assert_eq!(y.size(), [1, 3, MIN_SIDE, MIN_SIDE]);
             // Side 1 (factor = resolution): the reflect padding would leave the image.
             let (before, after) = padding(resolution);
-            assert!(x.f_reflection_pad2d([0, 0, before, after]).is_err());
+            assert!(reflect_pad(&x, 2, before, after).is_err());
             let (before, after) = padding(f);
-            assert!(x.f_reflection_pad2d([0, 0, before, after]).is_ok());
+            assert!(reflect_pad(&x, 2, before, after).is_ok());
             assert!(Downscaler::new(2 * f, Device::Cpu).unwrap().forward(&x).is_err());
         }
         assert_eq!(accepted_sides(16), vec![16, 8, 4, 2]);

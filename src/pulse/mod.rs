@@ -7,6 +7,7 @@ pub mod loss;
 pub mod optim;
 pub mod schedule;
 pub mod search;
+mod step;
 
 pub use downscale::Downscaler;
 pub use gaussian_fit::GaussianFit;

@@ -51,21 +51,22 @@ const BETA2: f64 = 0.999;
 const EPS: f64 = 1e-8;
 const MOMENTUM: f64 = 0.9;
 
-/// Per-parameter state: first and second moment (Adam), infinity norm (Adamax), or momentum
-/// buffer (SGDM, in `first`).
-#[derive(Debug)]
-struct State {
-    first: Option<Tensor>,
-    second: Option<Tensor>,
-}
-
 /// Optimizes `params` (leaf tensors that require grad) and keeps each on its sphere.
+///
+/// Its state (the moments, or the momentum buffer in `first`) is allocated up front as zeros
+/// and only ever updated in place, and the per-step scalars (learning rate, bias corrections)
+/// can come as device tensors ([`SphericalOptimizer::update`]), so one step can be captured in
+/// a CUDA graph and replayed. Zeros give the first step exactly what PyTorch's lazily created
+/// state gives (`0 * beta + g = g`).
 #[derive(Debug)]
 pub struct SphericalOptimizer {
     kind: OptimizerKind,
     params: Vec<Tensor>,
     radii: Vec<Tensor>,
-    state: Vec<State>,
+    /// First moment (Adam, Adamax) or momentum buffer (SGDM).
+    first: Vec<Tensor>,
+    /// Second moment (Adam) or infinity norm (Adamax).
+    second: Vec<Tensor>,
     steps_taken: i32,
 }
 
@@ -78,9 +79,15 @@ fn norms(x: &Tensor) -> Tensor {
 
 impl SphericalOptimizer {
     pub fn new(kind: OptimizerKind, params: Vec<Tensor>) -> Self {
-        let radii = tch::no_grad(|| params.iter().map(norms).collect());
-        let state = params.iter().map(|_| State { first: None, second: None }).collect();
-        Self { kind, params, radii, state, steps_taken: 0 }
+        let (radii, first, second) = tch::no_grad(|| {
+            let zeros = |p: &Tensor| p.detach().zeros_like();
+            (
+                params.iter().map(norms).collect(),
+                params.iter().map(zeros).collect(),
+                params.iter().map(zeros).collect(),
+            )
+        });
+        Self { kind, params, radii, first, second, steps_taken: 0 }
     }
 
     pub fn zero_grad(&mut self) {
@@ -89,50 +96,67 @@ impl SphericalOptimizer {
         }
     }
 
-    /// One update at learning rate `lr`, then the projection.
+    /// The two per-step scalars of update number `t` (from 1) at learning rate `lr`: the factor
+    /// the update direction is multiplied by (`-lr`, with Adam's and Adamax's first-moment bias
+    /// correction `1 / (1 - beta1^t)`), and the divisor of Adam's `sqrt(v)` (its second-moment
+    /// correction `sqrt(1 - beta2^t)`; 1 for the others).
+    pub fn scalars(kind: OptimizerKind, lr: f64, t: i32) -> (f64, f64) {
+        match kind {
+            OptimizerKind::Sgd | OptimizerKind::Sgdm => (-lr, 1.0),
+            OptimizerKind::Adam => (-lr / (1.0 - BETA1.powi(t)), (1.0 - BETA2.powi(t)).sqrt()),
+            OptimizerKind::Adamax => (-lr / (1.0 - BETA1.powi(t)), 1.0),
+        }
+    }
+
+    pub fn kind(&self) -> OptimizerKind {
+        self.kind
+    }
+
+    /// The optimized tensors.
+    pub fn params(&self) -> &[Tensor] {
+        &self.params
+    }
+
+    /// One update at learning rate `lr` (the next update number), then the projection.
     pub fn step(&mut self, lr: f64) {
         self.steps_taken += 1;
-        let t = self.steps_taken;
+        let (factor, divisor) = Self::scalars(self.kind, lr, self.steps_taken);
+        let device = self.params.first().map(|p| p.device()).unwrap_or(tch::Device::Cpu);
+        let scalar = |v: f64| Tensor::full([1], v, (tch::Kind::Float, device));
+        self.update(&scalar(factor), &scalar(divisor));
+    }
+
+    /// One update with the per-step scalars of [`SphericalOptimizer::scalars`] given as
+    /// one-element float32 tensors on the parameters' device, then the projection onto the
+    /// sphere. Every write is in place.
+    pub fn update(&mut self, factor: &Tensor, divisor: &Tensor) {
         tch::no_grad(|| {
-            for ((p, state), radius) in self.params.iter_mut().zip(&mut self.state).zip(&self.radii)
-            {
+            let state = self.params.iter_mut().zip(&self.radii).zip(&mut self.first);
+            for (((p, radius), first), second) in state.zip(&mut self.second) {
                 let grad = p.grad();
                 if !grad.defined() {
                     continue;
                 }
                 match self.kind {
                     OptimizerKind::Sgd => {
-                        let _ = p.g_add_(&(&grad * -lr));
+                        let _ = p.g_add_(&(&grad * factor));
                     }
                     OptimizerKind::Sgdm => {
-                        let buf = match state.first.take() {
-                            None => grad.copy(),
-                            Some(mut b) => {
-                                let _ = b.g_mul_scalar_(MOMENTUM).g_add_(&grad);
-                                b
-                            }
-                        };
-                        let _ = p.g_add_(&(&buf * -lr));
-                        state.first = Some(buf);
+                        let _ = first.g_mul_scalar_(MOMENTUM).g_add_(&grad);
+                        let _ = p.g_add_(&(&*first * factor));
                     }
                     OptimizerKind::Adam => {
-                        let m = state.first.get_or_insert_with(|| grad.zeros_like());
-                        let _ = m.g_mul_scalar_(BETA1).g_add_(&(&grad * (1.0 - BETA1)));
-                        let v = state.second.get_or_insert_with(|| grad.zeros_like());
-                        let _ = v.g_mul_scalar_(BETA2).g_add_(&(grad.square() * (1.0 - BETA2)));
-                        let bias1 = 1.0 - BETA1.powi(t);
-                        let bias2_sqrt = (1.0 - BETA2.powi(t)).sqrt();
-                        let denom = v.sqrt() / bias2_sqrt + EPS;
-                        let _ = p.g_add_(&(&*m / denom * (-lr / bias1)));
+                        let _ = first.g_mul_scalar_(BETA1).g_add_(&(&grad * (1.0 - BETA1)));
+                        let _ =
+                            second.g_mul_scalar_(BETA2).g_add_(&(grad.square() * (1.0 - BETA2)));
+                        let denom = second.sqrt() / divisor + EPS;
+                        let _ = p.g_add_(&(&*first / denom * factor));
                     }
                     OptimizerKind::Adamax => {
-                        let m = state.first.get_or_insert_with(|| grad.zeros_like());
-                        let _ = m.g_mul_scalar_(BETA1).g_add_(&(&grad * (1.0 - BETA1)));
-                        let u = state.second.get_or_insert_with(|| grad.zeros_like());
-                        let new_u = (&*u * BETA2).maximum(&(grad.abs() + EPS));
-                        u.copy_(&new_u);
-                        let clr = lr / (1.0 - BETA1.powi(t));
-                        let _ = p.g_add_(&(&*m / &*u * -clr));
+                        let _ = first.g_mul_scalar_(BETA1).g_add_(&(&grad * (1.0 - BETA1)));
+                        let new_u = (&*second * BETA2).maximum(&(grad.abs() + EPS));
+                        second.copy_(&new_u);
+                        let _ = p.g_add_(&(&*first / &*second * factor));
                     }
                 }
                 // Project back onto the sphere of the initial radius.

@@ -4,17 +4,18 @@
 //! Every batch item is independent (its loss terms, its best iterate, its success), so a result
 //! does not depend on the batch it ran in. Two defects of the published code are fixed here: it
 //! returned the last step's image and judged a batch by its summed L2.
-use super::loss::{self, LossSpec, LossTarget, Term};
-use super::optim::{OptimizerKind, SphericalOptimizer};
+use super::loss::{LossSpec, LossTarget, Term};
+use super::optim::OptimizerKind;
 use super::schedule::Schedule;
+use super::step::{Inputs, State};
 use super::Downscaler;
 use super::GaussianFit;
 use super::Outcome;
 use crate::latent::LatentFile;
 use crate::stylegan::{Synthesis, SynthesisConfig, LATENT_DIM};
-use anyhow::{bail, ensure};
+use anyhow::{bail, ensure, Context};
 use std::str::FromStr;
-use tch::{nn, Device, Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// How the per-layer noise inputs behave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -75,6 +76,11 @@ pub struct SearchConfig {
     /// Also return the latent and noise after the last update (what PULSE's published code
     /// leaves behind, which the parity fixtures record); off for ordinary runs.
     pub keep_final: bool,
+    /// On CUDA, capture one step in a CUDA graph after [`GRAPH_WARMUP_STEPS`] ordinary ones and
+    /// replay it for the rest (docs/design.md, "CUDA graphs"): the same arithmetic, without
+    /// launching each of the step's kernels from the host. Ignored on the CPU. Off by default
+    /// until measured on a GPU (docs/performance.md).
+    pub cuda_graph: bool,
 }
 
 impl SearchConfig {
@@ -128,9 +134,15 @@ impl Default for SearchConfig {
             tile_latent: false,
             keep_intermediate: false,
             keep_final: false,
+            cuda_graph: false,
         }
     }
 }
+
+/// Ordinary steps a search runs before it captures a CUDA graph (`SearchConfig::cuda_graph`):
+/// libtorch creates its per-stream workspaces (cuBLAS, cuDNN plans) and the gradients' buffers
+/// on first use, which must not happen inside a capture (PyTorch's CUDA graph notes warm up 3).
+pub const GRAPH_WARMUP_STEPS: usize = 3;
 
 /// The starting point of a search: the sphere-side latent [B,L,512] (or [B,1,512] tiled) and
 /// one noise map per layer [B,1,S,S], as drawn (the noise mode is applied by the search).
@@ -268,85 +280,41 @@ pub fn search(
     let Some(factor) = super::downscale::factor_for(resolution, side) else {
         bail!("target side {side} is not {resolution}/2^k");
     };
-    let down = Downscaler::new(factor, device)?;
-
-    // Optimized tensors live in their own VarStore; the network's weights stay frozen in theirs.
-    let vs = nn::VarStore::new(device);
-    let root = vs.root();
-    let latent = root.var_copy("latent", &start.latent.to_device(device));
-    let mut params = vec![latent.shallow_clone()];
-    let noise: Vec<Tensor> = start
-        .noise
-        .iter()
-        .enumerate()
-        .map(|(l, n)| {
-            let n = n.to_device(device);
-            if config.noise == NoiseMode::Zero || config.bad_noise_layers.contains(&l) {
-                n.zeros_like()
-            } else if config.noise == NoiseMode::Trainable && l < config.trainable_noise {
-                let v = (&root / "noise").var_copy(&l.to_string(), &n);
-                params.push(v.shallow_clone());
-                v
-            } else {
-                n
-            }
-        })
-        .collect();
-    let mut opt = SphericalOptimizer::new(config.optimizer, params);
-
-    let image_term = config.loss.terms.iter().position(|(_, t)| *t == Term::L2).unwrap_or(0);
-    let mut best_total = Tensor::full([batch], f64::INFINITY, (Kind::Float, device));
-    let mut best_step = Tensor::zeros([batch], (Kind::Int64, device));
-    let mut best_image = Tensor::zeros([batch, 3, resolution, resolution], (Kind::Float, device));
-    let mut best_latent = latent.detach().copy();
-    let mut best_noise: Vec<Tensor> = noise.iter().map(|n| n.detach().copy()).collect();
-    let mut rows: Vec<Tensor> = Vec::with_capacity(config.steps);
-    let mut intermediate = Frames::default();
-    let mut lrs = Vec::with_capacity(config.steps);
-
-    for step in 0..config.steps {
-        let lr = config.lr * config.schedule.factor(step, config.steps);
-        lrs.push(lr);
-        opt.zero_grad();
-        let w_plus = to_w_plus(&latent, fit, layers)?;
-        let gen = (synthesis.forward(&w_plus, &noise)? + 1.0) / 2.0;
-        let (total, terms) =
-            loss::evaluate(&config.loss, &down.forward(&gen)?, target, &w_plus, config.eps);
-
-        // Keep each item's best iterate, on the device (no host round trip).
-        tch::no_grad(|| {
-            let total = total.detach();
-            let better = total.lt_tensor(&best_total);
-            best_total = total.where_self(&better, &best_total);
-            best_step = Tensor::full([batch], step as i64, (Kind::Int64, device))
-                .where_self(&better, &best_step);
-            let b4 = better.view([batch, 1, 1, 1]);
-            best_image = gen.detach().where_self(&b4, &best_image);
-            best_latent = latent.detach().where_self(&better.view([batch, 1, 1]), &best_latent);
-            for (bn, n) in best_noise.iter_mut().zip(&noise) {
-                *bn = n.detach().where_self(&b4, bn);
-            }
-            if config.keep_intermediate {
-                intermediate.offer(step, || preview(&best_image));
-            }
-            let mut row = vec![total];
-            row.extend(terms.iter().map(|t| t.detach()));
-            rows.push(Tensor::stack(&row, 0));
-        });
-        if !on_step(Progress {
-            step,
-            steps: config.steps,
-            values: &rows[step].get(1 + image_term as i64),
-        }) {
-            return Ok(Outcome::Interrupted);
-        }
-
-        total.sum(Kind::Float).backward();
-        opt.step(lr);
+    let graph = config.cuda_graph && device.is_cuda();
+    if graph && !crate::ops::cuda_graphs_built() {
+        return Err(crate::Invalid(
+            "--cuda-graph: CUDA graphs unavailable in this build (pulse was compiled without the CUDA runtime headers); run without it".into(),
+        )
+        .into());
     }
+    let down = Downscaler::new(factor, device)?;
+    let lrs: Vec<f64> = (0..config.steps)
+        .map(|step| config.lr * config.schedule.factor(step, config.steps))
+        .collect();
+    let mut state = State::new(config, &start, &lrs, resolution, device)?;
+    let inputs = Inputs { synthesis, fit, config, target, down: &down, layers };
+    let image_term = config.loss.terms.iter().position(|(_, t)| *t == Term::L2).unwrap_or(0);
+    let mut intermediate = Frames::default();
+    let mut after_step = |step: usize, state: &State| {
+        if config.keep_intermediate {
+            tch::no_grad(|| intermediate.offer(step, || preview(&state.best_image)));
+        }
+        let values = state.history.get(step as i64).get(1 + image_term as i64);
+        on_step(Progress { step, steps: config.steps, values: &values })
+    };
+    let completed = if graph {
+        run_with_graph(&mut state, &inputs, device, &mut after_step)?
+    } else {
+        run_eager(&mut state, &inputs, &mut after_step)?
+    };
+    if !completed {
+        return Ok(Outcome::Interrupted);
+    }
+    let State { best_step, best_image, best_latent, best_noise, history, latent, noise, .. } =
+        state;
 
     // One host transfer for the whole history: [steps, 1 + terms, B].
-    let history = Tensor::stack(&rows, 0).to_device(Device::Cpu).to_kind(Kind::Double);
+    let history = history.to_device(Device::Cpu).to_kind(Kind::Double);
     let best_step: Vec<i64> = Vec::try_from(best_step.to_device(Device::Cpu))?;
     let l2_col = config.loss.terms.iter().position(|(_, t)| *t == Term::L2);
     let best_image = best_image.to_device(Device::Cpu).clamp(0.0, 1.0);
@@ -390,6 +358,57 @@ pub fn search(
         });
     }
     Ok(Outcome::Completed(outcomes))
+}
+
+/// Runs every step as ordinary libtorch calls; false when `after_step` said stop.
+fn run_eager(
+    state: &mut State,
+    inputs: &Inputs,
+    after_step: &mut dyn FnMut(usize, &State) -> bool,
+) -> anyhow::Result<bool> {
+    for step in 0..inputs.config.steps {
+        state.step(inputs)?;
+        if !after_step(step, state) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Runs [`GRAPH_WARMUP_STEPS`] ordinary steps, captures the next one in a CUDA graph and replays
+/// it for that step and every later one, all on a side stream; false when `after_step` said
+/// stop. A capture records the step's kernels without running them, and the step keeps its
+/// step number and per-step scalars on the device, so each replay is the next step.
+fn run_with_graph(
+    state: &mut State,
+    inputs: &Inputs,
+    device: Device,
+    after_step: &mut dyn FnMut(usize, &State) -> bool,
+) -> anyhow::Result<bool> {
+    use crate::ops::{CaptureMode, CudaGraph, SideStream};
+    // Declared before the stream: dropped after it, once the stream's work has finished.
+    let mut graph: Option<CudaGraph> = None;
+    let stream = SideStream::enter(device)?;
+    for step in 0..inputs.config.steps {
+        if step < GRAPH_WARMUP_STEPS {
+            state.step(inputs)?;
+        } else {
+            if graph.is_none() {
+                let mut g = CudaGraph::new()?;
+                g.capture_begin(CaptureMode::Global)?;
+                let captured = state.step(inputs);
+                let ended = g.capture_end();
+                captured.and(ended).context("capturing a PULSE step in a CUDA graph")?;
+                graph = Some(g);
+            }
+            graph.as_mut().expect("captured above").replay()?;
+        }
+        if !after_step(step, state) {
+            return Ok(false);
+        }
+    }
+    stream.exit()?;
+    Ok(true)
 }
 
 /// The most frames an animation of a search keeps (memory stays bounded on long searches).

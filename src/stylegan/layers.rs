@@ -45,6 +45,7 @@ pub fn leaky_relu(x: &Tensor, slope: f64) -> anyhow::Result<Tensor> {
 /// The same function as PReLU with a one-element weight: the form [`leaky_relu`] replaced, kept
 /// as the reference it is tested against (its backward also computes a weight gradient).
 pub(crate) fn leaky_relu_reference(x: &Tensor, slope: f64) -> anyhow::Result<Tensor> {
-    let weight = Tensor::from_slice(&[slope]).to_kind(x.kind()).to_device(x.device());
+    // Filled on the device (no host copy, so a CUDA graph can capture it).
+    let weight = Tensor::full([1], slope, (x.kind(), x.device()));
     Ok(x.f_prelu(&weight)?)
 }

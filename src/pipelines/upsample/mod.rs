@@ -49,6 +49,9 @@ pub struct UpsampleOptions {
     pub ignore_alpha: bool,
     /// Arithmetic of the synthesis forward pass (the loss and the optimizer stay float32).
     pub precision: Precision,
+    /// Whether the device was set up to repeat results exactly (`crate::device::configure`);
+    /// recorded in the report. Always true on the CPU.
+    pub deterministic: bool,
 }
 
 /// What a run reports as it goes; the command line draws progress bars from it.
@@ -334,5 +337,7 @@ fn settings(opts: &UpsampleOptions, device: Device) -> Settings {
         restarts: opts.restarts,
         device: crate::device::device_name(device),
         precision: opts.precision.name(),
+        deterministic: opts.deterministic,
+        cuda_graph: s.cuda_graph && device.is_cuda(),
     }
 }

@@ -40,6 +40,10 @@ pub struct Settings {
     pub restarts: usize,
     pub device: String,
     pub precision: &'static str,
+    /// False only with `--nondeterministic` on CUDA (the CPU repeats its results anyway).
+    pub deterministic: bool,
+    /// Whether the steps were replayed from a CUDA graph (`--cuda-graph` on CUDA).
+    pub cuda_graph: bool,
 }
 
 #[derive(Debug, Serialize)]
