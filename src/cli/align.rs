@@ -81,6 +81,8 @@ fn exit_of(report: &Report) -> Exit {
 
 pub fn align(a: AlignArgs) -> anyhow::Result<Exit> {
     let device = parse_device(&a.device)?;
+    // Deterministic CUDA kernels, strict float32: the same photo gives the same landmarks.
+    super::commands::configure_device(device, false)?;
     let mtcnn = Mtcnn::load(&a.mtcnn.unwrap_or_else(mtcnn::default_dir), device)?;
     let opts = AlignOptions {
         inputs: a.inputs,
@@ -103,6 +105,10 @@ pub fn align(a: AlignArgs) -> anyhow::Result<Exit> {
 /// make the exit code 2; the others go on.
 pub(super) fn upsample_aligned(mut a: UpsampleArgs) -> anyhow::Result<Exit> {
     let device = parse_device(&a.model.device)?;
+    // The same settings `upsample` then applies (and announces) when it loads the model.
+    let determinism =
+        pulse::device::Determinism::from_nondeterministic_flag(a.model.nondeterministic);
+    pulse::device::configure(device, determinism)?;
     let mtcnn = Mtcnn::load(&mtcnn::default_dir(), device)?;
     let opts = AlignOptions {
         inputs: std::mem::take(&mut a.inputs),
