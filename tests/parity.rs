@@ -188,8 +188,9 @@ fn rel(got: f64, want: f64) -> f64 {
     (got - want).abs() / (want.abs() + 1e-4)
 }
 
-/// Checks the history rows (TOTAL, GEOCROSS, L2) and the final latent's displacement.
-fn check_case(name: &str, row_tol: &[f64], every_row: f64, displacement_tol: f64) {
+/// Checks the history rows (TOTAL, GEOCROSS, L2), the final latent's displacement (within
+/// `displacement_tol`, the fixtures' bound) and the trainable noise maps' (within `noise_tol`).
+fn check_case(name: &str, row_tol: &[f64], every_row: f64, displacement_tol: f64, noise_tol: f64) {
     let (fx, out) = run_case(name);
     let hist = &fx["history"];
     assert_eq!(out.history.len() as i64, hist.size()[0]);
@@ -229,20 +230,28 @@ fn check_case(name: &str, row_tol: &[f64], every_row: f64, displacement_tol: f64
     let got = flat(final_noise);
     let d = (&got - &want).norm().double_value(&[]) / (&want - &init).norm().double_value(&[]);
     measured(&format!("{name}: trainable noise displacement"), d);
-    assert!(d <= displacement_tol, "{name}: trainable noise displaced by {d} > {displacement_tol}");
+    assert!(d <= noise_tol, "{name}: trainable noise displaced by {d} > {noise_tol}");
 }
+
+/// The trainable noise maps are 416 numbers against the latent's 9,216, so Adam's sign-like
+/// first steps, which turn a rounding difference in a near-zero gradient into a full-size step,
+/// move their displacement far more from one machine to the next: measured 0.040 on one x86-64
+/// machine and 0.148 on another for the `alpha` case (0.098 and 0.048 for `default`), against
+/// the latent's 0.027-0.083. Twice the largest seen; SGD has no such amplification and keeps
+/// the latent's bound.
+const ADAM_NOISE_TOL: f64 = 0.3;
 
 #[test]
 fn pulse_default_case_matches_reference() {
-    check_case("default", &[1e-4, 1e-3], 5e-2, 0.15);
+    check_case("default", &[1e-4, 1e-3], 5e-2, 0.15, ADAM_NOISE_TOL);
 }
 
 #[test]
 fn pulse_alpha_case_matches_reference() {
-    check_case("alpha", &[1e-4, 1e-3], 5e-2, 0.15);
+    check_case("alpha", &[1e-4, 1e-3], 5e-2, 0.15, ADAM_NOISE_TOL);
 }
 
 #[test]
 fn pulse_sgd_case_matches_reference() {
-    check_case("sgd", &[], 2e-3, 0.03);
+    check_case("sgd", &[], 2e-3, 0.03, 0.03);
 }
