@@ -62,17 +62,8 @@ pub(super) fn load_model(args: &ModelArgs) -> anyhow::Result<Model> {
     })
 }
 
-/// Creates the folder `path` goes in, if it names one.
-pub(super) fn create_parent(path: &Path) -> anyhow::Result<()> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("{}: cannot create folder", escaped(parent)))?;
-    }
-    Ok(())
-}
-
-/// Checks, before any work, that each output can be written: a known image format where it is an
-/// image, not one of the inputs, and its folder can be created and written.
+/// Checks, before any work, that no output is one of the inputs and that each output's folder
+/// can be created and written.
 pub(super) fn check_outputs(inputs: &[&Path], outputs: &[&Path]) -> anyhow::Result<()> {
     check_no_clobber(inputs, outputs)?;
     for out in outputs {
@@ -270,36 +261,33 @@ pub fn generate(a: GenerateArgs) -> anyhow::Result<Exit> {
 /// `OUT.png` (one face, or `OUT_<k>.png` for several; any image extension) or a folder of
 /// `seed<S>_<k>.png`. Checked before any work.
 fn output_paths(out: &Path, count: usize, seed: u64) -> anyhow::Result<Vec<PathBuf>> {
-    let is_image_name = out.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-        pulse::imageio::OUTPUT_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())
-    });
-    if is_image_name {
-        input(pulse::imageio::OutputFormat::from_path(out))?;
-        create_parent(out)?;
-        if count == 1 {
-            return Ok(vec![out.to_path_buf()]);
-        }
-        let stem = out.file_stem().unwrap_or_default();
-        let ext = out.extension().unwrap_or_default().to_string_lossy().into_owned();
-        return Ok((0..count)
-            .map(|k| {
-                let mut name = stem.to_os_string();
-                name.push(format!("_{k}.{ext}"));
-                out.with_file_name(name)
-            })
-            .collect());
-    }
-    if out.is_file() {
+    let image_name = pulse::imageio::OutputFormat::from_path(out).is_ok();
+    if !image_name && out.is_file() {
         return Err(pulse::Invalid(format!(
             "{}: is a file; give an image name (.png, .jpg, .bmp, .webp) or a folder",
             escaped(out)
         ))
         .into());
     }
-    pulse::files::check_writable_dir(out).map_err(|e| {
-        pulse::Invalid(format!("{}: cannot write in this folder: {e}", escaped(out)))
+    let dir = if image_name { pulse::files::parent_dir(out) } else { out };
+    pulse::files::check_writable_dir(dir).map_err(|e| {
+        pulse::Invalid(format!("{}: cannot write in this folder: {e}", escaped(dir)))
     })?;
-    Ok((0..count).map(|k| out.join(format!("seed{seed}_{k}.png"))).collect())
+    if !image_name {
+        return Ok((0..count).map(|k| out.join(format!("seed{seed}_{k}.png"))).collect());
+    }
+    if count == 1 {
+        return Ok(vec![out.to_path_buf()]);
+    }
+    let stem = out.file_stem().unwrap_or_default();
+    let ext = out.extension().unwrap_or_default().to_string_lossy().into_owned();
+    Ok((0..count)
+        .map(|k| {
+            let mut name = stem.to_os_string();
+            name.push(format!("_{k}.{ext}"));
+            out.with_file_name(name)
+        })
+        .collect())
 }
 
 pub fn render(a: RenderArgs) -> anyhow::Result<Exit> {

@@ -28,11 +28,6 @@ impl<'a> Generator<'a> {
         Ok(Self { model, seed, psi, w_avg })
     }
 
-    /// StyleGAN's `w_avg`, the centre truncation pulls towards.
-    pub fn w_avg(&self) -> &Tensor {
-        &self.w_avg
-    }
-
     /// The seed face `k` is drawn from (recorded in its latent file).
     pub fn face_seed(&self, k: usize) -> u64 {
         super::item_seed(self.seed, "generate", k, 0)

@@ -283,7 +283,7 @@ pub fn search(
     let graph = config.cuda_graph && device.is_cuda();
     if graph && !crate::ops::cuda_graphs_built() {
         return Err(crate::Invalid(
-            "--cuda-graph: CUDA graphs unavailable in this build (pulse was compiled without the CUDA runtime headers); run without it".into(),
+            "CUDA graphs unavailable in this build (pulse was compiled without the CUDA runtime headers); search without them".into(),
         )
         .into());
     }

@@ -74,9 +74,9 @@ impl Protected {
         p
     }
 
-    /// The input `path` would overwrite, if any.
-    pub fn clash(&self, path: &Path) -> Option<&Path> {
-        if let Some(input) = canonical(path).and_then(|c| self.paths.get(&c)) {
+    /// The input `path` (whose canonical form is `canonical`) would overwrite, if any.
+    pub fn clash(&self, path: &Path, canonical: &Path) -> Option<&Path> {
+        if let Some(input) = self.paths.get(canonical) {
             return Some(input);
         }
         let m = std::fs::metadata(path).ok()?;
@@ -106,16 +106,20 @@ pub(super) fn plan(
     for input in inputs {
         let outputs: Vec<Outputs> =
             (0..opts.samples).map(|k| Outputs::new(opts, &input.stem, k)).collect();
-        let clash = outputs.iter().flat_map(Outputs::all).find_map(|out| {
-            let c = canonical(out)?;
-            if let Some(inp) = protected.clash(out) {
+        let named: Vec<(&PathBuf, PathBuf)> = outputs
+            .iter()
+            .flat_map(Outputs::all)
+            .filter_map(|out| Some((out, canonical(out)?)))
+            .collect();
+        let clash = named.iter().find_map(|(out, c)| {
+            if let Some(inp) = protected.clash(out, c) {
                 return Some(format!(
                     "its output {} would overwrite the input {}",
                     escaped(out),
                     escaped(inp)
                 ));
             }
-            claimed.get(&c).map(|other| {
+            claimed.get(c).map(|other| {
                 format!(
                     "its output {} is also an output of {}; rename one of them",
                     escaped(out),
@@ -127,10 +131,8 @@ pub(super) fn plan(
             plans.push(Err(anyhow::anyhow!("{}: {why}", escaped(&input.path))));
             continue;
         }
-        for out in outputs.iter().flat_map(Outputs::all) {
-            if let Some(c) = canonical(out) {
-                claimed.insert(c, &input.path);
-            }
+        for (_, c) in named {
+            claimed.insert(c, &input.path);
         }
         let decisions: anyhow::Result<Vec<Decision>> = outputs
             .into_iter()
