@@ -123,25 +123,34 @@ fn decode(
             file.read_to_end(&mut bytes).map_err(|e| err(ImageErrorKind::Io(e)))?;
             let complete = jpeg_has_end(&bytes);
             let reader = ImageReader::with_format(Cursor::new(bytes), ImageFormat::Jpeg);
-            decode_checked(path, reader, &check, complete)
+            decode_checked(path, reader, &check, Some(complete))
         }
-        Some(_) => decode_checked(path, reader, &check, true),
+        Some(_) => decode_checked(path, reader, &check, None),
     }
 }
 
 /// Builds the decoder (which reads only headers), checks the declared size, then decodes.
+/// `jpeg_complete`: for a JPEG, whether its data reaches the end-of-image marker; a JPEG that
+/// does is whole, so what its decoder calls an early end is corrupt data, not truncation.
 fn decode_checked<R: BufRead + Seek>(
     path: &Path,
     mut reader: ImageReader<R>,
     check: &impl Fn(u32, u32) -> Result<(), ImageErrorKind>,
-    complete: bool,
+    jpeg_complete: Option<bool>,
 ) -> Result<DynamicImage, ImageError> {
+    let from_image = |path: &Path, e: image::ImageError| {
+        let mut err = from_image(path, e);
+        if let (Some(true), ImageErrorKind::Truncated(text)) = (jpeg_complete, &err.kind) {
+            err.kind = ImageErrorKind::Corrupt(text.clone());
+        }
+        err
+    };
     // Dimension limits are set after our own check so that a refusal names the size.
     reader.limits(alloc_only_limits());
     let mut decoder = reader.into_decoder().map_err(|e| from_image(path, e))?;
     let (w, h) = decoder.dimensions();
     check_size(w, h, check).map_err(|k| ImageError::new(path, k))?;
-    if !complete {
+    if jpeg_complete == Some(false) {
         let kind =
             ImageErrorKind::Truncated("the JPEG data ends before its end-of-image marker".into());
         return Err(ImageError::new(path, kind));
