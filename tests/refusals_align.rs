@@ -209,22 +209,34 @@ fn exit_codes_agree_across_commands() {
 
 // 8. Messages say what is wrong, in the tool's own words.
 
-/// A JPEG whose data is broken but which ends with its end-of-image marker is corrupt, not
-/// truncated; one cut short is truncated.
+/// A JPEG whose image data is damaged but which ends with its end-of-image marker is corrupt,
+/// not truncated (here the damage reads as a marker segment running past the end of the file);
+/// one cut short is truncated.
 #[test]
 fn corrupt_and_truncated_jpegs_are_told_apart() {
     let t = TestDir::new();
     let jpeg = std::fs::read(photo("astronaut.jpg")).unwrap();
+    // Where the image data starts: after the SOS segment.
+    let mut i = 2;
+    while jpeg[i + 1] != 0xDA {
+        i += 2 + usize::from(u16::from_be_bytes([jpeg[i + 2], jpeg[i + 3]]));
+    }
+    let data = i + 2 + usize::from(u16::from_be_bytes([jpeg[i + 2], jpeg[i + 3]]));
+    let mid = data + (jpeg.len() - data) / 2;
+    let mut corrupt = jpeg[..mid].to_vec();
+    corrupt.extend_from_slice(b"\xFF\xC4\xFF\xF0");
+    corrupt.extend_from_slice(&jpeg[mid..]);
+    assert!(corrupt.ends_with(b"\xFF\xD9"));
     let dir = t.path("photos");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("cut.jpg"), &jpeg[..jpeg.len() / 2]).unwrap();
-    // The first half, then the end marker: the scan stops early, but the file is not cut short.
-    let mut corrupt = jpeg[..jpeg.len() / 2].to_vec();
-    corrupt.extend_from_slice(b"\xFF\xD9");
     std::fs::write(dir.join("corrupt.jpg"), &corrupt).unwrap();
-    let stderr = refused(align_cmd().args([s(&dir), "-o", s(&t.path("out"))]), "cut.jpg: the image is truncated");
-    let line = stderr.lines().find(|l| l.contains("corrupt.jpg")).unwrap_or_default().to_string();
-    assert!(!line.contains("truncated"), "{stderr}");
+    let stderr = refused(
+        align_cmd().args([s(&dir), "-o", s(&t.path("out"))]),
+        "cut.jpg: the image is truncated",
+    );
+    let line = stderr.lines().find(|l| l.contains("corrupt.jpg")).unwrap_or_default();
+    assert!(line.contains("corrupt.jpg: the image is corrupt"), "{stderr}");
 }
 
 #[test]
