@@ -253,8 +253,7 @@ impl DirLock {
         let ours = LockHolder::ours();
         // A few rounds: another run may remove or replace the file between our steps.
         for _ in 0..8 {
-            match std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path)
-            {
+            match std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path) {
                 Ok(file) => {
                     // New, so nobody else can hold it; the flock only marks it live on this machine.
                     let _ = file.try_lock();

@@ -93,7 +93,14 @@ fn entries(report: &Value) -> Value {
     }
     // `skipped_inputs` differs when the second copy of a shard ran after the first finished.
     let keep = ["images", "refused", "assigned", "model"];
-    Value::Object(r.as_object().unwrap().iter().filter(|(k, _)| keep.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect())
+    Value::Object(
+        r.as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| keep.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    )
 }
 
 /// Three shards and a second copy of one of them, started together into one output folder: the
@@ -147,9 +154,9 @@ fn concurrent_shards_in_one_folder_equal_an_unsharded_run() {
     names.sort();
     assert_eq!(names, ["report.0-of-3.json", "report.1-of-3.json", "report.2-of-3.json"]);
     assert!(
-        !std::fs::read_dir(&shared).unwrap().any(|e| {
-            e.unwrap().file_name().to_string_lossy().starts_with(".pulse.lock")
-        }),
+        !std::fs::read_dir(&shared)
+            .unwrap()
+            .any(|e| { e.unwrap().file_name().to_string_lossy().starts_with(".pulse.lock") }),
         "every lock is released"
     );
 
@@ -157,9 +164,9 @@ fn concurrent_shards_in_one_folder_equal_an_unsharded_run() {
     let shard_reports: Vec<PathBuf> = names.iter().map(|n| reports.join(n)).collect();
     let mut cmd = pulse();
     cmd.args(["report", "merge"]).args(&shard_reports).args(["-o", s(&merged)]);
-    cmd.assert()
-        .code(2)
-        .stdout(predicate::str::contains("upsample: 3 of 3 shards, 6 inputs: 5 done (5 converged), 1 refused, 0 missing inputs"));
+    cmd.assert().code(2).stdout(predicate::str::contains(
+        "upsample: 3 of 3 shards, 6 inputs: 5 done (5 converged), 1 refused, 0 missing inputs",
+    ));
     let single = t.path("single.json");
     pulse().args(["report", "merge", s(&whole_report), "-o", s(&single)]).assert().code(2);
     let (m, w) = (read_json(&merged), read_json(&single));
@@ -259,11 +266,11 @@ fn shard_auto_reads_slurm_kubernetes_and_aws_batch() {
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("shard 1/3 (aws-batch: AWS_BATCH_JOB_ARRAY_INDEX=1"), "{stderr}");
     assert_eq!(read_json(&t.path("reports/align.1-of-3.json"))["shard"]["source"], "aws-batch");
-    pulse()
-        .args(["report", "summary", s(&t.path("reports"))])
-        .assert()
-        .code(2)
-        .stdout(predicate::str::contains("align: 3 of 3 shards, 3 inputs: 2 done, 1 refused, 0 missing inputs"));
+    pulse().args(["report", "summary", s(&t.path("reports"))]).assert().code(2).stdout(
+        predicate::str::contains(
+            "align: 3 of 3 shards, 3 inputs: 2 done, 1 refused, 0 missing inputs",
+        ),
+    );
 
     for (vars, extra, what) in [
         (&[][..], &[][..], "no job array found"),
@@ -342,7 +349,9 @@ fn align_shards_in_one_folder_equal_an_unsharded_run() {
                 *o = Path::new(o.as_str().unwrap()).file_name().unwrap().to_str().unwrap().into();
             }
             for f in rec["faces"].as_array_mut().unwrap() {
-                let name = f["output"].as_str().map(|o| Path::new(o).file_name().unwrap().to_str().unwrap().to_string());
+                let name = f["output"]
+                    .as_str()
+                    .map(|o| Path::new(o).file_name().unwrap().to_str().unwrap().to_string());
                 f["output"] = name.into();
             }
         }
@@ -372,7 +381,9 @@ fn cluster_examples_are_valid() {
         .map(|d| serde::Deserialize::deserialize(d).unwrap())
         .collect();
     let of_kind = |kind: &str| {
-        docs.iter().find(|d| d["kind"].as_str() == Some(kind)).unwrap_or_else(|| panic!("no {kind}"))
+        docs.iter()
+            .find(|d| d["kind"].as_str() == Some(kind))
+            .unwrap_or_else(|| panic!("no {kind}"))
     };
     let job = of_kind("Job");
     let pvc = of_kind("PersistentVolumeClaim");
@@ -397,14 +408,14 @@ fn cluster_examples_are_valid() {
     let mount = &container["volumeMounts"][0];
     let mount_path = mount["mountPath"].as_str().unwrap();
     assert!(flag("-o").starts_with(mount_path) && flag("--report").starts_with(mount_path));
-    let volume = pod["volumes"]
+    let volume =
+        pod["volumes"].as_sequence().unwrap().iter().find(|v| v["name"] == mount["name"]).unwrap();
+    assert_eq!(volume["persistentVolumeClaim"]["claimName"], pvc["metadata"]["name"]);
+    let modes: Vec<&str> = pvc["spec"]["accessModes"]
         .as_sequence()
         .unwrap()
         .iter()
-        .find(|v| v["name"] == mount["name"])
-        .unwrap();
-    assert_eq!(volume["persistentVolumeClaim"]["claimName"], pvc["metadata"]["name"]);
-    let modes: Vec<&str> =
-        pvc["spec"]["accessModes"].as_sequence().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
+        .map(|m| m.as_str().unwrap())
+        .collect();
     assert!(modes.contains(&"ReadWriteMany"), "pods on several nodes share the volume: {modes:?}");
 }

@@ -142,13 +142,18 @@ fn ctrl_c_during_a_large_photo_stops_and_writes_nothing() {
         }
     }
     let signalled = Instant::now();
-    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "{seen:?} {rest:?}");
     assert!(signalled.elapsed() < Duration::from_secs(60), "took {:?}", signalled.elapsed());
     assert!(rest.iter().any(|l| l.contains("interrupted")), "{rest:?}");
-    let written: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let written: Vec<_> =
+        std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(written.is_empty(), "nothing half-written: {written:?}");
     assert_eq!(read_json(&report)["interrupted"], true);
 }
@@ -173,7 +178,13 @@ fn exit_codes_agree_across_commands() {
     assert_eq!(std::fs::read(&file).unwrap(), b"x");
     // Weights that are missing or hostile are refused like a model's.
     refused(
-        align_cmd().args([s(&photo("palette.png")), "--mtcnn", "/nonexistent", "-o", s(&t.path("b"))]),
+        align_cmd().args([
+            s(&photo("palette.png")),
+            "--mtcnn",
+            "/nonexistent",
+            "-o",
+            s(&t.path("b")),
+        ]),
         "/nonexistent",
     );
     refused(
@@ -183,12 +194,18 @@ fn exit_codes_agree_across_commands() {
     let hostile = t.path("hostile");
     std::fs::create_dir_all(&hostile).unwrap();
     for net in ["onet", "rnet"] {
-        std::fs::copy(root().join(format!("models/mtcnn/{net}.pt")), hostile.join(format!("{net}.pt")))
-            .unwrap();
+        std::fs::copy(
+            root().join(format!("models/mtcnn/{net}.pt")),
+            hostile.join(format!("{net}.pt")),
+        )
+        .unwrap();
     }
     // A pickle that would call os.system("true") if it were run.
-    std::fs::write(hostile.join("pnet.pt"), b"\x80\x02cos\nsystem\nq\x00X\x04\x00\x00\x00trueq\x01\x85q\x02Rq\x03.")
-        .unwrap();
+    std::fs::write(
+        hostile.join("pnet.pt"),
+        b"\x80\x02cos\nsystem\nq\x00X\x04\x00\x00\x00trueq\x01\x85q\x02Rq\x03.",
+    )
+    .unwrap();
     refused(
         align_cmd().args([s(&photo("palette.png")), "--mtcnn", s(&hostile), "-o", s(&t.path("c"))]),
         "pnet.pt",
@@ -204,7 +221,11 @@ fn exit_codes_agree_across_commands() {
     assert_eq!(r["refused"].as_array().unwrap().len(), 1, "{r}");
     assert!(r["refused"][0]["input"].as_str().unwrap().ends_with("no_face.jpg"));
     assert!(r["refused"][0]["error"].as_str().unwrap().contains("no face found"));
-    assert!(r["assigned"].as_array().unwrap().iter().any(|a| a.as_str().unwrap().ends_with("no_face.jpg")));
+    assert!(r["assigned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a.as_str().unwrap().ends_with("no_face.jpg")));
 }
 
 // 8. Messages say what is wrong, in the tool's own words.
@@ -241,11 +262,7 @@ fn corrupt_and_truncated_jpegs_are_told_apart() {
 
 #[test]
 fn help_and_number_messages_state_the_rule() {
-    pulse()
-        .args(["align", "--help"])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("GIF"));
+    pulse().args(["align", "--help"]).assert().success().stdout(predicate::str::contains("GIF"));
     for (flag, rule) in [("--min-face", "at least 1"), ("--size", "power of two")] {
         let stderr = refused(align_cmd().args([s(&photo("palette.png")), flag, "-1"]), rule);
         assert!(!stderr.contains("'-- -1'"), "{stderr}");

@@ -194,7 +194,8 @@ fn worst_photos_never_panic_align_or_upsample_align() {
     let dir = t.path("photos");
     std::fs::create_dir_all(&dir).unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let fixture_photo = |name: &str| std::fs::read(root.join("tests/fixtures/align").join(name)).unwrap();
+    let fixture_photo =
+        |name: &str| std::fs::read(root.join("tests/fixtures/align").join(name)).unwrap();
     let jpeg = fixture_photo("astronaut.jpg");
     let mut bomb = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
     bomb.extend_from_slice(&100_000u32.to_be_bytes());
@@ -235,13 +236,40 @@ fn worst_photos_never_panic_align_or_upsample_align() {
         vec!["align", d, "-o", &out("a1")],
         vec!["align", d, "-o", d],
         vec!["align", d, "-o", &out("a2"), "--all-faces", "--save-aligned", "--size", "1024"],
-        vec!["align", d, "-o", &out("a3"), "--min-face", "1"],
+        vec!["align", d, "-o", &out("a3"), "--min-face", "4"],
         vec!["align", d, "-o", &out("a4"), "--min-face", "1e30"],
         vec!["align", d, "-o", &out("a5"), "--report", d],
         vec!["align", d, "-o", &out("a6"), "--shard", "auto"],
         vec!["upsample", d, "--align", "-o", d, "--steps", "1", "--eps", "1", "--model", &model],
-        vec!["upsample", d, "--align", "-o", &out("u1"), "--steps", "1", "--eps", "1", "--model", &model, "--samples", "2", "--compare"],
-        vec!["upsample", d, "--align", "-o", &out("u2"), "--steps", "1", "--model", &model, "--report", &format!("{d}/face.jpg")],
+        vec![
+            "upsample",
+            d,
+            "--align",
+            "-o",
+            &out("u1"),
+            "--steps",
+            "1",
+            "--eps",
+            "1",
+            "--model",
+            &model,
+            "--samples",
+            "2",
+            "--compare",
+        ],
+        vec![
+            "upsample",
+            d,
+            "--align",
+            "-o",
+            &out("u2"),
+            "--steps",
+            "1",
+            "--model",
+            &model,
+            "--report",
+            &format!("{d}/face.jpg"),
+        ],
     ]
     .into_iter()
     .map(|v| v.into_iter().map(String::from).collect())
@@ -262,7 +290,13 @@ fn worst_photos_never_panic_align_or_upsample_align() {
         assert!(matches!(code, Some(0..=3)), "pulse {}: exit {code:?}: {stderr}", args.join(" "));
         assert!(!stderr.contains("panicked"), "pulse {}: {stderr}", args.join(" "));
         for (path, bytes) in &before {
-            assert_eq!(&std::fs::read(path).unwrap(), bytes, "pulse {}: {} changed", args.join(" "), path.display());
+            assert_eq!(
+                &std::fs::read(path).unwrap(),
+                bytes,
+                "pulse {}: {} changed",
+                args.join(" "),
+                path.display()
+            );
         }
         eprintln!("exit {code:?}: pulse {}", args.join(" "));
     }

@@ -59,7 +59,8 @@ fn merge(a: MergeArgs) -> anyhow::Result<Exit> {
         let inputs: Vec<&Path> = a.reports.iter().map(PathBuf::as_path).collect();
         super::commands::check_outputs(&inputs, &[out])?;
     }
-    let reports = a.reports.iter().map(|p| ShardReport::read(p)).collect::<anyhow::Result<Vec<_>>>()?;
+    let reports =
+        a.reports.iter().map(|p| ShardReport::read(p)).collect::<anyhow::Result<Vec<_>>>()?;
     let (merged, summary) = report::merge(&reports)?;
     if let Some(out) = &a.out {
         report::write(&merged, out)?;

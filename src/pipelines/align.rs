@@ -189,7 +189,10 @@ pub fn run(
         );
     }
     crate::files::check_writable_dir(&opts.out_dir).map_err(|e| {
-        crate::Invalid(format!("{}: cannot write in the output folder: {e}", escaped(&opts.out_dir)))
+        crate::Invalid(format!(
+            "{}: cannot write in the output folder: {e}",
+            escaped(&opts.out_dir)
+        ))
     })?;
     if let Some(report) = &opts.report {
         crate::files::check_writable_dir(crate::files::parent_dir(report)).map_err(|e| {
@@ -206,7 +209,8 @@ pub fn run(
         Some(shard) => shard.shard().select(all.clone()),
         None => all.clone(),
     };
-    let _lock = super::shard::lock_output_dir(&opts.out_dir, opts.shard.as_ref().map(|s| s.shard()))?;
+    let _lock =
+        super::shard::lock_output_dir(&opts.out_dir, opts.shard.as_ref().map(|s| s.shard()))?;
     // No output may replace an input of any shard (e.g. `-o` naming the photos' own folder).
     let inputs_set: BTreeSet<PathBuf> = all.iter().filter_map(|f| f.canonicalize().ok()).collect();
     let mut report = Report {

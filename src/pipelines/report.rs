@@ -234,7 +234,8 @@ pub fn merge(reports: &[ShardReport]) -> anyhow::Result<(Value, Summary)> {
     for (key, items) in arrays {
         merged.insert(key, Value::Array(joined(items)));
     }
-    let interrupted = reports.iter().any(|r| r.value.get("interrupted") == Some(&Value::Bool(true)));
+    let interrupted =
+        reports.iter().any(|r| r.value.get("interrupted") == Some(&Value::Bool(true)));
     merged.insert("interrupted".into(), Value::Bool(interrupted));
     merged.insert("shard".into(), Value::Null);
     let shards: Vec<Value> = reports
@@ -320,7 +321,8 @@ fn summarise(
     reports: usize,
 ) -> Summary {
     let assigned = strings(merged, "assigned");
-    let refused_inputs: BTreeSet<String> = entries(merged, "refused").iter().filter_map(input_of).collect();
+    let refused_inputs: BTreeSet<String> =
+        entries(merged, "refused").iter().filter_map(input_of).collect();
     let mut summary = Summary {
         kind,
         reports,
@@ -354,7 +356,8 @@ fn summarise(
             *n = (*n).max(samples as usize);
         }
         summary.done = accounted.values().sum();
-        complete.extend(accounted.into_iter().filter(|(_, n)| *n as u64 >= samples).map(|(i, _)| i));
+        complete
+            .extend(accounted.into_iter().filter(|(_, n)| *n as u64 >= samples).map(|(i, _)| i));
     } else {
         for record in entries(merged, "inputs") {
             let Some(input) = input_of(record) else { continue };
@@ -415,20 +418,34 @@ mod tests {
 
     #[test]
     fn shards_join_in_input_order_and_the_verdict_counts_every_input() {
-        let a = upsample(0, json!([{"input": "c.png", "sample": 0, "converged": true},
+        let a = upsample(
+            0,
+            json!([{"input": "c.png", "sample": 0, "converged": true},
                                    {"input": "a.png", "sample": 0, "converged": true}]),
-                         json!(["a.png", "c.png"]));
-        let b = upsample(1, json!([{"input": "b.png", "sample": 0, "converged": false}]),
-                         json!(["b.png", "d.png"]));
+            json!(["a.png", "c.png"]),
+        );
+        let b = upsample(
+            1,
+            json!([{"input": "b.png", "sample": 0, "converged": false}]),
+            json!(["b.png", "d.png"]),
+        );
         let (merged, summary) = merge(&[b.clone(), a.clone()]).unwrap();
-        let inputs: Vec<&str> =
-            merged["images"].as_array().unwrap().iter().map(|i| i["input"].as_str().unwrap()).collect();
+        let inputs: Vec<&str> = merged["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["input"].as_str().unwrap())
+            .collect();
         assert_eq!(inputs, ["a.png", "b.png", "c.png"]);
         assert_eq!(merged["shards"].as_array().unwrap().len(), 2);
         assert_eq!((summary.done, summary.converged, summary.not_converged), (3, 2, 1));
         assert_eq!(summary.missing_inputs, ["d.png"]);
         assert_eq!(summary.verdict, Verdict::Incomplete);
-        assert!(summary.line().contains("2 of 2 shards, 4 inputs: 3 done (2 converged)"), "{}", summary.line());
+        assert!(
+            summary.line().contains("2 of 2 shards, 4 inputs: 3 done (2 converged)"),
+            "{}",
+            summary.line()
+        );
         // Only shard 0: shard 1 is missing.
         let (_, one) = merge(&[a]).unwrap();
         assert_eq!(one.missing_shards, [1]);

@@ -192,8 +192,7 @@ fn slurm(env: &dyn Fn(&str) -> Option<String>) -> Result<Resolved, Invalid> {
     };
     let step = get("STEP")?.unwrap_or(1).max(1);
     let max = get("MAX")?;
-    let mut detail =
-        format!("SLURM_ARRAY_TASK_ID={id}, MIN={min}, STEP={step}, COUNT={count}");
+    let mut detail = format!("SLURM_ARRAY_TASK_ID={id}, MIN={min}, STEP={step}, COUNT={count}");
     if let Some(max) = max {
         detail.push_str(&format!(", MAX={max}"));
     }
@@ -236,7 +235,11 @@ fn aws_batch(index: &str, size: Option<String>, total: Option<usize>) -> Result<
             "--shard auto: AWS_BATCH_JOB_ARRAY_INDEX={i} is not below AWS_BATCH_JOB_ARRAY_SIZE={count}"
         ))
     })?;
-    Ok((shard, "aws-batch", format!("AWS_BATCH_JOB_ARRAY_INDEX={i}, AWS_BATCH_JOB_ARRAY_SIZE={count}")))
+    Ok((
+        shard,
+        "aws-batch",
+        format!("AWS_BATCH_JOB_ARRAY_INDEX={i}, AWS_BATCH_JOB_ARRAY_SIZE={count}"),
+    ))
 }
 
 /// The name of the lock file a run of `shard` keeps in its output folder: `.pulse.lock` for a
@@ -362,12 +365,10 @@ mod tests {
         let s = auto(&[("JOB_COMPLETION_INDEX", "2"), (SHARDS_VAR, "3")], None).unwrap().unwrap();
         assert_eq!((s.index, s.count), (2, 3));
         assert!(auto(&[("JOB_COMPLETION_INDEX", "3"), (SHARDS_VAR, "3")], None).is_err());
-        let s = auto(
-            &[("AWS_BATCH_JOB_ARRAY_INDEX", "9"), ("AWS_BATCH_JOB_ARRAY_SIZE", "10")],
-            None,
-        )
-        .unwrap()
-        .unwrap();
+        let s =
+            auto(&[("AWS_BATCH_JOB_ARRAY_INDEX", "9"), ("AWS_BATCH_JOB_ARRAY_SIZE", "10")], None)
+                .unwrap()
+                .unwrap();
         assert_eq!((s.index, s.count, s.source), (9, 10, "aws-batch"));
         let e = auto(&[], None).unwrap_err();
         assert!(e.0.contains("no job array") && e.0.contains("--shard I/N"), "{e}");

@@ -101,7 +101,8 @@ pub fn run(
     // Names are planned over every input of the job (all shards), so that no two shards write
     // the same file and a clash is refused the same way whatever the split.
     let clashes = plan::check_names(&all, opts, &protected, &|_| vec![])?;
-    let _lock = super::shard::lock_output_dir(&opts.out_dir, opts.shard.as_ref().map(|s| s.shard()))?;
+    let _lock =
+        super::shard::lock_output_dir(&opts.out_dir, opts.shard.as_ref().map(|s| s.shard()))?;
     model.ensure_fit(&mut |_, _| {})?;
     let mut report = Report {
         kind: report::KIND,
@@ -153,7 +154,10 @@ pub fn plan_photos(
     protected.extend(opts.init.as_deref().filter(|p| p.is_file()));
     let protected = plan::Protected::new(protected);
     if let Some(report) = &opts.report {
-        crate::files::check_no_clobber(&photos.iter().map(PathBuf::as_path).collect::<Vec<_>>(), &[report])?;
+        crate::files::check_no_clobber(
+            &photos.iter().map(PathBuf::as_path).collect::<Vec<_>>(),
+            &[report],
+        )?;
     }
     let aligned = |stem: &std::ffi::OsStr| {
         let mut name = stem.to_os_string();
@@ -270,7 +274,8 @@ fn plan_jobs(
     }
     // With --align, the photos refused before the search (already named on stderr).
     if let Some(aligned) = &opts.aligned {
-        let photos = aligned.refused.iter().map(|(p, e)| Refusal { input: p.clone(), error: e.clone() });
+        let photos =
+            aligned.refused.iter().map(|(p, e)| Refusal { input: p.clone(), error: e.clone() });
         report.refused.splice(0..0, photos);
         report.refused.sort_by(|a, b| a.input.cmp(&b.input));
     }

@@ -122,7 +122,11 @@ pub fn check_names(
             outputs.into_iter().filter_map(|out| Some((canonical(&out)?, out))).collect();
         if let Some((_, out)) = named.iter().find(|(c, _)| Some(c) == report.as_ref()) {
             let path = opts.report.as_deref().expect("a report");
-            crate::invalid!("{}: the report file is also the output {}", escaped(path), escaped(out));
+            crate::invalid!(
+                "{}: the report file is also the output {}",
+                escaped(path),
+                escaped(out)
+            );
         }
         let clash = named.iter().find_map(|(c, out)| {
             if let Some(inp) = protected.clash(out, c) {
