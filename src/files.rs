@@ -133,31 +133,241 @@ pub fn parent_dir(path: &Path) -> &Path {
     }
 }
 
-/// An advisory lock on an output folder (`flock` on `<dir>/.pulse.lock`), held while a run
-/// writes there, so two runs never mix their results in one folder. Released on drop, and by
-/// the system when the process dies (kill -9 included), so a stale lock never blocks a rerun.
+/// The lock of an output folder (or of one shard's share of it, see
+/// [`crate::pipelines::shard::lock_name`]), held while a run writes there, so that two runs of
+/// the same work never run side by side.
+///
+/// The lock is the file `<dir>/<name>`, created with `O_EXCL` (atomic on local filesystems and
+/// on NFS v3+ and Lustre) and holding its owner (`host`, `pid`, start time), plus a `flock` on
+/// it. Correctness never rests on the lock: outputs are whole because each is renamed into place
+/// complete, and a task that runs twice skips finished work. The lock only keeps a second run of
+/// the same work from starting, and must not block a rerun after a crash:
+/// - a lock left by a dead process on this machine is taken over (the system released its
+///   `flock`, which is dependable between processes of one machine);
+/// - a lock of another machine is taken over once it is stale: its holder rewrites it every
+///   [`LOCK_HEARTBEAT`] seconds, and one untouched for [`LOCK_STALE`] seconds (compared with the
+///   folder's own clock, the time stamp of a file written there now) belongs to a run that died.
+///
+/// Released on drop: the file is removed (when it is still this run's).
 #[derive(Debug)]
 pub struct DirLock {
-    _file: File,
+    file: File,
+    path: PathBuf,
+    token: String,
+    heartbeat: Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
 }
 
-/// The name of the lock file [`DirLock`] keeps in an output folder.
+/// The name of the lock file [`DirLock`] keeps in an output folder for a whole (unsharded) run.
 pub const LOCK_FILE: &str = ".pulse.lock";
 
-impl DirLock {
-    /// Takes the lock, or returns `Ok(None)` when another process holds it.
-    pub fn try_acquire(dir: &Path) -> std::io::Result<Option<Self>> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join(LOCK_FILE))?;
-        match file.try_lock() {
-            Ok(()) => Ok(Some(Self { _file: file })),
-            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-            Err(std::fs::TryLockError::Error(e)) => Err(e),
+/// Seconds between two rewrites of a held lock file.
+pub const LOCK_HEARTBEAT: u64 = 30;
+
+/// Seconds after which a lock file of another machine that was not rewritten is stale.
+pub const LOCK_STALE: u64 = 300;
+
+/// Who holds a lock, as its file says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockHolder {
+    pub host: String,
+    pub pid: u32,
+    /// Unix time the run started.
+    pub started: u64,
+    token: String,
+}
+
+impl std::fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.is_empty() {
+            write!(f, "holder unknown")
+        } else {
+            write!(f, "pid {} on {}", self.pid, self.host)
         }
     }
+}
+
+impl LockHolder {
+    fn line(&self) -> String {
+        format!(
+            "pulse-lock/1 host={} pid={} started={} token={}\n",
+            self.host, self.pid, self.started, self.token
+        )
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        let mut parts = text.trim().split(' ');
+        if parts.next()? != "pulse-lock/1" {
+            return None;
+        }
+        let mut field = |key: &str| parts.next()?.strip_prefix(key).map(str::to_string);
+        Some(Self {
+            host: field("host=")?,
+            pid: field("pid=")?.parse().ok()?,
+            started: field("started=")?.parse().ok()?,
+            token: field("token=")?,
+        })
+    }
+
+    fn ours() -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        Self {
+            host: host_name(),
+            pid: std::process::id(),
+            started: now,
+            token: format!("{:x}{:08x}", std::process::id(), nanos),
+        }
+    }
+}
+
+/// This machine's name, as lock files record it (no spaces).
+pub fn host_name() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
+    let name: String = name.trim().chars().filter(|c| !c.is_whitespace()).collect();
+    if name.is_empty() {
+        "unknown".into()
+    } else {
+        name
+    }
+}
+
+impl DirLock {
+    /// Takes the whole-folder lock ([`LOCK_FILE`]), or returns `Ok(None)` when another live run
+    /// holds it.
+    pub fn try_acquire(dir: &Path) -> std::io::Result<Option<Self>> {
+        Ok(Self::acquire(dir, LOCK_FILE)?.ok())
+    }
+
+    /// Takes the lock `<dir>/<name>`, or returns `Ok(Err(holder))` when a live run holds it.
+    pub fn acquire(dir: &Path, name: &str) -> std::io::Result<Result<Self, LockHolder>> {
+        let path = dir.join(name);
+        let ours = LockHolder::ours();
+        // A few rounds: another run may remove or replace the file between our steps.
+        for _ in 0..8 {
+            match std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path) {
+                Ok(file) => {
+                    // New, so nobody else can hold it; the flock only marks it live on this machine.
+                    let _ = file.try_lock();
+                    return Self::own(file, path, ours).map(Ok);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+            let mut file = match std::fs::OpenOptions::new().read(true).write(true).open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            let holder = read_holder(&mut file);
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Ok(Err(holder.unwrap_or_else(unknown_holder)));
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(e),
+            }
+            // The file may have been removed (its holder finished) before our flock: start over.
+            if !same_inode(&file, &path) {
+                continue;
+            }
+            let holder = read_holder(&mut file).or(holder);
+            let foreign = holder.as_ref().is_some_and(|h| h.host != ours.host);
+            if foreign && !is_stale(&file, dir) {
+                return Ok(Err(holder.expect("foreign means known")));
+            }
+            // Ours to take over: a dead run of this machine, a stale one of another, or a file
+            // without a holder (left by an older pulse).
+            return Self::own(file, path, ours).map(Ok);
+        }
+        Err(std::io::Error::other("the lock file keeps changing under us"))
+    }
+
+    /// Writes our holder line into the lock file and starts the heartbeat.
+    fn own(mut file: File, path: PathBuf, ours: LockHolder) -> std::io::Result<Self> {
+        use std::io::{Seek, Write};
+        let line = ours.line();
+        file.set_len(0)?;
+        file.seek(std::io::SeekFrom::Start(0))?;
+        file.write_all(line.as_bytes())?;
+        file.sync_data()?;
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let beat = file.try_clone()?;
+        let handle = std::thread::Builder::new().name("pulse-lock".into()).spawn(move || {
+            use std::os::unix::fs::FileExt;
+            let period = std::time::Duration::from_secs(LOCK_HEARTBEAT);
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(period) {
+                // Rewriting the same bytes moves the file's time stamp on (the server's clock on
+                // a network filesystem), which is what [`is_stale`] reads.
+                let _ = beat.write_at(line.as_bytes(), 0);
+                let _ = beat.sync_data();
+            }
+        })?;
+        Ok(Self { file, path, token: ours.token, heartbeat: Some((tx, handle)) })
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        if let Some((tx, handle)) = self.heartbeat.take() {
+            drop(tx);
+            let _ = handle.join();
+        }
+        // Remove the file while still holding the flock, and only if it is still ours (a run of
+        // another machine may have taken over a lock it found stale).
+        let still_ours = File::open(&self.path)
+            .ok()
+            .and_then(|mut f| read_holder(&mut f))
+            .is_some_and(|h| h.token == self.token);
+        if still_ours && same_inode(&self.file, &self.path) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn unknown_holder() -> LockHolder {
+    LockHolder { host: String::new(), pid: 0, started: 0, token: String::new() }
+}
+
+fn read_holder(file: &mut File) -> Option<LockHolder> {
+    use std::io::{Read, Seek};
+    file.seek(std::io::SeekFrom::Start(0)).ok()?;
+    let mut text = String::new();
+    file.by_ref().take(4096).read_to_string(&mut text).ok()?;
+    LockHolder::parse(&text)
+}
+
+fn same_inode(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// Whether the lock file was last written more than [`LOCK_STALE`] seconds ago, by the clock of
+/// the filesystem that holds it: the time stamp of a file written in `dir` now, not this
+/// machine's clock, which may disagree with the file server's.
+fn is_stale(file: &File, dir: &Path) -> bool {
+    let Ok(written) = file.metadata().and_then(|m| m.modified()) else { return false };
+    let now = tempfile::Builder::new()
+        .prefix(".pulse-clock")
+        .tempfile_in(dir)
+        .and_then(|mut t| {
+            std::io::Write::write_all(&mut t, b"x")?;
+            t.as_file().sync_data()?;
+            t.as_file().metadata()?.modified()
+        })
+        .unwrap_or_else(|_| std::time::SystemTime::now());
+    now.duration_since(written).is_ok_and(|age| age.as_secs() > LOCK_STALE)
 }
 
 /// Writes whatever `f` writes into `path`, atomically: a temporary file next to `path`, fsync,
@@ -272,7 +482,40 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first = DirLock::try_acquire(dir.path()).unwrap().expect("free");
         assert!(DirLock::try_acquire(dir.path()).unwrap().is_none());
+        let holder = DirLock::acquire(dir.path(), LOCK_FILE).unwrap().unwrap_err();
+        assert_eq!((holder.pid, holder.host.clone()), (std::process::id(), host_name()));
+        // Another name (another shard) is another lock.
+        let other = DirLock::acquire(dir.path(), ".pulse.lock.1-of-2").unwrap().expect("free");
         drop(first);
+        assert!(!dir.path().join(LOCK_FILE).exists(), "removed on release");
         assert!(DirLock::try_acquire(dir.path()).unwrap().is_some());
+        drop(other);
+    }
+
+    #[test]
+    fn dead_and_stale_holders_are_taken_over_live_foreign_ones_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOCK_FILE);
+        // Left by a dead run of this machine (no flock held): taken over.
+        let dead = LockHolder { pid: 1, ..LockHolder::ours() };
+        std::fs::write(&path, dead.line()).unwrap();
+        drop(DirLock::try_acquire(dir.path()).unwrap().expect("a dead holder's lock is free"));
+        // An empty file from an older pulse: taken over.
+        std::fs::write(&path, b"").unwrap();
+        drop(DirLock::try_acquire(dir.path()).unwrap().expect("no holder"));
+        // Another machine's, fresh: refused whatever flock says.
+        let foreign = LockHolder { host: "node-7".into(), ..LockHolder::ours() };
+        std::fs::write(&path, foreign.line()).unwrap();
+        let holder = DirLock::acquire(dir.path(), LOCK_FILE).unwrap().unwrap_err();
+        assert_eq!(holder.host, "node-7");
+        assert_eq!(holder.to_string(), format!("pid {} on node-7", holder.pid));
+        // ... and once it has not been rewritten for longer than LOCK_STALE, taken over.
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(LOCK_STALE + 60);
+        File::options().write(true).open(&path).unwrap().set_modified(old).unwrap();
+        let lock = DirLock::try_acquire(dir.path()).unwrap().expect("stale");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(&format!("pid={}", std::process::id())), "{text}");
+        drop(lock);
+        assert!(!path.exists());
     }
 }

@@ -173,7 +173,7 @@ fn resume_completes_missing_outputs_and_cleans_stale_temporaries() {
         pulse().args(&args).assert().success();
     };
     run(&[]);
-    assert_eq!(listing(&out), [".pulse.lock", "astronaut32.latent.safetensors", "astronaut32.png"]);
+    assert_eq!(listing(&out), ["astronaut32.latent.safetensors", "astronaut32.png"]);
     let stale = out.join(".astronaut32.compare.png.Ab3xYz.tmp");
     std::fs::write(&stale, b"half a sheet").unwrap();
     let foreign_tmp = out.join(".notes.txt.Ab3xYz.tmp");

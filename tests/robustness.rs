@@ -185,3 +185,119 @@ fn init_from_another_model_is_refused() {
         .code(2)
         .stderr(predicate::str::contains("another model"));
 }
+
+/// `align` and `upsample --align` fed their worst inputs and flags: whatever the outcome, an
+/// exit code of the table (never 101), no panic on stderr, and no photo changed.
+#[test]
+fn worst_photos_never_panic_align_or_upsample_align() {
+    let t = TestDir::new();
+    let dir = t.path("photos");
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fixture_photo =
+        |name: &str| std::fs::read(root.join("tests/fixtures/align").join(name)).unwrap();
+    let jpeg = fixture_photo("astronaut.jpg");
+    let mut bomb = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    bomb.extend_from_slice(&100_000u32.to_be_bytes());
+    bomb.extend_from_slice(&100_000u32.to_be_bytes());
+    bomb.extend_from_slice(&[8, 2, 0, 0, 0, 0, 0, 0, 0]);
+    let mut corrupt = jpeg[..jpeg.len() / 2].to_vec();
+    corrupt.extend_from_slice(b"\xFF\xD9");
+    let mut flipped = jpeg.clone();
+    for b in flipped.iter_mut().skip(jpeg.len() / 3).step_by(97) {
+        *b ^= 0x5A;
+    }
+    for (name, bytes) in [
+        ("empty.jpg", Vec::new()),
+        ("bomb.png", bomb),
+        ("cut.jpg", jpeg[..jpeg.len() / 2].to_vec()),
+        ("corrupt.jpg", corrupt),
+        ("flipped.jpg", flipped),
+        ("text.png", b"not an image at all".to_vec()),
+        ("face.jpg", jpeg.clone()),
+        ("same.png", fixture_photo("palette.png")),
+    ] {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    image::RgbImage::new(1, 1).save(dir.join("one.png")).unwrap();
+    image::RgbImage::new(3, 5000).save(dir.join("thin.png")).unwrap();
+    std::fs::create_dir_all(dir.join("folder.png")).unwrap();
+    std::os::unix::fs::symlink(dir.join("nowhere.png"), dir.join("dangling.png")).unwrap();
+    let before: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+        .collect();
+    let out = |n: &str| t.path(n).display().to_string();
+    let d = s(&dir);
+    let model = root.join("models/test-1024").display().to_string();
+    let cases: Vec<Vec<String>> = [
+        vec!["align", d, "-o", &out("a1")],
+        vec!["align", d, "-o", d],
+        vec!["align", d, "-o", &out("a2"), "--all-faces", "--save-aligned", "--size", "1024"],
+        vec!["align", d, "-o", &out("a3"), "--min-face", "4"],
+        vec!["align", d, "-o", &out("a4"), "--min-face", "1e30"],
+        vec!["align", d, "-o", &out("a5"), "--report", d],
+        vec!["align", d, "-o", &out("a6"), "--shard", "auto"],
+        vec!["upsample", d, "--align", "-o", d, "--steps", "1", "--eps", "1", "--model", &model],
+        vec![
+            "upsample",
+            d,
+            "--align",
+            "-o",
+            &out("u1"),
+            "--steps",
+            "1",
+            "--eps",
+            "1",
+            "--model",
+            &model,
+            "--samples",
+            "2",
+            "--compare",
+        ],
+        vec![
+            "upsample",
+            d,
+            "--align",
+            "-o",
+            &out("u2"),
+            "--steps",
+            "1",
+            "--model",
+            &model,
+            "--report",
+            &format!("{d}/face.jpg"),
+        ],
+    ]
+    .into_iter()
+    .map(|v| v.into_iter().map(String::from).collect())
+    .collect();
+    for args in cases {
+        let output = Command::new(bin())
+            .args(&args)
+            .args(["--device", "cpu", "-q"])
+            .env("PULSE_MTCNN", root.join("models/mtcnn"))
+            .env_remove("PULSE_MODEL")
+            .env_remove("SLURM_ARRAY_TASK_ID")
+            .env_remove("JOB_COMPLETION_INDEX")
+            .env_remove("AWS_BATCH_JOB_ARRAY_INDEX")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let code = output.status.code();
+        assert!(matches!(code, Some(0..=3)), "pulse {}: exit {code:?}: {stderr}", args.join(" "));
+        assert!(!stderr.contains("panicked"), "pulse {}: {stderr}", args.join(" "));
+        for (path, bytes) in &before {
+            assert_eq!(
+                &std::fs::read(path).unwrap(),
+                bytes,
+                "pulse {}: {} changed",
+                args.join(" "),
+                path.display()
+            );
+        }
+        eprintln!("exit {code:?}: pulse {}", args.join(" "));
+    }
+}

@@ -44,6 +44,32 @@ struct Candidate {
     reg: [f32; 4],
 }
 
+/// The most pixels of one pyramid level (as many as the largest photo read, 8192x8192): a
+/// level costs 12 bytes a pixel, and P-Net's maps about 40 more per row of a band, so a smaller
+/// `min_face` than the photo allows ([`check_min_face`]) would need tens of gigabytes.
+pub const MAX_LEVEL_PIXELS: i64 = 8192 * 8192;
+
+/// The side of a pyramid level at `scale`, as facenet-pytorch rounds it.
+fn level_side(n: i64, scale: f64) -> i64 {
+    (n as f64 * scale + 1.0) as i64
+}
+
+/// Refuses a `min_face` whose first pyramid level for an `h` x `w` photo would exceed
+/// [`MAX_LEVEL_PIXELS`], with the smallest value this photo takes.
+pub fn check_min_face(h: i64, w: i64, config: &DetectConfig) -> Result<(), String> {
+    let scale = 12.0 / config.min_face;
+    let (hs, ws) = (level_side(h, scale), level_side(w, scale));
+    if (hs as f64) * (ws as f64) <= MAX_LEVEL_PIXELS as f64 {
+        return Ok(());
+    }
+    // The level is about (h * 12 / m) x (w * 12 / m): solve for m, with a pixel of margin.
+    let smallest = (12.0 * ((h * w) as f64 / MAX_LEVEL_PIXELS as f64).sqrt()).ceil() + 1.0;
+    Err(format!(
+        "a smallest face of {} px is too small for this {w}x{h} photo: the detector would scale it up to {ws}x{hs} pixels (at most {MAX_LEVEL_PIXELS}); use --min-face {smallest} or more",
+        config.min_face
+    ))
+}
+
 /// The pyramid scales for an `h` x `w` image (facenet-pytorch computes these in float64).
 pub fn pyramid(h: i64, w: i64, min_face: f64, factor: f64) -> Vec<f64> {
     let m = 12.0 / min_face;
@@ -61,12 +87,41 @@ pub fn pyramid(h: i64, w: i64, min_face: f64, factor: f64) -> Vec<f64> {
 /// Finds faces in `image`, `[3,H,W]` with values 0..255 (8-bit values as floats), on any device.
 /// Faces come largest first (by box area), as facenet-pytorch's `detect` returns them.
 pub fn detect(mtcnn: &Mtcnn, image: &Tensor, config: &DetectConfig) -> Vec<Face> {
+    detect_with(mtcnn, image, config, &mut |_, _| true).unwrap_or_default()
+}
+
+/// [`detect`], reporting progress: `progress(done, total)` after each band of P-Net rows and each
+/// later stage (a large photo takes seconds); when it returns false the detection stops and
+/// `None` is returned. Pyramid levels over [`MAX_LEVEL_PIXELS`] are skipped (refuse such a
+/// `min_face` first with [`check_min_face`]).
+pub fn detect_with(
+    mtcnn: &Mtcnn,
+    image: &Tensor,
+    config: &DetectConfig,
+    progress: &mut dyn FnMut(usize, usize) -> bool,
+) -> Option<Vec<Face>> {
     tch::no_grad(|| {
         let image = image.to_device(mtcnn.device).to_kind(Kind::Float).unsqueeze(0);
         let (h, w) = (image.size()[2], image.size()[3]);
-        let candidates = propose(mtcnn, &image, config);
+        let levels: Vec<f64> = pyramid(h, w, config.min_face, config.factor)
+            .into_iter()
+            .filter(|&s| level_side(h, s) * level_side(w, s) <= MAX_LEVEL_PIXELS)
+            .collect();
+        let total = levels.iter().map(|&s| bands(level_side(h, s))).sum::<usize>() + 2;
+        let mut done = 0;
+        let mut tick = || {
+            done += 1;
+            progress(done, total)
+        };
+        let candidates = propose(mtcnn, &image, &levels, config, &mut tick)?;
         let candidates = refine(mtcnn, &image, candidates, config.thresholds[1], h, w);
+        if !tick() {
+            return None;
+        }
         let mut faces = output(mtcnn, &image, candidates, config.thresholds[2], h, w);
+        if !tick() {
+            return None;
+        }
         // Largest first; equal areas (rare) left to right, then top to bottom.
         let area = |f: &Face| (f.bbox[2] - f.bbox[0]) * (f.bbox[3] - f.bbox[1]);
         faces.sort_by(|a, b| {
@@ -75,7 +130,7 @@ pub fn detect(mtcnn: &Mtcnn, image: &Tensor, config: &DetectConfig) -> Vec<Face>
                 .then(a.bbox[0].total_cmp(&b.bbox[0]))
                 .then(a.bbox[1].total_cmp(&b.bbox[1]))
         });
-        faces
+        Some(faces)
     })
 }
 
@@ -89,19 +144,25 @@ fn to_vec(t: &Tensor) -> Vec<f32> {
         .expect("float tensor")
 }
 
-/// Stage 1: P-Net over the pyramid, NMS per level and over all levels, regression, squaring.
-fn propose(mtcnn: &Mtcnn, image: &Tensor, config: &DetectConfig) -> Vec<Candidate> {
+/// Stage 1: P-Net over the pyramid levels `scales`, NMS per level and over all levels,
+/// regression, squaring. `tick` is called after each band; `None` when it says stop.
+fn propose(
+    mtcnn: &Mtcnn,
+    image: &Tensor,
+    scales: &[f64],
+    config: &DetectConfig,
+    tick: &mut dyn FnMut() -> bool,
+) -> Option<Vec<Candidate>> {
     let (h, w) = (image.size()[2], image.size()[3]);
     let mut all = vec![];
-    for scale in pyramid(h, w, config.min_face, config.factor) {
-        let hs = (h as f64 * scale + 1.0) as i64;
-        let ws = (w as f64 * scale + 1.0) as i64;
+    for &scale in scales {
+        let (hs, ws) = (level_side(h, scale), level_side(w, scale));
         let level = normalise(&image.adaptive_avg_pool2d([hs, ws]));
-        let (reg, prob) = pnet_banded(&mtcnn.pnet, &level);
+        let (reg, prob) = pnet_banded(&mtcnn.pnet, &level, tick)?;
         let found = windows(&reg, &prob, scale as f32, config.thresholds[0]);
         all.extend(nms(&found, 0.5, Overlap::Union).into_iter().map(|i| found[i]));
     }
-    nms(&all, 0.7, Overlap::Union)
+    let kept = nms(&all, 0.7, Overlap::Union)
         .into_iter()
         .map(|i| {
             let c = all[i];
@@ -111,7 +172,8 @@ fn propose(mtcnn: &Mtcnn, image: &Tensor, config: &DetectConfig) -> Vec<Candidat
                 [x1 + c.reg[0] * rw, y1 + c.reg[1] * rh, x2 + c.reg[2] * rw, y2 + c.reg[3] * rh];
             Candidate { corners: square(corners), ..c }
         })
-        .collect()
+        .collect();
+    Some(kept)
 }
 
 /// Rows of a pyramid level above which P-Net runs in horizontal bands, to bound the memory of
@@ -121,10 +183,16 @@ const BAND_ROWS: i64 = 512;
 /// P-Net on one level, in bands of rows when the level is tall. Output row `r` sees input rows
 /// `2r..2r+12`, so a band of input rows `[2a, 2b+12)` gives exactly output rows `a..=b`; the last
 /// band runs to the end of the level, where `ceil_mode` pooling behaves as on the whole level.
-fn pnet_banded(pnet: &PNet, level: &Tensor) -> (Tensor, Tensor) {
+/// `tick` is called after each band; `None` when it says stop.
+fn pnet_banded(
+    pnet: &PNet,
+    level: &Tensor,
+    tick: &mut dyn FnMut() -> bool,
+) -> Option<(Tensor, Tensor)> {
     let h = level.size()[2];
     if h <= BAND_ROWS + 12 {
-        return pnet.forward(level);
+        let out = pnet.forward(level);
+        return tick().then_some(out);
     }
     let out_rows = (h - 2 + 1) / 2 - 4;
     let step = BAND_ROWS / 2; // output rows per band
@@ -137,9 +205,21 @@ fn pnet_banded(pnet: &PNet, level: &Tensor) -> (Tensor, Tensor) {
         let (reg, prob) = pnet.forward(&level.narrow(2, start, len));
         regs.push(reg);
         probs.push(prob);
+        if !tick() {
+            return None;
+        }
         a = b + 1;
     }
-    (Tensor::cat(&regs, 2), Tensor::cat(&probs, 2))
+    Some((Tensor::cat(&regs, 2), Tensor::cat(&probs, 2)))
+}
+
+/// How many bands [`pnet_banded`] runs on a level of `h` rows.
+fn bands(h: i64) -> usize {
+    if h <= BAND_ROWS + 12 {
+        return 1;
+    }
+    let out_rows = (h - 2 + 1) / 2 - 4;
+    (out_rows as usize).div_ceil((BAND_ROWS / 2) as usize)
 }
 
 /// P-Net cells with face probability >= `threshold`, as 12x12 windows in image pixels
@@ -371,6 +451,21 @@ mod tests {
     }
 
     #[test]
+    fn min_face_is_bounded_by_the_first_level_size() {
+        let tiny = DetectConfig { min_face: 1.0, ..Default::default() };
+        let e = check_min_face(4000, 6000, &tiny).unwrap_err();
+        assert!(e.contains("6000x4000") && e.contains("--min-face 9 "), "{e}");
+        let ok = DetectConfig { min_face: 9.0, ..Default::default() };
+        assert!(check_min_face(4000, 6000, &ok).is_ok());
+        // The largest photo read takes the default, and any photo takes 13.
+        assert!(check_min_face(8192, 8192, &DetectConfig::default()).is_ok());
+        let m13 = DetectConfig { min_face: 13.0, ..Default::default() };
+        assert!(check_min_face(8192, 8192, &m13).is_ok());
+        // A small photo is scaled up as facenet-pytorch does.
+        assert!(check_min_face(100, 100, &tiny).is_ok());
+    }
+
+    #[test]
     fn nms_keeps_the_best_of_overlapping_boxes() {
         let boxes = [
             cand([0.0, 0.0, 10.0, 10.0], 0.8),
@@ -399,7 +494,15 @@ mod tests {
         for h in [BAND_ROWS + 13, 2 * BAND_ROWS + 7, 3 * BAND_ROWS + 40] {
             let level = Tensor::randn([1, 3, h, 30], (Kind::Float, Device::Cpu));
             let (reg, prob) = tch::no_grad(|| pnet.forward(&level));
-            let (breg, bprob) = tch::no_grad(|| pnet_banded(&pnet, &level));
+            let mut count = 0;
+            let (breg, bprob) = tch::no_grad(|| {
+                pnet_banded(&pnet, &level, &mut || {
+                    count += 1;
+                    true
+                })
+            })
+            .unwrap();
+            assert_eq!(count, bands(h), "{h} rows");
             assert_eq!(breg.size(), reg.size(), "{h} rows");
             assert_eq!(bprob.size(), prob.size(), "{h} rows");
             let diff = (breg - reg).abs().max().double_value(&[]);

@@ -7,7 +7,7 @@ pub mod detect;
 pub mod ffhq;
 pub mod mtcnn;
 
-pub use detect::{detect, DetectConfig};
+pub use detect::{check_min_face, detect, detect_with, DetectConfig};
 pub use mtcnn::Mtcnn;
 
 use serde::Serialize;
@@ -39,9 +39,19 @@ impl Face {
 /// largest first. The values are taken back to 0..255 and rounded, so 8-bit photos give MTCNN
 /// exactly the pixel values facenet-pytorch sees.
 pub fn find_faces(mtcnn: &Mtcnn, image: &Tensor, config: &DetectConfig) -> Vec<Face> {
+    find_faces_with(mtcnn, image, config, &mut |_, _| true).unwrap_or_default()
+}
+
+/// [`find_faces`] with progress and a way to stop ([`detect_with`]): `None` when stopped.
+pub fn find_faces_with(
+    mtcnn: &Mtcnn,
+    image: &Tensor,
+    config: &DetectConfig,
+    progress: &mut dyn FnMut(usize, usize) -> bool,
+) -> Option<Vec<Face>> {
     let mut bytes = image.to_kind(tch::Kind::Float) * 255.0;
     let _ = bytes.round_();
-    detect(mtcnn, &bytes, config)
+    detect_with(mtcnn, &bytes, config, progress)
 }
 
 /// The low-resolution face PULSE takes: the 1024x1024 aligned face (quantised to 8 bits, as

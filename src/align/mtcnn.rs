@@ -235,7 +235,8 @@ impl Mtcnn {
             let path = crate::model::find_file(dir, stem).with_context(|| {
                 format!("{}: no {stem}.pt or {stem}.safetensors in the MTCNN folder", dir.display())
             })?;
-            let sd = weights::load(&path)?;
+            let sd = weights::load(&path)
+                .with_context(|| format!("{}: cannot load the MTCNN weights", path.display()))?;
             weights::load_into(vs, &sd)
                 .with_context(|| format!("{}: not facenet-pytorch's {stem}", path.display()))?;
             vs.freeze();

@@ -53,6 +53,9 @@ pub enum Command {
     Import(super::import::ImportArgs),
     /// Download the real model (FFHQ StyleGAN, licence CC BY-NC 4.0), verify it and import it.
     Download(super::import::DownloadArgs),
+    /// Join the reports of a job's shards into one, with the verdict for the whole job.
+    #[command(subcommand)]
+    Report(super::report::ReportCommand),
 }
 
 /// A parser accepting exactly `names` (listed by `--help`), each parsed by `T::from_str`.
@@ -100,25 +103,7 @@ fn device(s: &str) -> Result<String, String> {
     pulse::device::parse_device_name(s).map(|_| s.to_string()).map_err(|e| e.to_string())
 }
 
-/// `--shard I/N`: only the inputs at sorted position p with p % N == I.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
-    pub index: usize,
-    pub count: usize,
-}
-
-impl std::str::FromStr for Shard {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let parsed = s
-            .split_once('/')
-            .and_then(|(i, n)| Some((i.trim().parse().ok()?, n.trim().parse().ok()?)));
-        match parsed {
-            Some((index, count)) if count > 0 && index < count => Ok(Self { index, count }),
-            _ => Err(format!("expected I/N with 0 <= I < N, got '{s}'")),
-        }
-    }
-}
+use pulse::pipelines::shard::ShardRequest;
 
 /// `--batch-size N|auto`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,6 +151,19 @@ impl std::str::FromStr for Scales {
     fn from_str(s: &str) -> Result<Self, String> {
         pulse::editing::edit::parse_scales(s).map(Self).map_err(|e| e.to_string())
     }
+}
+
+/// `--shard` and `--shards`, shared by the commands that take folders.
+#[derive(Debug, Clone, Args)]
+pub struct ShardArgs {
+    /// Process only inputs at sorted position p with p % N == I (many machines share one output
+    /// folder); "auto" reads I and N from a Slurm, Kubernetes Indexed Job or AWS Batch array.
+    #[arg(long, value_name = "I/N|auto", value_parser = clap::value_parser!(ShardRequest))]
+    pub shard: Option<ShardRequest>,
+    /// With --shard auto in a Kubernetes Indexed Job (which gives no total): the number of
+    /// shards, the Job's completions [default: $PULSE_SHARDS].
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub shards: Option<usize>,
 }
 
 /// Model folder and device, shared by the commands that run a network.
@@ -254,9 +252,8 @@ pub struct UpsampleArgs {
     /// Ignore the alpha channel of RGBA targets.
     #[arg(long)]
     pub ignore_alpha: bool,
-    /// Process only inputs at sorted position p with p % N == I.
-    #[arg(long, value_name = "I/N", value_parser = clap::value_parser!(Shard))]
-    pub shard: Option<Shard>,
+    #[command(flatten)]
+    pub shard: ShardArgs,
     /// Redo images whose outputs already exist.
     #[arg(long)]
     pub overwrite: bool,
@@ -476,6 +473,7 @@ pub struct BenchArgs {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+    use pulse::pipelines::shard::Shard;
 
     #[test]
     fn cli_definition_is_consistent() {

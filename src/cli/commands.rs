@@ -107,6 +107,20 @@ pub fn upsample(a: UpsampleArgs) -> anyhow::Result<Exit> {
     if a.align {
         return super::align::upsample_aligned(a);
     }
+    let shard = super::report::shard_of(&a.shard)?;
+    upsample_run(a, shard, None)
+}
+
+/// Upsamples the inputs of `a` (of `shard`, already resolved). With `aligned` (from
+/// `upsample --align`) the inputs are this shard's aligned faces and the report is already named.
+pub(super) fn upsample_run(
+    mut a: UpsampleArgs,
+    shard: Option<pipelines::shard::ShardInfo>,
+    aligned: Option<pipelines::upsample::AlignedPhotos>,
+) -> anyhow::Result<Exit> {
+    if aligned.is_none() {
+        a.report = a.report.map(|r| super::report::report_file(&r, shard.as_ref(), "report"));
+    }
     let mut model = load_model(&a.model)?;
     let search = SearchConfig {
         steps: a.steps,
@@ -150,7 +164,8 @@ pub fn upsample(a: UpsampleArgs) -> anyhow::Result<Exit> {
         save_intermediate: a.save_intermediate,
         compare: a.compare,
         report: a.report,
-        shard: a.shard.map(|s| (s.index, s.count)),
+        shard,
+        aligned,
         overwrite: a.overwrite,
         mask: a.mask,
         ignore_alpha: a.ignore_alpha,

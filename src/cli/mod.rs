@@ -8,6 +8,7 @@ mod edit_commands;
 pub mod exit;
 mod import;
 mod progress;
+mod report;
 
 pub use args::Cli;
 use args::Command;
@@ -29,5 +30,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Bench(a) => bench::bench(a),
         Command::Import(a) => import::import(a),
         Command::Download(a) => import::download(a),
+        Command::Report(c) => report::report(c),
     }
 }

@@ -123,25 +123,34 @@ fn decode(
             file.read_to_end(&mut bytes).map_err(|e| err(ImageErrorKind::Io(e)))?;
             let complete = jpeg_has_end(&bytes);
             let reader = ImageReader::with_format(Cursor::new(bytes), ImageFormat::Jpeg);
-            decode_checked(path, reader, &check, complete)
+            decode_checked(path, reader, &check, Some(complete))
         }
-        Some(_) => decode_checked(path, reader, &check, true),
+        Some(_) => decode_checked(path, reader, &check, None),
     }
 }
 
 /// Builds the decoder (which reads only headers), checks the declared size, then decodes.
+/// `jpeg_complete`: for a JPEG, whether its data reaches the end-of-image marker; a JPEG that
+/// does is whole, so what its decoder calls an early end is corrupt data, not truncation.
 fn decode_checked<R: BufRead + Seek>(
     path: &Path,
     mut reader: ImageReader<R>,
     check: &impl Fn(u32, u32) -> Result<(), ImageErrorKind>,
-    complete: bool,
+    jpeg_complete: Option<bool>,
 ) -> Result<DynamicImage, ImageError> {
+    let from_image = |path: &Path, e: image::ImageError| {
+        let mut err = from_image(path, e);
+        if let (Some(true), ImageErrorKind::Truncated(text)) = (jpeg_complete, &err.kind) {
+            err.kind = ImageErrorKind::Corrupt(text.clone());
+        }
+        err
+    };
     // Dimension limits are set after our own check so that a refusal names the size.
     reader.limits(alloc_only_limits());
     let mut decoder = reader.into_decoder().map_err(|e| from_image(path, e))?;
     let (w, h) = decoder.dimensions();
     check_size(w, h, check).map_err(|k| ImageError::new(path, k))?;
-    if !complete {
+    if jpeg_complete == Some(false) {
         let kind =
             ImageErrorKind::Truncated("the JPEG data ends before its end-of-image marker".into());
         return Err(ImageError::new(path, kind));
@@ -157,9 +166,13 @@ fn decode_checked<R: BufRead + Seek>(
 
 /// Whether a JPEG reaches its end-of-image marker (FFD9). Walks the marker segments by their
 /// lengths (so an EXIF thumbnail's own markers are skipped) and scans entropy-coded data byte by
-/// byte, where FF is always followed by 00 (a stuffed byte) or a marker.
+/// byte, where FF is always followed by 00 (a stuffed byte) or a marker. Once the image data has
+/// begun (after SOS), a file that ends with FFD9 is whole even when the walk is thrown off by
+/// damaged data (a byte pair that reads as a marker with a length past the end): such a file is
+/// corrupt, not truncated.
 fn jpeg_has_end(b: &[u8]) -> bool {
     let mut i = 2; // after SOI
+    let mut in_scan = false;
     while i + 1 < b.len() {
         if b[i] != 0xFF {
             i += 1; // entropy-coded data
@@ -169,14 +182,15 @@ fn jpeg_has_end(b: &[u8]) -> bool {
             0xD9 => return true,
             0xFF => i += 1,                      // fill byte before a marker
             0x00 | 0x01 | 0xD0..=0xD7 => i += 2, // stuffed byte, TEM, restart markers
-            _ if i + 3 < b.len() => {
+            marker if i + 3 < b.len() => {
+                in_scan |= marker == 0xDA;
                 let len = usize::from(u16::from_be_bytes([b[i + 2], b[i + 3]]));
                 i += 2 + len;
             }
-            _ => return false,
+            _ => break,
         }
     }
-    false
+    in_scan && b.ends_with(&[0xFF, 0xD9])
 }
 
 /// The size check every reader shares: too large first, then the reader's own rule.
@@ -282,5 +296,15 @@ mod tests {
         j.extend_from_slice(&[0xFF, 0xD9]);
         assert!(jpeg_has_end(&j));
         assert!(!jpeg_has_end(&j[..8]), "a segment running past the end is truncation");
+        // Damaged image data that reads as a marker with a length past the end: the file still
+        // ends with its end marker, so it is whole (and corrupt), not truncated.
+        let mut damaged = j[..j.len() - 2].to_vec();
+        damaged.extend_from_slice(&[0xFF, 0xC4, 0xFF, 0xF0, 0x77, 0xFF, 0xD9]);
+        assert!(jpeg_has_end(&damaged));
+        // Before the image data, the same is a header cut short.
+        let mut header = vec![0xFF, 0xD8, 0xFF, 0xDB, 0xFF, 0xF0, 0x01, 0xFF, 0xD9];
+        assert!(!jpeg_has_end(&header));
+        header.truncate(4);
+        assert!(!jpeg_has_end(&header));
     }
 }

@@ -1,12 +1,13 @@
 //! `pulse align`: every photo in, FFHQ-aligned low-resolution faces out, ready for `upsample`
 //! (PULSE's `align_face.py`, with MTCNN's landmarks instead of dlib's). Resumable, one bad file
 //! never stopping the rest, every output written atomically.
+use super::shard::ShardInfo;
 use crate::align::{self, DetectConfig, Face, Mtcnn};
 use crate::files::escaped;
 use crate::imageio;
-use anyhow::{bail, Context};
+use crate::invalid;
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -24,7 +25,13 @@ pub struct AlignOptions {
     pub detect: DetectConfig,
     /// Also write the 1024x1024 aligned faces (`<name>.aligned.png`).
     pub save_aligned: bool,
+    /// The report file (for a shard, already named after it: [`super::shard::report_path`]).
     pub report: Option<PathBuf>,
+    /// Only the inputs at sorted position p with p % N == I; also names the output folder's lock.
+    pub shard: Option<ShardInfo>,
+    /// Inputs the caller refused by its own planning before any work (`upsample --align`: an
+    /// output of the search would overwrite a photo), with the reason: recorded, not read.
+    pub refuse: Vec<(PathBuf, String)>,
     /// Redo inputs whose outputs already exist.
     pub overwrite: bool,
     /// Where the images are processed (the networks' device).
@@ -48,13 +55,25 @@ pub trait Observer {
     fn refused(&mut self, _input: &Path, _error: &anyhow::Error) {}
     /// An output that exists already (kept; `--overwrite` redoes it).
     fn skipped(&mut self, _input: &Path, _output: &Path) {}
+    /// Detection in a photo has done `done` of `total` steps (large photos take seconds).
+    fn progress(&mut self, _input: &Path, _done: usize, _total: usize) {}
     /// An input is done (whatever its status).
     fn finished(&mut self, _record: &InputRecord) {}
 }
 
+/// The report's `kind`, which `pulse report merge` reads.
+pub const KIND: &str = "align";
+
 /// The outcome of a run, also written as the JSON report.
 #[derive(Debug, Serialize)]
 pub struct Report {
+    /// Always [`KIND`].
+    pub kind: &'static str,
+    /// The shard this run worked on, and where it came from (`null` for a whole run).
+    pub shard: Option<ShardInfo>,
+    /// The photos this run was given (its shard's): what `pulse report merge` checks every
+    /// shard accounted for.
+    pub assigned: Vec<PathBuf>,
     pub settings: Settings,
     pub inputs: Vec<InputRecord>,
     pub interrupted: bool,
@@ -147,24 +166,57 @@ fn output_paths(opts: &AlignOptions, stem: &str, k: usize) -> (PathBuf, PathBuf)
 }
 
 /// Aligns the faces of every input. Inputs that cannot be read or have no face are reported
-/// and skipped; `stop` (Ctrl-C) ends the run between inputs, keeping what was written.
+/// and skipped; `stop` (Ctrl-C) ends the run, within a photo too, keeping what was written
+/// (whole files only). Errors of type [`crate::Invalid`] mean the request itself cannot be
+/// carried out (settings out of range, no input, an unusable output folder, another run of the
+/// same shard there).
 pub fn run(
     mtcnn: &Mtcnn,
     opts: &AlignOptions,
     observer: &mut dyn Observer,
     stop: &AtomicBool,
 ) -> anyhow::Result<Report> {
-    check_size(opts.size).map_err(|e| anyhow::anyhow!("output size: {e}"))?;
+    check_size(opts.size).map_err(|e| crate::Invalid(format!("output size: {e}")))?;
     if opts.detect.min_face.is_nan() || opts.detect.min_face < 1.0 {
-        bail!("the smallest face size must be at least 1 pixel");
+        invalid!("the smallest face size must be at least 1 pixel");
     }
-    std::fs::create_dir_all(&opts.out_dir)
-        .with_context(|| format!("{}: cannot create output folder", escaped(&opts.out_dir)))?;
-    let files = super::collect_inputs(&opts.inputs)?;
-    // No output may replace an input (e.g. `-o` naming the photos' own folder).
-    let inputs_set: BTreeSet<PathBuf> =
-        files.iter().filter_map(|f| f.canonicalize().ok()).collect();
+    let all = super::collect_inputs(&opts.inputs)?;
+    if all.is_empty() {
+        invalid!(
+            "nothing to do: no photo in {} (photos are {})",
+            opts.inputs.iter().map(|p| escaped(p)).collect::<Vec<_>>().join(", "),
+            crate::imageio::INPUT_EXTENSIONS.join(", ")
+        );
+    }
+    crate::files::check_writable_dir(&opts.out_dir).map_err(|e| {
+        crate::Invalid(format!(
+            "{}: cannot write in the output folder: {e}",
+            escaped(&opts.out_dir)
+        ))
+    })?;
+    if let Some(report) = &opts.report {
+        crate::files::check_writable_dir(crate::files::parent_dir(report)).map_err(|e| {
+            crate::Invalid(format!("{}: cannot write the report there: {e}", escaped(report)))
+        })?;
+        let inputs: Vec<&Path> = all.iter().map(PathBuf::as_path).collect();
+        crate::files::check_no_clobber(&inputs, &[report])?;
+    }
+    let mut clashes = plan_names(opts, &all);
+    for (path, why) in &opts.refuse {
+        clashes.insert(path.clone(), anyhow::anyhow!("{why}"));
+    }
+    let files = match &opts.shard {
+        Some(shard) => shard.shard().select(all.clone()),
+        None => all.clone(),
+    };
+    let _lock =
+        super::shard::lock_output_dir(&opts.out_dir, opts.shard.as_ref().map(|s| s.shard()))?;
+    // No output may replace an input of any shard (e.g. `-o` naming the photos' own folder).
+    let inputs_set: BTreeSet<PathBuf> = all.iter().filter_map(|f| f.canonicalize().ok()).collect();
     let mut report = Report {
+        kind: KIND,
+        shard: opts.shard.clone(),
+        assigned: files.clone(),
         settings: Settings {
             size: opts.size,
             all_faces: opts.all_faces,
@@ -178,7 +230,6 @@ pub fn run(
         interrupted: false,
     };
     observer.started(files.len());
-    let mut seen_stems = BTreeMap::new();
     for path in files {
         if stop.load(Ordering::SeqCst) {
             report.interrupted = true;
@@ -186,16 +237,15 @@ pub fn run(
         }
         let started = Instant::now();
         let stem = file_stem(&path);
-        let mut record = match seen_stems.insert(stem.clone(), path.clone()) {
-            Some(first) => refusal(
-                &path,
-                anyhow::anyhow!(
-                    "{}: same file name as {} (outputs would collide); rename one",
-                    escaped(&path),
-                    escaped(&first)
-                ),
-            ),
-            None => align_one(mtcnn, opts, &path, &stem, &inputs_set, observer)?,
+        let mut record = match clashes.remove(&path) {
+            Some(e) => refusal(&path, e),
+            None => match align_one(mtcnn, opts, &path, &stem, &inputs_set, observer, stop)? {
+                Some(record) => record,
+                None => {
+                    report.interrupted = true;
+                    break;
+                }
+            },
         };
         if let Some(e) = &record.error {
             observer.refused(&path, &anyhow::anyhow!("{e}"));
@@ -211,6 +261,38 @@ pub fn run(
         write_report(&report, path)?;
     }
     Ok(report)
+}
+
+/// Plans the output names of every photo of the job (all shards, sorted) before any work: a
+/// photo whose outputs would have the names of an earlier photo's is refused, naming it. (With
+/// `--all-faces` that happens only for equal stems: `<stem>_<k>` ends in digits.) Outputs over
+/// inputs are refused when written ([`overwrites_input`]), since with `--all-faces` the number
+/// of faces is known only then.
+fn plan_names(opts: &AlignOptions, all: &[PathBuf]) -> HashMap<PathBuf, anyhow::Error> {
+    let mut claimed: HashMap<String, &PathBuf> = HashMap::new();
+    let mut refused = HashMap::new();
+    for path in all {
+        let stem = file_stem(path);
+        let names = if opts.all_faces {
+            vec![format!("{stem}_<k>")]
+        } else if opts.save_aligned {
+            vec![format!("{stem}.png"), format!("{stem}.aligned.png")]
+        } else {
+            vec![format!("{stem}.png")]
+        };
+        match names.iter().find_map(|n| claimed.get(n).copied()) {
+            Some(other) => {
+                let e = anyhow::anyhow!(
+                    "{}: same output name as {} (outputs would collide); rename one",
+                    escaped(path),
+                    escaped(other)
+                );
+                refused.insert(path.clone(), e);
+            }
+            None => claimed.extend(names.into_iter().map(|n| (n, path))),
+        }
+    }
+    refused
 }
 
 fn record(path: &Path, status: Status, error: Option<String>) -> InputRecord {
@@ -231,7 +313,8 @@ fn refusal(path: &Path, e: anyhow::Error) -> InputRecord {
 }
 
 /// One input: read, detect, align and write each face to output. Errors reading the photo or
-/// aligning a face are the input's refusal; errors writing are the run's.
+/// aligning a face are the input's refusal; errors writing are the run's. `None`: stopped
+/// (Ctrl-C) before anything of this input was written.
 fn align_one(
     mtcnn: &Mtcnn,
     opts: &AlignOptions,
@@ -239,26 +322,36 @@ fn align_one(
     stem: &str,
     inputs: &BTreeSet<PathBuf>,
     observer: &mut dyn Observer,
-) -> anyhow::Result<InputRecord> {
+    stop: &AtomicBool,
+) -> anyhow::Result<Option<InputRecord>> {
     // Resume without reading: the largest face's outputs are all there.
     if !opts.all_faces && !opts.overwrite {
         let (png, aligned) = output_paths(opts, stem, 0);
         if let Some(e) = overwrites_input(path, &[&png, &aligned], inputs) {
-            return Ok(refusal(path, e));
+            return Ok(Some(refusal(path, e)));
         }
         if png.exists() && (!opts.save_aligned || aligned.exists()) {
             observer.skipped(path, &png);
             let mut r = record(path, Status::Skipped, None);
             r.outputs.push(png);
-            return Ok(r);
+            return Ok(Some(r));
         }
     }
     let image = match imageio::read_rgb(path) {
         Ok(t) => t.to_device(opts.device),
-        Err(e) => return Ok(refusal(path, e.into())),
+        Err(e) => return Ok(Some(refusal(path, e.into()))),
     };
     let (height, width) = (image.size()[1], image.size()[2]);
-    let faces = align::find_faces(mtcnn, &image, &opts.detect);
+    if let Err(e) = align::check_min_face(height, width, &opts.detect) {
+        return Ok(Some(refusal(path, anyhow::anyhow!("{}: {e}", escaped(path)))));
+    }
+    let mut progress = |done, total| {
+        observer.progress(path, done, total);
+        !stop.load(Ordering::SeqCst)
+    };
+    let Some(faces) = align::find_faces_with(mtcnn, &image, &opts.detect, &mut progress) else {
+        return Ok(None);
+    };
     let mut record = record(path, Status::Aligned, None);
     record.width = Some(width);
     record.height = Some(height);
@@ -267,7 +360,7 @@ fn align_one(
     if faces.is_empty() {
         record.status = Status::NoFace;
         record.error = Some(format!("{}: no face found", escaped(path)));
-        return Ok(record);
+        return Ok(Some(record));
     }
     let count = if opts.all_faces { faces.len() } else { 1 };
     for (k, face) in faces.iter().enumerate().take(count) {
@@ -296,7 +389,7 @@ fn align_one(
         record.faces[k].aligned = opts.save_aligned.then_some(aligned_png);
         record.outputs.push(png);
     }
-    Ok(record)
+    Ok(Some(record))
 }
 
 /// The refusal when one of `outputs` is an input of the run (e.g. `-o` naming the photos' own
@@ -317,5 +410,5 @@ fn overwrites_input(
 fn write_report(report: &Report, path: &Path) -> anyhow::Result<()> {
     let json = serde_json::to_vec_pretty(report)?;
     crate::files::write_bytes_atomic(path, &json)
-        .with_context(|| format!("{}: cannot write the report", escaped(path)))
+        .map_err(|e| anyhow::anyhow!("{}: cannot write the report: {e}", escaped(path)))
 }

@@ -6,6 +6,8 @@ pub mod bench;
 pub mod download;
 pub mod generate;
 pub mod import;
+pub mod report;
+pub mod shard;
 pub mod upsample;
 
 pub use batch_size::auto_batch_size;

@@ -12,7 +12,8 @@ mod report;
 
 pub use report::{ImageRecord, ModelInfo, Refusal, Report, Settings};
 
-use crate::files::{escaped, DirLock};
+use super::shard::ShardInfo;
+use crate::files::escaped;
 use crate::invalid;
 use crate::model::Model;
 use crate::precision::Precision;
@@ -39,9 +40,12 @@ pub struct UpsampleOptions {
     pub init: Option<PathBuf>,
     pub save_intermediate: bool,
     pub compare: bool,
+    /// The report file (for a shard, already named after it: [`super::shard::report_path`]).
     pub report: Option<PathBuf>,
-    /// `(I, N)`: only inputs at sorted position p with p % N == I.
-    pub shard: Option<(usize, usize)>,
+    /// Only the inputs at sorted position p with p % N == I; also names the output folder's lock.
+    pub shard: Option<ShardInfo>,
+    /// Set by `upsample --align`: the inputs are faces aligned from these photos.
+    pub aligned: Option<AlignedPhotos>,
     pub overwrite: bool,
     /// Greyscale weights for RGB targets (same side as the targets).
     pub mask: Option<PathBuf>,
@@ -52,6 +56,17 @@ pub struct UpsampleOptions {
     /// Whether the device was set up to repeat results exactly (`crate::device::configure`);
     /// recorded in the report. Always true on the CPU.
     pub deterministic: bool,
+}
+
+/// `upsample --align`: the inputs are this shard's faces aligned from photos (already one
+/// shard's: they are not split again), whose names were planned with every photo of the job.
+#[derive(Debug, Clone, Default)]
+pub struct AlignedPhotos {
+    /// Every photo of the job: no output may overwrite one.
+    pub photos: Vec<PathBuf>,
+    /// Photos of this shard refused before or while aligning (an output clash, unreadable, no
+    /// face), with the reason: listed under `refused` in the report.
+    pub refused: Vec<(PathBuf, String)>,
 }
 
 /// What a run reports as it goes; the command line draws progress bars from it.
@@ -81,19 +96,18 @@ pub fn run(
     if model.synthesis.precision() != opts.precision {
         model.synthesis.set_precision(opts.precision);
     }
-    let files = list_inputs(opts)?;
-    let protected = check_output_places(model, opts, &files)?;
-    let _lock = DirLock::try_acquire(&opts.out_dir)
-        .map_err(|e| anyhow::anyhow!("{}: cannot lock the output folder: {e}", escaped(&opts.out_dir)))?
-        .ok_or_else(|| {
-            crate::Invalid(format!(
-                "{}: another pulse run is writing to this folder (it holds {}); wait for it to finish or write to another folder",
-                escaped(&opts.out_dir),
-                crate::files::LOCK_FILE
-            ))
-        })?;
+    let (all, files) = list_inputs(opts)?;
+    let protected = check_output_places(model, opts, &all)?;
+    // Names are planned over every input of the job (all shards), so that no two shards write
+    // the same file and a clash is refused the same way whatever the split.
+    let clashes = plan::check_names(&all, opts, &protected, &|_| vec![])?;
+    let _lock =
+        super::shard::lock_output_dir(&opts.out_dir, opts.shard.as_ref().map(|s| s.shard()))?;
     model.ensure_fit(&mut |_, _| {})?;
     let mut report = Report {
+        kind: report::KIND,
+        shard: opts.shard.clone(),
+        assigned: files.clone(),
         settings: settings(opts, model.device),
         model: ModelInfo {
             dir: model.dir.clone(),
@@ -103,13 +117,18 @@ pub fn run(
         images: vec![],
         refused: vec![],
         skipped: vec![],
+        skipped_inputs: vec![],
         interrupted: false,
         earlier: match &opts.report {
             Some(path) => report::read_earlier(path, &model.sha256)?,
             None => vec![],
         },
     };
-    let (inputs, queue) = plan_jobs(model, opts, files, &protected, &mut report, observer)?;
+    if let Some(aligned) = &opts.aligned {
+        report.assigned.extend(aligned.refused.iter().map(|(p, _)| p.clone()));
+        report.assigned.sort();
+    }
+    let (inputs, queue) = plan_jobs(model, opts, files, clashes, &mut report, observer)?;
     observer.started(inputs.len(), queue.len());
     if let Some(path) = &opts.report {
         report.write(path)?;
@@ -121,27 +140,56 @@ pub fn run(
     Ok(report)
 }
 
-/// The input files of this run (this shard's), or why there are none to work on.
-fn list_inputs(opts: &UpsampleOptions) -> anyhow::Result<Vec<PathBuf>> {
-    let mut files = super::collect_inputs(&opts.inputs)?;
-    if files.is_empty() {
+/// `upsample --align`, before any work: plans the names of every photo of the job (`photos`,
+/// sorted, all shards): its aligned face `<aligned_dir>/<stem>.png` and its results in the output
+/// folder, against the photos, `--mask`, `--init`, the report and each other, exactly as a run
+/// plans its inputs. Returns the photos refused, with the reason.
+pub fn plan_photos(
+    opts: &UpsampleOptions,
+    photos: &[PathBuf],
+    aligned_dir: &Path,
+) -> anyhow::Result<std::collections::HashMap<PathBuf, anyhow::Error>> {
+    let mut protected: Vec<&Path> = photos.iter().map(PathBuf::as_path).collect();
+    protected.extend(opts.mask.as_deref());
+    protected.extend(opts.init.as_deref().filter(|p| p.is_file()));
+    let protected = plan::Protected::new(protected);
+    if let Some(report) = &opts.report {
+        crate::files::check_no_clobber(
+            &photos.iter().map(PathBuf::as_path).collect::<Vec<_>>(),
+            &[report],
+        )?;
+    }
+    let aligned = |stem: &std::ffi::OsStr| {
+        let mut name = stem.to_os_string();
+        name.push(".png");
+        vec![aligned_dir.join(name)]
+    };
+    plan::check_names(photos, opts, &protected, &aligned)
+}
+
+/// Every input file of the job, and this run's (its shard's), or why there are none to work on.
+fn list_inputs(opts: &UpsampleOptions) -> anyhow::Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+    let all = super::collect_inputs(&opts.inputs)?;
+    if all.is_empty() && opts.aligned.is_none() {
         invalid!(
             "nothing to do: no image in {} (images are {})",
             opts.inputs.iter().map(|p| escaped(p)).collect::<Vec<_>>().join(", "),
             crate::imageio::INPUT_EXTENSIONS.join(", ")
         );
     }
-    if let Some((i, n)) = opts.shard {
-        files = files.into_iter().enumerate().filter(|(p, _)| p % n == i).map(|(_, f)| f).collect();
-    }
-    if opts.init.as_ref().is_some_and(|p| !p.is_dir()) && files.len() > 1 {
+    let files = match (&opts.shard, &opts.aligned) {
+        (Some(shard), None) => shard.shard().select(all.clone()),
+        _ => all.clone(),
+    };
+    if opts.init.as_ref().is_some_and(|p| !p.is_dir()) && all.len() > 1 {
         invalid!("a single init latent file starts one input; give a folder of <stem>.latent.safetensors for several");
     }
-    Ok(files)
+    Ok((all, files))
 }
 
 /// Checks, before any work, that the output folder and the report can be written and that the
-/// report is not an input; returns every file no output may overwrite.
+/// report is not an input; returns every file no output may overwrite (the inputs of every
+/// shard, and with `--align` the photos).
 fn check_output_places(
     model: &Model,
     opts: &UpsampleOptions,
@@ -157,6 +205,9 @@ fn check_output_places(
     protected.extend(opts.mask.as_deref());
     protected.extend(opts.init.as_deref().filter(|p| p.is_file()));
     protected.extend(model.files.iter().map(PathBuf::as_path));
+    if let Some(aligned) = &opts.aligned {
+        protected.extend(aligned.photos.iter().map(PathBuf::as_path));
+    }
     if let Some(report) = &opts.report {
         crate::files::check_writable_dir(crate::files::parent_dir(report)).map_err(|e| {
             crate::Invalid(format!("{}: cannot write the report there: {e}", escaped(report)))
@@ -166,15 +217,15 @@ fn check_output_places(
     Ok(plan::Protected::new(protected))
 }
 
-/// Reads every input, names every output, and queues the samples still to do. A bad input, or
-/// one whose outputs clash or whose old outputs are not its own, is refused (reported, and the
-/// rest go on); finished samples are skipped; the report colliding with an output stops the run.
-/// Removes the temporary files an interrupted run left for the planned outputs.
+/// Reads every input, and queues the samples still to do. An input whose outputs clash
+/// (`clashes`), a bad input, or one whose old outputs are not its own, is refused (reported, and
+/// the rest go on); finished samples are skipped. Removes the temporary files an interrupted run
+/// left for the planned outputs.
 fn plan_jobs(
     model: &Model,
     opts: &UpsampleOptions,
     files: Vec<PathBuf>,
-    protected: &plan::Protected,
+    mut clashes: std::collections::HashMap<PathBuf, anyhow::Error>,
     report: &mut Report,
     observer: &mut dyn Observer,
 ) -> anyhow::Result<(Vec<inputs::Input>, VecDeque<Job>)> {
@@ -182,6 +233,10 @@ fn plan_jobs(
     let mut refused: Vec<(PathBuf, anyhow::Error)> = vec![];
     let mut accepted = vec![];
     for path in files {
+        if let Some(e) = clashes.remove(&path) {
+            refused.push((path, e));
+            continue;
+        }
         match inputs::read(model, opts, &path, init_dir) {
             Ok(input) => accepted.push(input),
             Err(e) => refused.push((path, e)),
@@ -189,7 +244,7 @@ fn plan_jobs(
     }
     let mut inputs = vec![];
     let mut queue = VecDeque::new();
-    let plans = plan::plan(&accepted, opts, protected, &model.sha256);
+    let plans = plan::plan(&accepted, opts, &model.sha256);
     for (input, decisions) in accepted.into_iter().zip(plans) {
         let decisions = match decisions {
             Ok(d) => d,
@@ -198,14 +253,8 @@ fn plan_jobs(
                 continue;
             }
         };
-        if let Some(path) = &opts.report {
-            let outputs = decisions.iter().flat_map(|d| {
-                let (Decision::Run(o) | Decision::Done(o)) = d;
-                o.all()
-            });
-            if let Some(out) = outputs.into_iter().find(|p| crate::files::same_file(p, path)) {
-                invalid!("{}: the report file is also the output {}", escaped(path), escaped(out));
-            }
+        if decisions.iter().all(|d| matches!(d, Decision::Done(_))) {
+            report.skipped_inputs.push(input.path.clone());
         }
         for (sample, decision) in decisions.into_iter().enumerate() {
             match decision {
@@ -222,6 +271,13 @@ fn plan_jobs(
     for (path, e) in refused {
         observer.refused(&path, &e);
         report.refused.push(Refusal { error: format!("{e:#}"), input: path });
+    }
+    // With --align, the photos refused before the search (already named on stderr).
+    if let Some(aligned) = &opts.aligned {
+        let photos =
+            aligned.refused.iter().map(|(p, e)| Refusal { input: p.clone(), error: e.clone() });
+        report.refused.splice(0..0, photos);
+        report.refused.sort_by(|a, b| a.input.cmp(&b.input));
     }
     let names = plan::output_names(queue.iter().map(|j| &j.outputs), opts.report.as_deref());
     crate::files::remove_stale_temporaries(&opts.out_dir, &names)?;
@@ -309,10 +365,8 @@ fn check_options(opts: &UpsampleOptions, device: Device, layers: usize) -> anyho
     if opts.precision == Precision::Fp16 && device == Device::Cpu {
         invalid!("fp16 needs CUDA (float16 autocast on the CPU is partial); use fp32 or bf16");
     }
-    if let Some((i, n)) = opts.shard {
-        if n == 0 || i >= n {
-            invalid!("shard {i}/{n}: expected I/N with 0 <= I < N");
-        }
+    if let Some(s) = &opts.shard {
+        super::shard::Shard::new(s.index, s.count)?;
     }
     opts.search.check(layers)?;
     Ok(())

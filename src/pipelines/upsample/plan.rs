@@ -55,7 +55,7 @@ impl Outputs {
 
 /// Files that must never be written: the inputs (images, mask, init latents, the model's files),
 /// by canonical path and by inode (a hard link is the same file under another name).
-pub(super) struct Protected {
+pub struct Protected {
     paths: HashMap<PathBuf, PathBuf>,
     inodes: HashMap<(u64, u64), PathBuf>,
 }
@@ -92,26 +92,43 @@ pub(super) enum Decision {
     Done(Outputs),
 }
 
-/// Names every job's outputs and checks them: against the protected inputs and each other (in
-/// input order: a later input whose outputs are taken is refused, naming the earlier one). `Ok`
-/// holds one decision per sample; `Err` the reason the whole input is refused.
-pub(super) fn plan(
-    inputs: &[Input],
+/// Every output path of an input named `stem` (all samples), as [`Outputs`] names them: the
+/// names a run plans before any work. `upsample --align` plans the photos with these.
+pub fn output_paths(opts: &UpsampleOptions, stem: &OsStr) -> Vec<PathBuf> {
+    (0..opts.samples)
+        .flat_map(|k| Outputs::new(opts, stem, k).all().cloned().collect::<Vec<_>>())
+        .collect()
+}
+
+/// Plans the output names of every input of the job (`files`, sorted; every shard's, so that
+/// the refusals do not depend on the split), by name only, before anything is read: an input
+/// whose output (or one of `extra(stem)`, e.g. its aligned face) would overwrite a protected
+/// file, or is also an output of an earlier input, is refused (keyed by its path). An output that
+/// is the report stops the run.
+pub fn check_names(
+    files: &[PathBuf],
     opts: &UpsampleOptions,
     protected: &Protected,
-    model_sha256: &str,
-) -> Vec<Result<Vec<Decision>, anyhow::Error>> {
+    extra: &dyn Fn(&OsStr) -> Vec<PathBuf>,
+) -> anyhow::Result<HashMap<PathBuf, anyhow::Error>> {
+    let report = opts.report.as_deref().and_then(canonical);
     let mut claimed: HashMap<PathBuf, &Path> = HashMap::new();
-    let mut plans = vec![];
-    for input in inputs {
-        let outputs: Vec<Outputs> =
-            (0..opts.samples).map(|k| Outputs::new(opts, &input.stem, k)).collect();
-        let named: Vec<(&PathBuf, PathBuf)> = outputs
-            .iter()
-            .flat_map(Outputs::all)
-            .filter_map(|out| Some((out, canonical(out)?)))
-            .collect();
-        let clash = named.iter().find_map(|(out, c)| {
+    let mut refused = HashMap::new();
+    for input in files {
+        let stem = super::inputs::file_stem(input);
+        let mut outputs = extra(&stem);
+        outputs.extend(output_paths(opts, &stem));
+        let named: Vec<(PathBuf, PathBuf)> =
+            outputs.into_iter().filter_map(|out| Some((canonical(&out)?, out))).collect();
+        if let Some((_, out)) = named.iter().find(|(c, _)| Some(c) == report.as_ref()) {
+            let path = opts.report.as_deref().expect("a report");
+            crate::invalid!(
+                "{}: the report file is also the output {}",
+                escaped(path),
+                escaped(out)
+            );
+        }
+        let clash = named.iter().find_map(|(c, out)| {
             if let Some(inp) = protected.clash(out, c) {
                 return Some(format!(
                     "its output {} would overwrite the input {}",
@@ -127,20 +144,32 @@ pub(super) fn plan(
                 )
             })
         });
-        if let Some(why) = clash {
-            plans.push(Err(anyhow::anyhow!("{}: {why}", escaped(&input.path))));
-            continue;
+        match clash {
+            Some(why) => {
+                refused.insert(input.clone(), anyhow::anyhow!("{}: {why}", escaped(input)));
+            }
+            None => claimed.extend(named.into_iter().map(|(c, _)| (c, input.as_path()))),
         }
-        for (_, c) in named {
-            claimed.insert(c, &input.path);
-        }
-        let decisions: anyhow::Result<Vec<Decision>> = outputs
-            .into_iter()
-            .map(|o| decide(o, &input.path, opts.overwrite, model_sha256))
-            .collect();
-        plans.push(decisions);
     }
-    plans
+    Ok(refused)
+}
+
+/// Decides, for every sample of each input (whose names [`check_names`] cleared), whether to run
+/// it or whether it is finished. `Err`: the reason the whole input is refused.
+pub(super) fn plan(
+    inputs: &[Input],
+    opts: &UpsampleOptions,
+    model_sha256: &str,
+) -> Vec<Result<Vec<Decision>, anyhow::Error>> {
+    inputs
+        .iter()
+        .map(|input| {
+            (0..opts.samples)
+                .map(|k| Outputs::new(opts, &input.stem, k))
+                .map(|o| decide(o, &input.path, opts.overwrite, model_sha256))
+                .collect()
+        })
+        .collect()
 }
 
 /// Finished when every requested output exists and the latent says it was made from an input of

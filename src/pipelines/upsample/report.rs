@@ -6,9 +6,20 @@ use serde::{Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// The report's `kind`, which `pulse report merge` reads.
+pub const KIND: &str = "upsample";
+
 /// The outcome of a run, also written as the JSON report.
 #[derive(Debug, Serialize)]
 pub struct Report {
+    /// Always [`KIND`].
+    pub kind: &'static str,
+    /// The shard this run worked on, and where it came from (`null` for a whole run).
+    pub shard: Option<crate::pipelines::shard::ShardInfo>,
+    /// The input files this run was given (its shard's), accepted or not: what `pulse report
+    /// merge` checks every shard accounted for.
+    #[serde(serialize_with = "escaped_paths")]
+    pub assigned: Vec<PathBuf>,
     pub settings: Settings,
     pub model: ModelInfo,
     /// This run's images; [`Report::to_json`] adds earlier runs' entries.
@@ -16,6 +27,9 @@ pub struct Report {
     pub refused: Vec<Refusal>,
     #[serde(serialize_with = "escaped_paths")]
     pub skipped: Vec<PathBuf>,
+    /// Inputs all of whose samples were finished by an earlier run.
+    #[serde(serialize_with = "escaped_paths")]
+    pub skipped_inputs: Vec<PathBuf>,
     pub interrupted: bool,
     /// Entries of an earlier report at the same path, for images this run has not redone.
     #[serde(skip)]

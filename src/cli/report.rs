@@ -1,0 +1,114 @@
+//! `pulse report merge|summary`, and the shard arguments of the commands that take folders
+//! (`--shard I/N|auto`, `--shards N`, per-shard report names).
+use super::args::ShardArgs;
+use super::exit::Exit;
+use clap::{Args, Subcommand};
+use pulse::files::escaped;
+use pulse::pipelines::report::{self, ShardReport, Summary, Verdict};
+use pulse::pipelines::shard::{self, ShardInfo};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Join the reports of a job's shards into one report; prints the one-line summary and exits
+    /// with the code of the whole job.
+    Merge(MergeArgs),
+    /// The one-line summary and exit code of the job whose shard reports are in DIR.
+    Summary(SummaryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The shards' reports (`upsample --report`, `align --report`).
+    #[arg(required = true, value_name = "REPORT")]
+    pub reports: Vec<PathBuf>,
+    /// Write the merged report here.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SummaryArgs {
+    /// A folder holding the shards' reports (merged reports in it are left out).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+/// The exit code of a whole job: as a single run's (0, 2 refused, 3 not converged), and for a
+/// job with a shard or input missing 1 (a task failed or has not run), or 130 when a shard was
+/// interrupted.
+fn exit_of(summary: &Summary) -> Exit {
+    match summary.verdict {
+        Verdict::Success => Exit::Success,
+        Verdict::NotConverged => Exit::NotConverged,
+        Verdict::Refused => Exit::Refused,
+        Verdict::Incomplete if summary.interrupted => Exit::Interrupted,
+        Verdict::Incomplete => Exit::Failure,
+    }
+}
+
+pub fn report(command: ReportCommand) -> anyhow::Result<Exit> {
+    match command {
+        ReportCommand::Merge(a) => merge(a),
+        ReportCommand::Summary(a) => summary(a),
+    }
+}
+
+fn merge(a: MergeArgs) -> anyhow::Result<Exit> {
+    if let Some(out) = &a.out {
+        let inputs: Vec<&Path> = a.reports.iter().map(PathBuf::as_path).collect();
+        super::commands::check_outputs(&inputs, &[out])?;
+    }
+    let reports =
+        a.reports.iter().map(|p| ShardReport::read(p)).collect::<anyhow::Result<Vec<_>>>()?;
+    let (merged, summary) = report::merge(&reports)?;
+    if let Some(out) = &a.out {
+        report::write(&merged, out)?;
+    }
+    print_summary(&summary);
+    if let Some(out) = &a.out {
+        eprintln!("pulse: wrote {}", escaped(out));
+    }
+    Ok(exit_of(&summary))
+}
+
+fn summary(a: SummaryArgs) -> anyhow::Result<Exit> {
+    // One line per command whose reports are there; the exit code of the worst.
+    let mut worst: Option<(Verdict, Exit)> = None;
+    for reports in report::reports_in(&a.dir)?.values() {
+        let (_, summary) = report::merge(reports)?;
+        print_summary(&summary);
+        worst = Some(match worst {
+            Some((v, e)) if v.worst(summary.verdict) == v => (v, e),
+            _ => (summary.verdict, exit_of(&summary)),
+        });
+    }
+    Ok(worst.map_or(Exit::Success, |(_, e)| e))
+}
+
+/// The summary line on stdout (scripts read it), the missing inputs on stderr.
+fn print_summary(summary: &Summary) {
+    println!("{}", summary.line());
+    for input in summary.missing_inputs.iter().take(20) {
+        eprintln!("pulse: missing: {input}");
+    }
+    if summary.missing_inputs.len() > 20 {
+        eprintln!("pulse: ... and {} more missing", summary.missing_inputs.len() - 20);
+    }
+}
+
+/// Resolves `--shard`/`--shards` from the command line and the environment; a shard read from a
+/// job array is named on stderr (even with `-q`: a task's log should say what it did).
+pub(super) fn shard_of(args: &ShardArgs) -> anyhow::Result<Option<ShardInfo>> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let info = shard::resolve(args.shard, args.shards, &env)?;
+    if let Some(s) = info.as_ref().filter(|s| !s.detail.is_empty()) {
+        eprintln!("pulse: {}", s.describe());
+    }
+    Ok(info)
+}
+
+/// The report file of this run ([`shard::report_path`]).
+pub(super) fn report_file(report: &Path, shard: Option<&ShardInfo>, stem: &str) -> PathBuf {
+    shard::report_path(report, shard.map(ShardInfo::shard), stem)
+}
