@@ -97,7 +97,7 @@ fn stem(path: &Path) -> String {
 pub fn run(opts: &Options, log: &mut dyn FnMut(&str)) -> anyhow::Result<Outputs> {
     let device = pulse::device::parse_device(&opts.device)?;
     let mut model = Model::load(&opts.model, device)?;
-    let resolution = model.config().resolution;
+    let resolution = model.layout().resolution;
     for dir in ["targets", "results"] {
         std::fs::create_dir_all(opts.out.join(dir))
             .with_context(|| format!("{}: cannot create", opts.out.display()))?;
@@ -225,7 +225,7 @@ pub fn run(opts: &Options, log: &mut dyn FnMut(&str)) -> anyhow::Result<Outputs>
         sheet.push(image, &format!("PULSE {hair}"));
     }
     pad(&mut sheet);
-    let mask = LayerMask::all(model.config().num_layers());
+    let mask = LayerMask::all(model.layout().w_rows);
     for (name, latent, path) in &faces {
         let edits = editing::edit::edit(
             &model,

@@ -433,11 +433,20 @@ pub struct TargetArgs {
     pub out: PathBuf,
 }
 
+/// A generator family by name.
+fn architecture(s: &str) -> Result<pulse::stylegan::Architecture, String> {
+    pulse::stylegan::Architecture::from_name(s)
+        .ok_or_else(|| format!("unknown architecture '{s}' (expected stylegan1 or stylegan2)"))
+}
+
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// A model folder to time instead of the FFHQ-size network with random weights.
     #[arg(long, value_name = "DIR")]
     pub model: Option<PathBuf>,
+    /// The family of the random FFHQ-size network: stylegan1 or stylegan2 (without --model).
+    #[arg(long, default_value = "stylegan1", value_parser = architecture, conflicts_with = "model")]
+    pub architecture: pulse::stylegan::Architecture,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto", value_parser = device)]
     pub device: String,

@@ -93,13 +93,13 @@ pub(super) fn interrupt_flag() -> Arc<AtomicBool> {
 /// `--batch-size`: a number, or what `auto` picks for this network, device and precision.
 pub(super) fn batch_size(
     b: BatchSize,
-    config: &pulse::stylegan::SynthesisConfig,
+    layout: &pulse::stylegan::Layout,
     device: tch::Device,
     precision: pulse::precision::Precision,
 ) -> usize {
     match b {
         BatchSize::Fixed(n) => n,
-        BatchSize::Auto => pipelines::auto_batch_size(config, device, precision),
+        BatchSize::Auto => pipelines::auto_batch_size(layout, device, precision),
     }
 }
 
@@ -119,9 +119,7 @@ pub fn upsample(a: UpsampleArgs) -> anyhow::Result<Exit> {
         trainable_noise: a.trainable_noise,
         bad_noise_layers: match a.bad_noise_layers {
             Some(list) => list.0,
-            // PULSE's default, layer 17, is the last layer of an FFHQ (1024) network; smaller
-            // networks have no layer 17.
-            None => [17].into_iter().filter(|&l| l < model.config().num_layers()).collect(),
+            None => model.layout().default_bad_noise.clone(),
         },
         tile_latent: a.tile_latent,
         keep_intermediate: a.save_intermediate,
@@ -137,7 +135,7 @@ pub fn upsample(a: UpsampleArgs) -> anyhow::Result<Exit> {
         eprintln!("pulse: seed {seed} (drawn; pass --seed {seed} to repeat this run)");
         seed
     });
-    let batch_size = batch_size(a.batch_size, model.config(), model.device, a.precision);
+    let batch_size = batch_size(a.batch_size, model.layout(), model.device, a.precision);
     let opts = UpsampleOptions {
         inputs: a.inputs,
         out_dir: a.out_dir,

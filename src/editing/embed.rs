@@ -9,7 +9,7 @@ use super::vgg::Vgg16Features;
 use crate::latent::LatentFile;
 use crate::model::Model;
 use crate::pulse::Outcome;
-use crate::stylegan::{leaky_relu, SynthesisConfig, LATENT_DIM};
+use crate::stylegan::{leaky_relu, Layout, LATENT_DIM};
 use anyhow::{bail, ensure};
 use std::path::PathBuf;
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
@@ -108,22 +108,15 @@ pub fn mean_w(model: &Model, samples: i64, seed: i64) -> anyhow::Result<(Tensor,
     }
 }
 
-/// Noise maps [1,1,S,S] for every layer, on the CPU.
-pub fn fixed_noise(layers: usize, noise: EmbedNoise) -> Vec<Tensor> {
-    if let EmbedNoise::Random { seed } = noise {
-        tch::manual_seed(seed as i64);
+/// Noise maps [1,1,S,S] for every noise input of `layout`, on the CPU.
+pub fn fixed_noise(layout: &Layout, noise: EmbedNoise) -> Vec<Tensor> {
+    match noise {
+        EmbedNoise::Zero => layout.zero_noise(1, Device::Cpu),
+        EmbedNoise::Random { seed } => {
+            tch::manual_seed(seed as i64);
+            layout.random_noise()
+        }
     }
-    (0..layers)
-        .map(|l| {
-            let s = SynthesisConfig::noise_side(l);
-            match noise {
-                EmbedNoise::Zero => Tensor::zeros([1, 1, s, s], (Kind::Float, Device::Cpu)),
-                EmbedNoise::Random { .. } => {
-                    Tensor::randn([1, 1, s, s], (Kind::Float, Device::Cpu))
-                }
-            }
-        })
-        .collect()
 }
 
 /// `gen - photo`, except where the photo is saturated: a pixel at 1 only says "at least 1" (and
@@ -144,8 +137,8 @@ pub fn embed(
     opts: &EmbedOptions,
     on_step: &mut dyn FnMut(&EmbedStep) -> bool,
 ) -> anyhow::Result<Outcome<EmbedOutcome>> {
-    let config = model.config();
-    let (resolution, layers) = (config.resolution, config.num_layers() as i64);
+    let layout = model.layout();
+    let (resolution, layers) = (layout.resolution, layout.w_rows as i64);
     let device = model.device;
     ensure!(
         photo.size() == [3, resolution, resolution],
@@ -163,7 +156,7 @@ pub fn embed(
         None => None,
     };
     let (mean, start) = mean_w(model, opts.mean_samples, 0)?;
-    let noise: Vec<Tensor> = fixed_noise(layers as usize, opts.noise);
+    let noise: Vec<Tensor> = fixed_noise(layout, opts.noise);
     let noise_dev: Vec<Tensor> = noise.iter().map(|n| n.to_device(device)).collect();
     let target = photo.to_kind(Kind::Float).unsqueeze(0).to_device(device);
     let target_features = vgg.as_ref().map(|v| tch::no_grad(|| v.features(&target)));
@@ -231,6 +224,7 @@ pub fn embed(
 
     let mut latent =
         LatentFile::new(best_w.squeeze_dim(0).to_device(Device::Cpu), None, noise, &model.sha256);
+    latent.set_architecture(model.architecture());
     let meta = [
         ("source", "embed".to_string()),
         ("embed_steps", opts.steps.to_string()),
