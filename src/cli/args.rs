@@ -23,8 +23,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 #[allow(clippy::large_enum_variant)] // parsed once per run; boxing buys nothing
 pub enum Command {
-    /// Print the libtorch version, CUDA availability, GPUs and CPU threads.
-    Info,
+    /// Print the libtorch version, CUDA availability, GPUs and CPU threads (and, with --model,
+    /// the model folder's generator).
+    Info(InfoArgs),
     /// Upscale low-resolution faces to the generator's resolution with PULSE.
     Upsample(Box<UpsampleArgs>),
     /// Find the faces in photos and align them as FFHQ was (MTCNN landmarks), at low resolution.
@@ -431,6 +432,13 @@ pub struct TargetArgs {
     /// The RGBA target to write (.png or .webp, which keep its alpha).
     #[arg(short = 'o', long = "output", value_name = "OUT.png")]
     pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// Also describe this model folder: family, resolution, W+ rows, noise maps, files.
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
 }
 
 /// A generator family by name.
