@@ -6,7 +6,9 @@
 use criterion::{criterion_group, BenchmarkId, Criterion};
 use pulse::pulse::search::{search, SearchConfig, Start};
 use pulse::pulse::{Downscaler, GaussianFit, LossTarget};
-use pulse::stylegan::{stylegan2, Layout, Mapping, Synthesis, SynthesisConfig, SynthesisNetwork, LATENT_DIM};
+use pulse::stylegan::{
+    stylegan2, Layout, Mapping, Synthesis, SynthesisConfig, SynthesisNetwork, LATENT_DIM,
+};
 use std::path::Path;
 use std::time::Duration;
 use tch::{nn, Device, Kind, Tensor};
@@ -23,8 +25,7 @@ fn networks() -> Vec<(&'static str, Net, Vec<nn::VarStore>)> {
     }
     let (s, vs) = Synthesis::random(&SynthesisConfig::ffhq(), Device::Cpu, 0);
     nets.push(("ffhq-1024", Box::new(s), vec![vs]));
-    let (s, vs) =
-        stylegan2::Synthesis::random(&stylegan2::SynthesisConfig::ffhq(), Device::Cpu, 0);
+    let (s, vs) = stylegan2::Synthesis::random(&stylegan2::SynthesisConfig::ffhq(), Device::Cpu, 0);
     nets.push(("sg2-ffhq-1024", Box::new(s), vec![vs]));
     nets
 }
@@ -65,7 +66,8 @@ fn synthesis(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("pulse_step", name), |b| {
             b.iter(|| {
                 let start = Start::random(5, net.layout(), false);
-                search(net.as_ref(), &fit, &config, &target, start, Device::Cpu, &mut |_| true).unwrap()
+                search(net.as_ref(), &fit, &config, &target, start, Device::Cpu, &mut |_| true)
+                    .unwrap()
             })
         });
         g.finish();

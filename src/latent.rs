@@ -128,9 +128,14 @@ impl LatentFile {
             return Err(err("missing 'noise.0' (a latent carries its noise maps)".into()));
         }
         if st.names().iter().any(|n| {
-            n.strip_prefix("noise.").and_then(|i| i.parse::<usize>().ok()).is_some_and(|i| i > noise.len())
+            n.strip_prefix("noise.")
+                .and_then(|i| i.parse::<usize>().ok())
+                .is_some_and(|i| i > noise.len())
         }) {
-            return Err(err(format!("missing 'noise.{}' (noise maps are numbered without gaps)", noise.len())));
+            return Err(err(format!(
+                "missing 'noise.{}' (noise maps are numbered without gaps)",
+                noise.len()
+            )));
         }
         Ok(Self { w_plus, latent, noise, metadata })
     }

@@ -67,7 +67,8 @@ impl Model {
         let mut files = vec![synth_path];
         let mapping = match find_file(dir, "mapping") {
             Some(path) => {
-                let (mapping, vs) = build_mapping(&weights::load(&path)?, &path, architecture, device)?;
+                let (mapping, vs) =
+                    build_mapping(&weights::load(&path)?, &path, architecture, device)?;
                 stores.push(vs);
                 files.push(path);
                 Some(mapping)

@@ -81,7 +81,9 @@ fn a_latent_of_one_family_is_refused_by_the_other() {
         .args(["render", s(&latent), "--model", s(&v1_model()), "-o", s(&t.path("x.png"))])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("latent made by a stylegan2 model, this model is stylegan1"));
+        .stderr(predicate::str::contains(
+            "latent made by a stylegan2 model, this model is stylegan1",
+        ));
     assert!(!t.path("x.png").exists());
 }
 
@@ -155,7 +157,8 @@ fn upsample_direction_edit_and_init_on_stylegan2() {
 fn upsample_align_on_stylegan2() {
     let t = TestDir::new();
     let out = t.path("out");
-    let photo = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/align/astronaut_turned.jpg");
+    let photo =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/align/astronaut_turned.jpg");
     pulse()
         .env("PULSE_MTCNN", Path::new(env!("CARGO_MANIFEST_DIR")).join("models/mtcnn"))
         .args(["upsample", s(&photo), "--align", "--steps", "1", "--eps", "1", "--seed", "3"])

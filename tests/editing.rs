@@ -58,10 +58,7 @@ fn scale_zero_renders_the_latent_exactly() {
         assert!(n.equal(m));
     }
     assert_eq!(edits[1].latent.metadata["edit_scale"], "1");
-    assert_eq!(
-        edits[1].latent.metadata["edit_layers"],
-        format!("0-{}", model.layout().w_rows - 1)
-    );
+    assert_eq!(edits[1].latent.metadata["edit_layers"], format!("0-{}", model.layout().w_rows - 1));
     assert!(edits[1].latent.latent.is_none());
 }
 

@@ -107,12 +107,16 @@ fn generated(name: &str) -> (Mapping, Synthesis, nn::VarStore, f64) {
 }
 
 /// The script's inputs: z, W+, the noise maps and the gradient probe.
-fn generated_inputs(layout: &pulse::stylegan::Layout, seed: i64) -> (Tensor, Tensor, Vec<Tensor>, Tensor) {
+fn generated_inputs(
+    layout: &pulse::stylegan::Layout,
+    seed: i64,
+) -> (Tensor, Tensor, Vec<Tensor>, Tensor) {
     let _rng = rng();
     tch::manual_seed(seed + 1000);
     let z = unit_uniform(&[3, 512]);
     let w_plus = unit_uniform(&[2, layout.w_rows as i64, 512]) * 0.5;
-    let noise: Vec<Tensor> = layout.noise_sides.iter().map(|&s| unit_uniform(&[2, 1, s, s])).collect();
+    let noise: Vec<Tensor> =
+        layout.noise_sides.iter().map(|&s| unit_uniform(&[2, 1, s, s])).collect();
     let r = layout.resolution;
     let probe = unit_uniform(&[2, 3, r, r]);
     (z, w_plus, noise, probe)
@@ -202,9 +206,7 @@ fn ffhq_layout_is_nvidias() {
 fn reference() -> Option<PathBuf> {
     let dir = match std::env::var_os("PULSE_SG2_REFERENCE") {
         Some(d) => PathBuf::from(d),
-        None => {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/reference-sg2")
-        }
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/reference-sg2"),
     };
     if dir.join("sg2_cases.json").is_file() {
         Some(dir)
@@ -215,12 +217,17 @@ fn reference() -> Option<PathBuf> {
 }
 
 /// A generator of the shared fixtures, loaded from its weights file by the model loader's code.
-fn shared_generator(dir: &std::path::Path, name: &str) -> (Box<dyn pulse::stylegan::MappingNetwork>, Box<dyn SynthesisNetwork>, Vec<nn::VarStore>) {
+fn shared_generator(
+    dir: &std::path::Path,
+    name: &str,
+) -> (Box<dyn pulse::stylegan::MappingNetwork>, Box<dyn SynthesisNetwork>, Vec<nn::VarStore>) {
     let path = dir.join(format!("sg2_{name}_weights.safetensors"));
     let sd = weights::load(&path).unwrap();
     assert_eq!(pulse::model::architecture_of(&sd), Architecture::StyleGan2);
-    let (s, vs1) = pulse::model::build_network(&sd, &path, Architecture::StyleGan2, device()).unwrap();
-    let (m, vs2) = pulse::model::build_mapping(&sd, &path, Architecture::StyleGan2, device()).unwrap();
+    let (s, vs1) =
+        pulse::model::build_network(&sd, &path, Architecture::StyleGan2, device()).unwrap();
+    let (m, vs2) =
+        pulse::model::build_mapping(&sd, &path, Architecture::StyleGan2, device()).unwrap();
     (m, s, vec![vs1, vs2])
 }
 
@@ -248,22 +255,32 @@ fn shared_generators_match_nvidia() {
         assert!(d < FORWARD_TOL, "{name}: mapping differs by {d:e}");
         let w_avg = mapping.stored_w_avg().unwrap();
         assert!(w_avg.to_device(Device::Cpu).equal(&fx["w_avg"]), "{name}: w_avg");
-        let t = pulse::pipelines::generate::truncate(&w, &w_avg, 0.7, layout.w_rows as i64, layout.truncation_cutoff as i64);
+        let t = pulse::pipelines::generate::truncate(
+            &w,
+            &w_avg,
+            0.7,
+            layout.w_rows as i64,
+            layout.truncation_cutoff as i64,
+        );
         // The fixture holds one row: NVIDIA truncates every row alike.
         let want = &fx["mapping.w_psi07"];
         let d = rel_diff(&t.select(1, 0), want).max(rel_diff(&t.select(1, -1), want));
         measured(&format!("shared {name}: truncation"), d);
         assert!(d < FORWARD_TOL, "{name}: truncation differs by {d:e}");
 
-        let noise: Vec<Tensor> =
-            (0..layout.noise_maps()).map(|i| fx[&format!("synthesis.noise.{i}")].to_device(dev)).collect();
+        let noise: Vec<Tensor> = (0..layout.noise_maps())
+            .map(|i| fx[&format!("synthesis.noise.{i}")].to_device(dev))
+            .collect();
         let image =
             tch::no_grad(|| synthesis.forward(&fx["synthesis.w_plus"].to_device(dev), &noise))
                 .unwrap()
                 .to_device(Device::Cpu);
         let (got, want) = match fx.get("synthesis.image") {
             Some(want) => (image.shallow_clone(), want.shallow_clone()),
-            None => (image.narrow(2, 480, 64).narrow(3, 480, 64), fx["synthesis.image_crop"].shallow_clone()),
+            None => (
+                image.narrow(2, 480, 64).narrow(3, 480, 64),
+                fx["synthesis.image_crop"].shallow_clone(),
+            ),
         };
         let d = rel_diff(&got, &want);
         measured(&format!("shared {name}: forward"), d);
@@ -281,7 +298,10 @@ fn shared_generators_match_nvidia() {
 }
 
 /// One PULSE case of the shared fixtures, from its recorded start.
-fn run_shared_case(dir: &std::path::Path, name: &str) -> (HashMap<String, Tensor>, SearchOutcome, Vec<Tensor>) {
+fn run_shared_case(
+    dir: &std::path::Path,
+    name: &str,
+) -> (HashMap<String, Tensor>, SearchOutcome, Vec<Tensor>) {
     let cases: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("sg2_cases.json")).unwrap()).unwrap();
     let case = &cases[format!("pulse_{name}")];
@@ -312,19 +332,25 @@ fn run_shared_case(dir: &std::path::Path, name: &str) -> (HashMap<String, Tensor
         cuda_graph: false,
     };
     config.check(synthesis.layout()).unwrap();
-    let target = pulse::imageio::read_target(&dir.join(case["ref"].as_str().unwrap()), 1024).unwrap();
+    let target =
+        pulse::imageio::read_target(&dir.join(case["ref"].as_str().unwrap()), 1024).unwrap();
     let target = LossTarget {
         image: target.rgb.unsqueeze(0).to_device(dev),
         weight: target.alpha.map(|a| a.unsqueeze(0).to_device(dev)),
     };
     let noise_fx = tensors(&dir.join("sg2_noise_v1024.safetensors"));
-    let noise: Vec<Tensor> =
-        (0..synthesis.layout().noise_maps()).map(|i| noise_fx[&format!("noise.{i}")].shallow_clone()).collect();
-    let start = Start { latent: fx["init.latent"].shallow_clone(), noise: noise.iter().map(|n| n.shallow_clone()).collect() };
-    let mut outcomes = search(synthesis.as_ref(), &fit, &config, &target, start, dev, &mut |_| true)
-        .unwrap()
-        .completed()
-        .unwrap();
+    let noise: Vec<Tensor> = (0..synthesis.layout().noise_maps())
+        .map(|i| noise_fx[&format!("noise.{i}")].shallow_clone())
+        .collect();
+    let start = Start {
+        latent: fx["init.latent"].shallow_clone(),
+        noise: noise.iter().map(|n| n.shallow_clone()).collect(),
+    };
+    let mut outcomes =
+        search(synthesis.as_ref(), &fit, &config, &target, start, dev, &mut |_| true)
+            .unwrap()
+            .completed()
+            .unwrap();
     (fx, outcomes.pop().unwrap(), noise)
 }
 
@@ -347,7 +373,12 @@ fn check_shared_case(name: &str, row_tol: &[f64], every_row: f64, displacement_t
         for c in 0..3 {
             let r = rel(got[c], want[c]);
             worst = worst.max(r);
-            assert!(r <= tol, "{name}: history row {i} column {c}: got {} want {} ({r} > {tol})", got[c], want[c]);
+            assert!(
+                r <= tol,
+                "{name}: history row {i} column {c}: got {} want {} ({r} > {tol})",
+                got[c],
+                want[c]
+            );
         }
     }
     measured(&format!("shared pulse {name}: worst history relative error"), worst);
@@ -357,9 +388,13 @@ fn check_shared_case(name: &str, row_tol: &[f64], every_row: f64, displacement_t
     let d = (final_latent - want).norm().double_value(&[]) / (want - init).norm().double_value(&[]);
     measured(&format!("shared pulse {name}: final latent displacement"), d);
     assert!(d <= displacement_tol, "{name}: final latent displaced by {d} > {displacement_tol}");
-    let flat = |maps: &[Tensor]| Tensor::cat(&maps.iter().take(5).map(|m| m.flatten(0, -1)).collect::<Vec<_>>(), 0);
-    let want = flat(&(0..5).map(|l| fx[&format!("final.noise.{l}")].shallow_clone()).collect::<Vec<_>>());
-    let d = (flat(final_noise) - &want).norm().double_value(&[]) / (&want - flat(&noise)).norm().double_value(&[]);
+    let flat = |maps: &[Tensor]| {
+        Tensor::cat(&maps.iter().take(5).map(|m| m.flatten(0, -1)).collect::<Vec<_>>(), 0)
+    };
+    let want =
+        flat(&(0..5).map(|l| fx[&format!("final.noise.{l}")].shallow_clone()).collect::<Vec<_>>());
+    let d = (flat(final_noise) - &want).norm().double_value(&[])
+        / (&want - flat(&noise)).norm().double_value(&[]);
     measured(&format!("shared pulse {name}: trainable noise displacement"), d);
     assert!(d <= 0.3, "{name}: trainable noise displaced by {d}");
     // The bad map stays zero; the others are the start's.
@@ -406,7 +441,8 @@ fn trainable_noise_changes_the_image_and_receives_a_gradient() {
     };
     let start = Start::random(3, &layout, false);
     let start_noise: Vec<Tensor> = start.noise.iter().map(|n| n.copy()).collect();
-    let target = LossTarget { image: Tensor::rand([1, 3, 8, 8], (Kind::Float, Device::Cpu)), weight: None };
+    let target =
+        LossTarget { image: Tensor::rand([1, 3, 8, 8], (Kind::Float, Device::Cpu)), weight: None };
     let out = search(&synthesis, &fit, &config, &target, start, Device::Cpu, &mut |_| true)
         .unwrap()
         .completed()

@@ -215,11 +215,11 @@ pub struct UpsampleArgs {
     /// How the per-layer noise inputs behave.
     #[arg(long, default_value = "trainable", value_parser = one_of::<NoiseMode>(&NoiseMode::NAMES))]
     pub noise: NoiseMode,
-    /// Number of noise layers optimized in trainable mode.
+    /// Number of noise maps optimized in trainable mode (the first ones, in synthesis order).
     #[arg(long, default_value_t = 5)]
     pub trainable_noise: usize,
-    /// Noise layers kept at zero, e.g. "17" or "16,17" [default: 17, PULSE's, where the network
-    /// has a layer 17].
+    /// Noise maps kept at zero, e.g. "17" or "16,17" [default: the model's: 17 for StyleGAN v1
+    /// (PULSE's, where the network has it), the last map for StyleGAN2 (16 at 1024)].
     #[arg(long, value_name = "LIST", value_parser = clap::value_parser!(LayerList))]
     pub bad_noise_layers: Option<LayerList>,
     /// Optimize one 512-vector tiled over all layers.

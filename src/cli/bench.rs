@@ -22,7 +22,9 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<Exit> {
     }
     // `auto` sizes from the FFHQ estimate even with --model: conservative for smaller networks.
     let ffhq = match a.architecture {
-        pulse::stylegan::Architecture::StyleGan1 => pulse::stylegan::SynthesisConfig::ffhq().layout(),
+        pulse::stylegan::Architecture::StyleGan1 => {
+            pulse::stylegan::SynthesisConfig::ffhq().layout()
+        }
         pulse::stylegan::Architecture::StyleGan2 => {
             pulse::stylegan::stylegan2::SynthesisConfig::ffhq().layout()
         }

@@ -39,7 +39,10 @@ pub fn info(a: InfoArgs) -> anyhow::Result<Exit> {
         println!("  default bad noise maps: {:?}", l.default_bad_noise);
         println!("  truncation rows: {}", l.truncation_cutoff);
         println!("  mapping network: {}", if model.mapping.is_some() { "yes" } else { "no" });
-        println!("  gaussian fit: {}", if model.fit.is_some() { "yes" } else { "no (computed on first use)" });
+        println!(
+            "  gaussian fit: {}",
+            if model.fit.is_some() { "yes" } else { "no (computed on first use)" }
+        );
         println!("  synthesis sha256: {}", model.sha256);
     }
     Ok(Exit::Success)

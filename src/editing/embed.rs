@@ -133,7 +133,10 @@ fn saturated_error(gen: &Tensor, photo: &Tensor) -> Tensor {
 fn load_vgg(opts: &EmbedOptions, device: Device) -> anyhow::Result<Option<Vgg16Features>> {
     let Some(path) = &opts.perceptual else { return Ok(None) };
     let vgg = Vgg16Features::load(path, device).map_err(|e| {
-        crate::Invalid(format!("{}: not usable as VGG16 weights: {e:#}", crate::files::escaped(path)))
+        crate::Invalid(format!(
+            "{}: not usable as VGG16 weights: {e:#}",
+            crate::files::escaped(path)
+        ))
     })?;
     Ok(Some(vgg))
 }
@@ -190,7 +193,12 @@ fn optimize(
 }
 
 /// The latent file's provenance metadata of an embedding.
-fn embed_metadata(opts: &EmbedOptions, best_step: usize, mse: f64, start: MeanSource) -> Vec<(&'static str, String)> {
+fn embed_metadata(
+    opts: &EmbedOptions,
+    best_step: usize,
+    mse: f64,
+    start: MeanSource,
+) -> Vec<(&'static str, String)> {
     vec![
         ("source", "embed".to_string()),
         ("embed_steps", opts.steps.to_string()),

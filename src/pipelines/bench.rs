@@ -2,9 +2,9 @@
 //! projection) on an FFHQ-size network with random weights (or a model folder), so users can size
 //! a job before they start it. Returns a report; the command line prints it.
 use crate::device::Determinism;
+use crate::model::Model;
 use crate::precision::Precision;
 use crate::pulse::search::{search, SearchConfig, Start, GRAPH_WARMUP_STEPS};
-use crate::model::Model;
 use crate::pulse::{GaussianFit, LossTarget};
 use crate::stylegan::{
     stylegan2, Architecture, Synthesis, SynthesisConfig, SynthesisNetwork, Tuning, LATENT_DIM,
@@ -107,7 +107,10 @@ pub struct BenchReport {
 enum Network {
     Model(Model),
     /// The VarStore keeps the random weights alive.
-    Random { synthesis: Box<dyn SynthesisNetwork>, _weights: nn::VarStore },
+    Random {
+        synthesis: Box<dyn SynthesisNetwork>,
+        _weights: nn::VarStore,
+    },
 }
 
 impl Network {
@@ -125,7 +128,8 @@ fn network(opts: &BenchOptions) -> anyhow::Result<(Network, GaussianFit, String)
     let dev = opts.device;
     if let Some(dir) = &opts.model {
         let m = Model::load(dir, dev)?;
-        let fit = m.fit.as_ref().map(|f| f.to_device(dev)).unwrap_or_else(|| GaussianFit::random(dev));
+        let fit =
+            m.fit.as_ref().map(|f| f.to_device(dev)).unwrap_or_else(|| GaussianFit::random(dev));
         return Ok((Network::Model(m), fit, dir.display().to_string()));
     }
     let (synthesis, vs): (Box<dyn SynthesisNetwork>, _) = match opts.architecture {

@@ -69,7 +69,10 @@ impl Layout {
 
     /// Zero noise for every map, [batch,1,S,S] float32, for renders that want none.
     pub fn zero_noise(&self, batch: i64, device: Device) -> Vec<Tensor> {
-        self.noise_sides.iter().map(|&s| Tensor::zeros([batch, 1, s, s], (Kind::Float, device))).collect()
+        self.noise_sides
+            .iter()
+            .map(|&s| Tensor::zeros([batch, 1, s, s], (Kind::Float, device)))
+            .collect()
     }
 
     /// N(0,1) noise for every map, [1,1,S,S] float32 on the CPU, from the global generator in

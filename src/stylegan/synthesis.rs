@@ -97,7 +97,8 @@ pub const TRUNCATION_LAYERS: usize = 8;
 /// The speed rewrites of the forward pass, each an exact reformulation of PULSE's form (the
 /// reference form is kept beside it and tested against it, forward and backward, in float64).
 /// All on by default; `pulse bench` switches them off one at a time to measure each
-/// (docs/performance.md).
+/// (docs/performance.md). StyleGAN2 honours `epilogue` and `leaky` (docs/design.md,
+/// "StyleGAN2"); `convt` and `blurbias` are v1's alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tuning {
     /// Noise as one `addcmul`, instance norm and style modulation as one batch norm.
@@ -411,7 +412,11 @@ impl Synthesis {
     /// A network of shape `config` with random weights, like the baseline script's
     /// (`benches/baseline/`): weights N(0,1), biases N(0,0.01), noise strengths U(0,0.1); for
     /// benchmarks and tests.
-    pub fn random(config: &SynthesisConfig, device: tch::Device, seed: i64) -> (Self, nn::VarStore) {
+    pub fn random(
+        config: &SynthesisConfig,
+        device: tch::Device,
+        seed: i64,
+    ) -> (Self, nn::VarStore) {
         let mut vs = nn::VarStore::new(device);
         let mut synthesis = Self::new(vs.root(), config);
         super::layers::fill_random(&vs, seed, |name, t| {

@@ -156,11 +156,12 @@ impl ModConv {
             let weight = self.weight.to_kind(kind);
             let cout = weight.size()[0];
             Cached {
-                weight_sq: self.weight.to_kind(Kind::Double).square().sum_dim_intlist(
-                    [2i64, 3].as_slice(),
-                    false,
-                    Kind::Double,
-                ).to_kind(if kind == Kind::Double { kind } else { Kind::Float }),
+                weight_sq: self
+                    .weight
+                    .to_kind(Kind::Double)
+                    .square()
+                    .sum_dim_intlist([2i64, 3].as_slice(), false, Kind::Double)
+                    .to_kind(if kind == Kind::Double { kind } else { Kind::Float }),
                 weight_t: self.up.then(|| weight.transpose(0, 1).contiguous()),
                 blur: self.up.then(|| resample_kernel(cout, 4.0, kind, weight.device())),
                 weight,
@@ -178,10 +179,19 @@ impl ModConv {
             },
             None => Cached {
                 weight: self.weight.shallow_clone(),
-                weight_sq: self.weight.square().sum_dim_intlist([2i64, 3].as_slice(), false, None::<Kind>),
+                weight_sq: self.weight.square().sum_dim_intlist(
+                    [2i64, 3].as_slice(),
+                    false,
+                    None::<Kind>,
+                ),
                 weight_t: self.up.then(|| self.weight.transpose(0, 1)),
                 blur: self.up.then(|| {
-                    resample_kernel(self.weight.size()[0], 4.0, self.weight.kind(), self.weight.device())
+                    resample_kernel(
+                        self.weight.size()[0],
+                        4.0,
+                        self.weight.kind(),
+                        self.weight.device(),
+                    )
                 }),
             },
         }
@@ -202,13 +212,14 @@ impl ModConv {
         let (b, cin) = (x.size()[0], x.size()[1]);
         let mut styles = w.f_linear(&self.affine_weight.get(), Some(&self.affine_bias))?;
         if self.torgb {
-            styles = styles * (1.0 / ((cin * c.weight.size()[2] * c.weight.size()[3]) as f64).sqrt());
+            styles *= 1.0 / ((cin * c.weight.size()[2] * c.weight.size()[3]) as f64).sqrt();
         }
         let scale = if input_gain == 1.0 { styles.shallow_clone() } else { &styles * input_gain };
         let x = x * scale.to_kind(x.kind()).view([b, cin, 1, 1]);
         let x = match (&c.weight_t, &c.blur) {
             (Some(wt), Some(blur)) => {
-                let y = x.f_conv_transpose2d(wt, None::<Tensor>, [2, 2], [0, 0], [0, 0], 1, [1, 1])?;
+                let y =
+                    x.f_conv_transpose2d(wt, None::<Tensor>, [2, 2], [0, 0], [0, 0], 1, [1, 1])?;
                 let cout = y.size()[1];
                 y.f_conv2d(blur, None::<Tensor>, [1, 1], [1, 1], [1, 1], cout)?
             }
@@ -309,7 +320,11 @@ impl Synthesis {
     /// A network of shape `config` with random weights drawn as NVIDIA initialises them
     /// (weights N(0,1), affine biases 1), plus small random biases and noise strengths so every
     /// path carries signal; for benchmarks and tests.
-    pub fn random(config: &SynthesisConfig, device: tch::Device, seed: i64) -> (Self, nn::VarStore) {
+    pub fn random(
+        config: &SynthesisConfig,
+        device: tch::Device,
+        seed: i64,
+    ) -> (Self, nn::VarStore) {
         let mut vs = nn::VarStore::new(device);
         let mut synthesis = Self::new(vs.root(), config);
         crate::stylegan::layers::fill_random(&vs, seed, |name, t| {
@@ -382,8 +397,15 @@ impl Synthesis {
                         Some(k) if k.kind() == img.kind() => k.shallow_clone(),
                         _ => resample_kernel(3, 4.0, img.kind(), img.device()),
                     };
-                    img.f_conv_transpose2d(&kernel, None::<Tensor>, [2, 2], [1, 1], [0, 0], 3, [1, 1])?
-                        + y
+                    img.f_conv_transpose2d(
+                        &kernel,
+                        None::<Tensor>,
+                        [2, 2],
+                        [1, 1],
+                        [0, 0],
+                        3,
+                        [1, 1],
+                    )? + y
                 }
             });
         }
