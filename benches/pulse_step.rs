@@ -58,11 +58,7 @@ fn synthesis(c: &mut Criterion) {
             image: Tensor::rand([1, 3, 32, 32], (Kind::Float, Device::Cpu)),
             weight: None,
         };
-        let config = SearchConfig {
-            steps: 1,
-            bad_noise_layers: net.layout().default_bad_noise.clone(),
-            ..SearchConfig::default()
-        };
+        let config = SearchConfig { steps: 1, ..SearchConfig::for_layout(net.layout()) };
         g.bench_function(BenchmarkId::new("pulse_step", name), |b| {
             b.iter(|| {
                 let start = Start::random(5, net.layout(), false);

@@ -13,7 +13,7 @@ map 16 zero; bicubic downscale to 32x32, 100*L2 + 0.05*GEOCROSS, backward, Adam,
     PYTHONPATH=/tmp/sg2py:/tmp/sg2ref .venv/bin/python benches/baseline/torch_baseline_step_sg2.py
 
 usage: torch_baseline_step_sg2.py [--batch-size B] [--steps N] [--warmup W] [--threads T]
-       [--resolution R] [--device cpu|cuda] [--json]
+       [--resolution R] [--device cpu|cuda] [--non-fused] [--json]
 Prints ms per step (median of N timed steps after W warm-up steps)."""
 import argparse
 import json
@@ -36,6 +36,9 @@ p.add_argument("--warmup", type=int, default=1)
 p.add_argument("--threads", type=int, default=0)
 p.add_argument("--resolution", type=int, default=1024)
 p.add_argument("--device", default="cpu")
+p.add_argument("--non-fused", action="store_true",
+               help="NVIDIA's non-fused modulated conv (what it runs in training mode); by default "
+                    "the generator is in eval mode, as inference code loads it, which fuses")
 p.add_argument("--json", action="store_true")
 a = p.parse_args()
 if a.threads:
@@ -49,7 +52,7 @@ G = networks.Generator(
     z_dim=512, c_dim=0, w_dim=512, img_resolution=R, img_channels=3,
     mapping_kwargs=dict(num_layers=8),
     synthesis_kwargs=dict(channel_base=32768, channel_max=512, num_fp16_res=0, conv_clamp=None),
-).eval().requires_grad_(False).to(dev)
+).train(a.non_fused).requires_grad_(False).to(dev)
 L = G.num_ws
 layers = []
 for res in G.synthesis.block_resolutions:
@@ -90,7 +93,8 @@ for s in range(a.warmup + a.steps):
 ms = statistics.median(times)
 if a.json:
     print(json.dumps({"ms_per_step": ms, "batch_size": B, "device": a.device,
-                      "threads": torch.get_num_threads(), "resolution": R, "architecture": "stylegan2"}))
+                      "threads": torch.get_num_threads(), "resolution": R, "architecture": "stylegan2",
+                      "fused_modconv": not a.non_fused}))
 else:
     print(f"baseline (stylegan2): {ms:.0f} ms per step (median of {len(times)}), batch {B}, "
           f"{a.device}, {torch.get_num_threads()} threads, resolution {R}")

@@ -239,12 +239,8 @@ pub fn run(
         weight: None,
     };
     let total = warmup + opts.steps + 1;
-    let search_config = SearchConfig {
-        steps: total,
-        cuda_graph,
-        bad_noise_layers: layout.default_bad_noise.clone(),
-        ..SearchConfig::default()
-    };
+    let search_config =
+        SearchConfig { steps: total, cuda_graph, ..SearchConfig::for_layout(&layout) };
     let steps_per_face = SearchConfig::default().steps;
     let rss_before = system::rss_mb().unwrap_or(0.0);
     let mut stamps: Vec<Instant> = Vec::with_capacity(total);

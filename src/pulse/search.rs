@@ -85,6 +85,13 @@ pub struct SearchConfig {
 }
 
 impl SearchConfig {
+    /// PULSE's published settings with the noise map the generator of `layout` zeroes by
+    /// default ([`Layout::default_bad_noise`]); `Default` is PULSE's own, for StyleGAN v1 at
+    /// 1024 (map 17).
+    pub fn for_layout(layout: &Layout) -> Self {
+        Self { bad_noise_layers: layout.default_bad_noise.clone(), ..Self::default() }
+    }
+
     /// Checks every setting against the generator's layout; the message names the setting and
     /// the accepted range.
     pub fn check(&self, layout: &Layout) -> Result<(), crate::Invalid> {
