@@ -369,6 +369,13 @@ impl Synthesis {
         if noise.len() != layout.noise_maps() {
             bail!("{} noise maps given, the network has {}", noise.len(), layout.noise_maps());
         }
+        for (i, (n, &side)) in noise.iter().zip(&layout.noise_sides).enumerate() {
+            let s = n.size();
+            let batch_ok = s.first().is_some_and(|&b| b == size[0] || b == 1);
+            if s.len() != 4 || !batch_ok || s[1] != 1 || s[2] != side || s[3] != side {
+                bail!("noise map {i} has shape {s:?}, expected [{}, 1, {side}, {side}]", size[0]);
+            }
+        }
         let batch = size[0];
         let _autocast = crate::precision::PrecisionGuard::new(w_plus.device(), self.precision)?;
         let t = self.tuning;
@@ -435,5 +442,43 @@ impl SynthesisNetwork for Synthesis {
     }
     fn tuning(&self) -> Tuning {
         self.tuning
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    #[test]
+    fn reads_its_shape_off_nvidia_names() {
+        let config = SynthesisConfig::with_channels(32, 256, 32);
+        assert_eq!(config.channels, [32, 32, 16, 8]);
+        let (net, vs) = Synthesis::random(&config, Device::Cpu, 1);
+        let shapes: Vec<(String, Vec<i64>)> =
+            vs.variables().into_iter().map(|(k, t)| (k, t.size())).collect();
+        let read =
+            SynthesisConfig::from_shapes(shapes.iter().map(|(k, s)| (k.as_str(), s.clone())));
+        assert_eq!(read.unwrap(), config);
+        assert!(shapes.iter().any(|(k, _)| k == "synthesis.b8.conv0.affine.weight"));
+        assert_eq!(net.layout().noise_sides, [4, 8, 8, 16, 16, 32, 32]);
+        assert_eq!(net.layout().w_rows, 8);
+        let broken = shapes.iter().filter(|(k, _)| !k.starts_with("synthesis.b8."));
+        assert!(SynthesisConfig::from_shapes(broken.map(|(k, s)| (k.as_str(), s.clone()))).is_err());
+    }
+
+    #[test]
+    fn wrong_shapes_are_errors_not_panics() {
+        let (net, _vs) =
+            Synthesis::random(&SynthesisConfig::with_channels(16, 64, 8), Device::Cpu, 2);
+        let layout = net.layout().clone();
+        let w = Tensor::zeros([1, layout.w_rows as i64, LATENT_DIM], (Kind::Float, Device::Cpu));
+        let noise = layout.zero_noise(1, Device::Cpu);
+        assert!(net.forward(&w, &noise).is_ok());
+        assert!(net.forward(&w.narrow(1, 0, 5), &noise).is_err());
+        assert!(net.forward(&w, &noise[1..]).is_err());
+        let mut swapped = layout.zero_noise(1, Device::Cpu);
+        swapped.swap(0, 1);
+        assert!(net.forward(&w, &swapped).is_err());
     }
 }
