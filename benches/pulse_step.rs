@@ -4,37 +4,41 @@
 //! CPU cores, so samples are few and short; `cargo bench --bench pulse_step -- small` runs only
 //! the small ones. docs/performance.md records the figures.
 use criterion::{criterion_group, BenchmarkId, Criterion};
-use pulse::pipelines::bench::{random_fit, random_synthesis};
 use pulse::pulse::search::{search, SearchConfig, Start};
-use pulse::pulse::{Downscaler, LossTarget};
-use pulse::stylegan::{Mapping, Synthesis, SynthesisConfig, LATENT_DIM};
+use pulse::pulse::{Downscaler, GaussianFit, LossTarget};
+use pulse::stylegan::{
+    stylegan2, Layout, Mapping, Synthesis, SynthesisConfig, SynthesisNetwork, LATENT_DIM,
+};
 use std::path::Path;
 use std::time::Duration;
 use tch::{nn, Device, Kind, Tensor};
 
-fn networks() -> Vec<(&'static str, Synthesis, Vec<nn::VarStore>)> {
+type Net = Box<dyn SynthesisNetwork>;
+
+fn networks() -> Vec<(&'static str, Net, Vec<nn::VarStore>)> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/synthesis_128_c32.pt");
     let mut nets = vec![];
     if let Ok(sd) = pulse::weights::load(&path) {
         let (s, vs) =
             pulse::model::build_synthesis(&sd, &path, Device::Cpu).expect("fixture network");
-        nets.push(("small-128", s, vec![vs]));
+        nets.push(("small-128", Box::new(s) as Net, vec![vs]));
     }
-    let (s, vs) = random_synthesis(&SynthesisConfig::ffhq(), Device::Cpu, 0);
-    nets.push(("ffhq-1024", s, vec![vs]));
+    let (s, vs) = Synthesis::random(&SynthesisConfig::ffhq(), Device::Cpu, 0);
+    nets.push(("ffhq-1024", Box::new(s), vec![vs]));
+    let (s, vs) = stylegan2::Synthesis::random(&stylegan2::SynthesisConfig::ffhq(), Device::Cpu, 0);
+    nets.push(("sg2-ffhq-1024", Box::new(s), vec![vs]));
     nets
 }
 
-fn inputs(config: &SynthesisConfig) -> (Tensor, Vec<Tensor>) {
+fn inputs(layout: &Layout) -> (Tensor, Vec<Tensor>) {
     tch::manual_seed(3);
-    let w_plus =
-        Tensor::randn([1, config.num_layers() as i64, LATENT_DIM], (Kind::Float, Device::Cpu));
-    (w_plus, Start::random(4, config, false).noise)
+    let w_plus = Tensor::randn([1, layout.w_rows as i64, LATENT_DIM], (Kind::Float, Device::Cpu));
+    (w_plus, Start::random(4, layout, false).noise)
 }
 
 fn synthesis(c: &mut Criterion) {
     for (name, net, _vs) in networks() {
-        let (w_plus, noise) = inputs(net.config());
+        let (w_plus, noise) = inputs(net.layout());
         let mut g = c.benchmark_group("synthesis");
         g.sample_size(10)
             .warm_up_time(Duration::from_millis(500))
@@ -49,16 +53,17 @@ fn synthesis(c: &mut Criterion) {
                 out.square().mean(Kind::Float).backward();
             })
         });
-        let fit = random_fit(Device::Cpu);
+        let fit = GaussianFit::random(Device::Cpu);
         let target = LossTarget {
             image: Tensor::rand([1, 3, 32, 32], (Kind::Float, Device::Cpu)),
             weight: None,
         };
-        let config = SearchConfig { steps: 1, ..SearchConfig::default() };
+        let config = SearchConfig { steps: 1, ..SearchConfig::for_layout(net.layout()) };
         g.bench_function(BenchmarkId::new("pulse_step", name), |b| {
             b.iter(|| {
-                let start = Start::random(5, net.config(), false);
-                search(&net, &fit, &config, &target, start, Device::Cpu, &mut |_| true).unwrap()
+                let start = Start::random(5, net.layout(), false);
+                search(net.as_ref(), &fit, &config, &target, start, Device::Cpu, &mut |_| true)
+                    .unwrap()
             })
         });
         g.finish();

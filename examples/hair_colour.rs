@@ -97,12 +97,12 @@ fn stem(path: &Path) -> String {
 pub fn run(opts: &Options, log: &mut dyn FnMut(&str)) -> anyhow::Result<Outputs> {
     let device = pulse::device::parse_device(&opts.device)?;
     let mut model = Model::load(&opts.model, device)?;
-    let resolution = model.config().resolution;
+    let resolution = model.layout().resolution;
     for dir in ["targets", "results"] {
         std::fs::create_dir_all(opts.out.join(dir))
             .with_context(|| format!("{}: cannot create", opts.out.display()))?;
     }
-    let search = SearchConfig { steps: opts.steps, ..SearchConfig::default() };
+    let search = SearchConfig { steps: opts.steps, ..SearchConfig::for_layout(model.layout()) };
 
     // 1. Targets: hair in each colour; skin and background sampled from the reference face.
     let regions = imageio::read_target(&opts.regions, imageio::MAX_SIDE)?;
@@ -225,7 +225,7 @@ pub fn run(opts: &Options, log: &mut dyn FnMut(&str)) -> anyhow::Result<Outputs>
         sheet.push(image, &format!("PULSE {hair}"));
     }
     pad(&mut sheet);
-    let mask = LayerMask::all(model.config().num_layers());
+    let mask = LayerMask::all(model.layout().w_rows);
     for (name, latent, path) in &faces {
         let edits = editing::edit::edit(
             &model,

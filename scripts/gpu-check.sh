@@ -132,7 +132,7 @@ case "$r" in identical) ;; *) [ "$dev" = cpu ] || status=1 ;; esac
 
 # ---------------------------------------------------------------- 2. benchmarks
 baseline="${BASELINE:-}"
-for b in "$bundle/torch_baseline_step.py" "$root/shared/tools/torch_baseline_step.py" \
+for b in "$bundle/torch_baseline_step.py" "$root/benches/baseline/torch_baseline_step.py" "$root/shared/tools/torch_baseline_step.py" \
          "$root/../shared/tools/torch_baseline_step.py" "$root/../../shared/tools/torch_baseline_step.py"; do
   [ -z "$baseline" ] && [ -f "$b" ] && baseline="$b"
 done

@@ -32,8 +32,9 @@ for line in sys.stdin:
   echo "test executable: $name"
 done
 pwd > "$bundle/manifest_dir"
-# The baseline script lives in the shared tools folder beside the checkout (or give BASELINE).
-for b in "${BASELINE:-}" shared/tools/torch_baseline_step.py ../shared/tools/torch_baseline_step.py \
+# The baseline script is in benches/baseline/ (or give BASELINE).
+cp benches/baseline/pulse_ops.py "$bundle/" 2>/dev/null || true
+for b in "${BASELINE:-}" benches/baseline/torch_baseline_step.py shared/tools/torch_baseline_step.py ../shared/tools/torch_baseline_step.py \
          ../../shared/tools/torch_baseline_step.py; do
   if [ -n "$b" ] && [ -f "$b" ]; then cp "$b" "$bundle/torch_baseline_step.py"; break; fi
 done

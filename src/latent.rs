@@ -1,8 +1,10 @@
 //! The latent file format `pulse-latent/1` (stable; users' scripts depend on it), documented in
 //! the README: safetensors with `w_plus` [L,512] float32 (what the synthesis consumed), optional
-//! `latent` [L,512] or [1,512] (PULSE's sphere-side latent), `noise.0..noise.{L-1}` [1,1,S,S], and
-//! string metadata: `format`, `model_sha256` of the synthesis file, and provenance.
-use crate::stylegan::{SynthesisConfig, LATENT_DIM};
+//! `latent` [L,512] or [1,512] (PULSE's sphere-side latent), `noise.0..noise.{N-1}` [1,1,S,S]
+//! (one per noise map of the model, in synthesis order), and string metadata: `format`,
+//! `model_sha256` of the synthesis file, `architecture` (absent in files of v1 models written
+//! before StyleGAN2 came) and provenance.
+use crate::stylegan::{Architecture, Layout, LATENT_DIM};
 use safetensors::{Dtype, SafeTensors};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -25,7 +27,7 @@ pub struct LatentFile {
     pub w_plus: Tensor,
     /// [L,512] or [1,512]
     pub latent: Option<Tensor>,
-    /// [1,1,S,S] per layer
+    /// [1,1,S,S] per noise map
     pub noise: Vec<Tensor>,
     /// `format` and `model_sha256` included.
     pub metadata: BTreeMap<String, String>,
@@ -52,6 +54,20 @@ impl LatentFile {
 
     pub fn layers(&self) -> usize {
         self.w_plus.size()[0] as usize
+    }
+
+    /// Records the generator family the latent belongs to (`architecture` metadata).
+    pub fn set_architecture(&mut self, architecture: Architecture) {
+        self.metadata.insert("architecture".into(), architecture.name().into());
+    }
+
+    /// The family the latent belongs to: its `architecture` metadata, StyleGAN (v1) when it has
+    /// none (files written before StyleGAN2), `None` when it names an unknown one.
+    pub fn architecture(&self) -> Option<Architecture> {
+        match self.metadata.get("architecture") {
+            None => Some(Architecture::StyleGan1),
+            Some(name) => Architecture::from_name(name),
+        }
     }
 
     /// Reads and validates a latent file (format tag, shapes, one noise map per layer).
@@ -84,10 +100,8 @@ impl LatentFile {
         };
         let w_plus = get("w_plus")?.ok_or_else(|| err("missing 'w_plus'".into()))?;
         let ws = w_plus.size();
-        if ws.len() != 2 || ws[1] != LATENT_DIM || ws[0] < 2 || ws[0] % 2 != 0 {
-            return Err(err(format!(
-                "'w_plus' has shape {ws:?}, expected [L, {LATENT_DIM}] with L even"
-            )));
+        if ws.len() != 2 || ws[1] != LATENT_DIM || ws[0] < 1 {
+            return Err(err(format!("'w_plus' has shape {ws:?}, expected [L, {LATENT_DIM}]")));
         }
         let layers = ws[0] as usize;
         let latent = get("latent")?;
@@ -97,19 +111,31 @@ impl LatentFile {
                 return Err(err(format!("'latent' has shape {s:?}, expected [{layers}, {LATENT_DIM}] or [1, {LATENT_DIM}]")));
             }
         }
+        // One map per noise input, numbered from 0 without gaps; which sides the model wants is
+        // checked against its layout (`check_layout`).
         let mut noise = vec![];
-        for l in 0..layers {
-            let n = get(&format!("noise.{l}"))?.ok_or_else(|| {
-                err(format!("missing 'noise.{l}' ({layers} layers need {layers} noise maps)"))
-            })?;
-            let side = SynthesisConfig::noise_side(l);
-            if n.size() != [1, 1, side, side] {
+        while let Some(n) = get(&format!("noise.{}", noise.len()))? {
+            let s = n.size();
+            if s.len() != 4 || s[0] != 1 || s[1] != 1 || s[2] != s[3] || s[2] < 1 {
                 return Err(err(format!(
-                    "'noise.{l}' has shape {:?}, expected [1, 1, {side}, {side}]",
-                    n.size()
+                    "'noise.{}' has shape {s:?}, expected [1, 1, S, S]",
+                    noise.len()
                 )));
             }
             noise.push(n);
+        }
+        if noise.is_empty() {
+            return Err(err("missing 'noise.0' (a latent carries its noise maps)".into()));
+        }
+        if st.names().iter().any(|n| {
+            n.strip_prefix("noise.")
+                .and_then(|i| i.parse::<usize>().ok())
+                .is_some_and(|i| i > noise.len())
+        }) {
+            return Err(err(format!(
+                "missing 'noise.{}' (noise maps are numbered without gaps)",
+                noise.len()
+            )));
         }
         Ok(Self { w_plus, latent, noise, metadata })
     }
@@ -135,16 +161,41 @@ impl LatentFile {
         })
     }
 
-    /// Checks that this latent fits a network with `layers` style layers.
-    pub fn check_layers(&self, path: &Path, layers: usize) -> Result<(), LatentError> {
-        if self.layers() != layers {
-            return Err(LatentError {
-                path: path.to_path_buf(),
-                reason: format!(
-                    "latent has {} layers but the model has {layers} (made for another resolution)",
-                    self.layers()
-                ),
-            });
+    /// Checks that this latent fits a generator of `layout`: the same family, its W+ rows and
+    /// its noise maps.
+    pub fn check_layout(&self, path: &Path, layout: &Layout) -> Result<(), LatentError> {
+        let err = |reason: String| LatentError { path: path.to_path_buf(), reason };
+        match self.architecture() {
+            Some(a) if a == layout.architecture => {}
+            Some(a) => {
+                return Err(err(format!(
+                    "latent made by a {a} model, this model is {}",
+                    layout.architecture
+                )))
+            }
+            None => {
+                return Err(err(format!(
+                    "latent of unknown architecture '{}' (this model is {})",
+                    self.metadata.get("architecture").map(String::as_str).unwrap_or(""),
+                    layout.architecture
+                )))
+            }
+        }
+        if self.layers() != layout.w_rows {
+            return Err(err(format!(
+                "latent has {} layers but the model has {} (made for another resolution)",
+                self.layers(),
+                layout.w_rows
+            )));
+        }
+        let sides: Vec<i64> = self.noise.iter().map(|n| n.size()[2]).collect();
+        if sides != layout.noise_sides {
+            return Err(err(format!(
+                "latent has {} noise maps of sides {sides:?}, the model takes {} of sides {:?}",
+                sides.len(),
+                layout.noise_maps(),
+                layout.noise_sides
+            )));
         }
         Ok(())
     }

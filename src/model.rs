@@ -1,7 +1,11 @@
 //! A model is a folder: `synthesis.{pt,safetensors}` (required), `mapping.{pt,safetensors}` and
-//! `gaussian_fit.{pt,safetensors}` (each optional). See models/README.md.
+//! `gaussian_fit.{pt,safetensors}` (each optional), and `model.json`, whose `architecture` names
+//! the generator family (without it, the synthesis file's keys tell). See models/README.md.
 use crate::pulse::GaussianFit;
-use crate::stylegan::{Mapping, Synthesis, SynthesisConfig, LATENT_DIM};
+use crate::stylegan::{
+    stylegan2, Architecture, Layout, Mapping, MappingNetwork, Synthesis, SynthesisConfig,
+    SynthesisNetwork, LATENT_DIM,
+};
 use crate::weights::{self, StateDict};
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
@@ -25,8 +29,8 @@ pub fn find_file(dir: &Path, stem: &str) -> Option<PathBuf> {
 pub struct Model {
     pub dir: PathBuf,
     pub device: Device,
-    pub synthesis: Synthesis,
-    pub mapping: Option<Mapping>,
+    pub synthesis: Box<dyn SynthesisNetwork>,
+    pub mapping: Option<Box<dyn MappingNetwork>>,
     pub fit: Option<GaussianFit>,
     /// sha256 of the synthesis file: latents made with this model carry it.
     pub sha256: String,
@@ -54,12 +58,17 @@ impl Model {
         let sha256 = weights::sha256_file(&synth_path)
             .with_context(|| format!("reading {}", synth_path.display()))?;
         let sd = weights::load(&synth_path)?;
-        let (synthesis, synth_vs) = build_synthesis(&sd, &synth_path, device)?;
+        let architecture = match read_architecture(dir)? {
+            Some(a) => a,
+            None => architecture_of(&sd),
+        };
+        let (synthesis, synth_vs) = build_network(&sd, &synth_path, architecture, device)?;
         let mut stores = vec![synth_vs];
         let mut files = vec![synth_path];
         let mapping = match find_file(dir, "mapping") {
             Some(path) => {
-                let (mapping, vs) = build_mapping(&weights::load(&path)?, device)?;
+                let (mapping, vs) =
+                    build_mapping(&weights::load(&path)?, &path, architecture, device)?;
                 stores.push(vs);
                 files.push(path);
                 Some(mapping)
@@ -86,8 +95,13 @@ impl Model {
         })
     }
 
-    pub fn config(&self) -> &SynthesisConfig {
-        self.synthesis.config()
+    /// What the generator consumes and makes (W+ rows, noise maps, resolution, family).
+    pub fn layout(&self) -> &Layout {
+        self.synthesis.layout()
+    }
+
+    pub fn architecture(&self) -> Architecture {
+        self.layout().architecture
     }
 
     /// Synthesis of a batch of one: W+ [1,L,512] and noise (any device) -> the [3,R,R] image in
@@ -99,8 +113,8 @@ impl Model {
     }
 
     /// The mapping network, or an [`crate::Invalid`] error saying the folder has none.
-    pub fn mapping(&self) -> anyhow::Result<&Mapping> {
-        self.mapping.as_ref().ok_or_else(|| {
+    pub fn mapping(&self) -> anyhow::Result<&dyn MappingNetwork> {
+        self.mapping.as_deref().ok_or_else(|| {
             crate::Invalid(format!("{}: this needs the mapping network (mapping.pt or mapping.safetensors), which the model folder does not have", crate::files::escaped(&self.dir))).into()
         })
     }
@@ -151,7 +165,7 @@ pub fn save_fit(
     Ok(path)
 }
 
-/// Builds the synthesis network whose architecture the state dict describes.
+/// Builds the StyleGAN (v1) synthesis network whose shape the state dict describes.
 pub fn build_synthesis(
     sd: &StateDict,
     path: &Path,
@@ -167,13 +181,99 @@ pub fn build_synthesis(
     Ok((synthesis, vs))
 }
 
-fn build_mapping(sd: &StateDict, device: Device) -> anyhow::Result<(Mapping, nn::VarStore)> {
+/// The family the synthesis weights belong to, by their keys: StyleGAN2's have
+/// `synthesis.b4.const`.
+pub fn architecture_of(sd: &StateDict) -> Architecture {
+    if sd.get(stylegan2::MARKER_KEY).is_some() {
+        Architecture::StyleGan2
+    } else {
+        Architecture::StyleGan1
+    }
+}
+
+/// The `architecture` field of the folder's `model.json`, when it has one.
+pub fn read_architecture(dir: &Path) -> anyhow::Result<Option<Architecture>> {
+    let path = dir.join("model.json");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => bail!("{}: cannot read: {e}", crate::files::escaped(&path)),
+    };
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not valid JSON", crate::files::escaped(&path)))?;
+    match json.get("architecture") {
+        None => Ok(None),
+        Some(serde_json::Value::String(name)) => match Architecture::from_name(name) {
+            Some(a) => Ok(Some(a)),
+            None => bail!(
+                "{}: unknown architecture '{name}' (expected stylegan1 or stylegan2)",
+                crate::files::escaped(&path)
+            ),
+        },
+        Some(v) => bail!(
+            "{}: 'architecture' is {v}, expected a string (stylegan1 or stylegan2)",
+            crate::files::escaped(&path)
+        ),
+    }
+}
+
+/// Builds the synthesis network of family `architecture` whose shape the state dict describes.
+pub fn build_network(
+    sd: &StateDict,
+    path: &Path,
+    architecture: Architecture,
+    device: Device,
+) -> anyhow::Result<(Box<dyn SynthesisNetwork>, nn::VarStore)> {
+    Ok(match architecture {
+        Architecture::StyleGan1 => {
+            let (s, vs) = build_synthesis(sd, path, device)?;
+            (Box::new(s), vs)
+        }
+        Architecture::StyleGan2 => {
+            let config =
+                stylegan2::SynthesisConfig::from_shapes(sd.iter().map(|(k, t)| (k, t.size())))
+                    .with_context(|| {
+                        format!("{}: not a StyleGAN2 synthesis network", path.display())
+                    })?;
+            let mut vs = nn::VarStore::new(device);
+            let mut synthesis = stylegan2::Synthesis::new(vs.root(), &config);
+            weights::load_into(&mut vs, sd)?;
+            vs.freeze();
+            synthesis.prepare();
+            (Box::new(synthesis), vs)
+        }
+    })
+}
+
+/// Builds the mapping network of family `architecture` from its state dict.
+pub fn build_mapping(
+    sd: &StateDict,
+    path: &Path,
+    architecture: Architecture,
+    device: Device,
+) -> anyhow::Result<(Box<dyn MappingNetwork>, nn::VarStore)> {
     let mut vs = nn::VarStore::new(device);
-    let mut mapping = Mapping::new(vs.root());
-    weights::load_into(&mut vs, sd)?;
-    vs.freeze();
-    mapping.prepare();
-    Ok((mapping, vs))
+    Ok(match architecture {
+        Architecture::StyleGan1 => {
+            let mut mapping = Mapping::new(vs.root());
+            weights::load_into(&mut vs, sd)?;
+            vs.freeze();
+            mapping.prepare();
+            (Box::new(mapping), vs)
+        }
+        Architecture::StyleGan2 => {
+            let config =
+                stylegan2::MappingConfig::from_shapes(sd.iter().map(|(k, t)| (k, t.size())))
+                    .with_context(|| {
+                        format!("{}: not a StyleGAN2 mapping network", path.display())
+                    })?;
+            let mut mapping = stylegan2::Mapping::new(vs.root(), &config);
+            weights::load_into(&mut vs, sd)?;
+            vs.freeze();
+            mapping.prepare();
+            (Box::new(mapping), vs)
+        }
+    })
 }
 
 /// Reads `{mean, std}` [512] (PULSE's `gaussian_fit.pt` or our safetensors).

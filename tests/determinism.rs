@@ -67,7 +67,7 @@ fn run(
         ..SearchConfig::default()
     };
     let starts: Vec<Start> =
-        (0..2).map(|i| Start::random(40 + i, synthesis.config(), false)).collect();
+        (0..2).map(|i| Start::random(40 + i, synthesis.layout(), false)).collect();
     search(synthesis, &fit, &config, &targets(dev), Start::batch(&starts), dev, &mut |_| true)
         .unwrap()
         .completed()
@@ -146,7 +146,7 @@ fn cuda_graph_switch_gives_the_eager_results() {
     // Stopping between two replayed steps ends the search as interrupted.
     let fit = read_fit(&fixture("gaussian_fit_ffhq.pt"), dev).unwrap();
     let config = SearchConfig { steps, cuda_graph: true, ..SearchConfig::default() };
-    let start = Start::random(7, synthesis.config(), false);
+    let start = Start::random(7, synthesis.layout(), false);
     let target = LossTarget { image: targets(dev).image.narrow(0, 0, 1), weight: None };
     let mut seen = 0;
     let outcome = search(&synthesis, &fit, &config, &target, start, dev, &mut |p| {
@@ -164,10 +164,10 @@ fn cuda_graph_switch_gives_the_eager_results() {
 fn renders_repeat_and_every_form_of_the_network_differentiates() {
     let dev = device();
     let (mut synthesis, _vs) = network(dev);
-    let layers = synthesis.config().num_layers() as i64;
+    let layers = synthesis.layout().w_rows as i64;
     tch::manual_seed(9);
     let w = Tensor::randn([1, layers, 512], (Kind::Float, Device::Cpu)).to_device(dev);
-    let noise: Vec<Tensor> = Start::random(3, synthesis.config(), false)
+    let noise: Vec<Tensor> = Start::random(3, synthesis.layout(), false)
         .noise
         .iter()
         .map(|n| n.to_device(dev))
@@ -223,7 +223,7 @@ fn embedding_with_the_perceptual_term_repeats() {
     let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/test-1024");
     for dir in [bundled, t.model_128()] {
         let model = Model::load(&dir, dev).unwrap();
-        let side = model.config().resolution;
+        let side = model.layout().resolution;
         tch::manual_seed(1);
         let photo = Tensor::rand([3, side, side], (Kind::Float, Device::Cpu));
         let opts = EmbedOptions {

@@ -10,7 +10,6 @@ use pulse::editing::target::{self, Region, RegionMap, TargetColours};
 use pulse::editing::vgg::Vgg16Features;
 use pulse::latent::LatentFile;
 use pulse::model::Model;
-use pulse::stylegan::SynthesisConfig;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
@@ -21,16 +20,11 @@ fn model_128(t: &TestDir) -> Model {
 /// A latent of `model` drawn like a PULSE start: w = leaky_relu(z * std + mean, 0.2), N(0,1) noise.
 fn random_latent(model: &Model, seed: i64) -> LatentFile {
     tch::manual_seed(seed);
-    let layers = model.config().num_layers();
+    let layers = model.layout().w_rows;
     let fit = model.fit.as_ref().unwrap();
     let z = Tensor::randn([1, layers as i64, 512], (Kind::Float, Device::Cpu));
     let w = pulse::pulse::search::to_w_plus(&z, fit, layers).unwrap().squeeze_dim(0);
-    let noise = (0..layers)
-        .map(|l| {
-            let s = SynthesisConfig::noise_side(l);
-            Tensor::randn([1, 1, s, s], (Kind::Float, Device::Cpu))
-        })
-        .collect();
+    let noise = model.layout().random_noise();
     LatentFile::new(w, None, noise, &model.sha256)
 }
 
@@ -48,7 +42,7 @@ fn scale_zero_renders_the_latent_exactly() {
     let model = model_128(&t);
     let (a, b) = (random_latent(&model, 1), random_latent(&model, 2));
     let direction = direction_between(&a, &b);
-    let mask = LayerMask::all(model.config().num_layers());
+    let mask = LayerMask::all(model.layout().w_rows);
     let edits =
         edit::edit(&model, &a, Path::new("a"), &direction, Path::new("d"), &[0.0, 1.0], &mask)
             .unwrap();
@@ -64,10 +58,7 @@ fn scale_zero_renders_the_latent_exactly() {
         assert!(n.equal(m));
     }
     assert_eq!(edits[1].latent.metadata["edit_scale"], "1");
-    assert_eq!(
-        edits[1].latent.metadata["edit_layers"],
-        format!("0-{}", model.config().num_layers() - 1)
-    );
+    assert_eq!(edits[1].latent.metadata["edit_layers"], format!("0-{}", model.layout().w_rows - 1));
     assert!(edits[1].latent.latent.is_none());
 }
 
@@ -139,7 +130,7 @@ fn direction_is_the_mean_difference_and_round_trips_with_metadata() {
     assert_eq!(back.metadata["format"], "pulse-direction/1");
     assert_eq!(back.model_sha256(), model.sha256);
     assert_eq!(back.pairs(), 2);
-    assert_eq!(back.layers(), model.config().num_layers());
+    assert_eq!(back.layers(), model.layout().w_rows);
     let sources: serde_json::Value = serde_json::from_str(&back.metadata["sources"]).unwrap();
     assert_eq!(sources, serde_json::json!([{"from": "a", "to": "b"}, {"from": "c", "to": "d"}]));
     // A latent file is not a direction file, and the reverse.
@@ -163,7 +154,7 @@ fn directions_refuse_latents_of_another_model() {
     let mut other2 = random_latent(&model, 3);
     other2.metadata.insert("model_sha256".into(), "f".repeat(64));
     let foreign = direction_between(&other, &other2);
-    let mask = LayerMask::all(model.config().num_layers());
+    let mask = LayerMask::all(model.layout().w_rows);
     let err = edit::edit(&model, &a, Path::new("a"), &foreign, Path::new("d"), &[1.0], &mask)
         .unwrap_err();
     assert!(err.to_string().contains("another model"), "{err}");
@@ -176,7 +167,7 @@ fn directions_refuse_latents_of_another_model() {
 fn embedding_recovers_a_rendered_latent_to_high_psnr() {
     let t = TestDir::new();
     let model = model_128(&t);
-    let layers = model.config().num_layers();
+    let layers = model.layout().w_rows;
     let (mean, source) = embed::mean_w(&model, 100, 0).unwrap();
     assert_eq!(source, MeanSource::GaussianFit, "the fixture folder has no mapping network");
     let fit = model.fit.as_ref().unwrap();
@@ -184,7 +175,7 @@ fn embedding_recovers_a_rendered_latent_to_high_psnr() {
     tch::manual_seed(7);
     let known = mean.view([1, 1, 512]).expand([1, layers as i64, 512], false)
         + Tensor::randn([1, layers as i64, 512], (Kind::Float, Device::Cpu)) * &fit.std * 0.02;
-    let noise = embed::fixed_noise(layers, EmbedNoise::Zero);
+    let noise = embed::fixed_noise(model.layout(), EmbedNoise::Zero);
     let photo = model.synthesize(&known, &noise).unwrap();
     let steps = 20;
     let opts =
@@ -222,9 +213,9 @@ fn embedding_stops_when_asked_and_refuses_a_wrong_size() {
     let small = Tensor::full([3, 64, 64], 0.5, (Kind::Float, Device::Cpu));
     assert!(embed::embed(&model, &small, &opts, &mut |_| true).is_err());
     // Seeded random noise is reproducible and differs between seeds.
-    let a = embed::fixed_noise(4, EmbedNoise::Random { seed: 1 });
-    let b = embed::fixed_noise(4, EmbedNoise::Random { seed: 1 });
-    let c = embed::fixed_noise(4, EmbedNoise::Random { seed: 2 });
+    let a = embed::fixed_noise(model.layout(), EmbedNoise::Random { seed: 1 });
+    let b = embed::fixed_noise(model.layout(), EmbedNoise::Random { seed: 1 });
+    let c = embed::fixed_noise(model.layout(), EmbedNoise::Random { seed: 2 });
     assert!(a[3].equal(&b[3]) && !a[3].equal(&c[3]));
     assert_eq!(a[3].size(), [1, 1, 8, 8]);
 }

@@ -23,8 +23,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 #[allow(clippy::large_enum_variant)] // parsed once per run; boxing buys nothing
 pub enum Command {
-    /// Print the libtorch version, CUDA availability, GPUs and CPU threads.
-    Info,
+    /// Print the libtorch version, CUDA availability, GPUs and CPU threads (and, with --model,
+    /// the model folder's generator).
+    Info(InfoArgs),
     /// Upscale low-resolution faces to the generator's resolution with PULSE.
     Upsample(Box<UpsampleArgs>),
     /// Find the faces in photos and align them as FFHQ was (MTCNN landmarks), at low resolution.
@@ -212,11 +213,11 @@ pub struct UpsampleArgs {
     /// How the per-layer noise inputs behave.
     #[arg(long, default_value = "trainable", value_parser = one_of::<NoiseMode>(&NoiseMode::NAMES))]
     pub noise: NoiseMode,
-    /// Number of noise layers optimized in trainable mode.
+    /// Number of noise maps optimized in trainable mode (the first ones, in synthesis order).
     #[arg(long, default_value_t = 5)]
     pub trainable_noise: usize,
-    /// Noise layers kept at zero, e.g. "17" or "16,17" [default: 17, PULSE's, where the network
-    /// has a layer 17].
+    /// Noise maps kept at zero, e.g. "17" or "16,17" [default: the model's: 17 for StyleGAN v1
+    /// (PULSE's, where the network has it), the last map for StyleGAN2 (16 at 1024)].
     #[arg(long, value_name = "LIST", value_parser = clap::value_parser!(LayerList))]
     pub bad_noise_layers: Option<LayerList>,
     /// Optimize one 512-vector tiled over all layers.
@@ -431,10 +432,26 @@ pub struct TargetArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// Also describe this model folder: family, resolution, W+ rows, noise maps, files.
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
+}
+
+/// A generator family by name.
+fn architecture(s: &str) -> Result<pulse::stylegan::Architecture, String> {
+    pulse::stylegan::Architecture::from_name(s)
+        .ok_or_else(|| format!("unknown architecture '{s}' (expected stylegan1 or stylegan2)"))
+}
+
+#[derive(Debug, Args)]
 pub struct BenchArgs {
     /// A model folder to time instead of the FFHQ-size network with random weights.
     #[arg(long, value_name = "DIR")]
     pub model: Option<PathBuf>,
+    /// The family of the random FFHQ-size network: stylegan1 or stylegan2 (without --model).
+    #[arg(long, default_value = "stylegan1", value_parser = architecture, conflicts_with = "model")]
+    pub architecture: pulse::stylegan::Architecture,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto", value_parser = device)]
     pub device: String,

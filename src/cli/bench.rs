@@ -3,7 +3,6 @@ use super::args::BenchArgs;
 use super::exit::Exit;
 use pulse::device::parse_device;
 use pulse::pipelines::bench::{self, BenchOptions};
-use pulse::stylegan::SynthesisConfig;
 use std::io::Write;
 
 pub fn bench(a: BenchArgs) -> anyhow::Result<Exit> {
@@ -22,8 +21,15 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<Exit> {
         tch::set_num_threads(a.threads);
     }
     // `auto` sizes from the FFHQ estimate even with --model: conservative for smaller networks.
-    let batch_size =
-        super::commands::batch_size(a.batch_size, &SynthesisConfig::ffhq(), device, a.precision);
+    let ffhq = match a.architecture {
+        pulse::stylegan::Architecture::StyleGan1 => {
+            pulse::stylegan::SynthesisConfig::ffhq().layout()
+        }
+        pulse::stylegan::Architecture::StyleGan2 => {
+            pulse::stylegan::stylegan2::SynthesisConfig::ffhq().layout()
+        }
+    };
+    let batch_size = super::commands::batch_size(a.batch_size, &ffhq, device, a.precision);
     let opts = BenchOptions {
         device,
         batch_size,
@@ -31,6 +37,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<Exit> {
         warmup: a.warmup,
         precision: a.precision,
         model: a.model,
+        architecture: a.architecture,
         tuning: a.untuned,
         determinism: pulse::device::Determinism::from_nondeterministic_flag(a.nondeterministic),
         cuda_graph: a.cuda_graph,
@@ -48,7 +55,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<Exit> {
         return Ok(Exit::Success);
     }
     eprintln!();
-    println!("network:      {} ({}x{})", r.network, r.resolution, r.resolution);
+    println!("network:      {} ({}, {}x{})", r.network, r.architecture, r.resolution, r.resolution);
     println!("device:       {} ({} threads)", r.device, r.threads);
     println!("precision:    {}", r.precision);
     println!(

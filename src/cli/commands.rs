@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-pub fn info() -> anyhow::Result<Exit> {
+pub fn info(a: InfoArgs) -> anyhow::Result<Exit> {
     println!("pulse {}", env!("CARGO_PKG_VERSION"));
     println!("libtorch: {}", option_env!("PULSE_LIBTORCH_VERSION").unwrap_or("unknown"));
     let cuda = tch::Cuda::is_available();
@@ -28,6 +28,23 @@ pub fn info() -> anyhow::Result<Exit> {
         if pulse::ops::cuda_graphs_built() { "built in" } else { "not in this build" }
     );
     println!("cpu threads: {}", tch::get_num_threads());
+    if let Some(dir) = &a.model {
+        let model = input(Model::load(dir, tch::Device::Cpu))?;
+        let l = model.layout();
+        println!("model: {}", pulse::files::escaped(dir));
+        println!("  architecture: {}", l.architecture);
+        println!("  resolution: {}x{}", l.resolution, l.resolution);
+        println!("  w+ rows: {}", l.w_rows);
+        println!("  noise maps: {} (sides {:?})", l.noise_maps(), l.noise_sides);
+        println!("  default bad noise maps: {:?}", l.default_bad_noise);
+        println!("  truncation rows: {}", l.truncation_cutoff);
+        println!("  mapping network: {}", if model.mapping.is_some() { "yes" } else { "no" });
+        println!(
+            "  gaussian fit: {}",
+            if model.fit.is_some() { "yes" } else { "no (computed on first use)" }
+        );
+        println!("  synthesis sha256: {}", model.sha256);
+    }
     Ok(Exit::Success)
 }
 
@@ -93,13 +110,13 @@ pub(super) fn interrupt_flag() -> Arc<AtomicBool> {
 /// `--batch-size`: a number, or what `auto` picks for this network, device and precision.
 pub(super) fn batch_size(
     b: BatchSize,
-    config: &pulse::stylegan::SynthesisConfig,
+    layout: &pulse::stylegan::Layout,
     device: tch::Device,
     precision: pulse::precision::Precision,
 ) -> usize {
     match b {
         BatchSize::Fixed(n) => n,
-        BatchSize::Auto => pipelines::auto_batch_size(config, device, precision),
+        BatchSize::Auto => pipelines::auto_batch_size(layout, device, precision),
     }
 }
 
@@ -133,9 +150,7 @@ pub(super) fn upsample_run(
         trainable_noise: a.trainable_noise,
         bad_noise_layers: match a.bad_noise_layers {
             Some(list) => list.0,
-            // PULSE's default, layer 17, is the last layer of an FFHQ (1024) network; smaller
-            // networks have no layer 17.
-            None => [17].into_iter().filter(|&l| l < model.config().num_layers()).collect(),
+            None => model.layout().default_bad_noise.clone(),
         },
         tile_latent: a.tile_latent,
         keep_intermediate: a.save_intermediate,
@@ -151,7 +166,7 @@ pub(super) fn upsample_run(
         eprintln!("pulse: seed {seed} (drawn; pass --seed {seed} to repeat this run)");
         seed
     });
-    let batch_size = batch_size(a.batch_size, model.config(), model.device, a.precision);
+    let batch_size = batch_size(a.batch_size, model.layout(), model.device, a.precision);
     let opts = UpsampleOptions {
         inputs: a.inputs,
         out_dir: a.out_dir,

@@ -100,7 +100,7 @@ pub fn edit(a: EditArgs) -> anyhow::Result<Exit> {
     let latent = input(LatentFile::read(&a.latent))?;
     let direction = input(Direction::read(&a.direction))?;
     let model = load_model(&a.model)?;
-    let layers = model.config().num_layers();
+    let layers = model.layout().w_rows;
     let mask = LayerMask::parse(&a.layers, layers)
         .map_err(|e| pulse::Invalid(format!("--layers: {e}")))?;
     warn_if_other_model(&a.latent, &latent, &model);
@@ -113,7 +113,7 @@ pub fn edit(a: EditArgs) -> anyhow::Result<Exit> {
         scales,
         &mask,
     ))?;
-    let resolution = model.config().resolution;
+    let resolution = model.layout().resolution;
     let tile = a.tile.unwrap_or(resolution.min(512));
     let mut sheet = Sheet::new(tile, edits.len());
     for e in &edits {
@@ -150,7 +150,7 @@ pub fn embed(a: EmbedArgs) -> anyhow::Result<Exit> {
         input(imageio::OutputFormat::from_path(image))?;
     }
     let model = load_model(&a.model)?;
-    let resolution = model.config().resolution;
+    let resolution = model.layout().resolution;
     let stop = interrupt_flag();
     let (photo, resized) = input(imageio::read_photo(&a.photo, resolution))?;
     if resized {

@@ -16,7 +16,7 @@ use exit::Exit;
 
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
-        Command::Info => commands::info(),
+        Command::Info(a) => commands::info(a),
         Command::Upsample(a) => commands::upsample(*a),
         Command::Align(a) => align::align(a),
         Command::Generate(a) => commands::generate(a),

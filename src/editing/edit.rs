@@ -145,7 +145,7 @@ pub fn edit(
     scales: &[f64],
     mask: &LayerMask,
 ) -> anyhow::Result<Vec<Edited>> {
-    latent.check_layers(latent_path, model.config().num_layers())?;
+    latent.check_layout(latent_path, model.layout())?;
     direction.check_latent(direction_path, latent, latent_path)?;
     ensure!(
         mask.len() == latent.layers(),

@@ -9,7 +9,7 @@ use super::vgg::Vgg16Features;
 use crate::latent::LatentFile;
 use crate::model::Model;
 use crate::pulse::Outcome;
-use crate::stylegan::{leaky_relu, SynthesisConfig, LATENT_DIM};
+use crate::stylegan::{leaky_relu, Layout, LATENT_DIM};
 use anyhow::{bail, ensure};
 use std::path::PathBuf;
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
@@ -108,22 +108,15 @@ pub fn mean_w(model: &Model, samples: i64, seed: i64) -> anyhow::Result<(Tensor,
     }
 }
 
-/// Noise maps [1,1,S,S] for every layer, on the CPU.
-pub fn fixed_noise(layers: usize, noise: EmbedNoise) -> Vec<Tensor> {
-    if let EmbedNoise::Random { seed } = noise {
-        tch::manual_seed(seed as i64);
+/// Noise maps [1,1,S,S] for every noise input of `layout`, on the CPU.
+pub fn fixed_noise(layout: &Layout, noise: EmbedNoise) -> Vec<Tensor> {
+    match noise {
+        EmbedNoise::Zero => layout.zero_noise(1, Device::Cpu),
+        EmbedNoise::Random { seed } => {
+            tch::manual_seed(seed as i64);
+            layout.random_noise()
+        }
     }
-    (0..layers)
-        .map(|l| {
-            let s = SynthesisConfig::noise_side(l);
-            match noise {
-                EmbedNoise::Zero => Tensor::zeros([1, 1, s, s], (Kind::Float, Device::Cpu)),
-                EmbedNoise::Random { .. } => {
-                    Tensor::randn([1, 1, s, s], (Kind::Float, Device::Cpu))
-                }
-            }
-        })
-        .collect()
 }
 
 /// `gen - photo`, except where the photo is saturated: a pixel at 1 only says "at least 1" (and
@@ -136,58 +129,36 @@ fn saturated_error(gen: &Tensor, photo: &Tensor) -> Tensor {
     err.masked_fill(&free, 0.0)
 }
 
-/// Embeds `photo` [3,R,R] (values in [0,1], R the model's resolution). `on_step` sees each step
-/// and returns whether to go on; when it says stop, the result is [`Outcome::Interrupted`].
-pub fn embed(
-    model: &Model,
-    photo: &Tensor,
+/// The optional VGG16 perceptual term's network, from its weights file.
+fn load_vgg(opts: &EmbedOptions, device: Device) -> anyhow::Result<Option<Vgg16Features>> {
+    let Some(path) = &opts.perceptual else { return Ok(None) };
+    let vgg = Vgg16Features::load(path, device).map_err(|e| {
+        crate::Invalid(format!(
+            "{}: not usable as VGG16 weights: {e:#}",
+            crate::files::escaped(path)
+        ))
+    })?;
+    Ok(Some(vgg))
+}
+
+/// What the Adam loop found: the best W+ [1,L,512] (lowest total), its step, the history.
+struct Optimized {
+    best_w: Tensor,
+    best_step: usize,
+    history: Vec<EmbedStep>,
+}
+
+/// Adam on W+ from `start` [1,L,512]; `loss(w)` gives (total, mse). One extra pass after the last
+/// update scores the final W+. `None` when `on_step` said stop.
+fn optimize(
+    start: &Tensor,
     opts: &EmbedOptions,
+    loss: &dyn Fn(&Tensor) -> anyhow::Result<(Tensor, Tensor)>,
     on_step: &mut dyn FnMut(&EmbedStep) -> bool,
-) -> anyhow::Result<Outcome<EmbedOutcome>> {
-    let config = model.config();
-    let (resolution, layers) = (config.resolution, config.num_layers() as i64);
-    let device = model.device;
-    ensure!(
-        photo.size() == [3, resolution, resolution],
-        "the photo is {:?}, the model renders [3, {resolution}, {resolution}]",
-        photo.size()
-    );
-    ensure!(opts.steps > 0, "embedding needs at least one step");
-    let vgg = match &opts.perceptual {
-        Some(path) => Some(Vgg16Features::load(path, device).map_err(|e| {
-            crate::Invalid(format!(
-                "{}: not usable as VGG16 weights: {e:#}",
-                crate::files::escaped(path)
-            ))
-        })?),
-        None => None,
-    };
-    let (mean, start) = mean_w(model, opts.mean_samples, 0)?;
-    let noise: Vec<Tensor> = fixed_noise(layers as usize, opts.noise);
-    let noise_dev: Vec<Tensor> = noise.iter().map(|n| n.to_device(device)).collect();
-    let target = photo.to_kind(Kind::Float).unsqueeze(0).to_device(device);
-    let target_features = vgg.as_ref().map(|v| tch::no_grad(|| v.features(&target)));
-
-    let vs = nn::VarStore::new(device);
-    let w = vs.root().var_copy(
-        "w_plus",
-        &mean.view([1, 1, LATENT_DIM]).expand([1, layers, LATENT_DIM], false).contiguous(),
-    );
+) -> anyhow::Result<Option<Optimized>> {
+    let vs = nn::VarStore::new(start.device());
+    let w = vs.root().var_copy("w_plus", start);
     let mut adam = nn::Adam::default().build(&vs, opts.lr)?;
-
-    // Loss at the current W+: (total, mse) as tensors.
-    let loss = |w: &Tensor| -> anyhow::Result<(Tensor, Tensor)> {
-        let gen = (model.synthesis.forward(w, &noise_dev)? + 1.0) / 2.0;
-        let mse = saturated_error(&gen, &target).square().mean(Kind::Float);
-        let total = match (&vgg, &target_features) {
-            (Some(vgg), Some(tf)) => {
-                &mse + Vgg16Features::distance(&vgg.features(&gen), tf) * opts.perceptual_weight
-            }
-            _ => mse.shallow_clone(),
-        };
-        Ok((total, mse))
-    };
-
     let mut history = vec![];
     let mut best: Option<(f64, usize, Tensor)> = None;
     for step in 0..=opts.steps {
@@ -206,32 +177,29 @@ pub fn embed(
         if best.as_ref().is_none_or(|(b, _, _)| values.total < *b) {
             best = Some((values.total, step, tch::no_grad(|| w.detach().copy())));
         }
-        // The extra pass after the last update only scores the final W+.
         if step == opts.steps {
             break;
         }
         history.push(values);
         if !on_step(&values) {
-            return Ok(Outcome::Interrupted);
+            return Ok(None);
         }
         adam.zero_grad();
         total.backward();
         adam.step();
     }
     let (_, best_step, best_w) = best.expect("at least one step");
+    Ok(Some(Optimized { best_w, best_step, history }))
+}
 
-    let image = model.synthesize(&best_w, &noise)?;
-    let mse_of = |img: &Tensor| {
-        f64::try_from((img - photo.to_kind(Kind::Float)).square().mean(Kind::Double))
-            .unwrap_or(f64::NAN)
-    };
-    let mse = mse_of(&image);
-    let start_w = mean.view([1, 1, LATENT_DIM]).expand([1, layers, LATENT_DIM], false);
-    let initial_mse = mse_of(&model.synthesize(&start_w, &noise)?);
-
-    let mut latent =
-        LatentFile::new(best_w.squeeze_dim(0).to_device(Device::Cpu), None, noise, &model.sha256);
-    let meta = [
+/// The latent file's provenance metadata of an embedding.
+fn embed_metadata(
+    opts: &EmbedOptions,
+    best_step: usize,
+    mse: f64,
+    start: MeanSource,
+) -> Vec<(&'static str, String)> {
+    vec![
         ("source", "embed".to_string()),
         ("embed_steps", opts.steps.to_string()),
         ("embed_lr", opts.lr.to_string()),
@@ -260,8 +228,64 @@ pub fn embed(
                 None => "none".to_string(),
             },
         ),
-    ];
-    for (k, v) in meta {
+    ]
+}
+
+/// Embeds `photo` [3,R,R] (values in [0,1], R the model's resolution). `on_step` sees each step
+/// and returns whether to go on; when it says stop, the result is [`Outcome::Interrupted`].
+pub fn embed(
+    model: &Model,
+    photo: &Tensor,
+    opts: &EmbedOptions,
+    on_step: &mut dyn FnMut(&EmbedStep) -> bool,
+) -> anyhow::Result<Outcome<EmbedOutcome>> {
+    let layout = model.layout();
+    let (resolution, layers) = (layout.resolution, layout.w_rows as i64);
+    let device = model.device;
+    ensure!(
+        photo.size() == [3, resolution, resolution],
+        "the photo is {:?}, the model renders [3, {resolution}, {resolution}]",
+        photo.size()
+    );
+    ensure!(opts.steps > 0, "embedding needs at least one step");
+    let vgg = load_vgg(opts, device)?;
+    let (mean, start) = mean_w(model, opts.mean_samples, 0)?;
+    let noise: Vec<Tensor> = fixed_noise(layout, opts.noise);
+    let noise_dev: Vec<Tensor> = noise.iter().map(|n| n.to_device(device)).collect();
+    let target = photo.to_kind(Kind::Float).unsqueeze(0).to_device(device);
+    let target_features = vgg.as_ref().map(|v| tch::no_grad(|| v.features(&target)));
+    let start_w = mean.view([1, 1, LATENT_DIM]).expand([1, layers, LATENT_DIM], false);
+
+    // Loss at the current W+: (total, mse) as tensors.
+    let loss = |w: &Tensor| -> anyhow::Result<(Tensor, Tensor)> {
+        let gen = (model.synthesis.forward(w, &noise_dev)? + 1.0) / 2.0;
+        let mse = saturated_error(&gen, &target).square().mean(Kind::Float);
+        let total = match (&vgg, &target_features) {
+            (Some(vgg), Some(tf)) => {
+                &mse + Vgg16Features::distance(&vgg.features(&gen), tf) * opts.perceptual_weight
+            }
+            _ => mse.shallow_clone(),
+        };
+        Ok((total, mse))
+    };
+    let Some(Optimized { best_w, best_step, history }) =
+        optimize(&start_w.contiguous(), opts, &loss, on_step)?
+    else {
+        return Ok(Outcome::Interrupted);
+    };
+
+    let image = model.synthesize(&best_w, &noise)?;
+    let mse_of = |img: &Tensor| {
+        f64::try_from((img - photo.to_kind(Kind::Float)).square().mean(Kind::Double))
+            .unwrap_or(f64::NAN)
+    };
+    let mse = mse_of(&image);
+    let initial_mse = mse_of(&model.synthesize(&start_w, &noise)?);
+
+    let mut latent =
+        LatentFile::new(best_w.squeeze_dim(0).to_device(Device::Cpu), None, noise, &model.sha256);
+    latent.set_architecture(model.architecture());
+    for (k, v) in embed_metadata(opts, best_step, mse, start) {
         latent.metadata.insert(k.to_string(), v);
     }
     Ok(Outcome::Completed(EmbedOutcome {

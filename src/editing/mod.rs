@@ -38,9 +38,9 @@ pub fn search_target(
         image: rgb.unsqueeze(0).to_device(device),
         weight: alpha.map(|a| a.unsqueeze(0).to_device(device)),
     };
-    let start = Start::random(seed, model.config(), config.tile_latent);
+    let start = Start::random(seed, model.layout(), config.tile_latent);
     let outcomes = search::search(
-        &model.synthesis,
+        model.synthesis.as_ref(),
         &fit,
         config,
         &target,
@@ -51,6 +51,6 @@ pub fn search_target(
     let Some(outcome) = outcomes.completed().and_then(|mut o| o.pop()) else {
         return Ok(Outcome::Interrupted);
     };
-    let latent = outcome.latent_file(&model.sha256, seed);
+    let latent = outcome.latent_file(&model.sha256, model.architecture(), seed);
     Ok(Outcome::Completed((outcome.image, latent)))
 }

@@ -3,7 +3,7 @@
 //! fit, but at most [`AUTO_BATCH_MAX`]; 1 on the CPU, where batching gains nothing
 //! (docs/performance.md).
 use crate::precision::Precision;
-use crate::stylegan::SynthesisConfig;
+use crate::stylegan::Layout;
 use tch::Device;
 
 /// The largest batch `auto` picks. On an H200 (issue 12's table) the time per image fell from
@@ -13,8 +13,8 @@ use tch::Device;
 /// prints the table this bound should be revised from.
 pub const AUTO_BATCH_MAX: usize = 16;
 
-/// The batch size for a search on this network, device and precision.
-pub fn auto_batch_size(config: &SynthesisConfig, device: Device, precision: Precision) -> usize {
+/// The batch size for a search on a network of this layout, device and precision.
+pub fn auto_batch_size(config: &Layout, device: Device, precision: Precision) -> usize {
     let Device::Cuda(index) = device else { return 1 };
     let Some(free) = crate::system::cuda_free_bytes(index) else { return 1 };
     batch_that_fits(free, config, precision)
@@ -22,7 +22,7 @@ pub fn auto_batch_size(config: &SynthesisConfig, device: Device, precision: Prec
 
 /// Searches that fit in `free` bytes, keeping 20% spare, between 1 and [`AUTO_BATCH_MAX`].
 /// Half-precision activations take about 60% of the float32 memory.
-pub fn batch_that_fits(free: u64, config: &SynthesisConfig, precision: Precision) -> usize {
+pub fn batch_that_fits(free: u64, config: &Layout, precision: Precision) -> usize {
     let mut per_image = search_bytes_per_image(config);
     if precision.autocast_kind().is_some() {
         per_image = per_image * 6 / 10;
@@ -32,7 +32,7 @@ pub fn batch_that_fits(free: u64, config: &SynthesisConfig, precision: Precision
 
 /// Rough GPU memory of one search image: float32 activations kept for the backward pass, about
 /// 12 tensors of the block's size per layer (conv, blur, noise, activation, norm, style), plus 50%.
-pub fn search_bytes_per_image(config: &SynthesisConfig) -> u64 {
+pub fn search_bytes_per_image(config: &Layout) -> u64 {
     let per_block: u64 = config
         .channels
         .iter()
@@ -48,24 +48,25 @@ pub fn search_bytes_per_image(config: &SynthesisConfig) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stylegan::SynthesisConfig;
 
     /// The CPU never batches automatically, and the FFHQ estimate stays above what a search
     /// really took (1.79 GiB per image measured at batch 2, docs/performance.md) without
     /// wasting more than about 2x of it.
     #[test]
     fn one_on_the_cpu_and_the_ffhq_estimate_is_safe() {
-        let ffhq = SynthesisConfig::ffhq();
+        let ffhq = SynthesisConfig::ffhq().layout();
         assert_eq!(auto_batch_size(&ffhq, Device::Cpu, Precision::Fp32), 1);
         let gib = search_bytes_per_image(&ffhq) as f64 / (1u64 << 30) as f64;
         assert!((1.79..4.0).contains(&gib), "FFHQ estimate {gib} GiB per image");
-        let small = SynthesisConfig::with_fmap_max(128, 512);
+        let small = SynthesisConfig::with_fmap_max(128, 512).layout();
         let ratio = search_bytes_per_image(&ffhq) as f64 / search_bytes_per_image(&small) as f64;
         assert!(ratio > 5.0, "a 128x128 network should need far less memory ({ratio}x)");
     }
 
     #[test]
     fn fits_what_free_memory_allows() {
-        let ffhq = SynthesisConfig::ffhq();
+        let ffhq = SynthesisConfig::ffhq().layout();
         let per = search_bytes_per_image(&ffhq);
         assert_eq!(batch_that_fits(0, &ffhq, Precision::Fp32), 1);
         assert_eq!(batch_that_fits(per * 10, &ffhq, Precision::Fp32), 8);

@@ -2,10 +2,13 @@
 //! projection) on an FFHQ-size network with random weights (or a model folder), so users can size
 //! a job before they start it. Returns a report; the command line prints it.
 use crate::device::Determinism;
+use crate::model::Model;
 use crate::precision::Precision;
 use crate::pulse::search::{search, SearchConfig, Start, GRAPH_WARMUP_STEPS};
 use crate::pulse::{GaussianFit, LossTarget};
-use crate::stylegan::{Synthesis, SynthesisConfig, Tuning, LATENT_DIM};
+use crate::stylegan::{
+    stylegan2, Architecture, Synthesis, SynthesisConfig, SynthesisNetwork, Tuning, LATENT_DIM,
+};
 use crate::system;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -22,8 +25,11 @@ pub struct BenchOptions {
     /// Untimed steps first (allocator, cuDNN autotuning).
     pub warmup: usize,
     pub precision: Precision,
-    /// A model folder; `None` builds the FFHQ-size network with random weights.
+    /// A model folder; `None` builds the FFHQ-size network of `architecture` with random
+    /// weights.
     pub model: Option<PathBuf>,
+    /// The family of the random network (ignored with a model folder).
+    pub architecture: Architecture,
     /// Target side of the search (32 in PULSE's experiments).
     pub target_side: i64,
     /// Measure the forward pass's difference to float32 (for the faster modes).
@@ -45,6 +51,7 @@ impl Default for BenchOptions {
             warmup: 1,
             precision: Precision::Fp32,
             model: None,
+            architecture: Architecture::StyleGan1,
             target_side: 32,
             parity: true,
             tuning: Tuning::ALL_ON,
@@ -65,6 +72,8 @@ pub struct BenchReport {
     pub device: String,
     pub precision: String,
     pub resolution: i64,
+    /// The generator family (`stylegan1`, `stylegan2`).
+    pub architecture: String,
     /// Faces per hour and per minute at `steps_per_face` steps each.
     pub faces_per_hour: f64,
     pub faces_per_minute: f64,
@@ -94,72 +103,56 @@ pub struct BenchReport {
     pub notes: Vec<String>,
 }
 
-/// An FFHQ-size (or any `config`) synthesis network with random weights, like
-/// `torch_baseline_step.py`'s: weights N(0,1), biases N(0,0.01), noise strengths U(0,0.1).
-pub fn random_synthesis(
-    config: &SynthesisConfig,
-    device: Device,
-    seed: i64,
-) -> (Synthesis, nn::VarStore) {
-    let mut vs = nn::VarStore::new(device);
-    let mut synthesis = Synthesis::new(vs.root(), config);
-    tch::manual_seed(seed);
-    tch::no_grad(|| {
-        let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
-        for (name, mut t) in vars {
-            let r = if name.ends_with("noise.weight") {
-                t.rand_like() * 0.1
-            } else if name.ends_with("bias") {
-                t.randn_like() * 0.1
-            } else {
-                t.randn_like()
-            };
-            t.copy_(&r);
+/// The network a benchmark times: a model folder's, or a random one with its weights.
+enum Network {
+    Model(Model),
+    /// The VarStore keeps the random weights alive.
+    Random {
+        synthesis: Box<dyn SynthesisNetwork>,
+        _weights: nn::VarStore,
+    },
+}
+
+impl Network {
+    fn synthesis(&mut self) -> &mut dyn SynthesisNetwork {
+        match self {
+            Network::Model(m) => m.synthesis.as_mut(),
+            Network::Random { synthesis, .. } => synthesis.as_mut(),
         }
-    });
-    vs.freeze();
-    synthesis.prepare();
-    (synthesis, vs)
+    }
 }
 
-/// A plausible random Gaussian fit (as the baseline script draws it).
-pub fn random_fit(device: Device) -> GaussianFit {
-    let mean = Tensor::randn([LATENT_DIM], (Kind::Float, Device::Cpu)) * 0.3;
-    let std = Tensor::rand([LATENT_DIM], (Kind::Float, Device::Cpu)) * 0.5 + 0.2;
-    GaussianFit { mean: mean.to_device(device), std: std.to_device(device) }
-}
-
-/// Runs the benchmark; `progress(step, total)` sees every step.
-pub fn run(
-    opts: &BenchOptions,
-    progress: &mut dyn FnMut(usize, usize),
-) -> anyhow::Result<BenchReport> {
-    anyhow::ensure!(opts.batch_size > 0 && opts.steps > 0, "batch size and steps must be positive");
+/// The model folder's generator, or the FFHQ-size one of `architecture` with random weights,
+/// with its Gaussian fit (the folder's, else a random one) and its name for the report.
+fn network(opts: &BenchOptions) -> anyhow::Result<(Network, GaussianFit, String)> {
     let dev = opts.device;
-    crate::device::configure(dev, opts.determinism)?;
+    if let Some(dir) = &opts.model {
+        let m = Model::load(dir, dev)?;
+        let fit =
+            m.fit.as_ref().map(|f| f.to_device(dev)).unwrap_or_else(|| GaussianFit::random(dev));
+        return Ok((Network::Model(m), fit, dir.display().to_string()));
+    }
+    let (synthesis, vs): (Box<dyn SynthesisNetwork>, _) = match opts.architecture {
+        Architecture::StyleGan1 => {
+            let (s, vs) = Synthesis::random(&SynthesisConfig::ffhq(), dev, 0);
+            (Box::new(s), vs)
+        }
+        Architecture::StyleGan2 => {
+            let (s, vs) = stylegan2::Synthesis::random(&stylegan2::SynthesisConfig::ffhq(), dev, 0);
+            (Box::new(s), vs)
+        }
+    };
+    let name = match opts.architecture {
+        Architecture::StyleGan1 => "random FFHQ-size".to_string(),
+        a => format!("random FFHQ-size {a}"),
+    };
+    Ok((Network::Random { synthesis, _weights: vs }, GaussianFit::random(dev), name))
+}
+
+/// What the user should know about this precision and CUDA graph setting on this device.
+fn mode_notes(opts: &BenchOptions, cuda_graph: bool) -> Vec<String> {
     let mut notes = vec![];
-    let (mut model, mut random) = (None, None);
-    let (fit, network) = match &opts.model {
-        Some(dir) => {
-            let m = crate::model::Model::load(dir, dev)?;
-            let fit = m.fit.as_ref().map(|f| f.to_device(dev)).unwrap_or_else(|| random_fit(dev));
-            model = Some(m);
-            (fit, dir.display().to_string())
-        }
-        None => {
-            random = Some(random_synthesis(&SynthesisConfig::ffhq(), dev, 0));
-            (random_fit(dev), "random FFHQ-size".to_string())
-        }
-    };
-    let synthesis: &mut Synthesis = match (&mut model, &mut random) {
-        (Some(m), _) => &mut m.synthesis,
-        (_, Some((s, _))) => s,
-        _ => unreachable!("one network was built above"),
-    };
-    let config = synthesis.config().clone();
-    synthesis.set_tuning(opts.tuning);
-    match (opts.precision, dev) {
+    match (opts.precision, opts.device) {
         (Precision::Tf32, Device::Cpu) => {
             notes.push("tf32 has no effect on the CPU (same as fp32)".into())
         }
@@ -171,10 +164,54 @@ pub fn run(
         }
         _ => {}
     }
-    let cuda_graph = opts.cuda_graph && dev.is_cuda();
     if opts.cuda_graph && !cuda_graph {
         notes.push("cuda graph has no effect on the CPU".into());
     }
+    notes
+}
+
+/// Sets the precision; with `parity`, first measures one forward pass in it against float32 on a
+/// fixed input: (max abs difference, that relative to the image's largest magnitude).
+fn set_precision_measured(
+    synthesis: &mut dyn SynthesisNetwork,
+    opts: &BenchOptions,
+) -> anyhow::Result<(Option<f64>, Option<f64>)> {
+    let dev = opts.device;
+    if !opts.parity || opts.precision == Precision::Fp32 {
+        synthesis.set_precision(opts.precision);
+        return Ok(match opts.precision {
+            Precision::Fp32 => (Some(0.0), Some(0.0)),
+            _ => (None, None),
+        });
+    }
+    let layout = synthesis.layout().clone();
+    tch::manual_seed(1);
+    let w_plus = (Tensor::randn([1, layout.w_rows as i64, LATENT_DIM], (Kind::Float, Device::Cpu)))
+        .to_device(dev);
+    let noise: Vec<Tensor> =
+        Start::random(1, &layout, false).noise.iter().map(|n| n.to_device(dev)).collect();
+    synthesis.set_precision(Precision::Fp32);
+    let want = tch::no_grad(|| synthesis.forward(&w_plus, &noise))?;
+    synthesis.set_precision(opts.precision);
+    let got = tch::no_grad(|| synthesis.forward(&w_plus, &noise))?;
+    let d = (&got - &want).abs().max().double_value(&[]);
+    let m = want.abs().max().double_value(&[]);
+    Ok((Some(d), Some(d / m.max(1e-12))))
+}
+
+/// Runs the benchmark; `progress(step, total)` sees every step.
+pub fn run(
+    opts: &BenchOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> anyhow::Result<BenchReport> {
+    anyhow::ensure!(opts.batch_size > 0 && opts.steps > 0, "batch size and steps must be positive");
+    let dev = opts.device;
+    crate::device::configure(dev, opts.determinism)?;
+    let (mut net, fit, network_name) = network(opts)?;
+    let layout = net.synthesis().layout().clone();
+    net.synthesis().set_tuning(opts.tuning);
+    let cuda_graph = opts.cuda_graph && dev.is_cuda();
+    let mut notes = mode_notes(opts, cuda_graph);
     // The graph is captured after GRAPH_WARMUP_STEPS ordinary steps; the capture is not timed.
     let warmup = match cuda_graph {
         true if opts.warmup <= GRAPH_WARMUP_STEPS => {
@@ -186,34 +223,11 @@ pub fn run(
         }
         _ => opts.warmup,
     };
-
-    // Parity of the forward pass against float32, on one fixed input.
-    let (parity_max_abs, parity_rel) = if opts.parity && opts.precision != Precision::Fp32 {
-        let layers = config.num_layers();
-        tch::manual_seed(1);
-        let w_plus = (Tensor::randn([1, layers as i64, LATENT_DIM], (Kind::Float, Device::Cpu)))
-            .to_device(dev);
-        let noise: Vec<Tensor> =
-            Start::random(1, &config, false).noise.iter().map(|n| n.to_device(dev)).collect();
-        synthesis.set_precision(Precision::Fp32);
-        let want = tch::no_grad(|| synthesis.forward(&w_plus, &noise))?;
-        synthesis.set_precision(opts.precision);
-        let got = tch::no_grad(|| synthesis.forward(&w_plus, &noise))?;
-        let d = (&got - &want).abs().max().double_value(&[]);
-        let m = want.abs().max().double_value(&[]);
-        (Some(d), Some(d / m.max(1e-12)))
-    } else {
-        synthesis.set_precision(opts.precision);
-        if opts.precision == Precision::Fp32 {
-            (Some(0.0), Some(0.0))
-        } else {
-            (None, None)
-        }
-    };
+    let (parity_max_abs, parity_rel) = set_precision_measured(net.synthesis(), opts)?;
 
     let batch = opts.batch_size;
     let starts: Vec<Start> =
-        (0..batch).map(|b| Start::random(b as u64 + 10, &config, false)).collect();
+        (0..batch).map(|b| Start::random(b as u64 + 10, &layout, false)).collect();
     let start = Start::batch(&starts);
     tch::manual_seed(2);
     let target = LossTarget {
@@ -225,7 +239,8 @@ pub fn run(
         weight: None,
     };
     let total = warmup + opts.steps + 1;
-    let search_config = SearchConfig { steps: total, cuda_graph, ..SearchConfig::default() };
+    let search_config =
+        SearchConfig { steps: total, cuda_graph, ..SearchConfig::for_layout(&layout) };
     let steps_per_face = SearchConfig::default().steps;
     let rss_before = system::rss_mb().unwrap_or(0.0);
     let mut stamps: Vec<Instant> = Vec::with_capacity(total);
@@ -233,6 +248,7 @@ pub fn run(
         Device::Cuda(i) => Some(i),
         _ => None,
     };
+    let synthesis: &dyn SynthesisNetwork = net.synthesis();
     let outcome = search(synthesis, &fit, &search_config, &target, start, dev, &mut |p| {
         // The callback comes once per step, after the forward pass; wait for the GPU so the
         // stamps measure finished work (the baseline script synchronizes every step too).
@@ -257,7 +273,8 @@ pub fn run(
         batch_size: batch,
         device: crate::device::describe(dev),
         precision: opts.precision.name().to_string(),
-        resolution: config.resolution,
+        resolution: layout.resolution,
+        architecture: layout.architecture.name().to_string(),
         faces_per_hour,
         faces_per_minute: faces_per_hour / 60.0,
         steps_per_face,
@@ -268,7 +285,7 @@ pub fn run(
         parity_max_abs,
         parity_rel,
         threads: tch::get_num_threads(),
-        network,
+        network: network_name,
         untuned: untuned_names(opts.tuning),
         deterministic: opts.determinism.is_deterministic() || !dev.is_cuda(),
         cuda_graph,

@@ -2,13 +2,12 @@
 //! synthesis, docs/design.md "The networks") and exact rendering of latent files.
 use crate::latent::LatentFile;
 use crate::model::Model;
-use crate::stylegan::{SynthesisConfig, LATENT_DIM};
+use crate::stylegan::LATENT_DIM;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
-/// Layers that truncation applies to (StyleGAN's `truncation_cutoff`).
-pub const TRUNCATION_LAYERS: i64 = 8;
-/// Samples used to estimate `w_avg`, the mean mapping output.
+/// Samples used to estimate `w_avg`, the mean mapping output, where the mapping file stores
+/// none (StyleGAN v1's).
 pub const W_AVG_SAMPLES: i64 = 10_000;
 
 /// Random faces from one seed: the mean w is computed once, then each face is drawn on demand,
@@ -24,7 +23,10 @@ impl<'a> Generator<'a> {
     /// Needs the model's mapping network; `psi` is the truncation (1 = none).
     pub fn new(model: &'a Model, seed: u64, psi: f64) -> anyhow::Result<Self> {
         let mapping = model.mapping()?;
-        let w_avg = mapping.mean_w(W_AVG_SAMPLES, seed as i64, model.device)?;
+        let w_avg = match mapping.stored_w_avg() {
+            Some(w) => w.to_device(model.device),
+            None => mapping.mean_w(W_AVG_SAMPLES, seed as i64, model.device)?,
+        };
         Ok(Self { model, seed, psi, w_avg })
     }
 
@@ -38,19 +40,20 @@ impl<'a> Generator<'a> {
     /// reproduces it.
     pub fn face(&self, k: usize) -> anyhow::Result<(Tensor, LatentFile)> {
         let model = self.model;
-        let layers = model.config().num_layers() as i64;
+        let layout = model.layout();
         let device = model.device;
         let item_seed = self.face_seed(k);
         tch::manual_seed(item_seed as i64);
         let z = Tensor::randn([1, LATENT_DIM], (Kind::Float, Device::Cpu));
-        let noise: Vec<Tensor> = (0..layers as usize)
-            .map(|l| {
-                let s = SynthesisConfig::noise_side(l);
-                Tensor::randn([1, 1, s, s], (Kind::Float, Device::Cpu))
-            })
-            .collect();
+        let noise = layout.random_noise();
         let w = tch::no_grad(|| model.mapping()?.forward(&z.to_device(device)))?;
-        let w_plus = truncate(&w, &self.w_avg, self.psi, layers);
+        let w_plus = truncate(
+            &w,
+            &self.w_avg,
+            self.psi,
+            layout.w_rows as i64,
+            layout.truncation_cutoff as i64,
+        );
         if !crate::latent::all_finite(&w_plus) {
             crate::invalid!("truncation {} takes w_plus beyond float32's range", self.psi);
         }
@@ -61,21 +64,23 @@ impl<'a> Generator<'a> {
             noise,
             &model.sha256,
         );
+        latent.set_architecture(layout.architecture);
         latent.metadata.insert("seed".into(), item_seed.to_string());
         latent.metadata.insert("truncation".into(), self.psi.to_string());
         Ok((image, latent))
     }
 }
 
-/// W+ [1,L,512] from w [1,512]: `w_avg + psi * (w - w_avg)` on the first
-/// [`TRUNCATION_LAYERS`] layers, `w` itself on the others (StyleGAN's truncation trick).
-pub fn truncate(w: &Tensor, w_avg: &Tensor, psi: f64, layers: i64) -> Tensor {
+/// W+ [B,L,512] from w [B,512]: `w_avg + psi * (w - w_avg)` on the first `cutoff` rows, `w`
+/// itself on the others (StyleGAN's truncation trick; the cutoff is the model's
+/// [`crate::stylegan::Layout::truncation_cutoff`]).
+pub fn truncate(w: &Tensor, w_avg: &Tensor, psi: f64, layers: i64, cutoff: i64) -> Tensor {
     let truncated = w_avg + (w - w_avg) * psi;
-    let cut = TRUNCATION_LAYERS.min(layers);
+    let cut = cutoff.min(layers);
     Tensor::cat(
         &[
-            truncated.unsqueeze(1).expand([1, cut, LATENT_DIM], false),
-            w.unsqueeze(1).expand([1, layers - cut, LATENT_DIM], false),
+            truncated.unsqueeze(1).expand([-1, cut, LATENT_DIM], false),
+            w.unsqueeze(1).expand([-1, layers - cut, LATENT_DIM], false),
         ],
         1,
     )
@@ -83,7 +88,7 @@ pub fn truncate(w: &Tensor, w_avg: &Tensor, psi: f64, layers: i64) -> Tensor {
 
 /// Renders a latent file with its own noise, exactly as the search saw it.
 pub fn render(model: &Model, path: &Path, latent: &LatentFile) -> anyhow::Result<Tensor> {
-    latent.check_layers(path, model.config().num_layers())?;
+    latent.check_layout(path, model.layout())?;
     let (w_plus, noise) = latent.batch_of_one(model.device);
     model.synthesize(&w_plus, &noise)
 }

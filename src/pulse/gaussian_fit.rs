@@ -1,7 +1,7 @@
 //! The Gaussian fit of PULSE (docs/design.md, "The latent space"): mean and std of
 //! `leaky_relu(mapping(z), 5.0)`, the mapping output with its last leaky ReLU undone. The search
 //! runs in this whitened space and maps back with `leaky_relu(latent * std + mean, 0.2)`.
-use crate::stylegan::{Mapping, LATENT_DIM};
+use crate::stylegan::{MappingNetwork, LATENT_DIM};
 use tch::{Device, Kind, Tensor};
 
 /// Mean and std [512] of the un-activated mapping output.
@@ -12,6 +12,13 @@ pub struct GaussianFit {
 }
 
 impl GaussianFit {
+    /// A plausible random fit (as the baseline script draws it), for benchmarks and tests.
+    pub fn random(device: Device) -> Self {
+        let mean = Tensor::randn([LATENT_DIM], (Kind::Float, Device::Cpu)) * 0.3;
+        let std = Tensor::rand([LATENT_DIM], (Kind::Float, Device::Cpu)) * 0.5 + 0.2;
+        Self { mean: mean.to_device(device), std: std.to_device(device) }
+    }
+
     pub fn to_device(&self, device: Device) -> Self {
         Self { mean: self.mean.to_device(device), std: self.std.to_device(device) }
     }
@@ -21,7 +28,7 @@ impl GaussianFit {
     /// (Chan et al.'s pairwise update), which stays exact where the spread is tiny next to the
     /// mean, as with random mapping weights.
     pub fn compute(
-        mapping: &Mapping,
+        mapping: &dyn MappingNetwork,
         samples: i64,
         chunk: i64,
         seed: i64,

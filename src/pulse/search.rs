@@ -12,7 +12,7 @@ use super::Downscaler;
 use super::GaussianFit;
 use super::Outcome;
 use crate::latent::LatentFile;
-use crate::stylegan::{Synthesis, SynthesisConfig, LATENT_DIM};
+use crate::stylegan::{Architecture, Layout, SynthesisNetwork, LATENT_DIM};
 use anyhow::{bail, ensure, Context};
 use std::str::FromStr;
 use tch::{Device, Kind, Tensor};
@@ -65,9 +65,10 @@ pub struct SearchConfig {
     /// L2 level at which an image counts as a success; also the floor of the L2/L1 terms.
     pub eps: f64,
     pub noise: NoiseMode,
-    /// Noise layers i < this are optimized (trainable mode).
+    /// Noise maps i < this are optimized (trainable mode).
     pub trainable_noise: usize,
-    /// Noise layers that are always zero and never optimized (checked first).
+    /// Noise maps that are always zero and never optimized (checked first); the model's
+    /// default is [`Layout::default_bad_noise`].
     pub bad_noise_layers: Vec<usize>,
     /// Optimize one 512-vector per image, tiled over all layers.
     pub tile_latent: bool,
@@ -84,9 +85,17 @@ pub struct SearchConfig {
 }
 
 impl SearchConfig {
-    /// Checks every setting against the network's `layers` style layers; the message names the
-    /// setting and the accepted range.
-    pub fn check(&self, layers: usize) -> Result<(), crate::Invalid> {
+    /// PULSE's published settings with the noise map the generator of `layout` zeroes by
+    /// default ([`Layout::default_bad_noise`]); `Default` is PULSE's own, for StyleGAN v1 at
+    /// 1024 (map 17).
+    pub fn for_layout(layout: &Layout) -> Self {
+        Self { bad_noise_layers: layout.default_bad_noise.clone(), ..Self::default() }
+    }
+
+    /// Checks every setting against the generator's layout; the message names the setting and
+    /// the accepted range.
+    pub fn check(&self, layout: &Layout) -> Result<(), crate::Invalid> {
+        let layers = layout.noise_maps();
         let bad = |m: String| Err(crate::Invalid(m));
         if self.steps == 0 {
             return bad("steps must be at least 1".into());
@@ -105,13 +114,13 @@ impl SearchConfig {
         }
         if self.trainable_noise > layers {
             return bad(format!(
-                "{} trainable noise layers asked for, the network has {layers} (0 to {layers})",
+                "{} trainable noise layers asked for, the network has {layers} noise maps (0 to {layers})",
                 self.trainable_noise
             ));
         }
         if let Some(l) = self.bad_noise_layers.iter().find(|&&l| l >= layers) {
             return bad(format!(
-                "noise layer {l} does not exist: the network has layers 0 to {}",
+                "noise layer {l} does not exist: the network has noise maps 0 to {}",
                 layers - 1
             ));
         }
@@ -145,7 +154,7 @@ impl Default for SearchConfig {
 pub const GRAPH_WARMUP_STEPS: usize = 3;
 
 /// The starting point of a search: the sphere-side latent [B,L,512] (or [B,1,512] tiled) and
-/// one noise map per layer [B,1,S,S], as drawn (the noise mode is applied by the search).
+/// one noise map per noise input [B,1,S,S], as drawn (the noise mode is applied by the search).
 #[derive(Debug)]
 pub struct Start {
     pub latent: Tensor,
@@ -155,17 +164,11 @@ pub struct Start {
 impl Start {
     /// Draws one item's start from the global generator after seeding it with `seed`, on the
     /// CPU, so the draw is the same whatever the device and whatever else is in the batch.
-    pub fn random(seed: u64, config: &SynthesisConfig, tile_latent: bool) -> Self {
+    pub fn random(seed: u64, layout: &Layout, tile_latent: bool) -> Self {
         tch::manual_seed(seed as i64);
-        let rows = if tile_latent { 1 } else { config.num_layers() as i64 };
+        let rows = if tile_latent { 1 } else { layout.w_rows as i64 };
         let latent = Tensor::randn([1, rows, LATENT_DIM], (Kind::Float, Device::Cpu));
-        let noise = (0..config.num_layers())
-            .map(|l| {
-                let s = SynthesisConfig::noise_side(l);
-                Tensor::randn([1, 1, s, s], (Kind::Float, Device::Cpu))
-            })
-            .collect();
-        Self { latent, noise }
+        Self { latent, noise: layout.random_noise() }
     }
 
     /// Stacks single-item starts into one batch.
@@ -218,13 +221,19 @@ pub struct SearchOutcome {
 impl SearchOutcome {
     /// The latent file that renders `image` exactly: W+, the sphere-side latent and the noise,
     /// with the start's `seed` and the best step in its metadata.
-    pub fn latent_file(&self, model_sha256: &str, seed: u64) -> LatentFile {
+    pub fn latent_file(
+        &self,
+        model_sha256: &str,
+        architecture: Architecture,
+        seed: u64,
+    ) -> LatentFile {
         let mut latent = LatentFile::new(
             self.w_plus.squeeze_dim(0),
             Some(self.latent.squeeze_dim(0)),
             self.noise.iter().map(|n| n.shallow_clone()).collect(),
             model_sha256,
         );
+        latent.set_architecture(architecture);
         latent.metadata.insert("seed".into(), seed.to_string());
         latent.metadata.insert("best_step".into(), self.best_step.to_string());
         latent
@@ -258,7 +267,7 @@ pub fn from_w_plus(w_plus: &Tensor, fit: &GaussianFit) -> anyhow::Result<Tensor>
 /// Runs the search for a batch. `target.image` is [B,3,s,s] on `device`; `on_step` sees each
 /// step and returns whether to go on (else the search ends as [`Outcome::Interrupted`]).
 pub fn search(
-    synthesis: &Synthesis,
+    synthesis: &dyn SynthesisNetwork,
     fit: &GaussianFit,
     config: &SearchConfig,
     target: &LossTarget,
@@ -266,13 +275,14 @@ pub fn search(
     device: Device,
     on_step: &mut dyn FnMut(Progress) -> bool,
 ) -> anyhow::Result<Outcome<Vec<SearchOutcome>>> {
-    let layers = synthesis.config().num_layers();
-    let resolution = synthesis.config().resolution;
+    let layout = synthesis.layout();
+    let (layers, resolution) = (layout.w_rows, layout.resolution);
     let batch = start.latent.size()[0];
     ensure!(
-        start.noise.len() == layers,
-        "start has {} noise maps, the network has {layers}",
-        start.noise.len()
+        start.noise.len() == layout.noise_maps(),
+        "start has {} noise maps, the network has {}",
+        start.noise.len(),
+        layout.noise_maps()
     );
     ensure!(config.steps > 0, "the search needs at least one step");
     ensure!(!config.loss.terms.is_empty(), "the loss has no terms");

@@ -11,16 +11,17 @@ use super::loss::{self, LossTarget};
 use super::optim::SphericalOptimizer;
 use super::search::{to_w_plus, NoiseMode, SearchConfig, Start};
 use super::{Downscaler, GaussianFit};
-use crate::stylegan::Synthesis;
+use crate::stylegan::SynthesisNetwork;
 use tch::{nn, Device, Kind, Tensor};
 
 /// What a step reads and does not change.
 pub(super) struct Inputs<'a> {
-    pub synthesis: &'a Synthesis,
+    pub synthesis: &'a dyn SynthesisNetwork,
     pub fit: &'a GaussianFit,
     pub config: &'a SearchConfig,
     pub target: &'a LossTarget,
     pub down: &'a Downscaler,
+    /// Rows of W+.
     pub layers: usize,
 }
 
@@ -31,7 +32,7 @@ pub(super) struct State {
     _vs: nn::VarStore,
     /// Sphere-side latent [B,L,512] (or [B,1,512] tiled), a leaf that requires grad.
     pub latent: Tensor,
-    /// One map per layer [B,1,S,S]; the trainable ones are leaves that require grad.
+    /// One map per noise input [B,1,S,S]; the trainable ones are leaves that require grad.
     pub noise: Vec<Tensor>,
     opt: SphericalOptimizer,
     /// Each item's lowest TOTAL so far [B] (+inf before the first step), the step it came at
@@ -165,9 +166,8 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipelines::bench::{random_fit, random_synthesis};
     use crate::pulse::OptimizerKind;
-    use crate::stylegan::SynthesisConfig;
+    use crate::stylegan::{Synthesis, SynthesisConfig};
 
     /// The device-side formulation (step counter, per-step tables, one-hot history row, best
     /// iterate updated in place) computes what a loop driven by the host's step number computes,
@@ -175,12 +175,13 @@ mod tests {
     #[test]
     fn device_side_step_equals_the_host_driven_loop() {
         let net = SynthesisConfig::with_fmap_max(32, 16);
-        let (synthesis, _vs) = random_synthesis(&net, Device::Cpu, 1);
-        let fit = random_fit(Device::Cpu);
+        let (synthesis, _vs) = Synthesis::random(&net, Device::Cpu, 1);
+        let fit = GaussianFit::random(Device::Cpu);
         let target =
             LossTarget { image: Tensor::rand([2, 3, 8, 8], tch::kind::FLOAT_CPU), weight: None };
         let down = Downscaler::new(4, Device::Cpu).unwrap();
-        let layers = net.num_layers();
+        let layout = net.layout();
+        let layers = layout.w_rows;
         for kind in
             [OptimizerKind::Adam, OptimizerKind::Sgd, OptimizerKind::Sgdm, OptimizerKind::Adamax]
         {
@@ -191,7 +192,7 @@ mod tests {
                 ..SearchConfig::default()
             };
             let start =
-                Start::batch(&[Start::random(1, &net, false), Start::random(2, &net, false)]);
+                Start::batch(&[Start::random(1, &layout, false), Start::random(2, &layout, false)]);
             let lrs: Vec<f64> = (0..config.steps)
                 .map(|j| config.lr * config.schedule.factor(j, config.steps))
                 .collect();

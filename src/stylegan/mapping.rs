@@ -8,6 +8,12 @@ const LAYERS: usize = 8;
 /// Learning-rate multiplier of the mapping network (StyleGAN `mapping_lrmul`).
 const LR_MUL: f64 = 0.01;
 
+impl super::network::MappingNetwork for Mapping {
+    fn forward(&self, z: &Tensor) -> anyhow::Result<Tensor> {
+        Mapping::forward(self, z)
+    }
+}
+
 #[derive(Debug)]
 struct Dense {
     weight: ScaledWeight,

@@ -4,6 +4,7 @@
 //! nearest-neighbour 2x upsample and a 3x3 conv below 128, and with a fused transposed conv from
 //! 128 on, then blurs. The architecture (resolution, channels per block) is read off the weights.
 use super::layers::{bias, leaky_relu, leaky_relu_reference, ScaledWeight};
+use super::network::{Architecture, Layout, SynthesisNetwork};
 use super::LATENT_DIM;
 use crate::precision::Precision;
 use anyhow::bail;
@@ -73,12 +74,31 @@ impl SynthesisConfig {
     pub fn noise_side(layer: usize) -> i64 {
         1 << (layer / 2 + 2)
     }
+
+    /// What the rest of the code asks of a generator: one W+ row and one noise map per style
+    /// layer; truncation on layers 0-7; PULSE's bad noise layer 17 where the network has one.
+    pub fn layout(&self) -> Layout {
+        let layers = self.num_layers();
+        Layout {
+            architecture: Architecture::StyleGan1,
+            resolution: self.resolution,
+            channels: self.channels.clone(),
+            w_rows: layers,
+            noise_sides: (0..layers).map(Self::noise_side).collect(),
+            truncation_cutoff: TRUNCATION_LAYERS.min(layers),
+            default_bad_noise: [17].into_iter().filter(|&l| l < layers).collect(),
+        }
+    }
 }
+
+/// Layers that truncation applies to (StyleGAN's `truncation_cutoff`).
+pub const TRUNCATION_LAYERS: usize = 8;
 
 /// The speed rewrites of the forward pass, each an exact reformulation of PULSE's form (the
 /// reference form is kept beside it and tested against it, forward and backward, in float64).
 /// All on by default; `pulse bench` switches them off one at a time to measure each
-/// (docs/performance.md).
+/// (docs/performance.md). StyleGAN2 honours `epilogue` and `leaky` (docs/design.md,
+/// "StyleGAN2"); `convt` and `blurbias` are v1's alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tuning {
     /// Noise as one `addcmul`, instance norm and style modulation as one batch norm.
@@ -328,6 +348,7 @@ enum Block {
 #[derive(Debug)]
 pub struct Synthesis {
     config: SynthesisConfig,
+    layout: Layout,
     blocks: Vec<(Block, Epilogue, Epilogue)>,
     torgb: ScaledWeight,
     torgb_bias: Tensor,
@@ -366,6 +387,7 @@ impl Synthesis {
         let rgb = &vs / "torgb";
         Self {
             config: config.clone(),
+            layout: config.layout(),
             blocks,
             torgb: ScaledWeight::new(
                 rgb.clone(),
@@ -381,6 +403,34 @@ impl Synthesis {
 
     pub fn config(&self) -> &SynthesisConfig {
         &self.config
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// A network of shape `config` with random weights, like the baseline script's
+    /// (`benches/baseline/`): weights N(0,1), biases N(0,0.01), noise strengths U(0,0.1); for
+    /// benchmarks and tests.
+    pub fn random(
+        config: &SynthesisConfig,
+        device: tch::Device,
+        seed: i64,
+    ) -> (Self, nn::VarStore) {
+        let mut vs = nn::VarStore::new(device);
+        let mut synthesis = Self::new(vs.root(), config);
+        super::layers::fill_random(&vs, seed, |name, t| {
+            if name.ends_with("noise.weight") {
+                t.rand_like() * 0.1
+            } else if name.ends_with("bias") {
+                t.randn_like() * 0.1
+            } else {
+                t.randn_like()
+            }
+        });
+        vs.freeze();
+        synthesis.prepare();
+        (synthesis, vs)
     }
 
     /// Caches every weight-only product; call once after the weights are loaded.
@@ -472,6 +522,27 @@ impl Synthesis {
                 Tensor::zeros([batch, 1, s, s], (Kind::Float, device))
             })
             .collect()
+    }
+}
+
+impl SynthesisNetwork for Synthesis {
+    fn layout(&self) -> &Layout {
+        &self.layout
+    }
+    fn forward(&self, w_plus: &Tensor, noise: &[Tensor]) -> anyhow::Result<Tensor> {
+        Synthesis::forward(self, w_plus, noise)
+    }
+    fn set_precision(&mut self, precision: Precision) {
+        Synthesis::set_precision(self, precision)
+    }
+    fn precision(&self) -> Precision {
+        self.precision
+    }
+    fn set_tuning(&mut self, tuning: Tuning) {
+        self.tuning = tuning
+    }
+    fn tuning(&self) -> Tuning {
+        self.tuning
     }
 }
 

@@ -7,7 +7,7 @@ use super::plan::Outputs;
 use super::UpsampleOptions;
 use crate::pulse::search::{from_w_plus, SearchOutcome};
 use crate::pulse::{GaussianFit, LossTarget, Start, Term};
-use crate::stylegan::SynthesisConfig;
+use crate::stylegan::Layout;
 use anyhow::bail;
 use std::collections::VecDeque;
 use tch::{Device, Tensor};
@@ -103,13 +103,13 @@ pub(super) fn start(
     input: &Input,
     attempt: usize,
     seed: u64,
-    config: &SynthesisConfig,
+    layout: &Layout,
     tile: bool,
     fit: &GaussianFit,
 ) -> anyhow::Result<Start> {
     let init = match (&input.init, attempt) {
         (Some(init), 0) => init,
-        _ => return Ok(Start::random(seed, config, tile)),
+        _ => return Ok(Start::random(seed, layout, tile)),
     };
     let latent = match &init.latent {
         Some(l) => l.shallow_clone(),
@@ -117,7 +117,7 @@ pub(super) fn start(
     };
     let latent = match (tile, latent.size()[0]) {
         (true, 1) => latent,
-        (false, 1) => latent.expand([config.num_layers() as i64, -1], false).contiguous(),
+        (false, 1) => latent.expand([layout.w_rows as i64, -1], false).contiguous(),
         (false, _) => latent,
         (true, _) => bail!(
             "{}: a tiled search needs a [1,512] latent in the init file",

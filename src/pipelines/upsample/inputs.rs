@@ -41,7 +41,7 @@ pub(super) fn read(
     path: &Path,
     init_dir: Option<&Path>,
 ) -> anyhow::Result<Input> {
-    let resolution = model.config().resolution;
+    let resolution = model.layout().resolution;
     let stem = file_stem(path);
     // A folder's entry is refused like a file given directly: a broken link or a folder named
     // like an image says so here.
@@ -69,7 +69,6 @@ pub(super) fn read(
             );
         }
     }
-    let layers = model.config().num_layers();
     let init = match (&opts.init, init_dir) {
         (_, Some(dir)) => {
             let mut name = stem.clone();
@@ -78,17 +77,17 @@ pub(super) fn read(
             if !p.is_file() {
                 bail!("{}: no start latent {} in the init folder", escaped(path), escaped(&p));
             }
-            Some(read_checked_latent(&p, model, layers)?)
+            Some(read_checked_latent(&p, model)?)
         }
-        (Some(file), None) => Some(read_checked_latent(file, model, layers)?),
+        (Some(file), None) => Some(read_checked_latent(file, model)?),
         (None, None) => None,
     };
     Ok(Input { path: path.to_path_buf(), stem, target, weight, init })
 }
 
-fn read_checked_latent(path: &Path, model: &Model, layers: usize) -> anyhow::Result<LatentFile> {
+fn read_checked_latent(path: &Path, model: &Model) -> anyhow::Result<LatentFile> {
     let latent = LatentFile::read(path)?;
-    latent.check_layers(path, layers)?;
+    latent.check_layout(path, model.layout())?;
     if latent.model_sha256() != model.sha256 {
         bail!(
             "{}: made with another model (model_sha256 {}, this model {}); start from a latent of this model",

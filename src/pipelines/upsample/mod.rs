@@ -19,6 +19,7 @@ use crate::model::Model;
 use crate::precision::Precision;
 use crate::pulse::search::{self, Progress};
 use crate::pulse::{Outcome, SearchConfig};
+use crate::stylegan::Layout;
 use batch::Job;
 use plan::Decision;
 use std::collections::VecDeque;
@@ -92,7 +93,7 @@ pub fn run(
     observer: &mut dyn Observer,
     stop: &AtomicBool,
 ) -> anyhow::Result<Report> {
-    check_options(opts, model.device, model.config().num_layers())?;
+    check_options(opts, model.device, model.layout())?;
     if model.synthesis.precision() != opts.precision {
         model.synthesis.set_precision(opts.precision);
     }
@@ -112,7 +113,7 @@ pub fn run(
         model: ModelInfo {
             dir: model.dir.clone(),
             sha256: model.sha256.clone(),
-            resolution: model.config().resolution,
+            resolution: model.layout().resolution,
         },
         images: vec![],
         refused: vec![],
@@ -314,13 +315,13 @@ fn search_all(
             .zip(&seeds)
             .map(|(j, &seed)| {
                 let tile = opts.search.tile_latent;
-                batch::start(&inputs[j.input], j.attempt, seed, model.config(), tile, &fit)
+                batch::start(&inputs[j.input], j.attempt, seed, model.layout(), tile, &fit)
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let target = batch::target(&batch, inputs, device);
         let started = Instant::now();
         let outcome = search::search(
-            &model.synthesis,
+            model.synthesis.as_ref(),
             &fit,
             &opts.search,
             &target,
@@ -358,7 +359,7 @@ fn search_all(
 }
 
 /// Refuses settings that cannot run on this model and device, before anything is read.
-fn check_options(opts: &UpsampleOptions, device: Device, layers: usize) -> anyhow::Result<()> {
+fn check_options(opts: &UpsampleOptions, device: Device, layout: &Layout) -> anyhow::Result<()> {
     if opts.samples == 0 || opts.batch_size == 0 {
         invalid!("the number of samples and the batch size must be at least 1");
     }
@@ -368,7 +369,7 @@ fn check_options(opts: &UpsampleOptions, device: Device, layers: usize) -> anyho
     if let Some(s) = &opts.shard {
         super::shard::Shard::new(s.index, s.count)?;
     }
-    opts.search.check(layers)?;
+    opts.search.check(layout)?;
     Ok(())
 }
 

@@ -25,10 +25,10 @@ pub(super) fn write(
 ) -> anyhow::Result<ImageRecord> {
     let Job { sample, outputs, best, seconds, .. } = job;
     let Best { outcome, attempt, seed } = best.expect("a finished job has a result");
-    let (model_sha256, resolution) = (&model.sha256, model.config().resolution);
+    let (model_sha256, resolution) = (&model.sha256, model.layout().resolution);
     imageio::write_png(&outcome.image, &outputs.png)?;
 
-    let mut latent = outcome.latent_file(model_sha256, seed);
+    let mut latent = outcome.latent_file(model_sha256, model.architecture(), seed);
     latent.metadata.insert("source".into(), crate::files::escaped(&input.path));
     latent.write(&outputs.latent)?;
 
