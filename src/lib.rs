@@ -2,7 +2,7 @@
 //! a pretrained StyleGAN (v1), on libtorch through `tch`.
 //!
 //! Layout: `stylegan` (the networks), `pulse` (the search: losses, optimizer, schedule,
-//! downscaler), `weights` (file formats), `model` (a model folder), `latent` (the latent file
+//! downscaler), `weights` (file formats), `model` (a model folder), `model_info` (its `model.json`), `latent` (the latent file
 //! format), `pipelines` (the jobs users run), `editing` (hair-colour targets, W+ directions,
 //! photo embedding), `imageio` (image files). Nothing here prints: the
 //! command line in `src/cli/` is the edge.
@@ -14,6 +14,7 @@ pub mod files;
 pub mod imageio;
 pub mod latent;
 pub mod model;
+pub mod model_info;
 pub mod ops;
 pub mod pipelines;
 pub mod precision;

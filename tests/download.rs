@@ -510,7 +510,13 @@ fn another_model_in_the_way_is_not_replaced_without_force() {
     assert!(out.join("synthesis.pt").exists());
     download_cmd(&out).args(["--source", &url, "--force"]).assert().success();
     assert_installed(&out);
-    assert!(!out.join("synthesis.pt").exists(), "the old model's files remain");
+    // --force replaces only what pulse writes: the synthesis.pt put there by hand stays, and
+    // the folder's model is the new one (safetensors is read first).
+    assert!(out.join("synthesis.pt").exists(), "a file pulse did not write was deleted");
+    assert_eq!(
+        pulse::model::find_file(&out, "synthesis").unwrap(),
+        out.join("synthesis.safetensors")
+    );
     // Bad --source values are command-line errors.
     let o =
         download_cmd(&dir.path("x")).args(["--source", "ftp://example.org/f"]).output().unwrap();

@@ -791,13 +791,6 @@ fn whole_pickled_model_is_explained() {
 /// Random byte edits of real files: the loader must return (any result) without panicking.
 #[test]
 fn fuzz_smoke_mutated_fixtures_never_panic() {
-    let mut seed = 0x9e3779b97f4a7c15u64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
     for name in [
         "weights_mixed_legacy.pt",
         "weights_mixed_zip.pt",
@@ -805,20 +798,8 @@ fn fuzz_smoke_mutated_fixtures_never_panic() {
         "gaussian_fit_ffhq.pt",
     ] {
         let original = std::fs::read(fixture(name)).unwrap();
-        for _ in 0..400 {
-            let mut bytes = original.clone();
-            for _ in 0..(1 + next() % 4) {
-                let i = (next() as usize) % bytes.len();
-                bytes[i] = match next() % 3 {
-                    0 => bytes[i] ^ (1 << (next() % 8)),
-                    1 => 0xff,
-                    _ => next() as u8,
-                };
-            }
-            if next() % 5 == 0 {
-                bytes.truncate((next() as usize) % bytes.len());
-            }
-            weights::fuzz_load_bytes(&bytes);
-        }
+        common::pickle::mutations(&original, 400, 0x9e3779b97f4a7c15, |bytes| {
+            weights::fuzz_load_bytes(bytes)
+        });
     }
 }
