@@ -22,8 +22,8 @@
 //! complete. The download folder is locked while a download runs: a second download into it
 //! is refused.
 use super::import::{self, ImportError, ImportEvent, ImportOptions, ImportReport};
-use crate::download::{self, FetchError, FetchObserver, Timeouts};
 use crate::files::escaped;
+use crate::http::{self, FetchError, FetchObserver, Timeouts};
 use crate::model_info::ModelInfo;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -432,13 +432,7 @@ pub fn run(
         };
         // A file completed by an earlier run whose import was interrupted needs no new download.
         if !file.exists() {
-            match download::fetch(
-                &candidate.url,
-                &partial,
-                &mut Relay(observer),
-                stop,
-                opts.timeouts,
-            ) {
+            match http::fetch(&candidate.url, &partial, &mut Relay(observer), stop, opts.timeouts) {
                 Ok(_) => {}
                 Err(FetchError::Interrupted) => {
                     return Err(DownloadError::Interrupted { partial: Some(partial) })

@@ -556,10 +556,12 @@ impl<'a> Unpickler<'a> {
                     let target = self.top()?;
                     self.build(target, state, op_pos)?
                 }
-                BINPERSID if self.flavour != Flavour::Torch => return Err(malformed(format!(
+                BINPERSID if self.flavour != Flavour::Torch => {
+                    return Err(malformed(format!(
                     "a persistent id at byte {} in a network pickle (only torch.save writes them)",
                     self.offset(op_pos)
-                ))),
+                )))
+                }
                 BINPERSID => {
                     let pid = self.pop()?;
                     let storage = self.persistent_load(pid)?;
