@@ -14,6 +14,7 @@ mod error;
 mod lernapparat;
 pub mod nvidia;
 mod pickle;
+mod pulse_layout;
 mod rosinality;
 mod safetensors;
 mod source;

@@ -148,7 +148,7 @@ pub(crate) fn load(bytes: &[u8]) -> Result<TfGenerator, ErrorKind> {
     if out.synthesis.is_empty() || out.mapping.is_empty() {
         return Err(malformed("Gs has an empty synthesis or mapping network"));
     }
-    out.synthesis.extend(blur_kernels(&out.synthesis));
+    out.synthesis.extend(super::pulse_layout::blur_kernels(&out.synthesis));
     Ok(out)
 }
 
@@ -368,23 +368,6 @@ fn convert(t: Tensor, transform: Transform, name: &str) -> Result<Tensor, ErrorK
         _ => t.permute([3, 2, 0, 1]),
     };
     Ok(out.contiguous())
-}
-
-/// PULSE's `BlurLayer` buffers, `[[1,2,1],[2,4,2],[1,2,1]] / 16` under every upsampling conv
-/// (they are constants in TF): PULSE loads its synthesis strictly, so its files have them.
-pub(crate) fn blur_kernels(synthesis: &[(String, Tensor)]) -> Vec<(String, Tensor)> {
-    let kernel =
-        Tensor::from_slice(&[1f32, 2., 1., 2., 4., 2., 1., 2., 1.]).reshape([1, 1, 3, 3]) / 16.0;
-    let mut out = Vec::new();
-    for (key, _) in synthesis {
-        if let Some(block) = key.strip_suffix(".conv0_up.weight") {
-            let name = format!("{block}.conv0_up.intermediate.kernel");
-            if !synthesis.iter().any(|(k, _)| *k == name) {
-                out.push((name, kernel.copy()));
-            }
-        }
-    }
-    out
 }
 
 /// Typed access to the unpickled objects.

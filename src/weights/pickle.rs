@@ -773,7 +773,8 @@ impl<'a> Unpickler<'a> {
 
     // ---- the allow-listed callables
 
-    /// REDUCE: `callable(*args)` for the allow-listed callables only.
+    /// REDUCE: `callable(*args)` for the allow-listed callables only. Each family of globals
+    /// (see [`resolve_global`]) has its own function.
     fn call(&mut self, callable: ObjId, args: ObjId, depth: u8) -> Result<ObjId, ErrorKind> {
         let global = match &self.objs[callable] {
             Obj::Global(g) => *g,
@@ -785,16 +786,40 @@ impl<'a> Unpickler<'a> {
             }
         };
         let args = self.tuple_items(args, "REDUCE arguments")?;
-        let arity = |n: std::ops::RangeInclusive<usize>, name: &str| {
-            if n.contains(&args.len()) {
-                Ok(())
-            } else {
-                Err(malformed(format!("{name} called with {} arguments", args.len())))
+        match global {
+            Global::OrderedDict
+            | Global::TorchSize
+            | Global::RebuildTensorV2
+            | Global::RebuildTensor
+            | Global::RebuildParameter
+            | Global::RebuildParameterWithState
+            | Global::RebuildFromTypeV2
+            | Global::TensorClass
+            | Global::StorageClass(_) => self.call_torch(global, &args, depth),
+            Global::NdArray
+            | Global::Reconstruct
+            | Global::NpDtype
+            | Global::NpScalar
+            | Global::CodecsEncode => self.call_numpy(global, &args),
+            Global::PersistentObj | Global::LoadFromBytes | Global::EasyDict | Global::Set => {
+                self.call_persistence(global, &args)
             }
-        };
+            Global::Network => Err(malformed(
+                "the dnnlib Network class is called (a __reduce__ payload): a network pickle only rebuilds it from its state",
+            )),
+        }
+    }
+
+    /// State dicts, `torch.Size` and tensor rebuilding.
+    fn call_torch(
+        &mut self,
+        global: Global,
+        args: &[ObjId],
+        depth: u8,
+    ) -> Result<ObjId, ErrorKind> {
         match global {
             Global::OrderedDict => {
-                arity(0..=1, "OrderedDict")?;
+                arity(args, 0..=1, "OrderedDict")?;
                 let pairs = match args.first() {
                     None => Vec::new(),
                     Some(&items) => self.dict_pairs(items)?,
@@ -802,20 +827,20 @@ impl<'a> Unpickler<'a> {
                 self.new_obj(Obj::Dict(pairs))
             }
             Global::TorchSize => {
-                arity(1..=1, "torch.Size")?;
+                arity(args, 1..=1, "torch.Size")?;
                 let dims = self.tuple_items(args[0], "torch.Size argument")?;
                 self.new_obj(Obj::Tuple(dims))
             }
             Global::RebuildTensorV2 => {
-                arity(6..=7, "_rebuild_tensor_v2")?;
+                arity(args, 6..=7, "_rebuild_tensor_v2")?;
                 self.rebuild_tensor(&args[..4])
             }
             Global::RebuildTensor => {
-                arity(4..=4, "_rebuild_tensor")?;
+                arity(args, 4..=4, "_rebuild_tensor")?;
                 self.rebuild_tensor(&args[..4])
             }
             Global::RebuildParameter | Global::RebuildParameterWithState => {
-                arity(3..=4, "_rebuild_parameter")?;
+                arity(args, 3..=4, "_rebuild_parameter")?;
                 match &self.objs[args[0]] {
                     Obj::Tensor(_) => Ok(args[0]),
                     other => Err(malformed(format!(
@@ -825,7 +850,7 @@ impl<'a> Unpickler<'a> {
                 }
             }
             Global::RebuildFromTypeV2 => {
-                arity(4..=4, "_rebuild_from_type_v2")?;
+                arity(args, 4..=4, "_rebuild_from_type_v2")?;
                 // Only one level: the inner function must be a plain tensor rebuild.
                 if depth > 0 || !matches!(self.objs[args[1]], Obj::Global(Global::TensorClass)) {
                     return Err(malformed("_rebuild_from_type_v2 of a non-tensor type"));
@@ -835,12 +860,16 @@ impl<'a> Unpickler<'a> {
             Global::TensorClass | Global::StorageClass(_) => Err(malformed(
                 "a tensor or storage class is called directly instead of through torch._utils",
             )),
-            Global::Network => Err(malformed(
-                "the dnnlib Network class is called (a __reduce__ payload): a network pickle only rebuilds it from its state",
-            )),
+            other => unreachable_global(other),
+        }
+    }
+
+    /// numpy arrays, dtypes and scalars, and protocol 2's bytes.
+    fn call_numpy(&mut self, global: Global, args: &[ObjId]) -> Result<ObjId, ErrorKind> {
+        match global {
             Global::NdArray => Err(malformed("numpy.ndarray is called directly")),
             Global::Reconstruct => {
-                arity(3..=3, "numpy _reconstruct")?;
+                arity(args, 3..=3, "numpy _reconstruct")?;
                 if !matches!(self.objs[args[0]], Obj::Global(Global::NdArray)) {
                     return Err(malformed("numpy _reconstruct of a class other than ndarray"));
                 }
@@ -852,13 +881,13 @@ impl<'a> Unpickler<'a> {
                 })))
             }
             Global::NpDtype => {
-                arity(1..=3, "numpy.dtype")?;
+                arity(args, 1..=3, "numpy.dtype")?;
                 let name = short_text(&self.objs[args[0]], 16, "numpy dtype name")?;
                 let dtype = numpy_dtype(&name)?;
                 self.new_obj(Obj::Dtype(Box::new(NpDtype { dtype, built: false })))
             }
             Global::NpScalar => {
-                arity(2..=2, "numpy scalar")?;
+                arity(args, 2..=2, "numpy scalar")?;
                 let dtype = match &self.objs[args[0]] {
                     Obj::Dtype(d) => d.dtype,
                     other => {
@@ -876,38 +905,13 @@ impl<'a> Unpickler<'a> {
                     data: Some(args[1]),
                 })))
             }
-            Global::PersistentObj => {
-                arity(1..=1, "_reconstruct_persistent_obj")?;
-                if !matches!(self.objs[args[0]], Obj::Dict(_)) {
-                    return Err(malformed("a persistent object's description is not a dict"));
-                }
-                self.new_obj(Obj::Persistent(args[0]))
-            }
-            Global::LoadFromBytes => {
-                arity(1..=1, "torch.storage._load_from_bytes")?;
-                self.load_from_bytes(args[0])
-            }
-            Global::EasyDict => {
-                arity(0..=1, "EasyDict")?;
-                let pairs = match args.first() {
-                    None => Vec::new(),
-                    Some(&items) => self.dict_pairs(items)?,
-                };
-                self.new_obj(Obj::Dict(pairs))
-            }
-            Global::Set => {
-                arity(0..=1, "set")?;
-                let items = match args.first() {
-                    None => Vec::new(),
-                    Some(&items) => self.tuple_items(items, "set argument")?,
-                };
-                self.new_obj(Obj::List(items))
-            }
             Global::CodecsEncode => {
-                arity(2..=2, "_codecs.encode")?;
+                arity(args, 2..=2, "_codecs.encode")?;
                 match &self.objs[args[1]] {
                     Obj::Str(e) if matches!(e.as_str(), "latin1" | "latin-1" | "iso-8859-1") => {}
-                    _ => return Err(malformed("_codecs.encode with an encoding other than latin1")),
+                    _ => {
+                        return Err(malformed("_codecs.encode with an encoding other than latin1"))
+                    }
                 }
                 let Obj::Str(text) = &self.objs[args[0]] else {
                     return Err(malformed("_codecs.encode of something other than text"));
@@ -920,6 +924,42 @@ impl<'a> Unpickler<'a> {
                 self.charge(bytes.len() / 1024)?;
                 self.new_obj(Obj::Bytes(bytes))
             }
+
+            other => unreachable_global(other),
+        }
+    }
+
+    /// stylegan2-ada-pytorch's persistent objects, nested storages, `EasyDict` and sets.
+    fn call_persistence(&mut self, global: Global, args: &[ObjId]) -> Result<ObjId, ErrorKind> {
+        match global {
+            Global::PersistentObj => {
+                arity(args, 1..=1, "_reconstruct_persistent_obj")?;
+                if !matches!(self.objs[args[0]], Obj::Dict(_)) {
+                    return Err(malformed("a persistent object's description is not a dict"));
+                }
+                self.new_obj(Obj::Persistent(args[0]))
+            }
+            Global::LoadFromBytes => {
+                arity(args, 1..=1, "torch.storage._load_from_bytes")?;
+                self.load_from_bytes(args[0])
+            }
+            Global::EasyDict => {
+                arity(args, 0..=1, "EasyDict")?;
+                let pairs = match args.first() {
+                    None => Vec::new(),
+                    Some(&items) => self.dict_pairs(items)?,
+                };
+                self.new_obj(Obj::Dict(pairs))
+            }
+            Global::Set => {
+                arity(args, 0..=1, "set")?;
+                let items = match args.first() {
+                    None => Vec::new(),
+                    Some(&items) => self.tuple_items(items, "set argument")?,
+                };
+                self.new_obj(Obj::List(items))
+            }
+            other => unreachable_global(other),
         }
     }
 
@@ -1287,6 +1327,20 @@ pub(crate) fn check_view(
         )));
     }
     Ok(())
+}
+
+/// Checks the number of arguments of a call.
+fn arity(args: &[ObjId], n: std::ops::RangeInclusive<usize>, name: &str) -> Result<(), ErrorKind> {
+    if n.contains(&args.len()) {
+        Ok(())
+    } else {
+        Err(malformed(format!("{name} called with {} arguments", args.len())))
+    }
+}
+
+/// A global dispatched to a family it does not belong to: cannot happen (see `call`).
+fn unreachable_global(g: Global) -> Result<ObjId, ErrorKind> {
+    Err(malformed(format!("internal: {g:?} called in the wrong family")))
 }
 
 /// The first pickle of a legacy `torch.save` file: the integer 0x1950a86a20f9469cfc6c, as
