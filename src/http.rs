@@ -137,7 +137,7 @@ fn fetch_once(
 ) -> Result<Option<u64>, Attempt> {
     let from = file_len(partial);
     let response = match request(url, from, partial, timeouts)? {
-        Requested::Response(r) => r,
+        Requested::Response(r) => *r,
         Requested::Done(result) => return Ok(result),
     };
     let Some((start, total)) = body_range(&response, from, partial)? else {
@@ -149,7 +149,7 @@ fn fetch_once(
 
 /// What a request brought: a response whose body is to be read, or the end of the attempt.
 enum Requested {
-    Response(ureq::Response),
+    Response(Box<ureq::Response>),
     /// `fetch_once`'s result without a body: complete (`Some`) or reset to zero (`None`).
     Done(Option<u64>),
 }
@@ -162,7 +162,7 @@ fn request(url: &str, from: u64, partial: &Path, timeouts: Timeouts) -> Result<R
         request = request.set("Range", &format!("bytes={from}-"));
     }
     match request.call() {
-        Ok(r) => Ok(Requested::Response(r)),
+        Ok(r) => Ok(Requested::Response(Box::new(r))),
         Err(ureq::Error::Status(416, r)) => {
             // Range not satisfiable: the partial file already holds the whole file, or more.
             let total = r.header("Content-Range").and_then(content_range_total);

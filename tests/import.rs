@@ -15,7 +15,7 @@
 //!   commit), which must render the reference image and reproduce mapping.pt exactly.
 mod common;
 
-use common::pickle::{network, values, Component, TfVar, Writer, MARKER};
+use common::pickle::{network, values, TfVar, Writer, MARKER};
 use common::{fixture, pulse, s, TestDir};
 use pulse::model::build_synthesis;
 use pulse::stylegan::Mapping;

@@ -86,7 +86,7 @@ fn nvidia_key(name: &str) -> Option<Option<(String, Shape)>> {
     }
     if let Some(rest) = name.strip_prefix("style.") {
         let (i, param) = rest.split_once('.')?;
-        let i: usize = i.parse().ok().filter(|&i| i >= 1 && i <= 64)?;
+        let i: usize = i.parse().ok().filter(|i| (1..=64).contains(i))?;
         return matches!(param, "weight" | "bias")
             .then(|| Some((format!("mapping.fc{}.{param}", i - 1), Keep)));
     }

@@ -9,6 +9,7 @@ pub const MARKER: &str = "BUILD_MODULE_SRC_WAS_EXECUTED";
 
 /// Writes pickle opcodes the way Python's `pickle` does for protocol 2 (`GLOBAL`, `bytes` as
 /// `_codecs.encode(text, 'latin1')`) or 4 (`STACK_GLOBAL`, `MEMOIZE`, `BINBYTES`).
+#[derive(Clone)]
 pub struct Writer {
     out: Vec<u8>,
     proto: u8,
@@ -142,6 +143,101 @@ pub fn network_v(
 
 pub fn values(t: &Tensor) -> Vec<f32> {
     Vec::<f32>::try_from(t.to_kind(Kind::Float).contiguous().flatten(0, -1)).unwrap()
+}
+
+/// The same writer by value, for crafting `torch.save` pickles in one expression (protocol 2
+/// opcodes: `GLOBAL` lines, `BINUNICODE` strings).
+#[derive(Clone)]
+pub struct Pickle(Writer);
+
+impl Default for Pickle {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Pickle {
+    pub fn new() -> Self {
+        Pickle(Writer::new(2))
+    }
+    /// A pickle of another protocol (4: `STACK_GLOBAL` spellings).
+    pub fn protocol(proto: u8) -> Self {
+        Pickle(Writer::new(proto))
+    }
+    /// Appends the opcodes of `other` (without its protocol header).
+    pub fn then(self, other: &Pickle) -> Self {
+        let ops = other.0.out[2..].to_vec();
+        self.op(&ops)
+    }
+    pub fn op(mut self, bytes: &[u8]) -> Self {
+        self.0.op(bytes);
+        self
+    }
+    pub fn global(mut self, module: &str, name: &str) -> Self {
+        self.0.global(module, name);
+        self
+    }
+    pub fn str(mut self, s: &str) -> Self {
+        self.0.str(s);
+        self
+    }
+    /// BININT when it fits in an i32, else LONG1 (8 bytes and a zero sign byte).
+    pub fn int(mut self, v: u64) -> Self {
+        match i32::try_from(v) {
+            Ok(v) => self.0.int(v),
+            Err(_) => self.0.op(&[0x8a, 9]).op(&v.to_le_bytes()).op(&[0]),
+        };
+        self
+    }
+    pub fn mark(self) -> Self {
+        self.op(b"(")
+    }
+    pub fn tuple(self) -> Self {
+        self.op(b"t")
+    }
+    pub fn ints(self, v: &[u32]) -> Self {
+        v.iter().fold(self.mark(), |p, &i| p.int(i.into())).tuple()
+    }
+    /// `_rebuild_tensor_v2(("storage", torch.<class>, key, "cpu", numel[, view]), offset, size,
+    /// stride, False, OrderedDict())`
+    #[allow(clippy::too_many_arguments)]
+    pub fn tensor(
+        self,
+        class: &str,
+        key: &str,
+        numel: u64,
+        view: Option<(&str, u64, u64)>,
+        offset: u32,
+        size: &[u32],
+        stride: &[u32],
+    ) -> Self {
+        let p = self
+            .global("torch._utils", "_rebuild_tensor_v2")
+            .mark()
+            .mark()
+            .str("storage")
+            .global("torch", class)
+            .str(key)
+            .str("cpu")
+            .int(numel);
+        let p = match view {
+            Some((k, o, n)) => p.mark().str(k).int(o).int(n).tuple(),
+            None => p.op(b"N"),
+        };
+        p.tuple()
+            .op(b"Q")
+            .int(offset.into())
+            .ints(size)
+            .ints(stride)
+            .op(b"\x89")
+            .global("collections", "OrderedDict")
+            .op(b")R")
+            .tuple()
+            .op(b"R")
+    }
+    pub fn stop(mut self) -> Vec<u8> {
+        self.0.stop()
+    }
 }
 
 /// Calls `f` on `rounds` randomly damaged copies of `original` (bit flips, 0xff bytes, random
