@@ -295,3 +295,37 @@ fn mutated_stylegan2_files_never_panic() {
         assert_eq!(n, 300, "{name}");
     }
 }
+
+/// A longer run of [`mutated_stylegan2_files_never_panic`] for a fuzzing session without
+/// cargo-fuzz: `PULSE_MUTATION_SECONDS=180 cargo test --test import_sg2 -- --ignored
+/// --nocapture` (also on the shared NVIDIA-made pickles when present). Prints what it ran.
+#[test]
+#[ignore]
+fn mutation_run_for_a_while() {
+    let seconds: u64 =
+        std::env::var("PULSE_MUTATION_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    let mut inputs = vec![
+        std::fs::read(fixture("sg2_tiny_ada.pkl")).unwrap(),
+        std::fs::read(fixture("sg2_tiny_rosinality.pt")).unwrap(),
+        tf_pickle(4, &tiny_expected()),
+        tf_pickle(2, &tiny_expected()),
+    ];
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join(SHARED);
+    for f in ["sg2_v64m2_ada.pkl", "sg2_v64m2_tf.pkl"] {
+        if let Ok(b) = std::fs::read(shared.join(f)) {
+            inputs.push(b);
+        }
+    }
+    let start = std::time::Instant::now();
+    let (mut runs, mut round) = (0u64, 0u64);
+    while start.elapsed().as_secs() < seconds {
+        for input in &inputs {
+            common::pickle::mutations(input, 50, 0x9e3779b97f4a7c15 ^ round, |bytes| {
+                weights::fuzz_load_bytes(bytes);
+                runs += 1;
+            });
+        }
+        round += 1;
+    }
+    println!("{runs} mutated inputs of {} files in {:?}, no panic", inputs.len(), start.elapsed());
+}
