@@ -24,7 +24,7 @@ use crate::model;
 use crate::model_info::{self, FitRecord, ModelInfo, Parameters};
 pub use crate::model_info::{Count, FitAgreement, SourceRecord};
 use crate::pulse::GaussianFit;
-use crate::stylegan::{Mapping, SynthesisConfig, LATENT_DIM};
+use crate::stylegan::{Mapping, SynthesisConfig};
 use crate::weights::{self, Architecture, Source, SourceFormat, StateDict};
 use checks::Gathered;
 use folder::OutputFile;
@@ -320,12 +320,7 @@ fn prepare_stylegan1(
     }
     let from_source = source_fit(sources, &g)?;
     if let Some(w) = &g.w_avg {
-        if w.size() != [LATENT_DIM] {
-            return Err(refused(
-                &synth_path,
-                format!("dlatent_avg has shape {:?}, expected [{LATENT_DIM}]", w.size()),
-            ));
-        }
+        checks::check_latent_vector(&synth_path, "dlatent_avg", Some(w))?;
     }
     let shipped = shipped_fit()?;
     let agreement = mapping_net
