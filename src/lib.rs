@@ -2,18 +2,19 @@
 //! a pretrained StyleGAN (v1), on libtorch through `tch`.
 //!
 //! Layout: `stylegan` (the networks), `pulse` (the search: losses, optimizer, schedule,
-//! downscaler), `weights` (file formats), `model` (a model folder), `latent` (the latent file
+//! downscaler), `weights` (file formats), `model` (a model folder), `model_info` (its `model.json`), `latent` (the latent file
 //! format), `pipelines` (the jobs users run), `editing` (hair-colour targets, W+ directions,
-//! photo embedding), `imageio` (image files). Nothing here prints: the
+//! photo embedding), `imageio` (image files), `http` (resumable downloads). Nothing here prints: the
 //! command line in `src/cli/` is the edge.
 pub mod align;
 pub mod device;
-pub mod download;
 pub mod editing;
 pub mod files;
+pub mod http;
 pub mod imageio;
 pub mod latent;
 pub mod model;
+pub mod model_info;
 pub mod ops;
 pub mod pipelines;
 pub mod precision;

@@ -510,7 +510,13 @@ fn another_model_in_the_way_is_not_replaced_without_force() {
     assert!(out.join("synthesis.pt").exists());
     download_cmd(&out).args(["--source", &url, "--force"]).assert().success();
     assert_installed(&out);
-    assert!(!out.join("synthesis.pt").exists(), "the old model's files remain");
+    // --force replaces only what pulse writes: the synthesis.pt put there by hand stays, and
+    // the folder's model is the new one (safetensors is read first).
+    assert!(out.join("synthesis.pt").exists(), "a file pulse did not write was deleted");
+    assert_eq!(
+        pulse::model::find_file(&out, "synthesis").unwrap(),
+        out.join("synthesis.safetensors")
+    );
     // Bad --source values are command-line errors.
     let o =
         download_cmd(&dir.path("x")).args(["--source", "ftp://example.org/f"]).output().unwrap();
@@ -540,4 +546,82 @@ fn a_file_that_fails_verification_falls_back_and_is_not_kept() {
     assert!(err.contains("verification failed") && err.contains("no synthesis network"), "{err}");
     assert_installed(&out);
     assert!(!download::download_dir(&out).exists());
+}
+
+// ---- ffhq-stylegan2 ---------------------------------------------------------------------------
+
+/// `pulse download ffhq-stylegan2` with no proxy or mirror from the environment.
+fn download_sg2_cmd(out: &Path) -> assert_cmd::Command {
+    let mut cmd = pulse();
+    for v in PROXY_VARS {
+        cmd.env_remove(v);
+    }
+    cmd.env_remove(download::MIRROR_VAR);
+    cmd.args(["download", "ffhq-stylegan2", "-o", s(out)]);
+    cmd
+}
+
+/// A small StyleGAN2 generator as stylegan2-ada-pytorch pickles it (not FFHQ config-f).
+fn ada_payload() -> Arc<Vec<u8>> {
+    Arc::new(std::fs::read(fixture("sg2_tiny_ada.pkl")).unwrap())
+}
+
+#[test]
+fn ffhq_stylegan2_tries_nvidias_tf_pickle_then_ada_and_verifies_config_f() {
+    let d = ada_payload();
+    let server = Server::start(move |_, _| Reply::File(d.clone()));
+    let dir = TestDir::new();
+    let out = dir.path("m");
+    let o = download_sg2_cmd(&out).env(download::MIRROR_VAR, server.url("")).output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let paths: Vec<String> = server.seen().iter().map(|s| s.line.clone()).collect();
+    assert_eq!(
+        paths,
+        [
+            "GET /nvlabs-fi-cdn.nvidia.com/stylegan2/networks/stylegan2-ffhq-config-f.pkl HTTP/1.1",
+            "GET /nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/ffhq.pkl HTTP/1.1",
+        ]
+    );
+    assert!(err.contains("not NVIDIA's FFHQ-1024 StyleGAN2 generator"), "{err}");
+    assert!(err.contains("could not download the FFHQ StyleGAN2 model"), "{err}");
+    assert!(err.contains("stylegan2-ffhq-config-f.pkl") && err.contains("ffhq.pkl"), "{err}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_stylegan2_download_is_resumed_and_another_network_is_not_called_the_model() {
+    let data = ada_payload();
+    let d = data.clone();
+    let server = Server::start(move |_, nth| {
+        if nth == 0 {
+            Reply::CutAfter(d.clone(), d.len() / 3)
+        } else {
+            Reply::File(d.clone())
+        }
+    });
+    let dir = TestDir::new();
+    let out = dir.path("m");
+    let url = server.url("/w/network-snapshot.pkl");
+    let o = download_sg2_cmd(&out).args(["--source", &url]).output().unwrap();
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let seen = server.seen();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[1].range.as_deref(), Some(format!("bytes={}-", data.len() / 3).as_str()));
+    // Not config-f: installed as given, said loudly, and model.json does not name it.
+    assert!(err.contains("WARNING") && err.contains("is not the FFHQ StyleGAN2 model"), "{err}");
+    let json = common::read_json(&out.join("model.json"));
+    assert_eq!(json["architecture"], "stylegan2");
+    assert!(json.get("model").is_none(), "{json}");
+    assert!(json["licence"].as_str().unwrap().contains("NVIDIA Source Code License-NC"));
+    let o = download_sg2_cmd(&out).args(["--source", &url]).output().unwrap();
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("already holds a model from") && !err.contains("FFHQ"), "{err}");
+    // `download ffhq` of the same URL: another family, said so.
+    let o = download_cmd(&dir.path("v1")).args(["--source", &url]).output().unwrap();
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("is not the FFHQ StyleGAN model"), "{err}");
 }

@@ -15,6 +15,7 @@
 //!   commit), which must render the reference image and reproduce mapping.pt exactly.
 mod common;
 
+use common::pickle::{network, values, TfVar, Writer, MARKER};
 use common::{fixture, pulse, s, TestDir};
 use pulse::model::build_synthesis;
 use pulse::stylegan::Mapping;
@@ -25,135 +26,6 @@ use tch::{nn, Device, Kind, Tensor};
 
 /// tests/parity.rs's tolerance for network outputs.
 const FORWARD_TOL: f64 = 1e-4;
-/// The file a dnnlib pickle's `build_module_src` would create if anything ran it.
-const MARKER: &str = "BUILD_MODULE_SRC_WAS_EXECUTED";
-
-// ---- a writer of dnnlib pickles, as Python's pickle writes them ----------------------------
-
-/// Writes pickle opcodes the way Python's `pickle` does for protocol 2 (`GLOBAL`, `bytes` as
-/// `_codecs.encode(text, 'latin1')`) or 4 (`STACK_GLOBAL`, `MEMOIZE`, `BINBYTES`).
-struct Writer {
-    out: Vec<u8>,
-    proto: u8,
-}
-
-impl Writer {
-    fn new(proto: u8) -> Self {
-        Self { out: vec![0x80, proto], proto }
-    }
-    fn op(&mut self, b: &[u8]) -> &mut Self {
-        self.out.extend_from_slice(b);
-        self
-    }
-    fn global(&mut self, module: &str, name: &str) -> &mut Self {
-        if self.proto >= 4 {
-            self.str(module).str(name).op(&[0x93, 0x94])
-        } else {
-            self.op(format!("c{module}\n{name}\n").as_bytes())
-        }
-    }
-    fn str(&mut self, s: &str) -> &mut Self {
-        if self.proto >= 4 && s.len() < 256 {
-            self.op(&[0x8c, s.len() as u8]).op(s.as_bytes())
-        } else {
-            self.op(b"X").op(&(s.len() as u32).to_le_bytes()).op(s.as_bytes())
-        }
-    }
-    fn bytes(&mut self, b: &[u8]) -> &mut Self {
-        if self.proto >= 3 {
-            self.op(b"B").op(&(b.len() as u32).to_le_bytes()).op(b)
-        } else {
-            let text: String = b.iter().map(|&c| char::from(c)).collect();
-            self.global("_codecs", "encode").str(&text).str("latin1").op(&[0x86]).op(b"R")
-        }
-    }
-    fn int(&mut self, v: i32) -> &mut Self {
-        self.op(b"J").op(&v.to_le_bytes())
-    }
-    fn none(&mut self) -> &mut Self {
-        self.op(b"N")
-    }
-    fn bool(&mut self, v: bool) -> &mut Self {
-        self.op(if v { &[0x88] } else { &[0x89] })
-    }
-    fn mark(&mut self) -> &mut Self {
-        self.op(b"(")
-    }
-    fn tuple(&mut self) -> &mut Self {
-        self.op(b"t")
-    }
-    fn dtype_f4(&mut self) -> &mut Self {
-        self.global("numpy", "dtype").str("f4").bool(false).bool(true).op(&[0x87]).op(b"R");
-        self.mark().int(3).str("<").none().none().none().int(-1).int(-1).int(0).tuple().op(b"b")
-    }
-    fn array(&mut self, shape: &[i64], data: &[f32]) -> &mut Self {
-        let raw: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.array_raw(shape, &raw)
-    }
-    fn array_raw(&mut self, shape: &[i64], raw: &[u8]) -> &mut Self {
-        self.global("numpy.core.multiarray", "_reconstruct").global("numpy", "ndarray");
-        self.int(0).op(&[0x85]).bytes(b"b").op(&[0x87]).op(b"R");
-        self.mark().int(1).mark();
-        for &d in shape {
-            self.int(d as i32);
-        }
-        self.tuple().dtype_f4().bool(false).bytes(raw).tuple().op(b"b")
-    }
-    fn scalar_f4(&mut self, v: f32) -> &mut Self {
-        self.global("numpy.core.multiarray", "scalar").dtype_f4().bytes(&v.to_le_bytes());
-        self.op(&[0x86]).op(b"R")
-    }
-    fn stop(&mut self) -> Vec<u8> {
-        self.op(b".");
-        std::mem::take(&mut self.out)
-    }
-}
-
-/// A TF variable: name, TF shape, values in TF's (C) order.
-type TfVar = (String, Vec<i64>, Vec<f32>);
-
-/// A sub-network of `components`: its key and how to write it.
-type Component<'a> = (&'a str, &'a dyn Fn(&mut Writer));
-
-/// A dnnlib Network: NEWOBJ of the class, then BUILD with its `__getstate__` dict.
-fn network(w: &mut Writer, name: &str, func: &str, vars: &[TfVar], components: &[Component]) {
-    w.global("dnnlib.tflib.network", "Network").op(b")").op(&[0x81]);
-    w.op(b"}").mark();
-    w.str("version").int(3);
-    w.str("name").str(name);
-    w.str("static_kwargs")
-        .op(b"}")
-        .mark()
-        .str("resolution")
-        .int(1024)
-        .str("use_noise")
-        .bool(true)
-        .op(b"u");
-    w.str("components").op(b"}").mark();
-    for (key, write) in components {
-        w.str(key);
-        write(w);
-    }
-    w.op(b"u");
-    w.str("build_module_src")
-        .str(&format!("import pathlib\npathlib.Path('{MARKER}').write_text('ran')\n"));
-    w.str("build_func_name").str(func);
-    w.str("variables").op(b"]").mark();
-    for (n, shape, data) in vars {
-        w.str(n);
-        if shape.is_empty() {
-            w.scalar_f4(data[0]);
-        } else {
-            w.array(shape, data);
-        }
-        w.op(&[0x86]);
-    }
-    w.op(b"e").op(b"u").op(b"b");
-}
-
-fn values(t: &Tensor) -> Vec<f32> {
-    Vec::<f32>::try_from(t.to_kind(Kind::Float).contiguous().flatten(0, -1)).unwrap()
-}
 
 /// PULSE synthesis keys -> TF variables (the inverse of the importer's table), with the decoys
 /// a real G_synthesis has: lod, noise0..17 (kept small: dropped by name) and ToRGB_lod1..8.
@@ -735,30 +607,11 @@ fn not_a_weight_file_and_stylegan2_are_explained() {
 fn mutated_pickles_never_panic() {
     // The fuzz target's entry point on randomly damaged Python-made pickles (cargo fuzz explores
     // far more: scripts/fuzz.sh).
-    let mut seed = 0x2545f4914f6cdd1du64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
     for name in ["nvidia_mini_p4.pkl", "nvidia_mini_p2.pkl", "lernapparat_mini.pt"] {
         let original = std::fs::read(fixture(name)).unwrap();
-        for _ in 0..300 {
-            let mut bytes = original.clone();
-            for _ in 0..(1 + next() % 4) {
-                let i = (next() as usize) % bytes.len();
-                bytes[i] = match next() % 3 {
-                    0 => bytes[i] ^ (1 << (next() % 8)),
-                    1 => 0xff,
-                    _ => next() as u8,
-                };
-            }
-            if next() % 5 == 0 {
-                bytes.truncate((next() as usize) % bytes.len());
-            }
-            weights::fuzz_load_bytes(&bytes);
-        }
+        common::pickle::mutations(&original, 300, 0x2545f4914f6cdd1d, |bytes| {
+            weights::fuzz_load_bytes(bytes)
+        });
     }
 }
 

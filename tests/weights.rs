@@ -6,6 +6,7 @@
 mod common;
 
 use common::fixture;
+use common::pickle::Pickle;
 use pulse::weights::{self, ErrorKind, StateDict, WeightError};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -323,91 +324,6 @@ fn load_bytes(name: &str, bytes: &[u8]) -> (tempfile::TempDir, WeightError) {
     (dir, err)
 }
 
-/// A tiny pickle writer for crafting files (protocol 2 opcodes unless stated).
-#[derive(Default, Clone)]
-struct Pickle(Vec<u8>);
-
-impl Pickle {
-    fn new() -> Self {
-        Pickle(vec![0x80, 2])
-    }
-    fn op(mut self, bytes: &[u8]) -> Self {
-        self.0.extend_from_slice(bytes);
-        self
-    }
-    fn global(self, module: &str, name: &str) -> Self {
-        self.op(format!("c{module}\n{name}\n").as_bytes())
-    }
-    fn str(self, s: &str) -> Self {
-        let mut out = vec![b'X'];
-        out.extend((s.len() as u32).to_le_bytes());
-        out.extend(s.as_bytes());
-        self.op(&out)
-    }
-    /// BININT when it fits in an i32, else LONG1 (8 bytes and a zero sign byte).
-    fn int(self, v: u64) -> Self {
-        let mut out = Vec::new();
-        if v <= i32::MAX as u64 {
-            out.push(b'J');
-            out.extend((v as u32).to_le_bytes());
-        } else {
-            out.extend([0x8a, 9]);
-            out.extend(v.to_le_bytes());
-            out.push(0);
-        }
-        self.op(&out)
-    }
-    fn mark(self) -> Self {
-        self.op(b"(")
-    }
-    fn tuple(self) -> Self {
-        self.op(b"t")
-    }
-    fn ints(self, v: &[u32]) -> Self {
-        v.iter().fold(self.mark(), |p, &i| p.int(i.into())).tuple()
-    }
-    /// `_rebuild_tensor_v2(("storage", torch.<class>, key, "cpu", numel[, view]), offset, size,
-    /// stride, False, OrderedDict())`
-    #[allow(clippy::too_many_arguments)]
-    fn tensor(
-        self,
-        class: &str,
-        key: &str,
-        numel: u64,
-        view: Option<(&str, u64, u64)>,
-        offset: u32,
-        size: &[u32],
-        stride: &[u32],
-    ) -> Self {
-        let p = self
-            .global("torch._utils", "_rebuild_tensor_v2")
-            .mark()
-            .mark()
-            .str("storage")
-            .global("torch", class)
-            .str(key)
-            .str("cpu")
-            .int(numel);
-        let p = match view {
-            Some((k, o, n)) => p.mark().str(k).int(o).int(n).tuple(),
-            None => p.op(b"N"),
-        };
-        p.tuple()
-            .op(b"Q")
-            .int(offset.into())
-            .ints(size)
-            .ints(stride)
-            .op(b"\x89")
-            .global("collections", "OrderedDict")
-            .op(b")R")
-            .tuple()
-            .op(b"R")
-    }
-    fn stop(self) -> Vec<u8> {
-        self.op(b".").0
-    }
-}
-
 /// A legacy torch.save file: magic, version, sys info, `object`, the storage keys, then each
 /// storage as (u64 count, bytes).
 fn legacy_file(object: &[u8], storages: &[(&str, u64, &[u8])]) -> Vec<u8> {
@@ -559,12 +475,8 @@ fn code_execution_payloads(module: &str, name: &str, marker: &Path) -> Vec<(Stri
     let command = format!("touch {}", marker.display());
     let classic = Pickle::new().global(module, name).mark().str(&command).tuple().op(b"R");
     // protocol 4 spelling: STACK_GLOBAL with the names as strings
-    let stack = Pickle(vec![0x80, 4]).str(module).str(name).op(b"\x93").str(&command).op(b"\x85R");
-    let dict_with = |call: &Pickle| {
-        let mut p = Pickle::new().op(b"}(").str("w");
-        p.0.extend_from_slice(&call.0[2..]);
-        p.op(b"u").stop()
-    };
+    let stack = Pickle::protocol(4).str(module).str(name).op(b"\x93").str(&command).op(b"\x85R");
+    let dict_with = |call: &Pickle| Pickle::new().op(b"}(").str("w").then(call).op(b"u").stop();
     vec![
         ("bare.pt".into(), classic.clone().stop()),
         ("legacy.pt".into(), legacy_file(&dict_with(&classic), &[])),
@@ -791,13 +703,6 @@ fn whole_pickled_model_is_explained() {
 /// Random byte edits of real files: the loader must return (any result) without panicking.
 #[test]
 fn fuzz_smoke_mutated_fixtures_never_panic() {
-    let mut seed = 0x9e3779b97f4a7c15u64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
     for name in [
         "weights_mixed_legacy.pt",
         "weights_mixed_zip.pt",
@@ -805,20 +710,8 @@ fn fuzz_smoke_mutated_fixtures_never_panic() {
         "gaussian_fit_ffhq.pt",
     ] {
         let original = std::fs::read(fixture(name)).unwrap();
-        for _ in 0..400 {
-            let mut bytes = original.clone();
-            for _ in 0..(1 + next() % 4) {
-                let i = (next() as usize) % bytes.len();
-                bytes[i] = match next() % 3 {
-                    0 => bytes[i] ^ (1 << (next() % 8)),
-                    1 => 0xff,
-                    _ => next() as u8,
-                };
-            }
-            if next() % 5 == 0 {
-                bytes.truncate((next() as usize) % bytes.len());
-            }
-            weights::fuzz_load_bytes(&bytes);
-        }
+        common::pickle::mutations(&original, 400, 0x9e3779b97f4a7c15, |bytes| {
+            weights::fuzz_load_bytes(bytes)
+        });
     }
 }

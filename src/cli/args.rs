@@ -52,7 +52,8 @@ pub enum Command {
     /// Import weight files (NVIDIA's .pkl, lernapparat's .pt, PULSE's .pt, safetensors) into a
     /// model folder.
     Import(super::import::ImportArgs),
-    /// Download the real model (FFHQ StyleGAN, licence CC BY-NC 4.0), verify it and import it.
+    /// Download a real model (ffhq: StyleGAN, CC BY-NC 4.0; ffhq-stylegan2: StyleGAN2, NVIDIA
+    /// Source Code License-NC), verify it and import it.
     Download(super::import::DownloadArgs),
     /// Join the reports of a job's shards into one, with the verdict for the whole job.
     #[command(subcommand)]

@@ -1,6 +1,6 @@
 //! `pulse import` and `pulse download`: arguments and commands.
 use super::commands::interrupt_flag;
-use super::exit::Exit;
+use super::exit::{Exit, Refusal};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pulse::pipelines::download::{
@@ -21,8 +21,10 @@ pub struct InstallArgs {
     /// Replace a folder that holds another model.
     #[arg(long)]
     pub force: bool,
-    /// Samples of z when the Gaussian fit must be computed from the mapping network.
-    #[arg(long, default_value_t = pulse::model::FIT_SAMPLES, value_name = "N")]
+    /// Samples of z when the Gaussian fit must be computed from the mapping network (at
+    /// least 2).
+    #[arg(long, default_value_t = pulse::model::FIT_SAMPLES, value_name = "N",
+          value_parser = clap::value_parser!(i64).range(import::MIN_FIT_SAMPLES..))]
     pub fit_samples: i64,
     /// No progress display.
     #[arg(short, long)]
@@ -31,7 +33,8 @@ pub struct InstallArgs {
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// Weight files: NVIDIA's TensorFlow .pkl, lernapparat's for_g_all.pt, PULSE's synthesis.pt /
+    /// Weight files: NVIDIA's TensorFlow .pkl (StyleGAN, StyleGAN2), stylegan2-ada-pytorch's
+    /// .pkl, lernapparat's for_g_all.pt, rosinality's StyleGAN2 .pt, PULSE's synthesis.pt /
     /// mapping.pt / gaussian_fit.pt, or safetensors (the format is read from the content).
     #[arg(required = true, value_name = "SOURCE")]
     pub sources: Vec<PathBuf>,
@@ -39,10 +42,24 @@ pub struct ImportArgs {
     pub install: InstallArgs,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ModelName {
-    /// NVIDIA's StyleGAN (v1) trained on FFHQ at 1024x1024, the network PULSE uses.
+    /// NVIDIA's StyleGAN (v1) trained on FFHQ at 1024x1024, the network PULSE uses (licence
+    /// CC BY-NC 4.0).
     Ffhq,
+    /// NVIDIA's StyleGAN2 config-f trained on FFHQ at 1024x1024 (licence NVIDIA Source Code
+    /// License-NC).
+    #[value(name = "ffhq-stylegan2")]
+    FfhqStylegan2,
+}
+
+impl ModelName {
+    fn model(self) -> download::Model {
+        match self {
+            ModelName::Ffhq => download::Model::Ffhq,
+            ModelName::FfhqStylegan2 => download::Model::FfhqStylegan2,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -54,11 +71,20 @@ pub struct DownloadArgs {
     /// order); default: pulse, then nvidia, then lernapparat.
     #[arg(long = "source", value_name = "SOURCE")]
     pub sources: Vec<String>,
-    /// Expected SHA-256 of a file given by URL.
-    #[arg(long, value_name = "HEX")]
+    /// Expected SHA-256 of a file given by URL (64 hexadecimal digits).
+    #[arg(long, value_name = "HEX", value_parser = sha256_arg)]
     pub sha256: Option<String>,
     #[command(flatten)]
     pub install: InstallArgs,
+}
+
+/// `--sha256`: 64 hexadecimal digits, checked before anything is downloaded.
+fn sha256_arg(s: &str) -> Result<String, String> {
+    if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err(format!("'{s}' is not a SHA-256 (64 hexadecimal digits)"))
+    }
 }
 
 pub fn import(a: ImportArgs) -> anyhow::Result<Exit> {
@@ -75,35 +101,29 @@ pub fn import(a: ImportArgs) -> anyhow::Result<Exit> {
             print_report(&report, a.quiet);
             Ok(Exit::Success)
         }
-        Err(e) => Ok(import_failure(e)),
+        Err(ImportError::Interrupted) => {
+            eprintln!("pulse: interrupted; nothing was written");
+            Ok(Exit::Interrupted)
+        }
+        Err(e) => Err(import_error(e)),
     }
 }
 
-fn import_failure(e: ImportError) -> Exit {
+/// An import's error as `main` reports it: refusals of the request or of an input exit 2.
+fn import_error(e: ImportError) -> anyhow::Error {
+    let refusal = |m: String| Refusal(anyhow::anyhow!(m)).into();
     match e {
-        ImportError::Refused(m) => {
-            eprintln!("pulse: refused: {m}");
-            Exit::Refused
-        }
-        ImportError::OtherModel(dir) => {
-            eprintln!(
-                "pulse: error: {} already holds a model with other weights; --force replaces it",
-                pulse::files::escaped(&dir)
-            );
-            Exit::Refused
-        }
-        ImportError::Usage(m) => {
-            eprintln!("pulse: error: {m}");
-            Exit::Refused
-        }
-        ImportError::Interrupted => {
-            eprintln!("pulse: interrupted; nothing was written");
-            Exit::Interrupted
-        }
-        ImportError::Other(e) => {
-            eprintln!("pulse: error: {e:#}");
-            Exit::Failure
-        }
+        ImportError::Refused(m) | ImportError::Usage(m) => refusal(m),
+        ImportError::OtherModel(dir) => refusal(format!(
+            "{} already holds a model with other weights; --force replaces it (only the files pulse writes; nothing else is deleted)",
+            pulse::files::escaped(&dir)
+        )),
+        ImportError::NotAModelFolder(dir) => refusal(format!(
+            "{} is not empty and holds no model: give a new or empty folder (--force writes the model's files beside the others)",
+            pulse::files::escaped(&dir)
+        )),
+        e @ ImportError::Interrupted => anyhow::anyhow!(e),
+        ImportError::Other(e) => e,
     }
 }
 
@@ -145,8 +165,12 @@ fn print_report(r: &ImportReport, quiet: bool) {
         counts.push(count_text("TensorFlow Gs trainables", t));
     }
     let arch = if r.ffhq_architecture { "FFHQ architecture" } else { "not FFHQ's architecture" };
+    let family = match r.architecture {
+        pulse::weights::Architecture::StyleGan1 => "StyleGAN",
+        pulse::weights::Architecture::StyleGan2 => "StyleGAN2",
+    };
     eprintln!(
-        "pulse: {}x{} network ({arch}); parameters: {}",
+        "pulse: {family} {}x{} network ({arch}); parameters: {}",
         r.resolution,
         r.resolution,
         counts.join(", ")
@@ -155,11 +179,12 @@ fn print_report(r: &ImportReport, quiet: bool) {
         eprintln!("pulse: WARNING: the parameter counts differ from NVIDIA's FFHQ generator");
     }
     if let Some(a) = &r.agreement {
+        let stat = |v: Option<f64>| v.map_or("not finite".to_string(), |v| format!("{v:.3}"));
         let line = format!(
-            "Gaussian fit check ({} samples) against PULSE's FFHQ fit: max mean offset {:.3} std, max |ln std ratio| {:.3} (tolerance {})",
+            "Gaussian fit check ({} samples) against PULSE's FFHQ fit: max mean offset {} std, max |ln std ratio| {} (tolerance {})",
             a.samples,
-            a.max_mean_offset,
-            a.max_log_std_ratio,
+            stat(a.max_mean_offset),
+            stat(a.max_log_std_ratio),
             import::AGREEMENT_TOL
         );
         if a.agrees {
@@ -176,6 +201,9 @@ fn print_report(r: &ImportReport, quiet: bool) {
         FitOrigin::Computed { samples } => {
             eprintln!("pulse: Gaussian fit: computed from the mapping network ({samples} samples)")
         }
+        FitOrigin::FirstUse => eprintln!(
+            "pulse: Gaussian fit: computed from the mapping network when a command first needs it"
+        ),
         FitOrigin::None => {}
     }
     if let Some(need) = r.fit_needed() {
@@ -186,9 +214,15 @@ fn print_report(r: &ImportReport, quiet: bool) {
             "pulse: {} already holds exactly these weights; nothing rewritten",
             r.out.display()
         );
+    } else if r.replaced {
+        eprintln!(
+            "pulse: wrote {}: {}; replaced the previous model's {}",
+            r.out.display(),
+            r.files.join(", "),
+            if r.replaced_files.is_empty() { "(none)".into() } else { r.replaced_files.join(", ") }
+        );
     } else {
-        let how = if r.replaced { " (replaced the previous model)" } else { "" };
-        eprintln!("pulse: wrote {}{how}: {}", r.out.display(), r.files.join(", "));
+        eprintln!("pulse: wrote {}: {}", r.out.display(), r.files.join(", "));
     }
     eprintln!("pulse: licence: {}", r.licence);
 }
@@ -307,9 +341,11 @@ impl DownloadObserver for DownloadProgress {
 }
 
 pub fn download(a: DownloadArgs) -> anyhow::Result<Exit> {
-    let DownloadArgs { model: ModelName::Ffhq, sources, sha256, install: a } = a;
+    let DownloadArgs { model, sources, sha256, install: a } = a;
+    let model = model.model();
     let stop = interrupt_flag();
     let mut opts = DownloadOptions::new(a.out.clone());
+    opts.model = model;
     opts.sources = sources;
     opts.force = a.force;
     opts.sha256 = sha256;
@@ -320,71 +356,90 @@ pub fn download(a: DownloadArgs) -> anyhow::Result<Exit> {
     let mut progress = DownloadProgress { bar: Bar::new(a.quiet), quiet: a.quiet };
     let result = download::run(&opts, &mut progress, &stop);
     progress.bar.clear();
-    match result {
-        Ok(r) if r.already_installed => {
-            eprintln!(
-                "pulse: {} already holds the FFHQ model from {} (--force downloads it again)",
-                a.out.display(),
-                r.candidate.url
-            );
-            Ok(Exit::Success)
-        }
-        Ok(r) => {
-            eprintln!("pulse: downloaded {} from {}", r.candidate.file, r.candidate.url);
-            if let Some(report) = &r.import {
-                print_report(report, a.quiet);
-            }
-            let needs_fit = r.import.as_ref().is_some_and(|i| i.fit_needed().is_some());
-            if needs_fit {
-                // print_report said what is missing.
-            } else if a.out == std::path::Path::new(pulse::model::DEFAULT_DIR) {
-                eprintln!(
-                    "pulse: ready: `pulse upsample FACE.png` uses {} by default",
-                    a.out.display()
-                );
-            } else {
-                eprintln!("pulse: ready: `pulse upsample --model {} FACE.png`", a.out.display());
-            }
-            Ok(Exit::Success)
-        }
-        Err(DownloadError::AllFailed { tried }) => {
-            let mut msg = String::from("pulse: error: could not download the FFHQ model; tried:\n");
-            for (url, reason) in &tried {
-                msg.push_str(&format!("  {url}\n    {reason}\n"));
-            }
-            msg.push_str(&format!(
-                "Download one of these files by hand (a browser, another machine), then run:\n  pulse import FILE -o {}\n(PULSE's synthesis.pt, NVIDIA's {}, or lernapparat's {}; see README.md, \"Get the real model\")",
-                a.out.display(),
-                download::NVIDIA_FILE,
-                download::LERNAPPARAT_FILE
-            ));
-            eprintln!("{msg}");
-            Ok(Exit::Failure)
-        }
-        Err(DownloadError::OtherModel(dir)) => {
-            eprintln!(
-                "pulse: error: {} already holds another model; --force replaces it (or choose another folder with -o)",
-                pulse::files::escaped(&dir)
-            );
-            Ok(Exit::Refused)
-        }
-        Err(DownloadError::Usage(m)) => {
-            eprintln!("pulse: error: {m}");
-            Ok(Exit::Refused)
-        }
+    let out = pulse::files::escaped(&a.out);
+    let what = |is_model: bool| if is_model { model.title() } else { "a model" };
+    let r = match result {
+        Ok(r) => r,
         Err(DownloadError::Interrupted { partial }) => {
             match partial {
                 Some(p) => eprintln!(
                     "pulse: interrupted; the partial download is kept in {}: run the same command again to resume",
-                    p.display()
+                    pulse::files::escaped(&p)
                 ),
                 None => eprintln!("pulse: interrupted; no model was written"),
             }
-            Ok(Exit::Interrupted)
+            return Ok(Exit::Interrupted);
         }
-        Err(DownloadError::Other(e)) => {
-            eprintln!("pulse: error: {e:#}");
-            Ok(Exit::Failure)
+        Err(e) => return Err(download_error(e, model, &a.out)),
+    };
+    if r.already_installed {
+        eprintln!(
+            "pulse: {out} already holds {} from {} (--force downloads it again)",
+            what(r.is_model),
+            r.candidate.url
+        );
+        return Ok(Exit::Success);
+    }
+    eprintln!("pulse: downloaded {} from {}", r.candidate.file, r.candidate.url);
+    if let Some(report) = &r.import {
+        print_report(report, a.quiet);
+    }
+    if !r.is_model {
+        eprintln!(
+            "pulse: WARNING: {} is not {} (another network or architecture); it was installed as given, and model.json does not name it {}",
+            r.candidate.url,
+            model.title(),
+            model.name()
+        );
+    }
+    let needs_fit = r.import.as_ref().is_some_and(|i| i.fit_needed().is_some());
+    if needs_fit {
+        // print_report said what is missing.
+    } else if a.out == std::path::Path::new(pulse::model::DEFAULT_DIR) {
+        eprintln!("pulse: ready: `pulse upsample FACE.png` uses {out} by default");
+    } else {
+        eprintln!("pulse: ready: `pulse upsample --model {out} FACE.png`");
+    }
+    Ok(Exit::Success)
+}
+
+/// A download's error as `main` reports it: refusals of the request exit 2.
+fn download_error(
+    e: DownloadError,
+    model: download::Model,
+    out: &std::path::Path,
+) -> anyhow::Error {
+    let refusal = |m: String| Refusal(anyhow::anyhow!(m)).into();
+    match e {
+        DownloadError::AllFailed { tried } => {
+            let mut msg = format!("could not download {}; tried:\n", model.title());
+            for (url, reason) in &tried {
+                msg.push_str(&format!("  {url}\n    {reason}\n"));
+            }
+            let files = match model {
+                download::Model::Ffhq => format!(
+                    "PULSE's synthesis.pt, NVIDIA's {}, or lernapparat's {}",
+                    download::NVIDIA_FILE,
+                    download::LERNAPPARAT_FILE
+                ),
+                download::Model::FfhqStylegan2 => format!(
+                    "NVIDIA's {} or stylegan2-ada-pytorch's {}",
+                    download::NVIDIA_SG2_FILE,
+                    download::NVIDIA_ADA_FILE
+                ),
+            };
+            msg.push_str(&format!(
+                "Download one of these files by hand (a browser, another machine), then run:\n  pulse import FILE -o {}\n({files}; see README.md, \"Get the real model\")",
+                pulse::files::escaped(out)
+            ));
+            anyhow::anyhow!(msg)
         }
+        DownloadError::OtherModel(dir) => refusal(format!(
+            "{} already holds another model; --force replaces it (or choose another folder with -o)",
+            pulse::files::escaped(&dir)
+        )),
+        e @ (DownloadError::Usage(_) | DownloadError::Busy(_)) => refusal(e.to_string()),
+        e @ DownloadError::Interrupted { .. } => anyhow::anyhow!(e),
+        DownloadError::Other(e) => e,
     }
 }

@@ -1,7 +1,13 @@
-//! `pulse download ffhq`: fetches NVIDIA's FFHQ StyleGAN from the first source that still has
-//! it, verifies it, and imports it into a model folder ([`super::import`]).
+//! `pulse download ffhq` and `pulse download ffhq-stylegan2`: fetch NVIDIA's FFHQ StyleGAN or
+//! StyleGAN2 from the first source that still has it, verify it, and import it into a model
+//! folder ([`super::import`]).
 //!
-//! Sources, in order (models/README.md lists them with their URLs and sizes):
+//! `ffhq-stylegan2`: NVIDIA's TensorFlow `stylegan2-ffhq-config-f.pkl` on NVIDIA's CDN, then
+//! stylegan2-ada-pytorch's `ffhq.pkl` (the same network, trained with the original StyleGAN2
+//! code). No checksums are published: both are verified by structure, config-f's exact
+//! layout and its parameter counts (30,370,060 in G_ema).
+//!
+//! `ffhq` sources, in order (models/README.md lists them with their URLs and sizes):
 //! 1. PULSE's own converted `synthesis.pt`, still in the PULSE repository's git history
 //!    (commit b4b7e3a1, later reverted), on both names of the repository. Its git blob id is
 //!    known, so the download is verified exactly (SHA-1 of `"blob <len>\0"` + the bytes).
@@ -13,11 +19,49 @@
 //!
 //! The download goes to `<out>.download/<file>.partial` beside the model folder and is resumed
 //! from there by a later run; the model folder appears only once a verified import is
-//! complete.
+//! complete. The download folder is locked while a download runs: a second download into it
+//! is refused.
 use super::import::{self, ImportError, ImportEvent, ImportOptions, ImportReport};
-use crate::download::{self, FetchError, FetchObserver, Timeouts};
+use crate::files::escaped;
+use crate::http::{self, FetchError, FetchObserver, Timeouts};
+use crate::model_info::ModelInfo;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
+
+/// The models `pulse download` knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Model {
+    /// NVIDIA's StyleGAN (v1), FFHQ 1024x1024.
+    Ffhq,
+    /// NVIDIA's StyleGAN2 config-f, FFHQ 1024x1024.
+    FfhqStylegan2,
+}
+
+impl Model {
+    /// The name on the command line and in `model.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Model::Ffhq => "ffhq",
+            Model::FfhqStylegan2 => "ffhq-stylegan2",
+        }
+    }
+
+    /// How users call it.
+    pub fn title(self) -> &'static str {
+        match self {
+            Model::Ffhq => "the FFHQ StyleGAN model",
+            Model::FfhqStylegan2 => "the FFHQ StyleGAN2 model",
+        }
+    }
+
+    /// The built-in source names, in the order they are tried.
+    pub fn source_names(self) -> &'static [&'static str] {
+        match self {
+            Model::Ffhq => &["pulse", "nvidia", "lernapparat"],
+            Model::FfhqStylegan2 => &["nvidia", "nvidia-ada"],
+        }
+    }
+}
 
 /// The commit and path of PULSE's `synthesis.pt` in adamian98/pulse's history, and its git
 /// blob id.
@@ -27,6 +71,15 @@ pub const PULSE_BLOB_SHA1: &str = "b3cd79264e182bb13a33043698b0a3d65791f738";
 pub const NVIDIA_FILE: &str = "karras2019stylegan-ffhq-1024x1024.pkl";
 pub const NVIDIA_DRIVE_ID: &str = "1MEGjdvVpUsu1jB4zrXZN7Y4kBBOzizDQ";
 pub const LERNAPPARAT_FILE: &str = "karras2019stylegan-ffhq-1024x1024.for_g_all.pt";
+/// NVIDIA's TensorFlow StyleGAN2 FFHQ generator (NVlabs/stylegan2 `pretrained_networks.py`).
+pub const NVIDIA_SG2_FILE: &str = "stylegan2-ffhq-config-f.pkl";
+pub const NVIDIA_SG2_URL: &str =
+    "https://nvlabs-fi-cdn.nvidia.com/stylegan2/networks/stylegan2-ffhq-config-f.pkl";
+/// stylegan2-ada-pytorch's FFHQ generator (its README: "FFHQ at 1024x1024, trained using
+/// original StyleGAN2").
+pub const NVIDIA_ADA_FILE: &str = "ffhq.pkl";
+pub const NVIDIA_ADA_URL: &str =
+    "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/ffhq.pkl";
 
 /// Environment variable naming a mirror of the built-in sources, for mirrors and for tests:
 /// `https://HOST/PATH` is fetched from `$PULSE_DOWNLOAD_MIRROR/HOST/PATH` instead, with the
@@ -40,7 +93,7 @@ pub enum Verify {
     GitBlob(String),
     /// SHA-256 of the file (lowercase hex), plus a successful import.
     Sha256(String),
-    /// FFHQ-1024's architecture and parameter counts, plus a successful import.
+    /// The model's FFHQ-1024 architecture and parameter counts, plus a successful import.
     Ffhq,
     /// A successful import (any network the importer accepts).
     Importable,
@@ -49,7 +102,7 @@ pub enum Verify {
 /// One place to try.
 #[derive(Clone, Debug)]
 pub struct Candidate {
-    /// `pulse`, `nvidia`, `lernapparat` or `url`.
+    /// `pulse`, `nvidia`, `lernapparat`, `nvidia-ada` or `url`.
     pub source: &'static str,
     pub url: String,
     /// The name the file is saved under.
@@ -57,7 +110,29 @@ pub struct Candidate {
     pub verify: Verify,
 }
 
-/// The built-in candidates of a `--source` name (`None` for a URL or an unknown name).
+/// The built-in candidates of a `--source` name for a model (`None` for a URL or an unknown
+/// name).
+pub fn builtin_for(model: Model, name: &str) -> Option<Vec<Candidate>> {
+    match model {
+        Model::Ffhq => builtin(name),
+        Model::FfhqStylegan2 => {
+            let (source, url, file) = match name {
+                "nvidia" => ("nvidia", NVIDIA_SG2_URL, NVIDIA_SG2_FILE),
+                "nvidia-ada" => ("nvidia-ada", NVIDIA_ADA_URL, NVIDIA_ADA_FILE),
+                _ => return None,
+            };
+            Some(vec![Candidate {
+                source,
+                url: url.into(),
+                file: file.into(),
+                verify: Verify::Ffhq,
+            }])
+        }
+    }
+}
+
+/// The built-in candidates of a `--source` name for `ffhq` (`None` for a URL or an unknown
+/// name).
 pub fn builtin(name: &str) -> Option<Vec<Candidate>> {
     let c = |source, url: String, file: &str, verify| Candidate {
         source,
@@ -111,7 +186,8 @@ pub fn mirrored(url: &str, mirror: &str) -> String {
 }
 
 pub struct DownloadOptions {
-    /// `pulse`, `nvidia`, `lernapparat` or URLs, tried in order; empty: every built-in source.
+    pub model: Model,
+    /// Built-in source names or URLs, tried in order; empty: every built-in source.
     pub sources: Vec<String>,
     pub out: PathBuf,
     pub force: bool,
@@ -126,6 +202,7 @@ pub struct DownloadOptions {
 impl DownloadOptions {
     pub fn new(out: PathBuf) -> Self {
         Self {
+            model: Model::Ffhq,
             sources: Vec::new(),
             out,
             force: false,
@@ -139,13 +216,20 @@ impl DownloadOptions {
     /// The candidates to try, in order.
     pub fn candidates(&self) -> Result<Vec<Candidate>, DownloadError> {
         let names: Vec<String> = if self.sources.is_empty() {
-            vec!["pulse".into(), "nvidia".into(), "lernapparat".into()]
+            self.model.source_names().iter().map(|s| s.to_string()).collect()
         } else {
             self.sources.clone()
         };
+        if let Some(h) = &self.sha256 {
+            if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(DownloadError::Usage(format!(
+                    "--sha256 '{h}' is not a SHA-256 (64 hexadecimal digits)"
+                )));
+            }
+        }
         let mut out = Vec::new();
         for name in &names {
-            if let Some(mut list) = builtin(name) {
+            if let Some(mut list) = builtin_for(self.model, name) {
                 if let Some(m) = &self.mirror {
                     for c in &mut list {
                         c.url = mirrored(&c.url, m);
@@ -153,6 +237,7 @@ impl DownloadOptions {
                 }
                 out.extend(list);
             } else if name.starts_with("http://") || name.starts_with("https://") {
+                check_url(name).map_err(DownloadError::Usage)?;
                 let file = url_file_name(name);
                 let verify = match &self.sha256 {
                     Some(h) => Verify::Sha256(h.to_ascii_lowercase()),
@@ -161,12 +246,41 @@ impl DownloadOptions {
                 out.push(Candidate { source: "url", url: name.clone(), file, verify });
             } else {
                 return Err(DownloadError::Usage(format!(
-                    "unknown source '{name}' (expected pulse, nvidia, lernapparat or an http(s) URL)"
+                    "unknown source '{name}' for {} (expected {} or an http(s) URL)",
+                    self.model.name(),
+                    self.model.source_names().join(", ")
                 )));
             }
         }
         Ok(out)
     }
+}
+
+/// An http(s) URL with a host, no spaces and no control characters: anything else is a usage
+/// error before any connection is tried.
+fn check_url(url: &str) -> Result<(), String> {
+    let rest = url.split_once("://").map_or("", |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or("");
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if !h.ends_with(']') || host.starts_with('[') => {
+            if !port.is_empty() && port.parse::<u16>().is_err() {
+                return Err(format!("'{url}' is not a valid URL (bad port '{port}')"));
+            }
+            h
+        }
+        _ => host,
+    };
+    if host.is_empty() {
+        return Err(format!("'{url}' is not a valid URL (no host)"));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "'{}' is not a valid URL (spaces or control characters)",
+            url.escape_default()
+        ));
+    }
+    Ok(())
 }
 
 /// The last path segment of a URL (query and fragment dropped), or `download`.
@@ -195,8 +309,11 @@ pub enum DownloadError {
     #[error("{0}")]
     Usage(String),
     /// The folder holds another model, and replacing it was not asked for.
-    #[error("{} already holds another model", .0.display())]
+    #[error("{} already holds another model", escaped(.0))]
     OtherModel(PathBuf),
+    /// Another `pulse download` is writing into the same download folder.
+    #[error("{}: another pulse download into this folder is running; wait for it to finish", escaped(.0))]
+    Busy(PathBuf),
     /// Stopped by the user; the partial file is kept for a resume.
     #[error("interrupted")]
     Interrupted { partial: Option<PathBuf> },
@@ -235,6 +352,9 @@ pub struct DownloadReport {
     pub import: Option<ImportReport>,
     /// The model folder already held the model from this source: nothing was downloaded.
     pub already_installed: bool,
+    /// The installed network is the model asked for; `false` for a URL source whose network
+    /// is something else (then `model.json` does not name the model).
+    pub is_model: bool,
 }
 
 /// The folder beside `out` where downloads wait, partial or complete, until imported.
@@ -260,9 +380,7 @@ pub fn partial_file(out: &Path, candidate: &Candidate) -> PathBuf {
 
 /// Which source URL a model folder was imported from, by its `model.json`.
 fn installed_from(out: &Path) -> Option<String> {
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("model.json")).ok()?).ok()?;
-    json["sources"][0]["url"].as_str().map(str::to_string)
+    ModelInfo::read(out)?.source_url().map(str::to_string)
 }
 
 fn has_files(dir: &Path) -> bool {
@@ -284,10 +402,13 @@ pub fn run(
     if has_files(&opts.out) && !opts.force {
         if let Some(url) = installed_from(&opts.out) {
             if let Some(c) = candidates.iter().find(|c| c.url == url) {
+                let is_model = ModelInfo::read(&opts.out)
+                    .is_some_and(|m| m.model.as_deref() == Some(opts.model.name()));
                 return Ok(DownloadReport {
                     candidate: c.clone(),
                     import: None,
                     already_installed: true,
+                    is_model,
                 });
             }
         }
@@ -295,7 +416,11 @@ pub fn run(
     }
     let dir = download_dir(&opts.out);
     std::fs::create_dir_all(&dir)
-        .map_err(|e| anyhow::anyhow!("{}: cannot create folder: {e}", dir.display()))?;
+        .map_err(|e| anyhow::anyhow!("{}: cannot create folder: {e}", escaped(&dir)))?;
+    // Two downloads writing one `.partial` would corrupt each other.
+    let _lock = crate::files::DirLock::try_acquire(&dir)
+        .map_err(|e| anyhow::anyhow!("{}: cannot lock: {e}", escaped(&dir)))?
+        .ok_or_else(|| DownloadError::Busy(dir.clone()))?;
     let mut tried = Vec::new();
     for (i, candidate) in candidates.iter().enumerate() {
         observer.trying(i, candidates.len(), candidate);
@@ -307,13 +432,7 @@ pub fn run(
         };
         // A file completed by an earlier run whose import was interrupted needs no new download.
         if !file.exists() {
-            match download::fetch(
-                &candidate.url,
-                &partial,
-                &mut Relay(observer),
-                stop,
-                opts.timeouts,
-            ) {
+            match http::fetch(&candidate.url, &partial, &mut Relay(observer), stop, opts.timeouts) {
                 Ok(_) => {}
                 Err(FetchError::Interrupted) => {
                     return Err(DownloadError::Interrupted { partial: Some(partial) })
@@ -333,19 +452,17 @@ pub fn run(
             fail(observer, reason);
             continue;
         }
-        let mut import_opts = ImportOptions::new(vec![file.clone()], opts.out.clone());
-        import_opts.force = opts.force;
-        import_opts.fit_samples = opts.fit_samples;
-        import_opts.require_ffhq = candidate.verify == Verify::Ffhq;
-        import_opts.origins.insert(file.clone(), candidate.url.clone());
-        match import::run(&import_opts, &mut |e| observer.import_event(&e), stop) {
-            Ok(report) => {
+        match import_download(opts, candidate, &file, observer, stop) {
+            Ok((report, is_model)) => {
                 let _ = std::fs::remove_file(&file);
+                drop(_lock);
+                let _ = std::fs::remove_file(dir.join(crate::files::LOCK_FILE));
                 let _ = std::fs::remove_dir(&dir);
                 return Ok(DownloadReport {
                     candidate: candidate.clone(),
                     import: Some(report),
                     already_installed: false,
+                    is_model,
                 });
             }
             Err(ImportError::Refused(reason)) => {
@@ -353,15 +470,44 @@ pub fn run(
                 fail(observer, format!("verification failed: {reason}"));
             }
             Err(ImportError::Usage(m)) => return Err(DownloadError::Usage(m)),
-            Err(ImportError::OtherModel(dir)) => return Err(DownloadError::OtherModel(dir)),
+            Err(ImportError::OtherModel(dir) | ImportError::NotAModelFolder(dir)) => {
+                return Err(DownloadError::OtherModel(dir))
+            }
             Err(ImportError::Interrupted) => {
                 return Err(DownloadError::Interrupted { partial: None })
             }
             Err(ImportError::Other(e)) => return Err(DownloadError::Other(e)),
         }
     }
+    drop(_lock);
+    let _ = std::fs::remove_file(dir.join(crate::files::LOCK_FILE));
     let _ = std::fs::remove_dir(&dir); // only if empty: partial files stay for a resume
     Err(DownloadError::AllFailed { tried })
+}
+
+/// Imports a downloaded file. A built-in source must be the model (its architecture and
+/// parameter counts); a URL may be any network the importer takes, and `model.json` names the
+/// model only when it is that network. Returns the report and whether it is the model.
+fn import_download(
+    opts: &DownloadOptions,
+    candidate: &Candidate,
+    file: &Path,
+    observer: &mut dyn DownloadObserver,
+    stop: &AtomicBool,
+) -> Result<(ImportReport, bool), ImportError> {
+    let mut import_opts = ImportOptions::new(vec![file.to_path_buf()], opts.out.clone());
+    import_opts.force = opts.force;
+    import_opts.fit_samples = opts.fit_samples;
+    import_opts.require_ffhq = candidate.verify == Verify::Ffhq;
+    import_opts.origins.insert(file.to_path_buf(), candidate.url.clone());
+    let wanted = match opts.model {
+        Model::Ffhq => crate::weights::Architecture::StyleGan1,
+        Model::FfhqStylegan2 => crate::weights::Architecture::StyleGan2,
+    };
+    import_opts.model_name = Some((opts.model.name().to_string(), wanted));
+    let report = import::run(&import_opts, &mut |e| observer.import_event(&e), stop)?;
+    let is_model = report.is_named_model(&import_opts);
+    Ok((report, is_model))
 }
 
 /// Checks a checksum, when the candidate has one.

@@ -35,10 +35,28 @@ impl GaussianFit {
         device: Device,
         progress: &mut dyn FnMut(i64),
     ) -> anyhow::Result<Self> {
+        let never = std::sync::atomic::AtomicBool::new(false);
+        let fit = Self::compute_until(mapping, samples, chunk, seed, device, progress, &never)?;
+        Ok(fit.expect("never stopped"))
+    }
+
+    /// [`compute`](Self::compute) that checks `stop` between chunks: `None` once it is set.
+    pub fn compute_until(
+        mapping: &dyn MappingNetwork,
+        samples: i64,
+        chunk: i64,
+        seed: i64,
+        device: Device,
+        progress: &mut dyn FnMut(i64),
+        stop: &std::sync::atomic::AtomicBool,
+    ) -> anyhow::Result<Option<Self>> {
         tch::manual_seed(seed);
         let mut moments = Moments::new(device);
         tch::no_grad(|| -> anyhow::Result<()> {
             while moments.count < samples {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Ok(());
+                }
                 let n = chunk.min(samples - moments.count);
                 let z =
                     Tensor::randn([n, LATENT_DIM], (Kind::Float, Device::Cpu)).to_device(device);
@@ -48,8 +66,11 @@ impl GaussianFit {
             }
             Ok(())
         })?;
+        if moments.count < samples {
+            return Ok(None);
+        }
         let (mean, std) = moments.mean_std();
-        Ok(Self { mean: mean.to_kind(Kind::Float), std: std.to_kind(Kind::Float) })
+        Ok(Some(Self { mean: mean.to_kind(Kind::Float), std: std.to_kind(Kind::Float) }))
     }
 }
 

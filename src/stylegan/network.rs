@@ -7,40 +7,9 @@ use super::Tuning;
 use crate::precision::Precision;
 use tch::{Device, Kind, Tensor};
 
-/// The generator families `pulse` runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Architecture {
-    /// StyleGAN (v1), Karras et al., CVPR 2019, as PULSE's PyTorch port computes it.
-    StyleGan1,
-    /// StyleGAN2 (config-f, skip generator), Karras et al., CVPR 2020, as NVIDIA's
-    /// stylegan2-ada-pytorch computes it.
-    StyleGan2,
-}
-
-impl Architecture {
-    /// The name `model.json` and latent files record.
-    pub fn name(self) -> &'static str {
-        match self {
-            Architecture::StyleGan1 => "stylegan1",
-            Architecture::StyleGan2 => "stylegan2",
-        }
-    }
-
-    /// The family a recorded name stands for.
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "stylegan1" => Some(Architecture::StyleGan1),
-            "stylegan2" => Some(Architecture::StyleGan2),
-            _ => None,
-        }
-    }
-}
-
-impl std::fmt::Display for Architecture {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+/// The generator families `pulse` runs; defined with the weight formats, which are read
+/// below the networks, and named here for everything above.
+pub use crate::weights::Architecture;
 
 /// What the rest of the code needs to know about a synthesis network.
 #[derive(Debug, Clone, PartialEq, Eq)]

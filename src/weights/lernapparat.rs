@@ -32,7 +32,7 @@ pub(crate) fn split(entries: Vec<(String, Tensor)>) -> Result<Split, ErrorKind> 
             )));
         }
     }
-    synthesis.extend(super::nvidia::blur_kernels(&synthesis));
+    synthesis.extend(super::pulse_layout::blur_kernels(&synthesis));
     Ok((synthesis, mapping))
 }
 

@@ -8,18 +8,21 @@
 //! project's canonical format; [`load_into`] copies a [`StateDict`] into a `tch` `VarStore`.
 //!
 //! The library never prints: every failure is a [`WeightError`] naming the file.
+mod ada;
 mod dtype;
 mod error;
 mod lernapparat;
 pub mod nvidia;
 mod pickle;
+mod pulse_layout;
+mod rosinality;
 mod safetensors;
 mod source;
 mod torch_file;
 
 use error::malformed;
 pub use error::{ErrorKind, WeightError};
-pub use source::{load_source, Source, SourceFormat};
+pub use source::{load_source, Architecture, Source, SourceFormat};
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -189,6 +192,14 @@ fn parse(bytes: &[u8]) -> Result<Parsed, ErrorKind> {
     {
         return Err(malformed(
             "this is NVIDIA's TensorFlow StyleGAN pickle: `pulse import FILE -o DIR` converts it to a model folder",
+        ));
+    }
+    if format == Format::LegacyPickle
+        && nvidia::is_dnnlib_pickle(bytes)
+        && ada::is_persistence_pickle(bytes)
+    {
+        return Err(malformed(
+            "this is NVIDIA's stylegan2-ada-pytorch pickle: `pulse import FILE -o DIR` converts it to a model folder",
         ));
     }
     match format {

@@ -35,6 +35,10 @@ pub struct TfGenerator {
     /// TF variables left out: `lod`, `noiseN` (PULSE passes noise at call time) and
     /// `ToRGB_lod1..8` (only the full-resolution output is used).
     pub dropped: usize,
+    /// A StyleGAN2 generator (`G_main`): `synthesis` and `mapping` then hold NVIDIA's
+    /// stylegan2-ada-pytorch names (`synthesis.b4.const`, `mapping.fc0.weight`, and
+    /// `mapping.w_avg` from `dlatent_avg`), as its `legacy.convert_tf_generator` makes them.
+    pub stylegan2: bool,
 }
 
 /// What a variable becomes.
@@ -67,15 +71,22 @@ pub(crate) fn load(bytes: &[u8]) -> Result<TfGenerator, ErrorKind> {
     let r = Reader { p: &pickle, bytes };
     let gs = r.generator()?;
     let gs_state = r.state(gs)?;
-    match r.text_field(gs_state, "build_func_name")?.as_deref() {
-        Some("G_style") => {}
+    let stylegan2 = match r.text_field(gs_state, "build_func_name")?.as_deref() {
+        Some("G_style") => false,
+        Some(f) if f == "G_main" || f.ends_with(".G_main") => true,
         Some(other) => {
             return Err(malformed(format!(
-                "Gs is built by '{}', not by StyleGAN (v1)'s G_style (StyleGAN2 and later networks are not supported)",
+                "Gs is built by '{}', neither StyleGAN's G_style nor StyleGAN2's G_main",
                 one_line(other)
             )))
         }
         None => return Err(malformed("Gs has no build_func_name")),
+    };
+    if stylegan2 {
+        match r.field(gs_state, "version").map(|v| r.p.get(v)) {
+            Some(Obj::Int(v)) if *v >= 4 => {}
+            _ => return Err(malformed("a StyleGAN2 (G_main) network pickle older than version 4")),
+        }
     }
     let components =
         r.field(gs_state, "components").ok_or_else(|| malformed("Gs has no components"))?;
@@ -99,7 +110,12 @@ pub(crate) fn load(bytes: &[u8]) -> Result<TfGenerator, ErrorKind> {
         w_avg: None,
         tf_trainables: 0,
         dropped: 0,
+        stylegan2,
     };
+    if stylegan2 {
+        convert_stylegan2(&r, gs, synthesis_net, mapping_net, &mut out)?;
+        return Ok(out);
+    }
     for (name, array) in r.variables(gs)? {
         match name.as_str() {
             "lod" => out.dropped += 1,
@@ -132,8 +148,136 @@ pub(crate) fn load(bytes: &[u8]) -> Result<TfGenerator, ErrorKind> {
     if out.synthesis.is_empty() || out.mapping.is_empty() {
         return Err(malformed("Gs has an empty synthesis or mapping network"));
     }
-    out.synthesis.extend(blur_kernels(&out.synthesis));
+    out.synthesis.extend(super::pulse_layout::blur_kernels(&out.synthesis));
     Ok(out)
+}
+
+/// StyleGAN2's Gs, converted as NVIDIA's `legacy.convert_tf_generator` does (see
+/// [`sg2_synthesis_key`]); the noise inputs are left out.
+fn convert_stylegan2(
+    r: &Reader,
+    gs: ObjId,
+    synthesis_net: ObjId,
+    mapping_net: ObjId,
+    out: &mut TfGenerator,
+) -> Result<(), ErrorKind> {
+    let unexpected = |net: &str, name: &str| {
+        malformed(format!(
+            "unexpected variable '{}' in {net} (not a StyleGAN2 generator with the skip architecture)",
+            one_line(name)
+        ))
+    };
+    let mut w_avg = None;
+    for (name, array) in r.variables(gs)? {
+        match name.as_str() {
+            "dlatent_avg" => w_avg = Some(r.tensor(array, &name)?),
+            "lod" => out.dropped += 1,
+            other => return Err(unexpected("Gs", other)),
+        }
+    }
+    for (name, array) in r.variables(mapping_net)? {
+        let (key, transform) = mapping_key(&name).ok_or_else(|| unexpected("G_mapping", &name))?;
+        let t = r.tensor(array, &name)?;
+        out.tf_trainables += t.numel() as i64;
+        out.mapping.push((
+            format!("mapping.{}", key.replacen("dense", "fc", 1)),
+            convert(t, transform, &name)?,
+        ));
+    }
+    for (name, array) in r.variables(synthesis_net)? {
+        match sg2_synthesis_key(&name) {
+            Some(Some((key, transform))) => {
+                let t = r.tensor(array, &name)?;
+                out.tf_trainables += t.numel() as i64;
+                out.synthesis.push((key, convert_sg2(t, transform, &name)?));
+            }
+            Some(None) => out.dropped += 1,
+            None => return Err(unexpected("G_synthesis", &name)),
+        }
+    }
+    let w_avg = w_avg.ok_or_else(|| malformed("Gs has no dlatent_avg"))?;
+    out.mapping.push(("mapping.w_avg".into(), w_avg));
+    if out.synthesis.is_empty() || out.mapping.len() < 2 {
+        return Err(malformed("Gs has an empty synthesis or mapping network"));
+    }
+    Ok(())
+}
+
+/// What a StyleGAN2 TF variable becomes (NVIDIA's `legacy.py`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sg2Transform {
+    Copy,
+    /// `mod_weight` `[in, out]` to `affine.weight` `[out, in]`.
+    Transpose,
+    /// Conv `[kh, kw, in, out]` to `[out, in, kh, kw]`.
+    Permute,
+    /// The up-sampling conv: flipped in both spatial axes, then permuted. TF's
+    /// `conv2d_transpose` correlates with the flipped kernel, PyTorch's does not.
+    FlipPermute,
+    /// `Const/const` `[1, C, 4, 4]` to `[C, 4, 4]`.
+    First,
+    /// `mod_bias` + 1: TF adds the 1 at run time, PyTorch initialises the bias with it.
+    PlusOne,
+}
+
+/// The stylegan2-ada-pytorch key of a StyleGAN2 `G_synthesis` variable; `Some(None)` for the
+/// noise inputs, `None` for names the skip architecture never has.
+fn sg2_synthesis_key(name: &str) -> Option<Option<(String, Sg2Transform)>> {
+    use Sg2Transform::*;
+    if name.strip_prefix("noise").is_some_and(is_number) {
+        return Some(None);
+    }
+    let [res, layer, param] = name.split('/').collect::<Vec<_>>()[..] else {
+        return None;
+    };
+    let (a, b) = res.split_once('x')?;
+    if !is_number(a) || a != b {
+        return None;
+    }
+    let block = format!("synthesis.b{a}");
+    let first = a == "4";
+    let (layer, up) = match layer {
+        "Const" if first => {
+            return (param == "const").then(|| Some((format!("{block}.const"), First)))
+        }
+        "Conv" if first => ("conv1", false),
+        "Conv0_up" if !first => ("conv0", true),
+        "Conv1" if !first => ("conv1", false),
+        "ToRGB" => ("torgb", false),
+        _ => return None,
+    };
+    let found = match param {
+        "weight" => ("weight", if up { FlipPermute } else { Permute }),
+        "bias" => ("bias", Copy),
+        "noise_strength" if layer != "torgb" => ("noise_strength", Copy),
+        "mod_weight" => ("affine.weight", Transpose),
+        "mod_bias" => ("affine.bias", PlusOne),
+        _ => return None,
+    };
+    Some(Some((format!("{block}.{layer}.{}", found.0), found.1)))
+}
+
+fn convert_sg2(t: Tensor, transform: Sg2Transform, name: &str) -> Result<Tensor, ErrorKind> {
+    let dims = match transform {
+        Sg2Transform::Copy => return Ok(t),
+        Sg2Transform::PlusOne => return Ok(t + 1.0),
+        Sg2Transform::Transpose => 2,
+        Sg2Transform::Permute | Sg2Transform::FlipPermute | Sg2Transform::First => 4,
+    };
+    if t.dim() != dims || (transform == Sg2Transform::First && t.size()[0] != 1) {
+        return Err(malformed(format!(
+            "variable '{}' has shape {:?}, which StyleGAN2 does not give it",
+            one_line(name),
+            t.size()
+        )));
+    }
+    let out = match transform {
+        Sg2Transform::Transpose => t.tr(),
+        Sg2Transform::Permute => t.permute([3, 2, 0, 1]),
+        Sg2Transform::FlipPermute => t.flip([0, 1]).permute([3, 2, 0, 1]),
+        _ => t.select(0, 0),
+    };
+    Ok(out.contiguous())
 }
 
 fn unexpected(network: &str, name: &str) -> ErrorKind {
@@ -224,23 +368,6 @@ fn convert(t: Tensor, transform: Transform, name: &str) -> Result<Tensor, ErrorK
         _ => t.permute([3, 2, 0, 1]),
     };
     Ok(out.contiguous())
-}
-
-/// PULSE's `BlurLayer` buffers, `[[1,2,1],[2,4,2],[1,2,1]] / 16` under every upsampling conv
-/// (they are constants in TF): PULSE loads its synthesis strictly, so its files have them.
-pub(crate) fn blur_kernels(synthesis: &[(String, Tensor)]) -> Vec<(String, Tensor)> {
-    let kernel =
-        Tensor::from_slice(&[1f32, 2., 1., 2., 4., 2., 1., 2., 1.]).reshape([1, 1, 3, 3]) / 16.0;
-    let mut out = Vec::new();
-    for (key, _) in synthesis {
-        if let Some(block) = key.strip_suffix(".conv0_up.weight") {
-            let name = format!("{block}.conv0_up.intermediate.kernel");
-            if !synthesis.iter().any(|(k, _)| *k == name) {
-                out.push((name, kernel.copy()));
-            }
-        }
-    }
-    out
 }
 
 /// Typed access to the unpickled objects.

@@ -74,6 +74,10 @@ pub(crate) enum Obj {
     Array(Box<NpArray>),
     /// A numpy dtype.
     Dtype(Box<NpDtype>),
+    /// A `torch_utils.persistence` object of NVIDIA's stylegan2-ada-pytorch pickles: its
+    /// `meta` dict (`type`, `version`, `module_src`, `class_name`, `state`). The module source
+    /// is text, never run.
+    Persistent(ObjId),
 }
 
 impl Obj {
@@ -95,6 +99,7 @@ impl Obj {
             Obj::Network(_) => "dnnlib Network",
             Obj::Array(_) => "numpy array",
             Obj::Dtype(_) => "numpy dtype",
+            Obj::Persistent(_) => "persistent object",
         }
     }
 }
@@ -133,6 +138,16 @@ pub(crate) enum Global {
     NpScalar,
     /// `_codecs.encode(text, 'latin1')`: how pickle protocol 2 writes `bytes`.
     CodecsEncode,
+    /// `torch_utils.persistence._reconstruct_persistent_obj(meta)`: becomes an
+    /// [`Obj::Persistent`] record of `meta`; nothing of it is imported or run.
+    PersistentObj,
+    /// `torch.storage._load_from_bytes(b)`: a storage pickled on its own, `b` being a legacy
+    /// `torch.save` of it (how a plain `pickle.dump` writes tensors).
+    LoadFromBytes,
+    /// `dnnlib.util.EasyDict`: a dict (`NEWOBJ` with no arguments, then `SETITEMS`).
+    EasyDict,
+    /// `builtins.set(items)`: how protocols 2 and 3 write a set (kept as a list).
+    Set,
 }
 
 /// Which allow-list a pickle is read with.
@@ -142,6 +157,8 @@ pub(crate) enum Flavour {
     Torch,
     /// NVIDIA's dnnlib (TensorFlow StyleGAN) network pickles.
     Dnnlib,
+    /// NVIDIA's stylegan2-ada-pytorch network pickles (`torch_utils.persistence` objects).
+    Persistence,
 }
 
 /// A numpy array: `shape`, element type and where its bytes are, once `BUILD` has set them.
@@ -192,6 +209,17 @@ pub(crate) struct DeclaredStorage {
     pub key: String,
     pub dtype: Dtype,
     pub numel: u64,
+    /// The bytes of a storage the pickle holds itself ([`Global::LoadFromBytes`]).
+    pub inline: Option<Inline>,
+}
+
+/// Where an inline storage's elements are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Inline {
+    /// `data[start..start + len]` of the pickle's input.
+    Range { start: usize, len: usize },
+    /// Bytes the unpickler made (protocol 2's `_codecs.encode`).
+    Owned(Vec<u8>),
 }
 
 /// The result of one pickle: the object arena, the root object and the storages it declared.
@@ -309,6 +337,8 @@ const STACK_GLOBAL: u8 = 0x93;
 const MEMOIZE: u8 = 0x94;
 const FRAME: u8 = 0x95;
 const BYTEARRAY8: u8 = 0x96;
+const EMPTY_SET: u8 = 0x8f;
+const ADDITEMS: u8 = 0x90;
 
 /// Highest pickle protocol understood (Python 3.8+ writes 5 at most).
 const MAX_PROTOCOL: u8 = 5;
@@ -433,6 +463,13 @@ impl<'a> Unpickler<'a> {
                 EMPTY_TUPLE => self.push(Obj::Tuple(Vec::new()))?,
                 EMPTY_LIST => self.push(Obj::List(Vec::new()))?,
                 EMPTY_DICT => self.push(Obj::Dict(Vec::new()))?,
+                // Sets (a module's `_non_persistent_buffers_set`) are kept as lists.
+                EMPTY_SET => self.push(Obj::List(Vec::new()))?,
+                ADDITEMS => {
+                    let items = self.pop_mark()?;
+                    let set = self.top()?;
+                    self.list_extend(set, items)?
+                }
                 TUPLE => {
                     let items = self.pop_mark()?;
                     self.push(Obj::Tuple(items))?
@@ -519,6 +556,12 @@ impl<'a> Unpickler<'a> {
                     let target = self.top()?;
                     self.build(target, state, op_pos)?
                 }
+                BINPERSID if self.flavour != Flavour::Torch => {
+                    return Err(malformed(format!(
+                    "a persistent id at byte {} in a network pickle (only torch.save writes them)",
+                    self.offset(op_pos)
+                )))
+                }
                 BINPERSID => {
                     let pid = self.pop()?;
                     let storage = self.persistent_load(pid)?;
@@ -586,7 +629,7 @@ impl<'a> Unpickler<'a> {
     fn push_bytes(&mut self, n: usize) -> Result<(), ErrorKind> {
         let start = self.pos;
         let b = self.read_bytes(n)?;
-        if self.flavour == Flavour::Dnnlib && n >= BYTES_REF_MIN {
+        if self.flavour != Flavour::Torch && n >= BYTES_REF_MIN {
             return self.push(Obj::BytesRef { start, len: n });
         }
         let b = b.to_vec();
@@ -730,7 +773,8 @@ impl<'a> Unpickler<'a> {
 
     // ---- the allow-listed callables
 
-    /// REDUCE: `callable(*args)` for the allow-listed callables only.
+    /// REDUCE: `callable(*args)` for the allow-listed callables only. Each family of globals
+    /// (see [`resolve_global`]) has its own function.
     fn call(&mut self, callable: ObjId, args: ObjId, depth: u8) -> Result<ObjId, ErrorKind> {
         let global = match &self.objs[callable] {
             Obj::Global(g) => *g,
@@ -742,16 +786,40 @@ impl<'a> Unpickler<'a> {
             }
         };
         let args = self.tuple_items(args, "REDUCE arguments")?;
-        let arity = |n: std::ops::RangeInclusive<usize>, name: &str| {
-            if n.contains(&args.len()) {
-                Ok(())
-            } else {
-                Err(malformed(format!("{name} called with {} arguments", args.len())))
+        match global {
+            Global::OrderedDict
+            | Global::TorchSize
+            | Global::RebuildTensorV2
+            | Global::RebuildTensor
+            | Global::RebuildParameter
+            | Global::RebuildParameterWithState
+            | Global::RebuildFromTypeV2
+            | Global::TensorClass
+            | Global::StorageClass(_) => self.call_torch(global, &args, depth),
+            Global::NdArray
+            | Global::Reconstruct
+            | Global::NpDtype
+            | Global::NpScalar
+            | Global::CodecsEncode => self.call_numpy(global, &args),
+            Global::PersistentObj | Global::LoadFromBytes | Global::EasyDict | Global::Set => {
+                self.call_persistence(global, &args)
             }
-        };
+            Global::Network => Err(malformed(
+                "the dnnlib Network class is called (a __reduce__ payload): a network pickle only rebuilds it from its state",
+            )),
+        }
+    }
+
+    /// State dicts, `torch.Size` and tensor rebuilding.
+    fn call_torch(
+        &mut self,
+        global: Global,
+        args: &[ObjId],
+        depth: u8,
+    ) -> Result<ObjId, ErrorKind> {
         match global {
             Global::OrderedDict => {
-                arity(0..=1, "OrderedDict")?;
+                arity(args, 0..=1, "OrderedDict")?;
                 let pairs = match args.first() {
                     None => Vec::new(),
                     Some(&items) => self.dict_pairs(items)?,
@@ -759,20 +827,20 @@ impl<'a> Unpickler<'a> {
                 self.new_obj(Obj::Dict(pairs))
             }
             Global::TorchSize => {
-                arity(1..=1, "torch.Size")?;
+                arity(args, 1..=1, "torch.Size")?;
                 let dims = self.tuple_items(args[0], "torch.Size argument")?;
                 self.new_obj(Obj::Tuple(dims))
             }
             Global::RebuildTensorV2 => {
-                arity(6..=7, "_rebuild_tensor_v2")?;
+                arity(args, 6..=7, "_rebuild_tensor_v2")?;
                 self.rebuild_tensor(&args[..4])
             }
             Global::RebuildTensor => {
-                arity(4..=4, "_rebuild_tensor")?;
+                arity(args, 4..=4, "_rebuild_tensor")?;
                 self.rebuild_tensor(&args[..4])
             }
             Global::RebuildParameter | Global::RebuildParameterWithState => {
-                arity(3..=4, "_rebuild_parameter")?;
+                arity(args, 3..=4, "_rebuild_parameter")?;
                 match &self.objs[args[0]] {
                     Obj::Tensor(_) => Ok(args[0]),
                     other => Err(malformed(format!(
@@ -782,7 +850,7 @@ impl<'a> Unpickler<'a> {
                 }
             }
             Global::RebuildFromTypeV2 => {
-                arity(4..=4, "_rebuild_from_type_v2")?;
+                arity(args, 4..=4, "_rebuild_from_type_v2")?;
                 // Only one level: the inner function must be a plain tensor rebuild.
                 if depth > 0 || !matches!(self.objs[args[1]], Obj::Global(Global::TensorClass)) {
                     return Err(malformed("_rebuild_from_type_v2 of a non-tensor type"));
@@ -792,12 +860,16 @@ impl<'a> Unpickler<'a> {
             Global::TensorClass | Global::StorageClass(_) => Err(malformed(
                 "a tensor or storage class is called directly instead of through torch._utils",
             )),
-            Global::Network => Err(malformed(
-                "the dnnlib Network class is called (a __reduce__ payload): a network pickle only rebuilds it from its state",
-            )),
+            other => unreachable_global(other),
+        }
+    }
+
+    /// numpy arrays, dtypes and scalars, and protocol 2's bytes.
+    fn call_numpy(&mut self, global: Global, args: &[ObjId]) -> Result<ObjId, ErrorKind> {
+        match global {
             Global::NdArray => Err(malformed("numpy.ndarray is called directly")),
             Global::Reconstruct => {
-                arity(3..=3, "numpy _reconstruct")?;
+                arity(args, 3..=3, "numpy _reconstruct")?;
                 if !matches!(self.objs[args[0]], Obj::Global(Global::NdArray)) {
                     return Err(malformed("numpy _reconstruct of a class other than ndarray"));
                 }
@@ -809,13 +881,13 @@ impl<'a> Unpickler<'a> {
                 })))
             }
             Global::NpDtype => {
-                arity(1..=3, "numpy.dtype")?;
+                arity(args, 1..=3, "numpy.dtype")?;
                 let name = short_text(&self.objs[args[0]], 16, "numpy dtype name")?;
                 let dtype = numpy_dtype(&name)?;
                 self.new_obj(Obj::Dtype(Box::new(NpDtype { dtype, built: false })))
             }
             Global::NpScalar => {
-                arity(2..=2, "numpy scalar")?;
+                arity(args, 2..=2, "numpy scalar")?;
                 let dtype = match &self.objs[args[0]] {
                     Obj::Dtype(d) => d.dtype,
                     other => {
@@ -834,10 +906,12 @@ impl<'a> Unpickler<'a> {
                 })))
             }
             Global::CodecsEncode => {
-                arity(2..=2, "_codecs.encode")?;
+                arity(args, 2..=2, "_codecs.encode")?;
                 match &self.objs[args[1]] {
                     Obj::Str(e) if matches!(e.as_str(), "latin1" | "latin-1" | "iso-8859-1") => {}
-                    _ => return Err(malformed("_codecs.encode with an encoding other than latin1")),
+                    _ => {
+                        return Err(malformed("_codecs.encode with an encoding other than latin1"))
+                    }
                 }
                 let Obj::Str(text) = &self.objs[args[0]] else {
                     return Err(malformed("_codecs.encode of something other than text"));
@@ -850,6 +924,42 @@ impl<'a> Unpickler<'a> {
                 self.charge(bytes.len() / 1024)?;
                 self.new_obj(Obj::Bytes(bytes))
             }
+
+            other => unreachable_global(other),
+        }
+    }
+
+    /// stylegan2-ada-pytorch's persistent objects, nested storages, `EasyDict` and sets.
+    fn call_persistence(&mut self, global: Global, args: &[ObjId]) -> Result<ObjId, ErrorKind> {
+        match global {
+            Global::PersistentObj => {
+                arity(args, 1..=1, "_reconstruct_persistent_obj")?;
+                if !matches!(self.objs[args[0]], Obj::Dict(_)) {
+                    return Err(malformed("a persistent object's description is not a dict"));
+                }
+                self.new_obj(Obj::Persistent(args[0]))
+            }
+            Global::LoadFromBytes => {
+                arity(args, 1..=1, "torch.storage._load_from_bytes")?;
+                self.load_from_bytes(args[0])
+            }
+            Global::EasyDict => {
+                arity(args, 0..=1, "EasyDict")?;
+                let pairs = match args.first() {
+                    None => Vec::new(),
+                    Some(&items) => self.dict_pairs(items)?,
+                };
+                self.new_obj(Obj::Dict(pairs))
+            }
+            Global::Set => {
+                arity(args, 0..=1, "set")?;
+                let items = match args.first() {
+                    None => Vec::new(),
+                    Some(&items) => self.tuple_items(items, "set argument")?,
+                };
+                self.new_obj(Obj::List(items))
+            }
+            other => unreachable_global(other),
         }
     }
 
@@ -859,7 +969,7 @@ impl<'a> Unpickler<'a> {
     fn build(&mut self, target: ObjId, state: ObjId, op_pos: usize) -> Result<(), ErrorKind> {
         let at = self.offset(op_pos);
         match (&self.objs[target], self.flavour) {
-            (Obj::Dict(_) | Obj::Tensor(_), Flavour::Torch) => Ok(()),
+            (Obj::Dict(_) | Obj::Tensor(_), Flavour::Torch | Flavour::Persistence) => Ok(()),
             (Obj::Network(None), _) => {
                 if !matches!(self.objs[state], Obj::Dict(_)) {
                     return Err(malformed(format!(
@@ -958,7 +1068,9 @@ impl<'a> Unpickler<'a> {
     /// NEWOBJ: `cls.__new__(cls, *args)`, which only makes sense for the container classes.
     fn new_object(&mut self, class: ObjId, args: ObjId) -> Result<ObjId, ErrorKind> {
         match &self.objs[class] {
-            Obj::Global(Global::OrderedDict) => self.new_obj(Obj::Dict(Vec::new())),
+            Obj::Global(Global::OrderedDict | Global::EasyDict) => {
+                self.new_obj(Obj::Dict(Vec::new()))
+            }
             Obj::Global(Global::TorchSize) => self.call(class, args, 0),
             Obj::Global(Global::Network) => {
                 if !matches!(&self.objs[args], Obj::Tuple(v) if v.is_empty()) {
@@ -1085,6 +1197,47 @@ impl<'a> Unpickler<'a> {
         Ok(Obj::Storage(Box::new(storage)))
     }
 
+    /// `torch.storage._load_from_bytes(b)`: `b` is a legacy `torch.save` of one storage. Its
+    /// pickles are read with the `torch.save` allow-list; its elements stay where they are.
+    fn load_from_bytes(&mut self, b: ObjId) -> Result<ObjId, ErrorKind> {
+        let owned;
+        let (bytes, base) = match &self.objs[b] {
+            Obj::BytesRef { start, len } => {
+                let data: &'a [u8] = self.data;
+                (&data[*start..*start + *len], Some(*start))
+            }
+            Obj::Bytes(v) => {
+                owned = v.clone();
+                (owned.as_slice(), None)
+            }
+            other => {
+                return Err(malformed(format!(
+                    "a storage is loaded from a {} instead of bytes",
+                    other.type_name()
+                )))
+            }
+        };
+        let nested = nested_storage(bytes)?;
+        // Each byte of the nested pickles is at most one opcode: reading them is work.
+        self.charge(nested.data_start)?;
+        let data = &bytes[nested.data_start..nested.data_start + nested.data_len];
+        let inline = match base {
+            Some(start) => Inline::Range { start: start + nested.data_start, len: nested.data_len },
+            None => Inline::Owned(data.to_vec()),
+        };
+        let index = self.storages.len();
+        let key = format!("inline storage {index}");
+        self.storage_index.insert(key.clone(), index);
+        self.storages.push(DeclaredStorage {
+            key,
+            dtype: nested.dtype,
+            numel: nested.numel,
+            inline: Some(inline),
+        });
+        let storage = StorageRef { index, dtype: nested.dtype, offset: 0, len: nested.numel };
+        self.new_obj(Obj::Storage(Box::new(storage)))
+    }
+
     /// Records a storage and returns its index; a key declared twice must agree on dtype and
     /// size.
     fn declare_storage(
@@ -1105,7 +1258,7 @@ impl<'a> Unpickler<'a> {
         }
         let i = self.storages.len();
         self.storage_index.insert(key.clone(), i);
-        self.storages.push(DeclaredStorage { key, dtype, numel });
+        self.storages.push(DeclaredStorage { key, dtype, numel, inline: None });
         Ok(i)
     }
 }
@@ -1176,27 +1329,102 @@ pub(crate) fn check_view(
     Ok(())
 }
 
-/// The allow-lists (see [`Global`] and [`Flavour`]). Anything else is refused by name.
-fn resolve_global(module: &str, name: &str, flavour: Flavour) -> Result<Global, ErrorKind> {
-    if flavour == Flavour::Dnnlib {
-        return Ok(match (module, name) {
-            ("dnnlib.tflib.network", "Network") => Global::Network,
-            ("numpy", "ndarray") => Global::NdArray,
-            ("numpy", "dtype") => Global::NpDtype,
-            ("numpy.core.multiarray" | "numpy._core.multiarray", "_reconstruct") => {
-                Global::Reconstruct
-            }
-            ("numpy.core.multiarray" | "numpy._core.multiarray", "scalar") => Global::NpScalar,
-            ("_codecs", "encode") => Global::CodecsEncode,
-            _ => {
-                return Err(ErrorKind::RefusedGlobal {
-                    module: one_line(module),
-                    name: one_line(name),
-                })
-            }
-        });
+/// Checks the number of arguments of a call.
+fn arity(args: &[ObjId], n: std::ops::RangeInclusive<usize>, name: &str) -> Result<(), ErrorKind> {
+    if n.contains(&args.len()) {
+        Ok(())
+    } else {
+        Err(malformed(format!("{name} called with {} arguments", args.len())))
     }
-    Ok(match (module, name) {
+}
+
+/// A global dispatched to a family it does not belong to: cannot happen (see `call`).
+fn unreachable_global(g: Global) -> Result<ObjId, ErrorKind> {
+    Err(malformed(format!("internal: {g:?} called in the wrong family")))
+}
+
+/// The first pickle of a legacy `torch.save` file: the integer 0x1950a86a20f9469cfc6c, as
+/// LONG1 bytes.
+pub(crate) const LEGACY_MAGIC: [u8; 10] =
+    [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
+/// The second pickle of a legacy file.
+pub(crate) const LEGACY_PROTOCOL_VERSION: i64 = 1001;
+
+/// A storage saved on its own as a legacy `torch.save` byte string.
+struct NestedStorage {
+    dtype: Dtype,
+    numel: u64,
+    /// Where its elements start in the byte string (after the five pickles and the count).
+    data_start: usize,
+    data_len: usize,
+}
+
+/// Reads `torch.save(storage)` in the legacy format: magic, version, system info, the storage
+/// (one persistent id), its key, then the element count and the elements.
+fn nested_storage(bytes: &[u8]) -> Result<NestedStorage, ErrorKind> {
+    let limits = Limits { max_storage_bytes: bytes.len() as u64 };
+    let next = |pos: usize| unpickle(bytes, pos, 0, limits);
+    let bad = |what: &str| malformed(format!("a pickled storage is not torch.save's: {what}"));
+    let (magic, pos) = next(0)?;
+    if !matches!(magic.root(), Obj::BigInt(b) if b[..] == LEGACY_MAGIC) {
+        return Err(bad("no magic number"));
+    }
+    let (version, pos) = next(pos)?;
+    if !matches!(version.root(), Obj::Int(LEGACY_PROTOCOL_VERSION)) {
+        return Err(bad("unknown format version"));
+    }
+    let (_sys_info, pos) = next(pos)?;
+    let (object, pos) = next(pos)?;
+    let (keys, pos) = next(pos)?;
+    let (Obj::Storage(storage), [declared]) = (object.root(), &object.storages[..]) else {
+        return Err(bad("it holds something other than one storage"));
+    };
+    if storage.offset != 0 || storage.len != declared.numel {
+        return Err(bad("it holds a storage view"));
+    }
+    let one_key = match keys.root() {
+        Obj::List(v) | Obj::Tuple(v) if v.len() == 1 => {
+            short_text(keys.get(v[0]), MAX_STORAGE_KEY_BYTES, "storage key")?
+        }
+        _ => return Err(bad("its key list does not name one storage")),
+    };
+    if one_key != declared.key {
+        return Err(bad("its key list names another storage"));
+    }
+    let count = bytes
+        .get(pos..pos + 8)
+        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .ok_or(ErrorKind::Truncated)?;
+    if count != declared.numel {
+        return Err(bad("its element count disagrees with its declaration"));
+    }
+    // The declared size was checked against the byte string's length when unpickled.
+    let data_len =
+        usize::try_from(count * declared.dtype.size() as u64).map_err(|_| ErrorKind::Truncated)?;
+    let data_start = pos + 8;
+    if data_start.checked_add(data_len).is_none_or(|end| end > bytes.len()) {
+        return Err(ErrorKind::Truncated);
+    }
+    Ok(NestedStorage { dtype: declared.dtype, numel: count, data_start, data_len })
+}
+
+/// The allow-lists (see [`Global`] and [`Flavour`]): each family of globals is listed once, and
+/// a flavour is the families it may name. Anything else is refused by name.
+fn resolve_global(module: &str, name: &str, flavour: Flavour) -> Result<Global, ErrorKind> {
+    let found = match flavour {
+        Flavour::Torch => torch_global(module, name)?,
+        Flavour::Dnnlib => dnnlib_global(module, name).or_else(|| numpy_global(module, name)),
+        Flavour::Persistence => match persistence_global(module, name) {
+            Some(g) => Some(g),
+            None => torch_global(module, name)?.or_else(|| numpy_global(module, name)),
+        },
+    };
+    found.ok_or_else(|| ErrorKind::RefusedGlobal { module: one_line(module), name: one_line(name) })
+}
+
+/// The globals of a `torch.save` pickle: state dicts and tensor rebuilding.
+fn torch_global(module: &str, name: &str) -> Result<Option<Global>, ErrorKind> {
+    Ok(Some(match (module, name) {
         ("collections", "OrderedDict") => Global::OrderedDict,
         ("torch._utils", "_rebuild_tensor_v2") => Global::RebuildTensorV2,
         ("torch._utils", "_rebuild_tensor") => Global::RebuildTensor,
@@ -1208,9 +1436,35 @@ fn resolve_global(module: &str, name: &str, flavour: Flavour) -> Result<Global, 
         ("torch" | "torch.cuda", class) if class.ends_with("Storage") => {
             Global::StorageClass(Dtype::from_storage_class(module, class)?)
         }
-        _ => {
-            return Err(ErrorKind::RefusedGlobal { module: one_line(module), name: one_line(name) })
-        }
+        _ => return Ok(None),
+    }))
+}
+
+/// numpy's array, dtype and scalar reconstructors, and how protocol 2 writes bytes.
+fn numpy_global(module: &str, name: &str) -> Option<Global> {
+    Some(match (module, name) {
+        ("numpy", "ndarray") => Global::NdArray,
+        ("numpy", "dtype") => Global::NpDtype,
+        ("numpy.core.multiarray" | "numpy._core.multiarray", "_reconstruct") => Global::Reconstruct,
+        ("numpy.core.multiarray" | "numpy._core.multiarray", "scalar") => Global::NpScalar,
+        ("_codecs", "encode") => Global::CodecsEncode,
+        _ => return None,
+    })
+}
+
+/// The network class of NVIDIA's TensorFlow pickles.
+fn dnnlib_global(module: &str, name: &str) -> Option<Global> {
+    (module, name).eq(&("dnnlib.tflib.network", "Network")).then_some(Global::Network)
+}
+
+/// What stylegan2-ada-pytorch's pickles name besides tensors and numpy scalars.
+fn persistence_global(module: &str, name: &str) -> Option<Global> {
+    Some(match (module, name) {
+        ("torch_utils.persistence", "_reconstruct_persistent_obj") => Global::PersistentObj,
+        ("torch.storage", "_load_from_bytes") => Global::LoadFromBytes,
+        ("dnnlib.util", "EasyDict") => Global::EasyDict,
+        ("builtins", "set") => Global::Set,
+        _ => return None,
     })
 }
 

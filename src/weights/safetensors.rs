@@ -67,7 +67,29 @@ fn st_error(bytes: &[u8], e: SafeTensorError) -> ErrorKind {
             ErrorKind::LimitExceeded("safetensors header larger than 100 MB".into())
         }
         SafeTensorError::IoError(e) => ErrorKind::Io(e),
-        other => malformed(format!("safetensors: {other:?}")),
+        SafeTensorError::InvalidHeader => malformed("the safetensors header is not UTF-8 text"),
+        SafeTensorError::InvalidHeaderStart => {
+            malformed("the safetensors header does not start with '{'")
+        }
+        SafeTensorError::InvalidHeaderDeserialization | SafeTensorError::JsonError(_) => {
+            malformed("the safetensors header is not the JSON the format defines")
+        }
+        SafeTensorError::TensorNotFound(name) => {
+            malformed(format!("tensor '{}' is not in the file", super::error::one_line(&name)))
+        }
+        SafeTensorError::TensorInvalidInfo => {
+            malformed("a tensor's shape and dtype do not match the bytes its offsets give it")
+        }
+        SafeTensorError::InvalidOffset(name) => malformed(format!(
+            "the data offsets of tensor '{}' are out of order, overlap or leave gaps",
+            super::error::one_line(&name)
+        )),
+        SafeTensorError::InvalidTensorView(_, shape, len) => {
+            malformed(format!("a tensor of shape {shape:?} cannot be made of {len} bytes"))
+        }
+        SafeTensorError::ValidationOverflow => {
+            ErrorKind::LimitExceeded("a tensor's shape overflows when multiplied out".into())
+        }
     }
 }
 

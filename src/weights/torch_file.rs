@@ -4,18 +4,14 @@
 use super::dtype::{tensor_from_bytes, Dtype};
 use super::error::{limit, malformed, one_line, ErrorKind};
 use super::pickle::{
-    short_text, unpickle, DeclaredStorage, Limits, Obj, ObjId, Pickle, TensorSpec,
-    MAX_STORAGE_KEY_BYTES,
+    short_text, unpickle, DeclaredStorage, Limits, Obj, ObjId, Pickle, TensorSpec, LEGACY_MAGIC,
+    LEGACY_PROTOCOL_VERSION, MAX_STORAGE_KEY_BYTES,
 };
 use std::borrow::Cow;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::io::{Cursor, Read};
 
-/// The first pickle of a legacy file: the integer 0x1950a86a20f9469cfc6c, as LONG1 bytes.
-const LEGACY_MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
-/// The second pickle of a legacy file.
-const LEGACY_PROTOCOL_VERSION: i64 = 1001;
 /// Deflate cannot expand data by more than about 1032:1, so a deflated record of `n` bytes
 /// cannot hold more than this many times `n` bytes (plus a little slack).
 const MAX_DEFLATE_RATIO: u64 = 1032;
@@ -30,7 +26,7 @@ const MAX_TENSORS: usize = 1 << 20;
 const MAX_TOTAL_KEY_BYTES: usize = 64 << 20;
 
 /// Storage bytes by key, borrowed from the file when possible.
-type StorageData<'a> = HashMap<String, Cow<'a, [u8]>>;
+pub(crate) type StorageData<'a> = HashMap<String, Cow<'a, [u8]>>;
 
 /// Reads a legacy (pre-1.6) `torch.save` file:
 /// pickle(magic) pickle(1001) pickle(sys info) pickle(object) pickle(storage keys), then for each
@@ -241,7 +237,32 @@ fn build_tensors(
     object: &Pickle,
     data: &StorageData,
 ) -> Result<Vec<(String, tch::Tensor)>, ErrorKind> {
-    let specs = flatten(object)?;
+    build_named(object, flatten(object)?, data)
+}
+
+/// The storages a pickle holds itself ([`super::pickle::Inline`]), by key; `input` is the
+/// pickle's input.
+pub(crate) fn inline_data<'a>(object: &Pickle, input: &'a [u8]) -> StorageData<'a> {
+    use super::pickle::Inline;
+    let mut data = StorageData::new();
+    for s in &object.storages {
+        let bytes = match &s.inline {
+            // The unpickler checked the range against the input.
+            Some(Inline::Range { start, len }) => Cow::Borrowed(&input[*start..*start + *len]),
+            Some(Inline::Owned(v)) => Cow::Owned(v.clone()),
+            None => continue,
+        };
+        data.insert(s.key.clone(), bytes);
+    }
+    data
+}
+
+/// Builds named tensors of `object`, sharing each storage among its views.
+pub(crate) fn build_named(
+    object: &Pickle,
+    specs: Vec<(String, &TensorSpec)>,
+    data: &StorageData,
+) -> Result<Vec<(String, tch::Tensor)>, ErrorKind> {
     let mut bases: HashMap<usize, tch::Tensor> = HashMap::new();
     let mut out = Vec::with_capacity(specs.len());
     for (key, spec) in specs {

@@ -1,5 +1,6 @@
 //! Helpers shared by the command-line tests.
 #![allow(dead_code)]
+pub mod pickle;
 use std::path::{Path, PathBuf};
 
 pub fn pulse() -> assert_cmd::Command {

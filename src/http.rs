@@ -60,6 +60,9 @@ impl Default for Timeouts {
 
 /// Requests in a row that may fail without a single new byte before giving up.
 const MAX_FAILED_ATTEMPTS: usize = 4;
+/// The pause before the first retry of a request that brought nothing; it doubles with each
+/// further failure (0.5 s, 1 s, 2 s), so a refused connection is not hammered.
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const CHUNK: usize = 1 << 16;
 
 /// Downloads `url` into `partial`, resuming from the bytes already there. Returns the file's
@@ -93,17 +96,25 @@ pub fn fetch(
                 }
                 observer.resuming(url, after, &e.to_string());
                 if failures > 0 {
-                    // A short pause before asking a struggling server again (stop still honoured).
-                    for _ in 0..(failures * 5) {
-                        if stop.load(Ordering::SeqCst) {
-                            return Err(FetchError::Interrupted);
-                        }
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
+                    backoff(failures, stop)?;
                 }
             }
         }
     }
+}
+
+/// Waits before asking a struggling server again: [`FIRST_BACKOFF`] doubled for each failure
+/// after the first, checking the stop flag every 100 ms.
+fn backoff(failures: usize, stop: &AtomicBool) -> Result<(), FetchError> {
+    let pause = FIRST_BACKOFF * (1u32 << (failures - 1).min(6));
+    let until = std::time::Instant::now() + pause;
+    while std::time::Instant::now() < until {
+        if stop.load(Ordering::SeqCst) {
+            return Err(FetchError::Interrupted);
+        }
+        std::thread::sleep(Duration::from_millis(100).min(pause));
+    }
+    Ok(())
 }
 
 enum Attempt {
@@ -125,43 +136,73 @@ fn fetch_once(
     timeouts: Timeouts,
 ) -> Result<Option<u64>, Attempt> {
     let from = file_len(partial);
+    let response = match request(url, from, partial, timeouts)? {
+        Requested::Response(r) => *r,
+        Requested::Done(result) => return Ok(result),
+    };
+    let Some((start, total)) = body_range(&response, from, partial)? else {
+        return Ok(None);
+    };
+    observer.started(url, start, total);
+    receive(response, partial, start, total, observer, stop)
+}
+
+/// What a request brought: a response whose body is to be read, or the end of the attempt.
+enum Requested {
+    Response(Box<ureq::Response>),
+    /// `fetch_once`'s result without a body: complete (`Some`) or reset to zero (`None`).
+    Done(Option<u64>),
+}
+
+/// Sends the request for the bytes after `from`; classifies refusals as fatal or worth a retry.
+fn request(url: &str, from: u64, partial: &Path, timeouts: Timeouts) -> Result<Requested, Attempt> {
     let agent = agent_for(url, timeouts).map_err(Attempt::Fatal)?;
     let mut request = agent.get(url).set("Accept-Encoding", "identity");
     if from > 0 {
         request = request.set("Range", &format!("bytes={from}-"));
     }
-    let response = match request.call() {
-        Ok(r) => r,
+    match request.call() {
+        Ok(r) => Ok(Requested::Response(Box::new(r))),
         Err(ureq::Error::Status(416, r)) => {
             // Range not satisfiable: the partial file already holds the whole file, or more.
             let total = r.header("Content-Range").and_then(content_range_total);
             if total == Some(from) {
-                return Ok(Some(from));
+                return Ok(Requested::Done(Some(from)));
             }
             truncate(partial).map_err(|e| Attempt::Fatal(e.into()))?;
-            return Ok(None);
+            Ok(Requested::Done(None))
         }
         Err(ureq::Error::Status(status, r)) => {
             let e = FetchError::Status { status, reason: r.status_text().to_string() };
             // Server trouble may pass; a missing or forbidden file will not.
-            return Err(if status >= 500 || status == 408 || status == 429 {
+            Err(if status >= 500 || status == 408 || status == 429 {
                 Attempt::Retry(e)
             } else {
                 Attempt::Fatal(e)
-            });
+            })
         }
         Err(ureq::Error::Transport(t)) => {
             let e = FetchError::Network(one_line(&t.to_string()));
-            return Err(match t.kind() {
+            Err(match t.kind() {
                 ureq::ErrorKind::Dns
                 | ureq::ErrorKind::InvalidUrl
                 | ureq::ErrorKind::UnknownScheme
                 | ureq::ErrorKind::InvalidProxyUrl
                 | ureq::ErrorKind::ProxyUnauthorized => Attempt::Fatal(e),
                 _ => Attempt::Retry(e),
-            });
+            })
         }
-    };
+    }
+}
+
+/// Where the response's body starts in the file and the file's total length, from its status
+/// and headers; `None` when the partial file was reset and the request must be made again.
+#[allow(clippy::type_complexity)]
+fn body_range(
+    response: &ureq::Response,
+    from: u64,
+    partial: &Path,
+) -> Result<Option<(u64, Option<u64>)>, Attempt> {
     if response.content_type() == "text/html" {
         return Err(Attempt::Fatal(FetchError::WebPage));
     }
@@ -190,7 +231,18 @@ fn fetch_once(
             return Err(Attempt::Fatal(e));
         }
     };
-    observer.started(url, start, total);
+    Ok(Some((start, total)))
+}
+
+/// Appends the body to the partial file, checking the stop flag after every chunk.
+fn receive(
+    response: ureq::Response,
+    partial: &Path,
+    start: u64,
+    total: Option<u64>,
+    observer: &mut dyn FetchObserver,
+    stop: &AtomicBool,
+) -> Result<Option<u64>, Attempt> {
     let mut file = OpenOptions::new()
         .create(true)
         .append(true)

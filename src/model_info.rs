@@ -1,0 +1,149 @@
+//! `model.json`, the record `pulse import` and `pulse download` write into a model folder: what
+//! the weights are (family, resolution, parameter counts), where they came from, under which
+//! licence, and the sha256 of every file pulse wrote there. Read and written only here
+//! (models/README.md describes the fields).
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The file name inside a model folder.
+pub const FILE: &str = "model.json";
+/// The `format` field.
+pub const FORMAT: &str = "pulse-model/1";
+
+/// A parameter count against the known total of the reference network, when it has that
+/// network's architecture.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Count {
+    pub found: i64,
+    pub expected: Option<i64>,
+}
+
+impl Count {
+    pub fn matches(&self) -> Option<bool> {
+        self.expected.map(|e| e == self.found)
+    }
+}
+
+/// One source file of an import.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceRecord {
+    pub file: String,
+    pub sha256: String,
+    pub format: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// Parameter counts of the networks.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parameters {
+    pub synthesis: Option<Count>,
+    pub mapping: Option<Count>,
+    /// Gs's trainable parameters as TensorFlow counts them (NVIDIA's TensorFlow pickles).
+    pub tf_gs_trainables: Option<Count>,
+}
+
+/// How the imported mapping network's output statistics compare with PULSE's published fit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FitAgreement {
+    pub samples: i64,
+    /// Largest |mean - published mean| / published std over the 512 dimensions.
+    pub max_mean_offset: Option<f64>,
+    /// Largest |ln(std / published std)| over the 512 dimensions.
+    pub max_log_std_ratio: Option<f64>,
+    pub agrees: bool,
+}
+
+/// Where the folder's Gaussian fit came from.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FitRecord {
+    pub origin: String,
+    #[serde(default)]
+    pub agreement_with_pulse_ffhq: Option<FitAgreement>,
+}
+
+/// The contents of `model.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub format: String,
+    /// `stylegan1` or `stylegan2`; folders written before StyleGAN2 have none and are v1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<String>,
+    /// The named model `pulse download` installed (`ffhq`, `ffhq-stylegan2`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    pub sources: Vec<SourceRecord>,
+    pub licence: String,
+    pub resolution: i64,
+    /// The synthesis network has the reference FFHQ network's architecture.
+    pub ffhq_architecture: bool,
+    #[serde(default)]
+    pub parameters: Parameters,
+    #[serde(default)]
+    pub gaussian_fit: FitRecord,
+    /// File name -> sha256 of every file pulse wrote into the folder.
+    pub files: BTreeMap<String, String>,
+    pub date: String,
+    pub pulse_version: String,
+}
+
+impl ModelInfo {
+    /// Reads `<dir>/model.json`; `None` when there is none or it is not pulse's.
+    pub fn read(dir: &Path) -> Option<ModelInfo> {
+        let bytes = std::fs::read(dir.join(FILE)).ok()?;
+        serde_json::from_slice::<ModelInfo>(&bytes).ok().filter(|m| m.format == FORMAT)
+    }
+
+    /// The JSON text, pretty-printed.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).expect("model.json is always serialisable")
+    }
+
+    /// The sha256 `model.json` records for a file of the folder.
+    pub fn file_sha(&self, name: &str) -> Option<&str> {
+        self.files.get(name).map(String::as_str)
+    }
+
+    /// The URL the first source was downloaded from.
+    pub fn source_url(&self) -> Option<&str> {
+        self.sources.first().and_then(|s| s.url.as_deref())
+    }
+}
+
+/// The current UTC time as `YYYY-MM-DDTHH:MM:SSZ` (RFC 3339, whole seconds).
+pub fn utc_now() -> String {
+    format_utc(time::OffsetDateTime::now_utc())
+}
+
+fn format_utc(t: time::OffsetDateTime) -> String {
+    let t = t.replace_nanosecond(0).unwrap_or(t);
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_civil_utc() {
+        let at = |s: i64| format_utc(time::OffsetDateTime::from_unix_timestamp(s).unwrap());
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(at(1_709_251_199), "2024-02-29T23:59:59Z");
+    }
+
+    #[test]
+    fn folders_without_architecture_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = r#"{"format":"pulse-model/1","sources":[],"licence":"x","resolution":1024,
+            "ffhq_architecture":true,"parameters":{"synthesis":{"found":1,"expected":null},
+            "mapping":null,"tf_gs_trainables":null},"gaussian_fit":{"origin":"none",
+            "agreement_with_pulse_ffhq":null},"w_avg":false,"files":{"synthesis.safetensors":"ab"},
+            "date":"d","pulse_version":"0"}"#;
+        std::fs::write(dir.path().join(FILE), old).unwrap();
+        let info = ModelInfo::read(dir.path()).unwrap();
+        assert_eq!(info.architecture, None);
+        assert_eq!(info.file_sha("synthesis.safetensors"), Some("ab"));
+    }
+}
