@@ -14,23 +14,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-pub fn info() -> anyhow::Result<Exit> {
-    println!("pulse {}", env!("CARGO_PKG_VERSION"));
-    println!("libtorch: {}", option_env!("PULSE_LIBTORCH_VERSION").unwrap_or("unknown"));
-    let cuda = tch::Cuda::is_available();
-    println!("cuda: {}", if cuda { "available" } else { "not available" });
-    println!("gpus: {}", tch::Cuda::device_count());
-    for (i, name) in pulse::system::gpu_names().iter().enumerate() {
-        println!("  cuda:{i}: {name}");
-    }
-    println!(
-        "cuda graphs: {}",
-        if pulse::ops::cuda_graphs_built() { "built in" } else { "not in this build" }
-    );
-    println!("cpu threads: {}", tch::get_num_threads());
-    Ok(Exit::Success)
-}
-
 /// Sets libtorch up for `device` (reproducible unless `--nondeterministic`), saying so on stderr
 /// when reproducibility is traded for speed.
 pub(super) fn configure_device(device: tch::Device, nondeterministic: bool) -> anyhow::Result<()> {

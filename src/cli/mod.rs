@@ -4,9 +4,12 @@ mod align;
 mod args;
 mod bench;
 mod commands;
+mod completions;
+mod downscale;
 mod edit_commands;
 pub mod exit;
 mod import;
+mod info;
 mod progress;
 
 pub use args::Cli;
@@ -15,7 +18,7 @@ use exit::Exit;
 
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
-        Command::Info => commands::info(),
+        Command::Info(a) => info::info(a),
         Command::Upsample(a) => commands::upsample(*a),
         Command::Align(a) => align::align(a),
         Command::Generate(a) => commands::generate(a),
@@ -29,5 +32,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Bench(a) => bench::bench(a),
         Command::Import(a) => import::import(a),
         Command::Download(a) => import::download(a),
+        Command::Downscale(a) => downscale::downscale(a),
+        Command::Completions(a) => completions::completions(a),
+        Command::Man(a) => completions::man(a),
     }
 }

@@ -7,6 +7,7 @@ use crate::imageio;
 use anyhow::{bail, Context};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -41,7 +42,7 @@ pub fn check_size(size: i64) -> Result<(), String> {
 }
 
 /// What a run reports as it goes; the command line draws its progress bar from it.
-pub trait Observer {
+pub trait AlignObserver {
     /// `inputs` files to look at.
     fn started(&mut self, _inputs: usize) {}
     /// An input that was refused (unreadable, or no face): it gets no output.
@@ -54,14 +55,14 @@ pub trait Observer {
 
 /// The outcome of a run, also written as the JSON report.
 #[derive(Debug, Serialize)]
-pub struct Report {
-    pub settings: Settings,
+pub struct AlignReport {
+    pub settings: AlignSettings,
     pub inputs: Vec<InputRecord>,
     pub interrupted: bool,
 }
 
 #[derive(Debug, Serialize)]
-pub struct Settings {
+pub struct AlignSettings {
     pub size: i64,
     pub all_faces: bool,
     pub min_face: f64,
@@ -124,7 +125,7 @@ impl InputRecord {
     }
 }
 
-impl Report {
+impl AlignReport {
     /// The low-resolution faces of this run, written now or found from an earlier run.
     pub fn outputs(&self) -> Vec<PathBuf> {
         self.inputs.iter().flat_map(|r| r.outputs.iter().cloned()).collect()
@@ -135,15 +136,18 @@ impl Report {
     }
 }
 
-fn file_stem(path: &Path) -> String {
-    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into())
-}
-
 /// Output names of face `k`: `<stem>.png` (the largest face) or `<stem>_<k>.png` (`--all-faces`),
 /// and the aligned face beside it as `<name>.aligned.png`.
-fn output_paths(opts: &AlignOptions, stem: &str, k: usize) -> (PathBuf, PathBuf) {
-    let name = if opts.all_faces { format!("{stem}_{k}") } else { stem.to_string() };
-    (opts.out_dir.join(format!("{name}.png")), opts.out_dir.join(format!("{name}.aligned.png")))
+fn output_paths(opts: &AlignOptions, stem: &OsStr, k: usize) -> (PathBuf, PathBuf) {
+    let with = |suffix: &str| {
+        let mut name = stem.to_os_string();
+        if opts.all_faces {
+            name.push(format!("_{k}"));
+        }
+        name.push(suffix);
+        opts.out_dir.join(name)
+    };
+    (with(".png"), with(".aligned.png"))
 }
 
 /// Aligns the faces of every input. Inputs that cannot be read or have no face are reported
@@ -151,9 +155,9 @@ fn output_paths(opts: &AlignOptions, stem: &str, k: usize) -> (PathBuf, PathBuf)
 pub fn run(
     mtcnn: &Mtcnn,
     opts: &AlignOptions,
-    observer: &mut dyn Observer,
+    observer: &mut dyn AlignObserver,
     stop: &AtomicBool,
-) -> anyhow::Result<Report> {
+) -> anyhow::Result<AlignReport> {
     check_size(opts.size).map_err(|e| anyhow::anyhow!("output size: {e}"))?;
     if opts.detect.min_face.is_nan() || opts.detect.min_face < 1.0 {
         bail!("the smallest face size must be at least 1 pixel");
@@ -164,8 +168,8 @@ pub fn run(
     // No output may replace an input (e.g. `-o` naming the photos' own folder).
     let inputs_set: BTreeSet<PathBuf> =
         files.iter().filter_map(|f| f.canonicalize().ok()).collect();
-    let mut report = Report {
-        settings: Settings {
+    let mut report = AlignReport {
+        settings: AlignSettings {
             size: opts.size,
             all_faces: opts.all_faces,
             min_face: opts.detect.min_face,
@@ -185,7 +189,7 @@ pub fn run(
             break;
         }
         let started = Instant::now();
-        let stem = file_stem(&path);
+        let stem = crate::files::output_stem(&path);
         let mut record = match seen_stems.insert(stem.clone(), path.clone()) {
             Some(first) => refusal(
                 &path,
@@ -236,9 +240,9 @@ fn align_one(
     mtcnn: &Mtcnn,
     opts: &AlignOptions,
     path: &Path,
-    stem: &str,
+    stem: &OsStr,
     inputs: &BTreeSet<PathBuf>,
-    observer: &mut dyn Observer,
+    observer: &mut dyn AlignObserver,
 ) -> anyhow::Result<InputRecord> {
     // Resume without reading: the largest face's outputs are all there.
     if !opts.all_faces && !opts.overwrite {
@@ -314,7 +318,7 @@ fn overwrites_input(
     ))
 }
 
-fn write_report(report: &Report, path: &Path) -> anyhow::Result<()> {
+fn write_report(report: &AlignReport, path: &Path) -> anyhow::Result<()> {
     let json = serde_json::to_vec_pretty(report)?;
     crate::files::write_bytes_atomic(path, &json)
         .with_context(|| format!("{}: cannot write the report", escaped(path)))

@@ -10,7 +10,7 @@ mod outputs;
 mod plan;
 mod report;
 
-pub use report::{ImageRecord, ModelInfo, Refusal, Report, Settings};
+pub use report::{ImageRecord, ModelInfo, RefusedInput, UpsampleReport, UpsampleSettings};
 
 use crate::files::{escaped, DirLock};
 use crate::invalid;
@@ -55,7 +55,7 @@ pub struct UpsampleOptions {
 }
 
 /// What a run reports as it goes; the command line draws progress bars from it.
-pub trait Observer {
+pub trait UpsampleObserver {
     /// `images` inputs accepted, `jobs` searches to run (after skipping finished ones).
     fn started(&mut self, _images: usize, _jobs: usize) {}
     fn refused(&mut self, _input: &Path, _error: &anyhow::Error) {}
@@ -74,9 +74,9 @@ pub trait Observer {
 pub fn run(
     model: &mut Model,
     opts: &UpsampleOptions,
-    observer: &mut dyn Observer,
+    observer: &mut dyn UpsampleObserver,
     stop: &AtomicBool,
-) -> anyhow::Result<Report> {
+) -> anyhow::Result<UpsampleReport> {
     check_options(opts, model.device, model.config().num_layers())?;
     if model.synthesis.precision() != opts.precision {
         model.synthesis.set_precision(opts.precision);
@@ -93,7 +93,7 @@ pub fn run(
             ))
         })?;
     model.ensure_fit(&mut |_, _| {})?;
-    let mut report = Report {
+    let mut report = UpsampleReport {
         settings: settings(opts, model.device),
         model: ModelInfo {
             dir: model.dir.clone(),
@@ -175,8 +175,8 @@ fn plan_jobs(
     opts: &UpsampleOptions,
     files: Vec<PathBuf>,
     protected: &plan::Protected,
-    report: &mut Report,
-    observer: &mut dyn Observer,
+    report: &mut UpsampleReport,
+    observer: &mut dyn UpsampleObserver,
 ) -> anyhow::Result<(Vec<inputs::Input>, VecDeque<Job>)> {
     let init_dir = opts.init.as_deref().filter(|p| p.is_dir());
     let mut refused: Vec<(PathBuf, anyhow::Error)> = vec![];
@@ -221,7 +221,7 @@ fn plan_jobs(
     refused.sort_by(|a, b| a.0.cmp(&b.0));
     for (path, e) in refused {
         observer.refused(&path, &e);
-        report.refused.push(Refusal { error: format!("{e:#}"), input: path });
+        report.refused.push(RefusedInput { error: format!("{e:#}"), input: path });
     }
     let names = plan::output_names(queue.iter().map(|j| &j.outputs), opts.report.as_deref());
     crate::files::remove_stale_temporaries(&opts.out_dir, &names)?;
@@ -239,8 +239,8 @@ fn search_all(
     opts: &UpsampleOptions,
     inputs: &[inputs::Input],
     mut queue: VecDeque<Job>,
-    report: &mut Report,
-    observer: &mut dyn Observer,
+    report: &mut UpsampleReport,
+    observer: &mut dyn UpsampleObserver,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
     let device = model.device;
@@ -318,9 +318,9 @@ fn check_options(opts: &UpsampleOptions, device: Device, layers: usize) -> anyho
     Ok(())
 }
 
-fn settings(opts: &UpsampleOptions, device: Device) -> Settings {
+fn settings(opts: &UpsampleOptions, device: Device) -> UpsampleSettings {
     let s = &opts.search;
-    Settings {
+    UpsampleSettings {
         steps: s.steps,
         lr: s.lr,
         optimizer: s.optimizer.name(),

@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 
 /// The outcome of a run, also written as the JSON report.
 #[derive(Debug, Serialize)]
-pub struct Report {
-    pub settings: Settings,
+pub struct UpsampleReport {
+    pub settings: UpsampleSettings,
     pub model: ModelInfo,
-    /// This run's images; [`Report::to_json`] adds earlier runs' entries.
+    /// This run's images; [`UpsampleReport::to_json`] adds earlier runs' entries.
     pub images: Vec<ImageRecord>,
-    pub refused: Vec<Refusal>,
+    pub refused: Vec<RefusedInput>,
     #[serde(serialize_with = "escaped_paths")]
     pub skipped: Vec<PathBuf>,
     pub interrupted: bool,
@@ -23,7 +23,7 @@ pub struct Report {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Settings {
+pub struct UpsampleSettings {
     pub steps: usize,
     pub lr: f64,
     pub optimizer: &'static str,
@@ -55,7 +55,7 @@ pub struct ModelInfo {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Refusal {
+pub struct RefusedInput {
     #[serde(serialize_with = "escaped_path")]
     pub input: PathBuf,
     pub error: String,
@@ -83,7 +83,7 @@ pub struct ImageRecord {
     pub history: Vec<BTreeMap<String, serde_json::Value>>,
 }
 
-impl Report {
+impl UpsampleReport {
     /// Images that converged, this run's and the earlier ones kept in the report.
     pub fn converged(&self) -> usize {
         self.converged_flags().into_iter().filter(|&c| c).count()
