@@ -80,7 +80,7 @@ fn downscale_is_pulses_downscaler_rounded_to_8_bits() {
 fn downscale_refuses_sizes_that_are_not_the_side_over_a_power_of_two() {
     let dir = TestDir::new();
     let input = dir.path("in.png");
-    random_png(&input, 64);
+    let _ = random_png(&input, 64);
     let output = dir.path("small.png");
     for size in ["48", "128", "1", "3"] {
         let out = pulse().args(["downscale", s(&input), "--size", size, "-o", s(&output)]).output();

@@ -47,9 +47,13 @@ pub fn info(a: InfoArgs) -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
+/// How a folder found by looking through `models/` is labelled.
+const SCANNED: &str = "in models/";
+
 /// The folders to check, each with how it was found, in this order: the default, `$PULSE_MODEL`
 /// (the folder commands use when no `--model` is given, if set), each `--model`, then every
-/// folder of `models/` holding a synthesis network. A folder found several ways is listed once.
+/// folder of `models/` holding a synthesis network. A folder found several ways is listed once,
+/// with each way it was named.
 fn model_folders(named: &[PathBuf], env_model: Option<&Path>) -> Vec<(PathBuf, Vec<String>)> {
     let mut found: Vec<(PathBuf, &str)> = vec![(PathBuf::from(model::DEFAULT_DIR), "default")];
     if let Some(dir) = env_model {
@@ -62,14 +66,17 @@ fn model_folders(named: &[PathBuf], env_model: Option<&Path>) -> Vec<(PathBuf, V
         .unwrap_or_default();
     in_models.retain(|d| find_file(d, "synthesis").is_some());
     in_models.sort();
-    found.extend(in_models.into_iter().map(|d| (d, "in models/")));
+    found.extend(in_models.into_iter().map(|d| (d, SCANNED)));
     let mut folders: Vec<(PathBuf, Vec<String>)> = vec![];
     for (dir, how) in found {
         let same = |d: &PathBuf| {
             d == &dir || matches!((pulse::files::canonical(d), pulse::files::canonical(&dir)), (Some(a), Some(b)) if a == b)
         };
         match folders.iter_mut().find(|(d, _)| same(d)) {
-            Some((_, hows)) if !hows.iter().any(|h| h.as_str() == how) => hows.push(how.to_string()),
+            // The scan of models/ only adds folders not found otherwise.
+            Some((_, hows)) if how != SCANNED && !hows.iter().any(|h| h.as_str() == how) => {
+                hows.push(how.to_string())
+            }
             Some(_) => {}
             None => folders.push((dir, vec![how.to_string()])),
         }
