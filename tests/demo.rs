@@ -46,6 +46,19 @@ fn demo_converges_at_eps_at_most_0_01_and_names_its_pictures() {
     assert!(sheet.0 >= 3 * sheet.1 / 2, "compare sheet {sheet:?} is not a row of three");
     assert!(stdout.contains("converged at eps"), "{stdout}");
     assert!(stdout.contains("pulse download ffhq"), "{stdout}");
+
+    // Again: everything is reused (no search runs), and the report still says converged.
+    let again = std::process::Command::new("bash")
+        .arg(root.join("scripts/demo.sh"))
+        .env("PULSE_DEMO_OUT", &out_dir)
+        .env("PULSE_DEMO_BIN", env!("CARGO_BIN_EXE_pulse"))
+        .env_remove("PULSE_MODEL")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success(), "{stderr}");
+    assert!(String::from_utf8_lossy(&again.stdout).contains(": converged at eps"));
+    assert!(stderr.contains("1 skipped"), "{stderr}");
 }
 
 /// A random `[3,side,side]` image written as an 8-bit PNG, and the tensor of what was written.
@@ -65,7 +78,10 @@ fn downscale_is_pulses_downscaler_rounded_to_8_bits() {
     for size in [64, 16, 2] {
         let output = dir.path(&format!("small{size}.png"));
         let size_arg = size.to_string();
-        pulse().args(["downscale", s(&input), "--size", &size_arg, "-o", s(&output)]).assert().success();
+        pulse()
+            .args(["downscale", s(&input), "--size", &size_arg, "-o", s(&output)])
+            .assert()
+            .success();
         let got = pulse::imageio::read_rgb(&output).unwrap();
         let d = Downscaler::new(64 / size, Device::Cpu).unwrap();
         let want = d.forward(&image.unsqueeze(0)).unwrap().squeeze_dim(0).clamp(0.0, 1.0);

@@ -71,7 +71,9 @@ fn with_models_it_reports_architecture_licence_and_gaussian_fit() {
     assert!(env_block.contains("($PULSE_MODEL): stylegan1"), "{env_block}");
     assert!(env_block.contains("licence: unknown (no model.json"), "{env_block}");
     assert!(env_block.contains("gaussian fit: gaussian_fit.pt"), "{env_block}");
-    assert!(env_block.contains(&format!("ready: `pulse upsample IMAGE --model {}`", s(&test_model))));
+    assert!(
+        env_block.contains(&format!("ready: `pulse upsample IMAGE --model {}`", s(&test_model)))
+    );
 
     let other_block = block(&text, "models/other");
     assert!(other_block.contains("(in models/): stylegan1"), "{other_block}");

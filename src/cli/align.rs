@@ -8,7 +8,9 @@ use indicatif::ProgressBar;
 use pulse::align::{mtcnn, DetectConfig, Mtcnn};
 use pulse::device::parse_device;
 use pulse::files::escaped;
-use pulse::pipelines::align::{self as job, AlignOptions, InputRecord, AlignObserver, AlignReport, Status};
+use pulse::pipelines::align::{
+    self as job, AlignObserver, AlignOptions, AlignReport, InputRecord, Status,
+};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;

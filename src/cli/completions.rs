@@ -3,8 +3,8 @@
 //! the commands and flags this binary has (README, "Shell completions and the man page").
 use super::args::Cli;
 use super::exit::Exit;
-use clap::{Args, CommandFactory};
 use anyhow::Context;
+use clap::{Args, CommandFactory};
 use pulse::files::escaped;
 use std::io::Write;
 use std::path::PathBuf;

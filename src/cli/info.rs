@@ -70,7 +70,8 @@ fn model_folders(named: &[PathBuf], env_model: Option<&Path>) -> Vec<(PathBuf, V
     let mut folders: Vec<(PathBuf, Vec<String>)> = vec![];
     for (dir, how) in found {
         let same = |d: &PathBuf| {
-            d == &dir || matches!((pulse::files::canonical(d), pulse::files::canonical(&dir)), (Some(a), Some(b)) if a == b)
+            d == &dir
+                || matches!((pulse::files::canonical(d), pulse::files::canonical(&dir)), (Some(a), Some(b)) if a == b)
         };
         match folders.iter_mut().find(|(d, _)| same(d)) {
             // The scan of models/ only adds folders not found otherwise.
@@ -159,10 +160,13 @@ impl FolderCheck {
             line(format!("  {shown} ({found_as}): not a folder (a model is a folder holding synthesis.pt or synthesis.safetensors)"));
             return out;
         }
-        let resolution = self.meta_str("resolution").map(|r| format!(", {r}x{r}")).unwrap_or_default();
+        let resolution =
+            self.meta_str("resolution").map(|r| format!(", {r}x{r}")).unwrap_or_default();
         line(format!("  {shown} ({found_as}): {}{resolution}", self.architecture()));
         let licence = match (&self.meta, &self.meta_error) {
-            (Some(_), _) => self.meta_str("licence").unwrap_or_else(|| "not recorded in model.json".into()),
+            (Some(_), _) => {
+                self.meta_str("licence").unwrap_or_else(|| "not recorded in model.json".into())
+            }
             (None, Some(e)) => format!("unknown (model.json: {e})"),
             (None, None) => "unknown (no model.json; see models/README.md)".into(),
         };
@@ -190,13 +194,16 @@ impl FolderCheck {
             line(format!(
                 "    next: {}",
                 if is_default {
-                    "`pulse download ffhq --force`, or `pulse import FILE -o models/ffhq --force`".to_string()
+                    "`pulse download ffhq --force`, or `pulse import FILE -o models/ffhq --force`"
+                        .to_string()
                 } else {
                     format!("`pulse import FILE -o {shown} --force` with a StyleGAN weight file")
                 }
             ));
         } else if self.fit.is_none() && self.mapping.is_some() {
-            line(format!("    next: `pulse fit-gaussian{model_flag}` (or let the first upsample compute it)"));
+            line(format!(
+                "    next: `pulse fit-gaussian{model_flag}` (or let the first upsample compute it)"
+            ));
         } else if self.fit.is_none() {
             line(format!(
                 "    next: add a gaussian_fit.pt or a mapping network to compute one from: `pulse import FILE... -o {shown} --force`"
