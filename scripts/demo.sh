@@ -57,7 +57,7 @@ cat <<EOF
 demo: done. The pictures, in $out/:
   generated.png                   a picture the bundled model drew (random weights: a texture, not a face)
   generated32.png                 that picture shrunk to 32x32 by pulse downscale: PULSE's input
-  pulse/generated32.compare.png   input | PULSE's 1024x1024 result | the result shrunk to 32x32: the two ends match
+  pulse/generated32.compare.png   input | PULSE's 1024x1024 result | the result shrunk to 32x32: the ends match (same pattern, a little paler)
   pulse/generated32.png           PULSE's result: an image the model can draw that shrinks to the input
   pulse/report.json               the search, step by step: $result
   astronaut/astronaut32.compare.png  a real face: this random model can only match its colours at 32x32
