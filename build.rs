@@ -1,5 +1,6 @@
 //! Link-time settings that torch-sys cannot make for the final binary:
-//! an rpath to libtorch's lib folder (so `pulse` runs without LD_LIBRARY_PATH) and
+//! an rpath to libtorch's lib folder (so `pulse` runs without LD_LIBRARY_PATH, also once
+//! installed elsewhere) and
 //! `--no-as-needed` around libtorch_cuda (so CUDA is not silently dropped by the linker).
 //! Also compiles the C++ shim in `csrc/`: `pulse_ops.cpp` always, `pulse_graph.cpp` (CUDA
 //! graphs) against the CUDA runtime headers when this libtorch has CUDA and the headers are
@@ -45,9 +46,14 @@ fn main() {
         );
     }
     let lib = libtorch.join("lib");
-    // Resolve symlinks so the rpath survives the venv symlink being replaced.
+    // Resolve symlinks so the rpath is absolute and survives the venv symlink being replaced:
+    // an installed binary (`cargo install`, scripts/install.sh) finds libtorch where it was built
+    // against, with no environment variables. When that folder is gone (the binary was taken to
+    // another machine), `<bin>/../lib/pulse/torch/lib` is tried next: where
+    // `scripts/install.sh --bundle` copies the wheel's libraries (README, "Installing").
     let lib = lib.canonicalize().unwrap_or(lib);
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+    println!("cargo:rustc-link-arg=-Wl,-rpath,$ORIGIN/../lib/pulse/torch/lib");
     if lib.join("libtorch_cuda.so").exists() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
         println!("cargo:rustc-link-arg=-L{}", lib.display());

@@ -1,6 +1,6 @@
 //! Criterion benchmarks of `pulse align` on a 1024x1024 photo (the astronaut fixture enlarged):
 //! MTCNN detection, FFHQ alignment of the face found, and the whole per-photo job (detect,
-//! align, downscale to 32x32), on the CPU. The target is under 1 s for the whole job.
+//! align, downscale to 32x32), on the CPU. The target is under 1 s for the whole job.
 use criterion::{criterion_group, Criterion};
 use pulse::align::{downscale, ffhq, find_faces, DetectConfig, Mtcnn};
 use std::path::Path;

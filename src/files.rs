@@ -125,6 +125,12 @@ pub fn check_writable_dir(dir: &Path) -> std::io::Result<()> {
     tempfile::Builder::new().prefix(".pulse-write-check").tempfile_in(dir).map(drop)
 }
 
+/// The stem of the outputs made from an input: its file name without the extension, any bytes
+/// kept (`image` for a path without a file name).
+pub fn output_stem(path: &Path) -> OsString {
+    path.file_stem().map(|s| s.to_os_string()).unwrap_or_else(|| "image".into())
+}
+
 /// The folder an output path goes in (`.` for a bare file name).
 pub fn parent_dir(path: &Path) -> &Path {
     match path.parent() {

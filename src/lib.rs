@@ -1,11 +1,25 @@
 //! `pulse`: PULSE face super-resolution (Menon et al., CVPR 2020) by searching the latent space of
-//! a pretrained StyleGAN (v1), on libtorch through `tch`.
+//! a pretrained StyleGAN, on libtorch through `tch`. Nothing here prints: the command line in
+//! `src/cli/` is the edge. The modules, from the networks up (docs/design.md, "Architecture"):
 //!
-//! Layout: `stylegan` (the networks), `pulse` (the search: losses, optimizer, schedule,
-//! downscaler), `weights` (file formats), `model` (a model folder), `model_info` (its `model.json`), `latent` (the latent file
-//! format), `pipelines` (the jobs users run), `editing` (hair-colour targets, W+ directions,
-//! photo embedding), `imageio` (image files), `http` (resumable downloads). Nothing here prints: the
-//! command line in `src/cli/` is the edge.
+//! - [`stylegan`]: the generator concept (`SynthesisNetwork`, `MappingNetwork`, `Layout`) and its
+//!   two families, StyleGAN v1 and StyleGAN2, built from checkpoint key names, with their speed
+//!   rewrites.
+//! - [`pulse`]: the search: losses, the spherical optimizer, schedules, the bicubic downscaler,
+//!   the Gaussian fit, the step and the loop.
+//! - [`align`]: MTCNN face detection and FFHQ's alignment.
+//! - [`editing`]: hair-colour targets, directions in W+, edits, photo embedding, VGG16.
+//! - [`weights`]: weight file formats (restricted unpickler, `.pt`, safetensors, NVIDIA's,
+//!   stylegan2-ada-pytorch's, rosinality's and lernapparat's layouts).
+//! - [`model`]: a model folder; [`model_info`]: its `model.json`; [`latent`]: the latent file
+//!   format.
+//! - [`imageio`]: image files in and out, contact sheets.
+//! - [`pipelines`]: the jobs users run (upsample, align, restore, generate, downscale, bench,
+//!   import, download, report merging, shards), each from a plain options struct, reporting through an observer.
+//! - [`http`]: HTTP downloads (resume, proxies, backoff) for `pulse download`.
+//! - [`files`]: atomic writes, same-file checks, the output-folder lock, path escaping.
+//! - [`device`] (`--device`), [`precision`] (`--precision`), [`system`] (GPU and process
+//!   facts), [`ops`] (libtorch entry points tch lacks, from `csrc/`).
 pub mod align;
 pub mod device;
 pub mod editing;
@@ -35,5 +49,41 @@ pub struct Invalid(pub String);
 macro_rules! invalid {
     ($($arg:tt)*) => {
         return Err($crate::Invalid(format!($($arg)*)).into())
+    };
+}
+
+/// One table of names for the variants of a plain enum, from which `NAMES`, `name()` and
+/// `FromStr` are all made, so the three cannot disagree: the command line lists and parses the
+/// names, reports write them.
+///
+/// `named_variants!(Schedule, "schedule", { Fixed => "fixed", Linear1Cycle => "linear1cycle" });`
+#[macro_export]
+macro_rules! named_variants {
+    ($ty:ident, $what:literal, { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            /// Every name `FromStr` accepts, in the order `--help` lists them.
+            pub const NAMES: &'static [&'static str] = &[$($name),+];
+
+            /// The name the command line and the reports use.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name,)+
+                }
+            }
+        }
+
+        impl std::str::FromStr for $ty {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($name => Ok($ty::$variant),)+
+                    _ => Err(format!(
+                        "unknown {} '{s}' (expected one of: {})",
+                        $what,
+                        Self::NAMES.join(", ")
+                    )),
+                }
+            }
+        }
     };
 }

@@ -36,7 +36,7 @@ fn floats(v: &serde_json::Value) -> Vec<f64> {
 
 /// Every fixture photo (colour, grey PNG, palette PNG, EXIF-rotated JPEG, two faces, small
 /// face, no face): same number of faces in the same order; landmarks within 1 px for faces
-/// over 80 px (the issue's bar) and 2 px for smaller ones; boxes within 2 px; scores within 1e-3.
+/// over 80 px (the bar set for `pulse align`) and 2 px for smaller ones; boxes within 2 px; scores within 1e-3.
 /// The PNGs decode to the same pixels as in Pillow; the JPEGs differ by the decoders' rounding.
 #[test]
 fn landmarks_and_boxes_agree_with_facenet_pytorch() {
@@ -125,7 +125,7 @@ fn min_face_bounds_the_faces_found() {
 // ---------------------------------------------------------------------------------------------
 // FFHQ's alignment on synthetic faces with known landmarks
 
-/// Where FFHQ's recipe (NVlabs/ffhq-dataset, as the issue states it) puts input point `p` in
+/// Where FFHQ's recipe (NVlabs/ffhq-dataset's `align_images.py`) puts input point `p` in
 /// the 1024x1024 aligned face, written out here independently of the library: the quad from
 /// the eyes and mouth corners, mapped to the output square the way Pillow's QUAD transform
 /// maps it (output pixel centre (j + 0.5) / 1024 of the unit square onto the quad, in input

@@ -8,7 +8,7 @@ use indicatif::ProgressBar;
 use pulse::align::{mtcnn, DetectConfig, Mtcnn};
 use pulse::device::parse_device;
 use pulse::files::escaped;
-use pulse::pipelines::align::{self as job, AlignOptions, InputRecord, Observer, Report, Status};
+use pulse::pipelines::align::{self as job, AlignOptions, InputRecord, AlignObserver, AlignReport, Status};
 use pulse::pipelines::upsample::AlignedPhotos;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -73,7 +73,7 @@ fn parse_min_face(s: &str) -> Result<f64, String> {
 }
 
 /// How a run ended: interrupted, some photo refused or without a face, or every photo done.
-fn exit_of(report: &Report) -> Exit {
+fn exit_of(report: &AlignReport) -> Exit {
     if report.interrupted {
         Exit::Interrupted
     } else if report.count(Status::NoFace) + report.count(Status::Refused) > 0 {
@@ -208,7 +208,7 @@ fn run_with_bar(
     opts: &AlignOptions,
     quiet: bool,
     stop: &AtomicBool,
-) -> anyhow::Result<Report> {
+) -> anyhow::Result<AlignReport> {
     let mut bar = AlignProgress { bar: progress::bar(0, "align", quiet), quiet, last_line: None };
     let started = Instant::now();
     let report = job::run(mtcnn, opts, &mut bar, stop)?;
@@ -237,7 +237,7 @@ struct AlignProgress {
     last_line: Option<Instant>,
 }
 
-impl Observer for AlignProgress {
+impl AlignObserver for AlignProgress {
     fn started(&mut self, inputs: usize) {
         self.bar.set_length(inputs as u64);
     }

@@ -23,9 +23,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 #[allow(clippy::large_enum_variant)] // parsed once per run; boxing buys nothing
 pub enum Command {
-    /// Print the libtorch version, CUDA availability, GPUs and CPU threads (and, with --model,
-    /// the model folder's generator).
-    Info(InfoArgs),
+    /// Print the libtorch version, CUDA, GPUs and CPU threads, and check the model folders
+    /// (what each holds, and the next command to run when something is missing).
+    Info(super::info::InfoArgs),
     /// Upscale low-resolution faces to the generator's resolution with PULSE.
     Upsample(Box<UpsampleArgs>),
     /// Find the faces in photos and align them as FFHQ was (MTCNN landmarks), at low resolution.
@@ -58,6 +58,13 @@ pub enum Command {
     /// Join the reports of a job's shards into one, with the verdict for the whole job.
     #[command(subcommand)]
     Report(super::report::ReportCommand),
+    /// Shrink an image the way PULSE's loss does (bicubic, by a power of two), e.g. a generated
+    /// face to a 32x32 target.
+    Downscale(super::downscale::DownscaleArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions(super::completions::CompletionsArgs),
+    /// Print the man page (roff), or write every page into a folder.
+    Man(super::completions::ManArgs),
 }
 
 /// A parser accepting exactly `names` (listed by `--help`), each parsed by `T::from_str`.
@@ -200,10 +207,10 @@ pub struct UpsampleArgs {
     #[arg(long, default_value = "0.4", value_parser = positive, allow_negative_numbers = true)]
     pub lr: f64,
     /// The optimizer whose steps are projected back onto the sphere.
-    #[arg(long, default_value = "adam", value_parser = one_of::<OptimizerKind>(&OptimizerKind::NAMES))]
+    #[arg(long, default_value = "adam", value_parser = one_of::<OptimizerKind>(OptimizerKind::NAMES))]
     pub optimizer: OptimizerKind,
     /// Learning-rate schedule over the steps.
-    #[arg(long, default_value = "linear1cycledrop", value_parser = one_of::<Schedule>(&Schedule::NAMES))]
+    #[arg(long, default_value = "linear1cycledrop", value_parser = one_of::<Schedule>(Schedule::NAMES))]
     pub schedule: Schedule,
     /// Sum of weight*TERM with terms L2, L1, GEOCROSS (weights positive).
     #[arg(long, default_value = "100*L2+0.05*GEOCROSS", value_parser = clap::value_parser!(LossSpec), allow_hyphen_values = true)]
@@ -212,7 +219,7 @@ pub struct UpsampleArgs {
     #[arg(long, default_value = "2e-3", value_parser = positive, allow_negative_numbers = true)]
     pub eps: f64,
     /// How the per-layer noise inputs behave.
-    #[arg(long, default_value = "trainable", value_parser = one_of::<NoiseMode>(&NoiseMode::NAMES))]
+    #[arg(long, default_value = "trainable", value_parser = one_of::<NoiseMode>(NoiseMode::NAMES))]
     pub noise: NoiseMode,
     /// Number of noise maps optimized in trainable mode (the first ones, in synthesis order).
     #[arg(long, default_value_t = 5)]

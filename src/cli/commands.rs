@@ -14,40 +14,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-pub fn info(a: InfoArgs) -> anyhow::Result<Exit> {
-    println!("pulse {}", env!("CARGO_PKG_VERSION"));
-    println!("libtorch: {}", option_env!("PULSE_LIBTORCH_VERSION").unwrap_or("unknown"));
-    let cuda = tch::Cuda::is_available();
-    println!("cuda: {}", if cuda { "available" } else { "not available" });
-    println!("gpus: {}", tch::Cuda::device_count());
-    for (i, name) in pulse::system::gpu_names().iter().enumerate() {
-        println!("  cuda:{i}: {name}");
-    }
-    println!(
-        "cuda graphs: {}",
-        if pulse::ops::cuda_graphs_built() { "built in" } else { "not in this build" }
-    );
-    println!("cpu threads: {}", tch::get_num_threads());
-    if let Some(dir) = &a.model {
-        let model = input(Model::load(dir, tch::Device::Cpu))?;
-        let l = model.layout();
-        println!("model: {}", pulse::files::escaped(dir));
-        println!("  architecture: {}", l.architecture);
-        println!("  resolution: {}x{}", l.resolution, l.resolution);
-        println!("  w+ rows: {}", l.w_rows);
-        println!("  noise maps: {} (sides {:?})", l.noise_maps(), l.noise_sides);
-        println!("  default bad noise maps: {:?}", l.default_bad_noise);
-        println!("  truncation rows: {}", l.truncation_cutoff);
-        println!("  mapping network: {}", if model.mapping.is_some() { "yes" } else { "no" });
-        println!(
-            "  gaussian fit: {}",
-            if model.fit.is_some() { "yes" } else { "no (computed on first use)" }
-        );
-        println!("  synthesis sha256: {}", model.sha256);
-    }
-    Ok(Exit::Success)
-}
-
 /// Sets libtorch up for `device` (reproducible unless `--nondeterministic`), saying so on stderr
 /// when reproducibility is traded for speed.
 pub(super) fn configure_device(device: tch::Device, nondeterministic: bool) -> anyhow::Result<()> {

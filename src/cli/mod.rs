@@ -4,9 +4,12 @@ mod align;
 mod args;
 mod bench;
 mod commands;
+mod completions;
+mod downscale;
 mod edit_commands;
 pub mod exit;
 mod import;
+mod info;
 mod progress;
 mod report;
 
@@ -16,7 +19,7 @@ use exit::Exit;
 
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
-        Command::Info(a) => commands::info(a),
+        Command::Info(a) => info::info(a),
         Command::Upsample(a) => commands::upsample(*a),
         Command::Align(a) => align::align(a),
         Command::Generate(a) => commands::generate(a),
@@ -31,5 +34,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Import(a) => import::import(a),
         Command::Download(a) => import::download(a),
         Command::Report(c) => report::report(c),
+        Command::Downscale(a) => downscale::downscale(a),
+        Command::Completions(a) => completions::completions(a),
+        Command::Man(a) => completions::man(a),
     }
 }

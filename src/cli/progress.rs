@@ -3,7 +3,7 @@
 //! `suspend` so they never tear the bars.
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pulse::files::escaped;
-use pulse::pipelines::upsample::{ImageRecord, Observer};
+use pulse::pipelines::upsample::{ImageRecord, UpsampleObserver};
 use std::io::IsTerminal;
 use std::path::Path;
 
@@ -54,7 +54,7 @@ impl UpsampleProgress {
     }
 }
 
-impl Observer for UpsampleProgress {
+impl UpsampleObserver for UpsampleProgress {
     fn started(&mut self, _images: usize, jobs: usize) {
         self.overall.set_length(jobs as u64);
     }

@@ -8,6 +8,7 @@ use crate::imageio;
 use crate::invalid;
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -48,7 +49,7 @@ pub fn check_size(size: i64) -> Result<(), String> {
 }
 
 /// What a run reports as it goes; the command line draws its progress bar from it.
-pub trait Observer {
+pub trait AlignObserver {
     /// `inputs` files to look at.
     fn started(&mut self, _inputs: usize) {}
     /// An input that was refused (unreadable, or no face): it gets no output.
@@ -66,7 +67,7 @@ pub const KIND: &str = "align";
 
 /// The outcome of a run, also written as the JSON report.
 #[derive(Debug, Serialize)]
-pub struct Report {
+pub struct AlignReport {
     /// Always [`KIND`].
     pub kind: &'static str,
     /// The shard this run worked on, and where it came from (`null` for a whole run).
@@ -74,13 +75,13 @@ pub struct Report {
     /// The photos this run was given (its shard's): what `pulse report merge` checks every
     /// shard accounted for.
     pub assigned: Vec<PathBuf>,
-    pub settings: Settings,
+    pub settings: AlignSettings,
     pub inputs: Vec<InputRecord>,
     pub interrupted: bool,
 }
 
 #[derive(Debug, Serialize)]
-pub struct Settings {
+pub struct AlignSettings {
     pub size: i64,
     pub all_faces: bool,
     pub min_face: f64,
@@ -143,7 +144,7 @@ impl InputRecord {
     }
 }
 
-impl Report {
+impl AlignReport {
     /// The low-resolution faces of this run, written now or found from an earlier run.
     pub fn outputs(&self) -> Vec<PathBuf> {
         self.inputs.iter().flat_map(|r| r.outputs.iter().cloned()).collect()
@@ -154,15 +155,18 @@ impl Report {
     }
 }
 
-fn file_stem(path: &Path) -> String {
-    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into())
-}
-
 /// Output names of face `k`: `<stem>.png` (the largest face) or `<stem>_<k>.png` (`--all-faces`),
 /// and the aligned face beside it as `<name>.aligned.png`.
-fn output_paths(opts: &AlignOptions, stem: &str, k: usize) -> (PathBuf, PathBuf) {
-    let name = if opts.all_faces { format!("{stem}_{k}") } else { stem.to_string() };
-    (opts.out_dir.join(format!("{name}.png")), opts.out_dir.join(format!("{name}.aligned.png")))
+fn output_paths(opts: &AlignOptions, stem: &OsStr, k: usize) -> (PathBuf, PathBuf) {
+    let with = |suffix: &str| {
+        let mut name = stem.to_os_string();
+        if opts.all_faces {
+            name.push(format!("_{k}"));
+        }
+        name.push(suffix);
+        opts.out_dir.join(name)
+    };
+    (with(".png"), with(".aligned.png"))
 }
 
 /// Aligns the faces of every input. Inputs that cannot be read or have no face are reported
@@ -173,9 +177,9 @@ fn output_paths(opts: &AlignOptions, stem: &str, k: usize) -> (PathBuf, PathBuf)
 pub fn run(
     mtcnn: &Mtcnn,
     opts: &AlignOptions,
-    observer: &mut dyn Observer,
+    observer: &mut dyn AlignObserver,
     stop: &AtomicBool,
-) -> anyhow::Result<Report> {
+) -> anyhow::Result<AlignReport> {
     check_size(opts.size).map_err(|e| crate::Invalid(format!("output size: {e}")))?;
     if opts.detect.min_face.is_nan() || opts.detect.min_face < 1.0 {
         invalid!("the smallest face size must be at least 1 pixel");
@@ -213,11 +217,11 @@ pub fn run(
         super::shard::lock_output_dir(&opts.out_dir, opts.shard.as_ref().map(|s| s.shard()))?;
     // No output may replace an input of any shard (e.g. `-o` naming the photos' own folder).
     let inputs_set: BTreeSet<PathBuf> = all.iter().filter_map(|f| f.canonicalize().ok()).collect();
-    let mut report = Report {
+    let mut report = AlignReport {
         kind: KIND,
         shard: opts.shard.clone(),
         assigned: files.clone(),
-        settings: Settings {
+        settings: AlignSettings {
             size: opts.size,
             all_faces: opts.all_faces,
             min_face: opts.detect.min_face,
@@ -236,7 +240,7 @@ pub fn run(
             break;
         }
         let started = Instant::now();
-        let stem = file_stem(&path);
+        let stem = crate::files::output_stem(&path);
         let mut record = match clashes.remove(&path) {
             Some(e) => refusal(&path, e),
             None => match align_one(mtcnn, opts, &path, &stem, &inputs_set, observer, stop)? {
@@ -269,16 +273,21 @@ pub fn run(
 /// inputs are refused when written ([`overwrites_input`]), since with `--all-faces` the number
 /// of faces is known only then.
 fn plan_names(opts: &AlignOptions, all: &[PathBuf]) -> HashMap<PathBuf, anyhow::Error> {
-    let mut claimed: HashMap<String, &PathBuf> = HashMap::new();
+    let mut claimed: HashMap<OsString, &PathBuf> = HashMap::new();
     let mut refused = HashMap::new();
     for path in all {
-        let stem = file_stem(path);
+        let stem = crate::files::output_stem(path);
+        let with = |suffix: &str| {
+            let mut name = stem.clone();
+            name.push(suffix);
+            name
+        };
         let names = if opts.all_faces {
-            vec![format!("{stem}_<k>")]
+            vec![with("_<k>")]
         } else if opts.save_aligned {
-            vec![format!("{stem}.png"), format!("{stem}.aligned.png")]
+            vec![with(".png"), with(".aligned.png")]
         } else {
-            vec![format!("{stem}.png")]
+            vec![with(".png")]
         };
         match names.iter().find_map(|n| claimed.get(n).copied()) {
             Some(other) => {
@@ -319,9 +328,9 @@ fn align_one(
     mtcnn: &Mtcnn,
     opts: &AlignOptions,
     path: &Path,
-    stem: &str,
+    stem: &OsStr,
     inputs: &BTreeSet<PathBuf>,
-    observer: &mut dyn Observer,
+    observer: &mut dyn AlignObserver,
     stop: &AtomicBool,
 ) -> anyhow::Result<Option<InputRecord>> {
     // Resume without reading: the largest face's outputs are all there.
@@ -407,7 +416,7 @@ fn overwrites_input(
     ))
 }
 
-fn write_report(report: &Report, path: &Path) -> anyhow::Result<()> {
+fn write_report(report: &AlignReport, path: &Path) -> anyhow::Result<()> {
     let json = serde_json::to_vec_pretty(report)?;
     crate::files::write_bytes_atomic(path, &json)
         .map_err(|e| anyhow::anyhow!("{}: cannot write the report: {e}", escaped(path)))

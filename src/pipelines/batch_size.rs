@@ -6,7 +6,7 @@ use crate::precision::Precision;
 use crate::stylegan::Layout;
 use tch::Device;
 
-/// The largest batch `auto` picks. On an H200 (issue 12's table) the time per image fell from
+/// The largest batch `auto` picks. On an H200 (docs/performance.md, "GPU") the time per image fell from
 /// batch 1 to 4 to 16 in every precision (fp32 25.5, 11.2, 8.2 ms; fp16 19.1, 6.2, 4.5 ms), by
 /// 1.3-1.5x from 4 to 16: the step was then compute-bound, and a larger batch only adds memory
 /// and the wait for the first result. Nothing larger has been measured; scripts/gpu-check.sh

@@ -4,6 +4,7 @@ pub mod align;
 pub mod batch_size;
 pub mod bench;
 pub mod download;
+pub mod downscale;
 pub mod generate;
 pub mod import;
 pub mod report;

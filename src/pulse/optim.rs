@@ -5,7 +5,6 @@
 //! The update rules are written out rather than taken from libtorch's C++ optimizers because
 //! Adamax has no C++ counterpart and each rule is a few lines; they follow PyTorch's
 //! single-tensor implementations (`torch/optim/adam.py`, `adamax.py`, `sgd.py`).
-use std::str::FromStr;
 use tch::Tensor;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -19,32 +18,12 @@ pub enum OptimizerKind {
     Adamax,
 }
 
-impl OptimizerKind {
-    /// Every name `FromStr` accepts.
-    pub const NAMES: [&'static str; 4] = ["adam", "sgd", "sgdm", "adamax"];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            OptimizerKind::Adam => "adam",
-            OptimizerKind::Sgd => "sgd",
-            OptimizerKind::Sgdm => "sgdm",
-            OptimizerKind::Adamax => "adamax",
-        }
-    }
-}
-
-impl FromStr for OptimizerKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "adam" => Ok(Self::Adam),
-            "sgd" => Ok(Self::Sgd),
-            "sgdm" => Ok(Self::Sgdm),
-            "adamax" => Ok(Self::Adamax),
-            _ => Err(format!("unknown optimizer '{s}' (expected adam, sgd, sgdm or adamax)")),
-        }
-    }
-}
+crate::named_variants!(OptimizerKind, "optimizer", {
+    Adam => "adam",
+    Sgd => "sgd",
+    Sgdm => "sgdm",
+    Adamax => "adamax",
+});
 
 const BETA1: f64 = 0.9;
 const BETA2: f64 = 0.999;

@@ -1,7 +1,5 @@
 //! Learning-rate schedules of PULSE (docs/design.md, "Schedules"): step j of `steps` uses
 //! `lr * factor(j)`.
-use std::str::FromStr;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Schedule {
     Fixed,
@@ -13,9 +11,6 @@ pub enum Schedule {
 }
 
 impl Schedule {
-    /// Every name `FromStr` accepts.
-    pub const NAMES: [&'static str; 3] = ["fixed", "linear1cycle", "linear1cycledrop"];
-
     pub fn factor(self, j: usize, steps: usize) -> f64 {
         let (j, n) = (j as f64, steps as f64);
         let cycle = |x: f64| (9.0 * (1.0 - (x - 0.5).abs() * 2.0) + 1.0) / 10.0;
@@ -26,29 +21,13 @@ impl Schedule {
             Schedule::Linear1CycleDrop => 0.1 + (j - 0.9 * n) / (0.1 * n) * (0.001 - 0.1),
         }
     }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Schedule::Fixed => "fixed",
-            Schedule::Linear1Cycle => "linear1cycle",
-            Schedule::Linear1CycleDrop => "linear1cycledrop",
-        }
-    }
 }
 
-impl FromStr for Schedule {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "fixed" => Ok(Schedule::Fixed),
-            "linear1cycle" => Ok(Schedule::Linear1Cycle),
-            "linear1cycledrop" => Ok(Schedule::Linear1CycleDrop),
-            _ => Err(format!(
-                "unknown schedule '{s}' (expected fixed, linear1cycle or linear1cycledrop)"
-            )),
-        }
-    }
-}
+crate::named_variants!(Schedule, "schedule", {
+    Fixed => "fixed",
+    Linear1Cycle => "linear1cycle",
+    Linear1CycleDrop => "linear1cycledrop",
+});
 
 #[cfg(test)]
 mod tests {

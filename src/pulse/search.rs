@@ -14,7 +14,6 @@ use super::Outcome;
 use crate::latent::LatentFile;
 use crate::stylegan::{Architecture, Layout, SynthesisNetwork, LATENT_DIM};
 use anyhow::{bail, ensure, Context};
-use std::str::FromStr;
 use tch::{Device, Kind, Tensor};
 
 /// How the per-layer noise inputs behave.
@@ -29,30 +28,11 @@ pub enum NoiseMode {
     Trainable,
 }
 
-impl NoiseMode {
-    /// Every name `FromStr` accepts.
-    pub const NAMES: [&'static str; 3] = ["trainable", "fixed", "zero"];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            NoiseMode::Zero => "zero",
-            NoiseMode::Fixed => "fixed",
-            NoiseMode::Trainable => "trainable",
-        }
-    }
-}
-
-impl FromStr for NoiseMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "zero" => Ok(Self::Zero),
-            "fixed" => Ok(Self::Fixed),
-            "trainable" => Ok(Self::Trainable),
-            _ => Err(format!("unknown noise mode '{s}' (expected trainable, fixed or zero)")),
-        }
-    }
-}
+crate::named_variants!(NoiseMode, "noise mode", {
+    Trainable => "trainable",
+    Fixed => "fixed",
+    Zero => "zero",
+});
 
 /// Search settings; the defaults are PULSE's published ones.
 #[derive(Debug, Clone)]

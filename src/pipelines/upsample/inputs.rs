@@ -28,11 +28,6 @@ impl Input {
     }
 }
 
-/// The file name without its extension, any bytes kept.
-pub(super) fn file_stem(path: &Path) -> OsString {
-    path.file_stem().map(|s| s.to_os_string()).unwrap_or_else(|| "image".into())
-}
-
 /// Reads one input: the target image, its weighting (alpha, `--mask` or none) and its `--init`
 /// latent.
 pub(super) fn read(
@@ -42,7 +37,7 @@ pub(super) fn read(
     init_dir: Option<&Path>,
 ) -> anyhow::Result<Input> {
     let resolution = model.layout().resolution;
-    let stem = file_stem(path);
+    let stem = crate::files::output_stem(path);
     // A folder's entry is refused like a file given directly: a broken link or a folder named
     // like an image says so here.
     match std::fs::metadata(path) {

@@ -10,7 +10,7 @@ mod outputs;
 mod plan;
 mod report;
 
-pub use report::{ImageRecord, ModelInfo, Refusal, Report, Settings};
+pub use report::{ImageRecord, ModelInfo, RefusedInput, UpsampleReport, UpsampleSettings};
 
 use super::shard::ShardInfo;
 use crate::files::escaped;
@@ -71,7 +71,7 @@ pub struct AlignedPhotos {
 }
 
 /// What a run reports as it goes; the command line draws progress bars from it.
-pub trait Observer {
+pub trait UpsampleObserver {
     /// `images` inputs accepted, `jobs` searches to run (after skipping finished ones).
     fn started(&mut self, _images: usize, _jobs: usize) {}
     fn refused(&mut self, _input: &Path, _error: &anyhow::Error) {}
@@ -90,9 +90,9 @@ pub trait Observer {
 pub fn run(
     model: &mut Model,
     opts: &UpsampleOptions,
-    observer: &mut dyn Observer,
+    observer: &mut dyn UpsampleObserver,
     stop: &AtomicBool,
-) -> anyhow::Result<Report> {
+) -> anyhow::Result<UpsampleReport> {
     check_options(opts, model.device, model.layout())?;
     if model.synthesis.precision() != opts.precision {
         model.synthesis.set_precision(opts.precision);
@@ -105,7 +105,7 @@ pub fn run(
     let _lock =
         super::shard::lock_output_dir(&opts.out_dir, opts.shard.as_ref().map(|s| s.shard()))?;
     model.ensure_fit(&mut |_, _| {})?;
-    let mut report = Report {
+    let mut report = UpsampleReport {
         kind: report::KIND,
         shard: opts.shard.clone(),
         assigned: files.clone(),
@@ -227,8 +227,8 @@ fn plan_jobs(
     opts: &UpsampleOptions,
     files: Vec<PathBuf>,
     mut clashes: std::collections::HashMap<PathBuf, anyhow::Error>,
-    report: &mut Report,
-    observer: &mut dyn Observer,
+    report: &mut UpsampleReport,
+    observer: &mut dyn UpsampleObserver,
 ) -> anyhow::Result<(Vec<inputs::Input>, VecDeque<Job>)> {
     let init_dir = opts.init.as_deref().filter(|p| p.is_dir());
     let mut refused: Vec<(PathBuf, anyhow::Error)> = vec![];
@@ -271,12 +271,12 @@ fn plan_jobs(
     refused.sort_by(|a, b| a.0.cmp(&b.0));
     for (path, e) in refused {
         observer.refused(&path, &e);
-        report.refused.push(Refusal { error: format!("{e:#}"), input: path });
+        report.refused.push(RefusedInput { error: format!("{e:#}"), input: path });
     }
     // With --align, the photos refused before the search (already named on stderr).
     if let Some(aligned) = &opts.aligned {
         let photos =
-            aligned.refused.iter().map(|(p, e)| Refusal { input: p.clone(), error: e.clone() });
+            aligned.refused.iter().map(|(p, e)| RefusedInput { input: p.clone(), error: e.clone() });
         report.refused.splice(0..0, photos);
         report.refused.sort_by(|a, b| a.input.cmp(&b.input));
     }
@@ -296,8 +296,8 @@ fn search_all(
     opts: &UpsampleOptions,
     inputs: &[inputs::Input],
     mut queue: VecDeque<Job>,
-    report: &mut Report,
-    observer: &mut dyn Observer,
+    report: &mut UpsampleReport,
+    observer: &mut dyn UpsampleObserver,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
     let device = model.device;
@@ -373,9 +373,9 @@ fn check_options(opts: &UpsampleOptions, device: Device, layout: &Layout) -> any
     Ok(())
 }
 
-fn settings(opts: &UpsampleOptions, device: Device) -> Settings {
+fn settings(opts: &UpsampleOptions, device: Device) -> UpsampleSettings {
     let s = &opts.search;
-    Settings {
+    UpsampleSettings {
         steps: s.steps,
         lr: s.lr,
         optimizer: s.optimizer.name(),

@@ -115,7 +115,7 @@ pub fn check_names(
     let mut claimed: HashMap<PathBuf, &Path> = HashMap::new();
     let mut refused = HashMap::new();
     for input in files {
-        let stem = super::inputs::file_stem(input);
+        let stem = crate::files::output_stem(input);
         let mut outputs = extra(&stem);
         outputs.extend(output_paths(opts, &stem));
         let named: Vec<(PathBuf, PathBuf)> =

@@ -11,7 +11,7 @@ pub const KIND: &str = "upsample";
 
 /// The outcome of a run, also written as the JSON report.
 #[derive(Debug, Serialize)]
-pub struct Report {
+pub struct UpsampleReport {
     /// Always [`KIND`].
     pub kind: &'static str,
     /// The shard this run worked on, and where it came from (`null` for a whole run).
@@ -20,11 +20,11 @@ pub struct Report {
     /// merge` checks every shard accounted for.
     #[serde(serialize_with = "escaped_paths")]
     pub assigned: Vec<PathBuf>,
-    pub settings: Settings,
+    pub settings: UpsampleSettings,
     pub model: ModelInfo,
-    /// This run's images; [`Report::to_json`] adds earlier runs' entries.
+    /// This run's images; [`UpsampleReport::to_json`] adds earlier runs' entries.
     pub images: Vec<ImageRecord>,
-    pub refused: Vec<Refusal>,
+    pub refused: Vec<RefusedInput>,
     #[serde(serialize_with = "escaped_paths")]
     pub skipped: Vec<PathBuf>,
     /// Inputs all of whose samples were finished by an earlier run.
@@ -37,7 +37,7 @@ pub struct Report {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Settings {
+pub struct UpsampleSettings {
     pub steps: usize,
     pub lr: f64,
     pub optimizer: &'static str,
@@ -69,7 +69,7 @@ pub struct ModelInfo {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Refusal {
+pub struct RefusedInput {
     #[serde(serialize_with = "escaped_path")]
     pub input: PathBuf,
     pub error: String,
@@ -97,7 +97,7 @@ pub struct ImageRecord {
     pub history: Vec<BTreeMap<String, serde_json::Value>>,
 }
 
-impl Report {
+impl UpsampleReport {
     /// Images that converged, this run's and the earlier ones kept in the report.
     pub fn converged(&self) -> usize {
         self.converged_flags().into_iter().filter(|&c| c).count()
