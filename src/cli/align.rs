@@ -61,7 +61,7 @@ fn device_name(s: &str) -> Result<String, String> {
     pulse::device::parse_device_name(s).map(|_| s.to_string()).map_err(|e| e.to_string())
 }
 
-fn parse_min_face(s: &str) -> Result<f64, String> {
+pub(super) fn parse_min_face(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v >= 1.0 && v.is_finite() => Ok(v),
         _ => Err(format!("'{s}' is not a size in pixels (at least 1)")),

@@ -8,6 +8,7 @@ mod edit_commands;
 pub mod exit;
 mod import;
 mod progress;
+mod restore;
 
 pub use args::Cli;
 use args::Command;
@@ -18,6 +19,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Info => commands::info(),
         Command::Upsample(a) => commands::upsample(*a),
         Command::Align(a) => align::align(a),
+        Command::Restore(a) => restore::restore(*a),
         Command::Generate(a) => commands::generate(a),
         Command::Render(a) => commands::render(a),
         Command::Convert(a) => commands::convert(a),

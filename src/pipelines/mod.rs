@@ -6,6 +6,7 @@ pub mod bench;
 pub mod download;
 pub mod generate;
 pub mod import;
+pub mod restore;
 pub mod upsample;
 
 pub use batch_size::auto_batch_size;
