@@ -36,7 +36,7 @@ fn restore(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(5));
     g.bench_function("enlarge_1024_x4", |b| {
-        b.iter(|| Enlarger::new(4, 1024, 1024, Device::Cpu).unwrap().plain(&photo).unwrap())
+        b.iter(|| Enlarger::new(4, 1024, 1024).unwrap().plain(&photo).unwrap())
     });
     g.bench_function("paste_1024_x4", |b| {
         b.iter(|| paste_faces(&photo, 4, &[(landmarks, restored.shallow_clone())]).unwrap())

@@ -388,7 +388,7 @@ fn prepare(
     if pending.is_empty() {
         record.status = Status::NoFace;
         record.error = Some(format!("{}: no face found; wrote the enlarged photo", escaped(path)));
-        let enlarger = Enlarger::new(opts.upscale, height, width, device)?;
+        let enlarger = Enlarger::new(opts.upscale, height, width)?;
         let plain = enlarger.plain(&photo)?;
         write_photo(&plain, &plain, &outputs, opts, &mut record)?;
         return Ok(Prepared::Done(record));
@@ -614,7 +614,7 @@ fn assemble(opts: &RestoreOptions, mut p: Pending, device: Device) -> anyhow::Re
     // Read again rather than kept: a large folder's photos never sit in memory together.
     let photo = read_photo(&p.path, opts.upscale)?.to_device(device);
     let restored = compose(&photo, opts.upscale, &p.faces, device)?;
-    let enlarger = Enlarger::new(opts.upscale, photo.size()[1], photo.size()[2], device)?;
+    let enlarger = Enlarger::new(opts.upscale, photo.size()[1], photo.size()[2])?;
     let plain = if opts.compare { enlarger.plain(&photo)? } else { Tensor::new() };
     p.record.faces.sort_by_key(|f| (f.face, f.sample));
     for (sample, image) in restored.iter().enumerate() {
@@ -641,7 +641,7 @@ fn compose(
     device: Device,
 ) -> anyhow::Result<Vec<Tensor>> {
     let (h, w) = (photo.size()[1], photo.size()[2]);
-    let enlarger = Enlarger::new(upscale, h, w, device)?;
+    let enlarger = Enlarger::new(upscale, h, w)?;
     let background = enlarger.enlarge(photo)?;
     let samples = faces.first().map_or(0, |f| f.results.len());
     (0..samples)
@@ -682,7 +682,7 @@ pub fn paste_faces(
         .collect::<anyhow::Result<Vec<_>>>()?;
     match compose(photo, upscale, &pending, device)?.pop() {
         Some(restored) => Ok(restored),
-        None => Enlarger::new(upscale, h, w, device)?.plain(photo),
+        None => Enlarger::new(upscale, h, w)?.plain(photo),
     }
 }
 
