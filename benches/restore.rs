@@ -1,7 +1,8 @@
 //! Criterion benchmarks of `pulse restore`'s work besides the search, on a 1024x1024 photo (the
 //! astronaut fixture enlarged) on the CPU: MTCNN detection and FFHQ alignment of its face, and
 //! the paste-back into the photo enlarged 4x (shrink, warp, mask, the enlargement `E` and the
-//! consistency projection). The target is well under a second for all of it.
+//! consistency projection). The target is well under a second for all of it (not met yet:
+//! docs/performance.md).
 use criterion::{criterion_group, Criterion};
 use pulse::align::{downscale, ffhq, find_faces, DetectConfig, Mtcnn};
 use pulse::pipelines::restore::{enlarge::Enlarger, paste_faces};
