@@ -6,6 +6,7 @@
 pub mod detect;
 pub mod ffhq;
 pub mod mtcnn;
+pub mod paste;
 
 pub use detect::{check_min_face, detect, detect_with, DetectConfig};
 pub use mtcnn::Mtcnn;

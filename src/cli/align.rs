@@ -8,7 +8,9 @@ use indicatif::ProgressBar;
 use pulse::align::{mtcnn, DetectConfig, Mtcnn};
 use pulse::device::parse_device;
 use pulse::files::escaped;
-use pulse::pipelines::align::{self as job, AlignOptions, InputRecord, AlignObserver, AlignReport, Status};
+use pulse::pipelines::align::{
+    self as job, AlignObserver, AlignOptions, AlignReport, InputRecord, Status,
+};
 use pulse::pipelines::upsample::AlignedPhotos;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -65,7 +67,7 @@ fn device_name(s: &str) -> Result<String, String> {
     pulse::device::parse_device_name(s).map(|_| s.to_string()).map_err(|e| e.to_string())
 }
 
-fn parse_min_face(s: &str) -> Result<f64, String> {
+pub(super) fn parse_min_face(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v >= 1.0 && v.is_finite() => Ok(v),
         _ => Err(format!("'{s}' is not a size in pixels (at least 1)")),

@@ -30,6 +30,24 @@ pub enum Command {
     Upsample(Box<UpsampleArgs>),
     /// Find the faces in photos and align them as FFHQ was (MTCNN landmarks), at low resolution.
     Align(super::align::AlignArgs),
+    /// Restore every face of photos: each photo enlarged (--upscale), its faces upsampled by
+    /// PULSE and pasted back in place; the result, downscaled, is the photo again.
+    #[command(
+        mut_arg("inputs", |a| a
+            .value_name("PHOTO")
+            .help("Photos (PNG, JPEG, WebP, BMP, GIF; EXIF orientation applied) or folders of them")),
+        mut_arg("out_dir", |a| a.default_value("restored")),
+        mut_arg("compare", |a| a.help("Also write the plain enlargement | the restored photo, side by side")),
+        mut_arg("samples", |a| a.help("Restored versions of each photo (each face searched from its own seed)")),
+        mut_arg("overwrite", |a| a.help("Redo photos whose outputs already exist")),
+        mut_arg("report", |a| a.help("Write a JSON report here: per photo, its faces and their searches")),
+        mut_arg("align", |a| a.hide(true)),
+        mut_arg("mask", |a| a.hide(true)),
+        mut_arg("ignore_alpha", |a| a.hide(true)),
+        mut_arg("init", |a| a.hide(true)),
+        mut_arg("save_intermediate", |a| a.hide(true)),
+    )]
+    Restore(Box<super::restore::RestoreArgs>),
     /// Render random faces (z -> w -> truncation -> synthesis).
     Generate(GenerateArgs),
     /// Render a latent file exactly.

@@ -105,33 +105,8 @@ pub(super) fn upsample_run(
         a.report = a.report.map(|r| super::report::report_file(&r, shard.as_ref(), "report"));
     }
     let mut model = load_model(&a.model)?;
-    let search = SearchConfig {
-        steps: a.steps,
-        lr: a.lr,
-        optimizer: a.optimizer,
-        schedule: a.schedule,
-        loss: a.loss,
-        eps: a.eps,
-        noise: a.noise,
-        trainable_noise: a.trainable_noise,
-        bad_noise_layers: match a.bad_noise_layers {
-            Some(list) => list.0,
-            None => model.layout().default_bad_noise.clone(),
-        },
-        tile_latent: a.tile_latent,
-        keep_intermediate: a.save_intermediate,
-        keep_final: false,
-        cuda_graph: a.cuda_graph,
-    };
-    let seed = a.seed.unwrap_or_else(|| {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64 % 1_000_000_000)
-            .unwrap_or(0);
-        // Printed before any work, even with -q: without it a run cannot be repeated.
-        eprintln!("pulse: seed {seed} (drawn; pass --seed {seed} to repeat this run)");
-        seed
-    });
+    let search = search_config(&a, model.layout());
+    let seed = run_seed(a.seed);
     let batch_size = batch_size(a.batch_size, model.layout(), model.device, a.precision);
     let opts = UpsampleOptions {
         inputs: a.inputs,
@@ -186,8 +161,44 @@ pub(super) fn upsample_run(
     })
 }
 
+/// The search settings `upsample`'s flags give (`restore` takes the same flags), for a network
+/// of `layers` style layers.
+pub(super) fn search_config(a: &UpsampleArgs, layout: &pulse::stylegan::Layout) -> SearchConfig {
+    SearchConfig {
+        steps: a.steps,
+        lr: a.lr,
+        optimizer: a.optimizer,
+        schedule: a.schedule,
+        loss: a.loss.clone(),
+        eps: a.eps,
+        noise: a.noise,
+        trainable_noise: a.trainable_noise,
+        bad_noise_layers: match &a.bad_noise_layers {
+            Some(list) => list.0.clone(),
+            None => layout.default_bad_noise.clone(),
+        },
+        tile_latent: a.tile_latent,
+        keep_intermediate: a.save_intermediate,
+        keep_final: false,
+        cuda_graph: a.cuda_graph,
+    }
+}
+
+/// `--seed`, or one drawn now and printed (even with -q: without it a run cannot be repeated).
+pub(super) fn run_seed(seed: Option<u64>) -> u64 {
+    seed.unwrap_or_else(|| {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64 % 1_000_000_000)
+            .unwrap_or(0);
+        // Printed before any work, even with -q: without it a run cannot be repeated.
+        eprintln!("pulse: seed {seed} (drawn; pass --seed {seed} to repeat this run)");
+        seed
+    })
+}
+
 /// Computes the Gaussian fit with a progress bar (first use of a model without one).
-fn fit_with_bar(model: &mut Model, quiet: bool) -> anyhow::Result<()> {
+pub(super) fn fit_with_bar(model: &mut Model, quiet: bool) -> anyhow::Result<()> {
     let bar = progress::bar(model::FIT_SAMPLES as u64, "fit", quiet);
     bar.set_message("Gaussian fit (once per model)");
     model.ensure_fit(&mut |done, _| bar.set_position(done as u64))?;

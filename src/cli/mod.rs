@@ -12,6 +12,7 @@ mod import;
 mod info;
 mod progress;
 mod report;
+mod restore;
 
 pub use args::Cli;
 use args::Command;
@@ -22,6 +23,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Info(a) => info::info(a),
         Command::Upsample(a) => commands::upsample(*a),
         Command::Align(a) => align::align(a),
+        Command::Restore(a) => restore::restore(*a),
         Command::Generate(a) => commands::generate(a),
         Command::Render(a) => commands::render(a),
         Command::Convert(a) => commands::convert(a),

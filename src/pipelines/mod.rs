@@ -8,6 +8,7 @@ pub mod downscale;
 pub mod generate;
 pub mod import;
 pub mod report;
+pub mod restore;
 pub mod shard;
 pub mod upsample;
 

@@ -275,8 +275,10 @@ fn plan_jobs(
     }
     // With --align, the photos refused before the search (already named on stderr).
     if let Some(aligned) = &opts.aligned {
-        let photos =
-            aligned.refused.iter().map(|(p, e)| RefusedInput { input: p.clone(), error: e.clone() });
+        let photos = aligned
+            .refused
+            .iter()
+            .map(|(p, e)| RefusedInput { input: p.clone(), error: e.clone() });
         report.refused.splice(0..0, photos);
         report.refused.sort_by(|a, b| a.input.cmp(&b.input));
     }

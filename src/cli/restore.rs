@@ -1,0 +1,245 @@
+//! `pulse restore`: arguments (upsample's search flags plus restore's own), progress bars,
+//! summary, exit code.
+use super::args::UpsampleArgs;
+use super::commands::{self, interrupt_flag};
+use super::exit::Exit;
+use clap::Args;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use pulse::align::{mtcnn, DetectConfig, Mtcnn};
+use pulse::files::escaped;
+use pulse::pipelines::restore::{self, Observer, PhotoRecord, RestoreOptions, Status};
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::Instant;
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Photos, output folder and every search setting, as for `upsample`.
+    #[command(flatten)]
+    pub search: UpsampleArgs,
+    /// The restored photo is this many times the photo's size: 2, 4 or 8.
+    #[arg(long, default_value_t = 4, value_parser = parse_upscale)]
+    pub upscale: i64,
+    /// Restore only the face nearest the photo's centre.
+    #[arg(long)]
+    pub only_center_face: bool,
+    /// Restore at most this many faces per photo (the largest).
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub max_faces: Option<usize>,
+    /// Smallest face searched for, in pixels (MTCNN finds some down to about half of it).
+    #[arg(long, default_value_t = 20.0, value_name = "PX", value_parser = super::align::parse_min_face)]
+    pub min_face: f64,
+}
+
+fn parse_upscale(s: &str) -> Result<i64, String> {
+    match s.parse::<i64>() {
+        Ok(n) if restore::UPSCALES.contains(&n) => Ok(n),
+        _ => Err(format!(
+            "expected 2, 4 or 8 (PULSE's downscaler works by powers of two), got '{s}'"
+        )),
+    }
+}
+
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("expected a whole number of at least 1, got '{s}'")),
+    }
+}
+
+/// Upsample's flags that mean nothing for whole photos: refused by name (usage error).
+fn refuse_upsample_only(a: &UpsampleArgs) -> anyhow::Result<()> {
+    let given = [
+        ("--align", a.align),
+        ("--mask", a.mask.is_some()),
+        ("--ignore-alpha", a.ignore_alpha),
+        ("--init", a.init.is_some()),
+        ("--save-intermediate", a.save_intermediate),
+    ];
+    if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
+        return Err(pulse::Invalid(format!(
+            "{flag} does not apply to restore (it finds and aligns the faces itself)"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+pub fn restore(a: RestoreArgs) -> anyhow::Result<Exit> {
+    let RestoreArgs { search: u, upscale, only_center_face, max_faces, min_face } = a;
+    refuse_upsample_only(&u)?;
+    let shard = super::report::shard_of(&u.shard)?;
+    let report =
+        u.report.as_ref().map(|r| super::report::report_file(r, shard.as_ref(), "restore"));
+    let mut model = commands::load_model(&u.model)?;
+    let mtcnn = Mtcnn::load(&mtcnn::default_dir(), model.device)?;
+    let search = commands::search_config(&u, model.layout());
+    let seed = commands::run_seed(u.seed);
+    let batch_size = commands::batch_size(u.batch_size, model.layout(), model.device, u.precision);
+    let opts = RestoreOptions {
+        inputs: u.inputs,
+        out_dir: u.out_dir,
+        search,
+        seed,
+        samples: u.samples,
+        batch_size,
+        restarts: u.restarts,
+        upscale,
+        only_center_face,
+        max_faces,
+        detect: DetectConfig { min_face, ..DetectConfig::default() },
+        compare: u.compare,
+        report,
+        shard: shard.map(|s| (s.index, s.count)),
+        overwrite: u.overwrite,
+        precision: u.precision,
+        deterministic: !u.model.nondeterministic || !model.device.is_cuda(),
+    };
+    if u.cuda_graph && !model.device.is_cuda() {
+        eprintln!("pulse: --cuda-graph: no effect on the CPU");
+    }
+    if model.fit.is_none() {
+        commands::fit_with_bar(&mut model, u.quiet)?;
+    }
+    let stop = interrupt_flag();
+    let mut progress = RestoreProgress::new(u.quiet, opts.search.eps);
+    let started = Instant::now();
+    let report = restore::run(&mut model, &mtcnn, &opts, &mut progress, &stop)?;
+    progress.finish();
+    let (faces, converged) = report.faces();
+    if !u.quiet {
+        eprintln!(
+            "pulse: {} photo(s) restored into {} ({faces} face(s), {converged} converged; {} without a face, {} refused, {} skipped) in {:.1} s, seed {seed}{}",
+            report.count(Status::Restored),
+            escaped(&opts.out_dir),
+            report.count(Status::NoFace),
+            report.count(Status::Refused),
+            report.count(Status::Skipped),
+            started.elapsed().as_secs_f64(),
+            if report.interrupted { "; interrupted, rerun to resume" } else { "" },
+        );
+    }
+    Ok(if report.interrupted {
+        Exit::Interrupted
+    } else if report.count(Status::Refused) > 0 {
+        Exit::Refused
+    } else if converged < faces {
+        Exit::NotConverged
+    } else {
+        Exit::Success
+    })
+}
+
+/// Bars over the face searches and the current batch's steps, on stderr; notes above them.
+struct RestoreProgress {
+    multi: MultiProgress,
+    faces: ProgressBar,
+    batch: ProgressBar,
+    eps: f64,
+    visible: bool,
+    quiet: bool,
+}
+
+impl RestoreProgress {
+    fn new(quiet: bool, eps: f64) -> Self {
+        let visible = !quiet && std::io::stderr().is_terminal();
+        let target =
+            if visible { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+        let multi = MultiProgress::with_draw_target(target);
+        let bar = |prefix: &str, template: &str| {
+            let b = multi.add(ProgressBar::new(0));
+            b.set_style(
+                ProgressStyle::with_template(template)
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            b.set_prefix(prefix.to_string());
+            b
+        };
+        let faces = bar("photos", "{prefix:>8} [{bar:30}] {pos}/{len} {msg} ETA {eta}");
+        let batch = bar("batch", "{prefix:>8} [{bar:30}] step {pos}/{len} {msg}");
+        Self { multi, faces, batch, eps, visible, quiet }
+    }
+
+    fn println(&self, line: &str) {
+        self.multi.suspend(|| eprintln!("{line}"));
+    }
+
+    fn finish(&self) {
+        self.batch.finish_and_clear();
+        self.faces.finish_and_clear();
+    }
+}
+
+impl Observer for RestoreProgress {
+    fn started(&mut self, photos: usize) {
+        self.faces.set_length(photos as u64);
+        self.faces.set_message("photos read");
+    }
+
+    fn searching(&mut self, faces: usize) {
+        self.faces.set_prefix("faces");
+        self.faces.set_position(0);
+        self.faces.set_length(faces as u64);
+        self.faces.set_message("faces");
+    }
+
+    fn refused(&mut self, _input: &Path, error: &anyhow::Error) {
+        self.println(&format!("pulse: refused: {error:#}"));
+    }
+
+    fn skipped(&mut self, input: &Path, output: &Path) {
+        if !self.quiet {
+            self.println(&format!(
+                "pulse: skipping {} ({} exists; --overwrite redoes it)",
+                escaped(input),
+                escaped(output)
+            ));
+        }
+    }
+
+    fn batch_started(&mut self, names: &[String], steps: usize) {
+        self.batch.set_length(steps as u64);
+        self.batch.set_position(0);
+        self.batch.set_message(names.join(", "));
+    }
+
+    fn step(&mut self, step: usize, _steps: usize, l2: &dyn Fn() -> Vec<f64>) {
+        self.batch.set_position(step as u64 + 1);
+        if self.visible {
+            let values: Vec<String> = l2().iter().map(|v| format!("{v:.4}")).collect();
+            self.batch.set_message(format!("L2 {} (eps {})", values.join(" "), self.eps));
+        }
+    }
+
+    fn face_done(&mut self) {
+        self.faces.inc(1);
+    }
+
+    fn finished(&mut self, record: &PhotoRecord) {
+        if self.faces.prefix() == "photos" {
+            self.faces.inc(1);
+        }
+        if self.quiet {
+            return;
+        }
+        let outputs: Vec<String> = record.outputs.iter().map(|p| escaped(p)).collect();
+        match record.status {
+            Status::NoFace => self.println(&format!(
+                "pulse: {}: no face found; wrote the enlarged photo {}",
+                escaped(&record.input),
+                outputs.join(", ")
+            )),
+            Status::Restored if !self.visible => {
+                let converged = record.faces.iter().filter(|f| f.converged).count();
+                self.println(&format!(
+                    "pulse: {} -> {} ({} face(s), {converged} converged)",
+                    escaped(&record.input),
+                    outputs.join(", "),
+                    record.faces.len()
+                ))
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,733 @@
+//! `pulse restore`: photos in, each photo back enlarged with every face restored by PULSE and
+//! pasted in place, and the guarantee made visible: the restored photo, downscaled by PULSE's
+//! downscaler, is the input photo again (docs/design.md, *Restoring photos*).
+//!
+//! A run goes: list the photos, and for each read it, find its faces (MTCNN), align each
+//! (FFHQ's recipe) and make its low-resolution target at the side its crop resolves
+//! ([`crate::align::paste::input_side`]); then search every face of the run, batched by target
+//! side; as soon as a photo's faces are all found, paste them into the enlarged photo
+//! ([`crate::align::paste`]), project onto the photo's consistency set ([`enlarge`]) and write.
+//! Photos whose outputs exist are skipped; one bad photo never stops the rest.
+pub mod enlarge;
+mod report;
+
+pub use report::{FaceRecord, PhotoRecord, Report, Settings, Status};
+
+use crate::align::ffhq::{self, Quad};
+use crate::align::paste::{self, Canvas, Placement};
+use crate::align::{DetectConfig, Face, Mtcnn};
+use crate::files::{escaped, DirLock};
+use crate::imageio;
+use crate::invalid;
+use crate::model::Model;
+use crate::precision::Precision;
+use crate::pulse::search::{self, Progress, SearchOutcome};
+use crate::pulse::{Outcome, SearchConfig, Start, Term};
+use enlarge::Enlarger;
+use std::collections::{BTreeMap, VecDeque};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+/// The enlargement factors `--upscale` takes: PULSE's downscaler works by powers of two, and
+/// the guarantee is stated through it.
+pub const UPSCALES: [i64; 3] = [2, 4, 8];
+
+/// Everything `restore` needs besides the networks; filled from the command line.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    pub inputs: Vec<PathBuf>,
+    pub out_dir: PathBuf,
+    pub search: SearchConfig,
+    pub seed: u64,
+    /// Restored versions of each photo (each face searched from another seed).
+    pub samples: usize,
+    pub batch_size: usize,
+    pub restarts: usize,
+    /// The output is this many times the photo's size: 2, 4 or 8.
+    pub upscale: i64,
+    /// Only the face nearest the photo's centre.
+    pub only_center_face: bool,
+    /// At most this many faces per photo, the largest.
+    pub max_faces: Option<usize>,
+    pub detect: DetectConfig,
+    /// Also write the plain enlargement and the restored photo side by side.
+    pub compare: bool,
+    pub report: Option<PathBuf>,
+    /// `(I, N)`: only photos at sorted position p with p % N == I.
+    pub shard: Option<(usize, usize)>,
+    pub overwrite: bool,
+    pub precision: Precision,
+    /// Whether the device was set up to repeat results exactly; recorded in the report.
+    pub deterministic: bool,
+}
+
+/// What a run reports as it goes; the command line draws progress bars from it.
+pub trait Observer {
+    /// `photos` to look at.
+    fn started(&mut self, _photos: usize) {}
+    /// Every photo has been read: `faces` searches to run (faces times samples).
+    fn searching(&mut self, _faces: usize) {}
+    fn refused(&mut self, _input: &Path, _error: &anyhow::Error) {}
+    fn skipped(&mut self, _input: &Path, _output: &Path) {}
+    fn batch_started(&mut self, _names: &[String], _steps: usize) {}
+    /// Called after each step; `l2()` reads each item's L2 back from the device.
+    fn step(&mut self, _step: usize, _steps: usize, _l2: &dyn Fn() -> Vec<f64>) {}
+    /// One face search is done (converged or out of restarts).
+    fn face_done(&mut self) {}
+    /// A photo is done, whatever its status.
+    fn finished(&mut self, _record: &PhotoRecord) {}
+}
+
+/// The files one photo gives.
+#[derive(Debug, Clone)]
+struct Outputs {
+    /// `<stem>.png`, or `<stem>_<k>.png` per sample.
+    photos: Vec<PathBuf>,
+    /// `<stem>.compare.png` (`<stem>_<k>.compare.png`), with `compare`.
+    compare: Vec<PathBuf>,
+    /// `<stem>.faces/`.
+    faces_dir: PathBuf,
+}
+
+impl Outputs {
+    fn new(opts: &RestoreOptions, stem: &OsString) -> Self {
+        let file = |sample: usize, suffix: &str| {
+            let mut name = stem.clone();
+            if opts.samples > 1 {
+                name.push(format!("_{sample}"));
+            }
+            name.push(suffix);
+            opts.out_dir.join(name)
+        };
+        let mut faces = stem.clone();
+        faces.push(".faces");
+        Self {
+            photos: (0..opts.samples).map(|k| file(k, ".png")).collect(),
+            compare: if opts.compare {
+                (0..opts.samples).map(|k| file(k, ".compare.png")).collect()
+            } else {
+                vec![]
+            },
+            faces_dir: opts.out_dir.join(faces),
+        }
+    }
+
+    fn files(&self) -> impl Iterator<Item = &PathBuf> {
+        self.photos.iter().chain(&self.compare)
+    }
+
+    /// `<stem>.faces/face<k>_input.png`, the target PULSE matched.
+    fn crop(&self, face: usize) -> PathBuf {
+        self.faces_dir.join(format!("face{face}_input.png"))
+    }
+
+    /// `<stem>.faces/face<k>.png` (`face<k>_<j>.png` per sample) and its latent file.
+    fn result(&self, face: usize, sample: usize, samples: usize) -> (PathBuf, PathBuf) {
+        let base = if samples > 1 { format!("face{face}_{sample}") } else { format!("face{face}") };
+        (
+            self.faces_dir.join(format!("{base}.png")),
+            self.faces_dir.join(format!("{base}.latent.safetensors")),
+        )
+    }
+}
+
+/// A face found, aligned, and waiting for its searches.
+struct PendingFace {
+    face: Face,
+    quad: Quad,
+    placement: Placement,
+    target: Tensor,
+    /// One finished search per sample.
+    results: Vec<Option<Tensor>>,
+}
+
+/// A photo whose faces are being searched.
+struct Pending {
+    path: PathBuf,
+    outputs: Outputs,
+    record: PhotoRecord,
+    faces: Vec<PendingFace>,
+    started: Instant,
+}
+
+/// One search to run: a sample of a face of a photo, with its best result over attempts.
+struct Job {
+    photo: usize,
+    face: usize,
+    sample: usize,
+    attempt: usize,
+    best: Option<(SearchOutcome, u64, usize)>,
+    seconds: f64,
+}
+
+/// Restores every photo. Refused photos are reported and skipped; `stop` (Ctrl-C) ends the run
+/// between steps, keeping every output already written and writing nothing partial. Errors of
+/// type [`crate::Invalid`] mean the request itself cannot be carried out.
+pub fn run(
+    model: &mut Model,
+    mtcnn: &Mtcnn,
+    opts: &RestoreOptions,
+    observer: &mut dyn Observer,
+    stop: &AtomicBool,
+) -> anyhow::Result<Report> {
+    check_options(opts, model)?;
+    if model.synthesis.precision() != opts.precision {
+        model.synthesis.set_precision(opts.precision);
+    }
+    let mut files = super::collect_inputs(&opts.inputs)?;
+    if files.is_empty() {
+        invalid!(
+            "nothing to do: no photo in {} (photos are {})",
+            opts.inputs.iter().map(|p| escaped(p)).collect::<Vec<_>>().join(", "),
+            imageio::INPUT_EXTENSIONS.join(", ")
+        );
+    }
+    if let Some((i, n)) = opts.shard {
+        files = files.into_iter().enumerate().filter(|(p, _)| p % n == i).map(|(_, f)| f).collect();
+    }
+    crate::files::check_writable_dir(&opts.out_dir).map_err(|e| {
+        crate::Invalid(format!(
+            "{}: cannot write in the output folder: {e}",
+            escaped(&opts.out_dir)
+        ))
+    })?;
+    let protected: Vec<PathBuf> = files.iter().chain(&model.files).cloned().collect();
+    let protected: Vec<&Path> = protected.iter().map(PathBuf::as_path).collect();
+    if let Some(report) = &opts.report {
+        crate::files::check_writable_dir(crate::files::parent_dir(report)).map_err(|e| {
+            crate::Invalid(format!("{}: cannot write the report there: {e}", escaped(report)))
+        })?;
+        crate::files::check_no_clobber(&protected, &[report])?;
+        report::check_earlier(report)?;
+    }
+    let _lock = DirLock::try_acquire(&opts.out_dir)
+        .map_err(|e| anyhow::anyhow!("{}: cannot lock the output folder: {e}", escaped(&opts.out_dir)))?
+        .ok_or_else(|| {
+            crate::Invalid(format!(
+                "{}: another pulse run is writing to this folder (it holds {}); wait for it to finish or write to another folder",
+                escaped(&opts.out_dir),
+                crate::files::LOCK_FILE
+            ))
+        })?;
+    model.ensure_fit(&mut |_, _| {})?;
+    let mut report = Report {
+        settings: report::settings(opts, model.device),
+        model: super::upsample::ModelInfo {
+            dir: model.dir.clone(),
+            sha256: model.sha256.clone(),
+            resolution: model.layout().resolution,
+        },
+        photos: vec![],
+        interrupted: false,
+    };
+    observer.started(files.len());
+    let mut pending: Vec<Option<Pending>> = vec![];
+    let mut queue = VecDeque::new();
+    let mut stems = BTreeMap::new();
+    for path in files {
+        if stop.load(Ordering::SeqCst) {
+            report.interrupted = true;
+            break;
+        }
+        let started = Instant::now();
+        let stem = path.file_stem().map(|s| s.to_os_string()).unwrap_or_else(|| "photo".into());
+        let outputs = Outputs::new(opts, &stem);
+        let clash = stems.insert(stem.clone(), path.clone()).map(|first| {
+            anyhow::anyhow!(
+                "{}: same file name as {} (outputs would collide); rename one",
+                escaped(&path),
+                escaped(&first)
+            )
+        });
+        let clash = clash.or_else(|| overwrites_input(&path, &outputs, &protected, opts));
+        if let Some(e) = clash {
+            finish(&mut report, refusal(&path, e), observer, opts)?;
+            continue;
+        }
+        if !opts.overwrite && outputs.files().all(|p| p.is_file()) {
+            observer.skipped(&path, &outputs.photos[0]);
+            let mut record = PhotoRecord::new(&path, Status::Skipped);
+            record.outputs = outputs.photos.clone();
+            finish(&mut report, record, observer, opts)?;
+            continue;
+        }
+        match prepare(model, mtcnn, opts, &path, outputs) {
+            Err(e) => finish(&mut report, refusal(&path, e), observer, opts)?,
+            Ok(Prepared::Done(mut record)) => {
+                record.seconds = started.elapsed().as_secs_f64();
+                finish(&mut report, record, observer, opts)?;
+            }
+            Ok(Prepared::Faces(mut p)) => {
+                p.started = started;
+                for face in 0..p.faces.len() {
+                    for sample in 0..opts.samples {
+                        let photo = pending.len();
+                        queue.push_back(Job {
+                            photo,
+                            face,
+                            sample,
+                            attempt: 0,
+                            best: None,
+                            seconds: 0.0,
+                        });
+                    }
+                }
+                pending.push(Some(*p));
+            }
+        }
+    }
+    observer.searching(queue.len());
+    if !report.interrupted {
+        search_all(model, opts, &mut pending, queue, &mut report, observer, stop)?;
+    }
+    if let Some(path) = &opts.report {
+        report.write(path)?;
+    }
+    Ok(report)
+}
+
+/// Records a finished photo, tells the observer, and rewrites the report.
+fn finish(
+    report: &mut Report,
+    record: PhotoRecord,
+    observer: &mut dyn Observer,
+    opts: &RestoreOptions,
+) -> anyhow::Result<()> {
+    if let Some(e) = &record.error {
+        if record.status == Status::Refused {
+            observer.refused(&record.input, &anyhow::anyhow!("{e}"));
+        }
+    }
+    observer.finished(&record);
+    report.photos.push(record);
+    if let Some(path) = &opts.report {
+        report.write(path)?;
+    }
+    Ok(())
+}
+
+fn refusal(path: &Path, e: anyhow::Error) -> PhotoRecord {
+    let mut r = PhotoRecord::new(path, Status::Refused);
+    r.error = Some(format!("{e:#}"));
+    r
+}
+
+/// The refusal when an output of `path` would replace an input, the report or a model file.
+fn overwrites_input(
+    path: &Path,
+    outputs: &Outputs,
+    protected: &[&Path],
+    opts: &RestoreOptions,
+) -> Option<anyhow::Error> {
+    let report = opts.report.as_deref();
+    for out in outputs.files().map(PathBuf::as_path).chain([outputs.faces_dir.as_path()]) {
+        if let Some(input) = protected.iter().find(|i| crate::files::same_file(i, out)) {
+            return Some(anyhow::anyhow!(
+                "{}: the output {} would overwrite the input {}; choose another output folder",
+                escaped(path),
+                escaped(out),
+                escaped(input)
+            ));
+        }
+        if report.is_some_and(|r| crate::files::same_file(r, out)) {
+            return Some(anyhow::anyhow!(
+                "{}: the output {} is the report file",
+                escaped(path),
+                escaped(out)
+            ));
+        }
+    }
+    None
+}
+
+enum Prepared {
+    /// Nothing to search: the photo has no face (its enlargement is written).
+    Done(PhotoRecord),
+    Faces(Box<Pending>),
+}
+
+/// Reads a photo, finds and aligns its faces and writes their targets; a photo without a face
+/// gets its plain enlargement at once. Errors are the photo's refusal.
+fn prepare(
+    model: &Model,
+    mtcnn: &Mtcnn,
+    opts: &RestoreOptions,
+    path: &Path,
+    outputs: Outputs,
+) -> anyhow::Result<Prepared> {
+    let device = model.device;
+    let photo = read_photo(path, opts.upscale)?.to_device(device);
+    let (height, width) = (photo.size()[1], photo.size()[2]);
+    let mut record = PhotoRecord::new(path, Status::Restored);
+    record.width = Some(width);
+    record.height = Some(height);
+    let faces =
+        select_faces(crate::align::find_faces(mtcnn, &photo, &opts.detect), opts, width, height);
+    let resolution = model.layout().resolution;
+    let mut pending = vec![];
+    for face in faces {
+        let Ok(quad) = ffhq::quad(&face.landmarks) else { continue };
+        let placement = Placement::new(&quad, opts.upscale, width, height);
+        if placement.is_empty() {
+            continue;
+        }
+        let aligned = ffhq::align(&photo, &face.landmarks)?;
+        let side = paste::input_side(quad.size, resolution);
+        let target = crate::align::downscale(&aligned, side)?.to_device(Device::Cpu);
+        pending.push(PendingFace {
+            face,
+            quad,
+            placement,
+            target,
+            results: (0..opts.samples).map(|_| None).collect(),
+        });
+    }
+    if pending.is_empty() {
+        record.status = Status::NoFace;
+        record.error = Some(format!("{}: no face found; wrote the enlarged photo", escaped(path)));
+        let enlarger = Enlarger::new(opts.upscale, height, width)?;
+        let plain = enlarger.plain(&photo)?;
+        write_photo(&plain, &plain, &outputs, opts, &mut record)?;
+        return Ok(Prepared::Done(record));
+    }
+    std::fs::create_dir_all(&outputs.faces_dir).map_err(|e| {
+        anyhow::anyhow!("{}: cannot create the folder: {e}", escaped(&outputs.faces_dir))
+    })?;
+    for (k, f) in pending.iter().enumerate() {
+        imageio::write_png(&f.target, &outputs.crop(k))?;
+    }
+    Ok(Prepared::Faces(Box::new(Pending {
+        path: path.to_path_buf(),
+        outputs,
+        record,
+        faces: pending,
+        started: Instant::now(),
+    })))
+}
+
+/// Reads a photo and checks that it can be enlarged: at least 2 pixels a side (the downscaler's
+/// smallest), and at most [`imageio::MAX_SIDE`] a side once enlarged.
+fn read_photo(path: &Path, upscale: i64) -> anyhow::Result<Tensor> {
+    let photo = imageio::read_rgb(path)?;
+    let (h, w) = (photo.size()[1], photo.size()[2]);
+    if h.min(w) < crate::pulse::downscale::MIN_SIDE {
+        anyhow::bail!(
+            "{}: {w}x{h} is too small to restore (at least {m}x{m})",
+            escaped(path),
+            m = crate::pulse::downscale::MIN_SIDE
+        );
+    }
+    if h.max(w) * upscale > imageio::MAX_SIDE {
+        anyhow::bail!(
+            "{}: {w}x{h} enlarged {upscale}x would be {}x{}, over the {} px limit; use a smaller enlargement or a smaller photo",
+            escaped(path),
+            w * upscale,
+            h * upscale,
+            imageio::MAX_SIDE
+        );
+    }
+    Ok(photo)
+}
+
+/// The faces to restore, largest first: the one nearest the centre only, or the largest few.
+fn select_faces(mut faces: Vec<Face>, opts: &RestoreOptions, width: i64, height: i64) -> Vec<Face> {
+    if opts.only_center_face && faces.len() > 1 {
+        let (cx, cy) = (width as f32 / 2.0, height as f32 / 2.0);
+        let distance = |f: &Face| {
+            let (x, y) = ((f.bbox[0] + f.bbox[2]) / 2.0, (f.bbox[1] + f.bbox[3]) / 2.0);
+            (x - cx).hypot(y - cy)
+        };
+        let nearest = (0..faces.len())
+            .min_by(|&a, &b| distance(&faces[a]).total_cmp(&distance(&faces[b])))
+            .expect("at least one face");
+        faces = vec![faces[nearest]];
+    }
+    if let Some(n) = opts.max_faces {
+        faces.truncate(n);
+    }
+    faces
+}
+
+/// Searches every queued face, batch by batch (faces whose targets have one side go together);
+/// a face that did not converge goes back in the queue while it has restarts left; each photo
+/// is assembled and written as soon as its last face is done.
+fn search_all(
+    model: &Model,
+    opts: &RestoreOptions,
+    pending: &mut [Option<Pending>],
+    mut queue: VecDeque<Job>,
+    report: &mut Report,
+    observer: &mut dyn Observer,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
+    let device = model.device;
+    let fit = model.fit.as_ref().expect("ensured by run").to_device(device);
+    let l2 = opts.search.loss.terms.iter().position(|(_, t)| *t == Term::L2);
+    let side = |j: &Job, pending: &[Option<Pending>]| {
+        pending[j.photo].as_ref().expect("queued photos are pending").faces[j.face].target.size()[2]
+    };
+    loop {
+        let Some(first) = queue.pop_front() else { return Ok(()) };
+        let key = side(&first, pending);
+        let mut batch = vec![first];
+        while batch.len() < opts.batch_size {
+            match queue.iter().position(|j| side(j, pending) == key) {
+                Some(p) => batch.extend(queue.remove(p)),
+                None => break,
+            }
+        }
+        let names: Vec<String> = batch
+            .iter()
+            .map(|j| {
+                let p = pending[j.photo].as_ref().expect("pending");
+                format!("{} face {}", escaped(&p.path), j.face)
+            })
+            .collect();
+        observer.batch_started(&names, opts.search.steps);
+        let seeds: Vec<u64> = batch.iter().map(|j| job_seed(j, opts, pending)).collect();
+        let starts: Vec<Start> = seeds
+            .iter()
+            .map(|&s| Start::random(s, model.layout(), opts.search.tile_latent))
+            .collect();
+        let image = Tensor::stack(
+            &batch
+                .iter()
+                .map(|j| {
+                    pending[j.photo].as_ref().expect("pending").faces[j.face].target.shallow_clone()
+                })
+                .collect::<Vec<_>>(),
+            0,
+        )
+        .to_device(device);
+        let target = crate::pulse::LossTarget { image, weight: None };
+        let started = Instant::now();
+        let outcome = search::search(
+            model.synthesis.as_ref(),
+            &fit,
+            &opts.search,
+            &target,
+            Start::batch(&starts),
+            device,
+            &mut |p: Progress| {
+                observer.step(p.step, p.steps, &|| {
+                    Vec::try_from(p.values.to_device(Device::Cpu).to_kind(Kind::Double))
+                        .unwrap_or_default()
+                });
+                !stop.load(Ordering::SeqCst)
+            },
+        )?;
+        let Outcome::Completed(outcomes) = outcome else {
+            report.interrupted = true;
+            return Ok(());
+        };
+        let share = started.elapsed().as_secs_f64() / batch.len() as f64;
+        for ((mut job, outcome), seed) in batch.into_iter().zip(outcomes).zip(seeds) {
+            job.seconds += share;
+            let value = |o: &SearchOutcome| l2.map_or(o.best.total, |i| o.best.terms[i]);
+            let better = match &job.best {
+                None => true,
+                Some((old, ..)) => {
+                    (outcome.converged && !old.converged)
+                        || (outcome.converged == old.converged && value(&outcome) < value(old))
+                }
+            };
+            if better {
+                job.best = Some((outcome, seed, job.attempt));
+            }
+            let converged = job.best.as_ref().is_some_and(|b| b.0.converged);
+            if !converged && job.attempt < opts.restarts {
+                job.attempt += 1;
+                queue.push_back(job);
+                continue;
+            }
+            observer.face_done();
+            let photo = job.photo;
+            let done = {
+                let p = pending[photo].as_mut().expect("pending");
+                face_finished(model, opts, p, job)?;
+                p.faces.iter().all(|f| f.results.iter().all(Option::is_some))
+            };
+            if done {
+                let p = pending[photo].take().expect("pending");
+                let record = assemble(opts, p, device)?;
+                finish(report, record, observer, opts)?;
+            }
+        }
+    }
+}
+
+/// The seed of a job's current attempt: from the run's seed, the photo's file name, the face
+/// and the sample, so a face's result does not depend on the batch or the order of the photos.
+fn job_seed(job: &Job, opts: &RestoreOptions, pending: &[Option<Pending>]) -> u64 {
+    let p = pending[job.photo].as_ref().expect("pending");
+    let name = p.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    super::item_seed(opts.seed, &format!("{name}#face{}", job.face), job.sample, job.attempt)
+}
+
+/// Writes a face's result and latent file and records it.
+fn face_finished(
+    model: &Model,
+    opts: &RestoreOptions,
+    p: &mut Pending,
+    job: Job,
+) -> anyhow::Result<()> {
+    let (outcome, seed, attempt) = job.best.expect("a finished job has a result");
+    let (png, latent_path) = p.outputs.result(job.face, job.sample, opts.samples);
+    imageio::write_png(&outcome.image, &png)?;
+    let mut latent = outcome.latent_file(&model.sha256, model.architecture(), seed);
+    latent.metadata.insert("source".into(), escaped(&p.path));
+    latent.metadata.insert("face".into(), job.face.to_string());
+    latent.write(&latent_path)?;
+    let names: Vec<&str> = opts.search.loss.terms.iter().map(|(_, t)| t.name()).collect();
+    let mut loss: BTreeMap<String, serde_json::Value> = names
+        .iter()
+        .map(|n| n.to_string())
+        .zip(outcome.best.terms.iter().map(|&x| x.into()))
+        .collect();
+    loss.insert("total".into(), outcome.best.total.into());
+    let f = &mut p.faces[job.face];
+    p.record.faces.push(FaceRecord {
+        face: job.face,
+        sample: job.sample,
+        detection: f.face,
+        quad_size: f.quad.size,
+        input_size: f.target.size()[2],
+        crop: p.outputs.crop(job.face),
+        result: png,
+        latent: latent_path,
+        seed,
+        attempt,
+        converged: outcome.converged,
+        best_step: outcome.best_step,
+        loss,
+        seconds: job.seconds,
+    });
+    f.results[job.sample] = Some(outcome.image);
+    Ok(())
+}
+
+/// Pastes a photo's restored faces into its enlargement and writes the outputs.
+fn assemble(opts: &RestoreOptions, mut p: Pending, device: Device) -> anyhow::Result<PhotoRecord> {
+    // Read again rather than kept: a large folder's photos never sit in memory together.
+    let photo = read_photo(&p.path, opts.upscale)?.to_device(device);
+    let restored = compose(&photo, opts.upscale, &p.faces, device)?;
+    let enlarger = Enlarger::new(opts.upscale, photo.size()[1], photo.size()[2])?;
+    let plain = if opts.compare { enlarger.plain(&photo)? } else { Tensor::new() };
+    p.record.faces.sort_by_key(|f| (f.face, f.sample));
+    for (sample, image) in restored.iter().enumerate() {
+        let path = &p.outputs.photos[sample];
+        imageio::write_png(image, path)?;
+        p.record.outputs.push(path.clone());
+        if let Some(cmp) = p.outputs.compare.get(sample) {
+            imageio::write_png(&Tensor::cat(&[&plain, image], 2), cmp)?;
+            p.record.compare.push(cmp.clone());
+        }
+    }
+    p.record.faces_dir = Some(p.outputs.faces_dir.clone());
+    p.record.seconds = p.started.elapsed().as_secs_f64();
+    Ok(p.record)
+}
+
+/// The restored photos, one per sample: each sample's faces pasted over the enlargement `E(x)`
+/// of `photo`, then projected so that their downscale is `photo` (docs/design.md, *Restoring
+/// photos*).
+fn compose(
+    photo: &Tensor,
+    upscale: i64,
+    faces: &[PendingFace],
+    device: Device,
+) -> anyhow::Result<Vec<Tensor>> {
+    let (h, w) = (photo.size()[1], photo.size()[2]);
+    let enlarger = Enlarger::new(upscale, h, w)?;
+    let background = enlarger.enlarge(photo)?;
+    let samples = faces.first().map_or(0, |f| f.results.len());
+    (0..samples)
+        .map(|sample| {
+            let mut canvas = Canvas::new(h * upscale, w * upscale, device);
+            for f in faces {
+                let image = f.results[sample].as_ref().expect("every face is done");
+                let shrunk = paste::shrink_to_footprint(&image.to_device(device), f.placement.side);
+                canvas.add(&shrunk, &f.placement);
+            }
+            enlarger.project(&canvas.composite(&background), photo)
+        })
+        .collect()
+}
+
+/// Pastes restored faces (`[3,R,R]` each, with the landmarks they were aligned from) into
+/// `photo` enlarged `upscale` times: the whole of `restore`'s work after the search, for
+/// callers that have their own faces (and for the benchmark).
+pub fn paste_faces(
+    photo: &Tensor,
+    upscale: i64,
+    faces: &[(crate::align::Landmarks, Tensor)],
+) -> anyhow::Result<Tensor> {
+    let device = photo.device();
+    let (h, w) = (photo.size()[1], photo.size()[2]);
+    let pending = faces
+        .iter()
+        .map(|(landmarks, image)| {
+            let quad = ffhq::quad(landmarks)?;
+            Ok(PendingFace {
+                face: Face { bbox: [0.0; 4], score: 1.0, landmarks: *landmarks },
+                quad,
+                placement: Placement::new(&quad, upscale, w, h),
+                target: Tensor::new(),
+                results: vec![Some(image.shallow_clone())],
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    match compose(photo, upscale, &pending, device)?.pop() {
+        Some(restored) => Ok(restored),
+        None => Enlarger::new(upscale, h, w)?.plain(photo),
+    }
+}
+
+/// Writes the plain enlargement of a photo without faces (every sample's name).
+fn write_photo(
+    image: &Tensor,
+    plain: &Tensor,
+    outputs: &Outputs,
+    opts: &RestoreOptions,
+    record: &mut PhotoRecord,
+) -> anyhow::Result<()> {
+    for (sample, path) in outputs.photos.iter().enumerate() {
+        imageio::write_png(image, path)?;
+        record.outputs.push(path.clone());
+        if opts.compare {
+            let cmp = &outputs.compare[sample];
+            imageio::write_png(&Tensor::cat(&[plain, image], 2), cmp)?;
+            record.compare.push(cmp.clone());
+        }
+    }
+    Ok(())
+}
+
+/// Refuses settings that cannot run, before anything is read.
+fn check_options(opts: &RestoreOptions, model: &Model) -> anyhow::Result<()> {
+    if !UPSCALES.contains(&opts.upscale) {
+        invalid!("the enlargement must be 2, 4 or 8 (a power of two), got {}", opts.upscale);
+    }
+    if opts.samples == 0 || opts.batch_size == 0 {
+        invalid!("the number of samples and the batch size must be at least 1");
+    }
+    if opts.max_faces == Some(0) {
+        invalid!("the number of faces per photo must be at least 1");
+    }
+    if opts.detect.min_face.is_nan() || opts.detect.min_face < 1.0 {
+        invalid!("the smallest face size must be at least 1 pixel");
+    }
+    if opts.precision == Precision::Fp16 && model.device == Device::Cpu {
+        invalid!("fp16 needs CUDA (float16 autocast on the CPU is partial); use fp32 or bf16");
+    }
+    if let Some((i, n)) = opts.shard {
+        if n == 0 || i >= n {
+            invalid!("shard {i}/{n}: expected I/N with 0 <= I < N");
+        }
+    }
+    opts.search.check(model.layout())?;
+    Ok(())
+}

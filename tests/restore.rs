@@ -1,0 +1,366 @@
+//! `pulse restore` end to end on the CPU with the bundled test model (random weights: the faces
+//! are textures, but every step of the pipeline runs): outputs, report, the guarantee (the
+//! restored photo downscaled by PULSE's downscaler is the photo again; outside the faces it is
+//! the plain enlargement), several faces overlapping and at the photo's edge, bad inputs.
+mod common;
+
+use common::*;
+use predicates::prelude::*;
+use pulse::align::ffhq::quad;
+use pulse::align::paste::Placement;
+use pulse::align::Landmarks;
+use pulse::pipelines::restore::enlarge::Enlarger;
+use pulse::pulse::Downscaler;
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+/// `D(restored)` against the photo, in 8-bit levels (docs/design.md, *Restoring photos*). Where
+/// no image with values in [0,1] downscales to the photo (a sharp edge at black or white: the
+/// downscaler's kernel has negative lobes) the clamp leaves a difference; elsewhere what is left
+/// is the 8-bit rounding of the written PNG (a mean of about 0.1 level). Measured on these photos
+/// at `--upscale` 2 and 4: at most 12.1 levels, at most 0.82% of the values over one level (the
+/// composed photo, whose pasted faces have hard square edges), a mean of at most 0.11.
+const MAX_LEVELS: f64 = 16.0;
+const SHARE_OVER_ONE_LEVEL: f64 = 0.015;
+const MEAN_LEVELS: f64 = 0.15;
+
+/// Outside the faces' footprints grown by this many photo pixels the restored photo is the
+/// plain enlargement: the downscaler reaches 2 photo pixels, and the correction `E` of a
+/// residual falls tenfold every 2 pixels (docs/design.md), below a rounding step by 12.
+const MARGIN: i64 = 12;
+
+fn fixture_photo(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/align").join(name)
+}
+
+fn model() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/test-1024")
+}
+
+/// `pulse restore` with the test model, 2 steps and an eps every face reaches at once.
+fn restore() -> assert_cmd::Command {
+    let mut cmd = pulse();
+    cmd.env("OMP_NUM_THREADS", "1").args([
+        "restore",
+        "--model",
+        s(&model()),
+        "--steps",
+        "2",
+        "--seed",
+        "7",
+        "--eps",
+        "1",
+        "-q",
+    ]);
+    cmd.arg("--device").arg("cpu");
+    cmd
+}
+
+fn read(path: &Path) -> Tensor {
+    pulse::imageio::read_rgb(path).unwrap()
+}
+
+/// The photo with an astronaut face pasted at each of `at` (top-left corners, may be off the
+/// photo) on mid grey: several faces, overlapping crops and faces at the edge.
+fn compose(path: &Path, width: i64, height: i64, at: &[(i64, i64)]) {
+    let face = read(Path::new(&face("astronaut128.png")));
+    let canvas = Tensor::full([3, height, width], 0.5, (Kind::Float, Device::Cpu));
+    for &(x, y) in at {
+        let (x0, y0) = (x.max(0), y.max(0));
+        let (x1, y1) = ((x + 128).min(width), (y + 128).min(height));
+        let part = face.narrow(1, y0 - y, y1 - y0).narrow(2, x0 - x, x1 - x0);
+        canvas.narrow(1, y0, y1 - y0).narrow(2, x0, x1 - x0).copy_(&part);
+    }
+    pulse::imageio::write_png(&canvas, path).unwrap();
+}
+
+/// `|D(restored) - photo|` in 8-bit levels: the largest, the share of values over one level,
+/// the mean; checked against the stated tolerances.
+fn consistency(photo: &Path, restored: &Path, upscale: i64) -> (f64, f64, f64) {
+    let (x, r) = (read(photo), read(restored));
+    assert_eq!(r.size(), [3, x.size()[1] * upscale, x.size()[2] * upscale]);
+    let d = Downscaler::new(upscale, Device::Cpu).unwrap().forward(&r.unsqueeze(0)).unwrap();
+    let levels = (d.squeeze_dim(0) - x).abs() * 255.0;
+    let stats = (
+        levels.max().double_value(&[]),
+        levels.gt(1.0).to_kind(Kind::Double).mean(Kind::Double).double_value(&[]),
+        levels.mean(Kind::Double).double_value(&[]),
+    );
+    println!(
+        "{}: |D(restored) - photo|: max {:.3} levels, {:.3}% over one level, mean {:.4}",
+        restored.display(),
+        stats.0,
+        stats.1 * 100.0,
+        stats.2
+    );
+    assert!(stats.0 <= MAX_LEVELS, "{stats:?}");
+    assert!(stats.1 <= SHARE_OVER_ONE_LEVEL, "{stats:?}");
+    assert!(stats.2 <= MEAN_LEVELS, "{stats:?}");
+    stats
+}
+
+fn landmarks(face: &serde_json::Value) -> Landmarks {
+    let lm = face["landmarks"].as_array().unwrap();
+    std::array::from_fn(|i| {
+        let p = lm[i].as_array().unwrap();
+        [p[0].as_f64().unwrap() as f32, p[1].as_f64().unwrap() as f32]
+    })
+}
+
+/// 1 where some face's footprint (grown by [`MARGIN`] photo pixels) lies, `[1,H,W]` output.
+fn footprints(faces: &[serde_json::Value], upscale: i64, w: i64, h: i64) -> Tensor {
+    let m = Tensor::zeros([1, h * upscale, w * upscale], (Kind::Float, Device::Cpu));
+    for f in faces {
+        let p = Placement::new(&quad(&landmarks(f)).unwrap(), upscale, w, h);
+        let g = MARGIN * upscale;
+        let [x0, y0, x1, y1] = p.bounds;
+        let (x0, y0) = ((x0 - g).max(0), (y0 - g).max(0));
+        let (x1, y1) = ((x1 + g).min(w * upscale), (y1 + g).min(h * upscale));
+        if x1 > x0 && y1 > y0 {
+            let _ = m.narrow(1, y0, y1 - y0).narrow(2, x0, x1 - x0).fill_(1.0);
+        }
+    }
+    m
+}
+
+/// Checks the guarantee of one restored photo against its report entry: `D(R)` is the photo,
+/// and outside the faces `R` is the plain enlargement (in 8 bits), inside it is not.
+fn check_photo(photo: &Path, restored: &Path, entry: &serde_json::Value, upscale: i64) {
+    consistency(photo, restored, upscale);
+    let x = read(photo);
+    let (h, w) = (x.size()[1], x.size()[2]);
+    let plain = Enlarger::new(upscale, h, w).unwrap().plain(&x).unwrap();
+    let plain = (plain * 255.0).round() / 255.0;
+    let r = read(restored);
+    let faces = entry["faces"].as_array().unwrap();
+    let inside = footprints(faces, upscale, w, h);
+    let diff = (&r - &plain).abs().max_dim(0, true).0;
+    let outside = (&diff * (-&inside + 1.0)).max().double_value(&[]) * 255.0;
+    println!("  outside the faces: max |restored - plain| = {outside:.3} levels");
+    assert!(outside <= 1.0 + 1e-3, "{outside} levels off the plain enlargement");
+    if !faces.is_empty() {
+        let changed = (&diff * &inside).sum(Kind::Double).double_value(&[])
+            / inside.sum(Kind::Double).double_value(&[]);
+        assert!(changed > 0.01, "the faces changed nothing ({changed})");
+    }
+}
+
+#[test]
+fn restores_a_photo_with_every_output_and_the_guarantee() {
+    let dir = TestDir::new();
+    let (out, report) = (dir.path("out"), dir.path("report.json"));
+    let photo = fixture_photo("astronaut.jpg");
+    restore()
+        .args([s(&photo), "-o", s(&out), "--compare", "--report", s(&report)])
+        .assert()
+        .code(0);
+    assert_eq!(image_size(&out.join("astronaut.png")), (512 * 4, 352 * 4));
+    assert_eq!(image_size(&out.join("astronaut.compare.png")), (512 * 8, 352 * 4));
+    let r = read_json(&report);
+    assert_eq!(r["settings"]["upscale"], 4);
+    assert_eq!(r["settings"]["steps"], 2);
+    assert_eq!(r["model"]["resolution"], 1024);
+    let entry = &r["photos"][0];
+    assert_eq!(entry["status"], "restored");
+    assert_eq!((entry["width"].as_i64(), entry["height"].as_i64()), (Some(512), Some(352)));
+    let faces = entry["faces"].as_array().unwrap();
+    assert_eq!(faces.len(), 1);
+    let f = &faces[0];
+    for key in ["box", "landmarks", "score", "seed", "converged", "loss", "best_step"] {
+        assert!(!f[key].is_null(), "face entry without {key}: {f}");
+    }
+    assert!(f["loss"]["L2"].as_f64().unwrap() > 0.0);
+    // The crop is about 200 photo pixels: the largest 1024/2^k it resolves is 128.
+    let quad_size = f["quad_size"].as_f64().unwrap();
+    let side = f["input_size"].as_i64().unwrap();
+    assert!(side as f64 <= quad_size && 2.0 * side as f64 > quad_size, "{side} for {quad_size}");
+    let faces_dir = out.join("astronaut.faces");
+    assert_eq!(image_size(&faces_dir.join("face0_input.png")), (side as u32, side as u32));
+    assert_eq!(image_size(&faces_dir.join("face0.png")), (1024, 1024));
+    assert!(faces_dir.join("face0.latent.safetensors").is_file());
+    check_photo(&photo, &out.join("astronaut.png"), entry, 4);
+
+    // The compare sheet's left half is the plain enlargement.
+    let sheet = read(&out.join("astronaut.compare.png"));
+    let right = sheet.narrow(2, 2048, 2048);
+    assert!(right.equal(&read(&out.join("astronaut.png"))));
+
+    // A rerun skips the photo; --overwrite redoes it, with the same result (same seed).
+    let before = std::fs::read(out.join("astronaut.png")).unwrap();
+    restore()
+        .args([s(&photo), "-o", s(&out), "--compare", "--report", s(&report)])
+        .assert()
+        .code(0);
+    assert_eq!(read_json(&report)["photos"][0]["status"], "skipped");
+    restore().args([s(&photo), "-o", s(&out), "--overwrite"]).assert().code(0);
+    assert_eq!(std::fs::read(out.join("astronaut.png")).unwrap(), before);
+}
+
+/// Three faces in one photo, batched in one search: two whose crops overlap and one off the
+/// photo's edge; then the face selection flags.
+#[test]
+fn several_overlapping_faces_and_a_face_at_the_edge() {
+    let dir = TestDir::new();
+    let photo = dir.path("group.png");
+    compose(&photo, 330, 200, &[(-24, 40), (96, 10), (196, 60)]);
+    let (out, report) = (dir.path("out"), dir.path("report.json"));
+    restore()
+        .args([s(&photo), "-o", s(&out), "--upscale", "2", "--batch-size", "4"])
+        .args(["--report", s(&report)])
+        .assert()
+        .code(0);
+    let r = read_json(&report);
+    let entry = &r["photos"][0];
+    let faces = entry["faces"].as_array().unwrap();
+    assert_eq!(faces.len(), 3, "{entry}");
+    // The crops of neighbouring faces overlap, and the leftmost runs off the photo.
+    let quads: Vec<_> = faces.iter().map(|f| quad(&landmarks(f)).unwrap()).collect();
+    let xs = |q: &pulse::align::ffhq::Quad| {
+        let x: Vec<f64> = q.corners.iter().map(|c| c[0]).collect();
+        (
+            x.iter().copied().fold(f64::INFINITY, f64::min),
+            x.iter().copied().fold(f64::MIN, f64::max),
+        )
+    };
+    let mut spans: Vec<(f64, f64)> = quads.iter().map(xs).collect();
+    spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert!(spans[0].0 < 0.0, "the left face's crop runs off the photo: {spans:?}");
+    assert!(spans[0].1 > spans[1].0 && spans[1].1 > spans[2].0, "crops overlap: {spans:?}");
+    check_photo(&photo, &out.join("group.png"), entry, 2);
+    for k in 0..3 {
+        assert!(out.join(format!("group.faces/face{k}.png")).is_file());
+    }
+
+    // --max-faces 1 keeps the largest, --only-center-face the one nearest the centre.
+    for (flag, out) in [("--max-faces", "one"), ("--only-center-face", "centre")] {
+        let out = dir.path(out);
+        let mut cmd = restore();
+        cmd.args([s(&photo), "-o", s(&out), "--upscale", "2", "--report", s(&report), flag]);
+        if flag == "--max-faces" {
+            cmd.arg("1");
+        }
+        cmd.assert().code(0);
+        let r = read_json(&report);
+        let faces = r["photos"][0]["faces"].as_array().unwrap().clone();
+        assert_eq!(faces.len(), 1, "{flag}");
+        if flag == "--only-center-face" {
+            let b = faces[0]["box"].as_array().unwrap();
+            let cx = (b[0].as_f64().unwrap() + b[2].as_f64().unwrap()) / 2.0;
+            assert!((cx - 165.0).abs() < 40.0, "centre face at x {cx}");
+        }
+        check_photo(&photo, &out.join("group.png"), &r["photos"][0], 2);
+    }
+}
+
+/// Several samples: one restored photo per sample, each face searched from its own seed.
+#[test]
+fn samples_give_one_photo_each() {
+    let dir = TestDir::new();
+    let out = dir.path("out");
+    let photo = fixture_photo("astronaut_small.jpg");
+    restore().args([s(&photo), "-o", s(&out), "--samples", "2", "--upscale", "2"]).assert().code(0);
+    let (a, b) = (out.join("astronaut_small_0.png"), out.join("astronaut_small_1.png"));
+    assert_eq!(image_size(&a), (448, 448));
+    assert_ne!(pixels(&a), pixels(&b), "two samples, two faces");
+    for p in [&a, &b] {
+        consistency(&photo, p, 2);
+    }
+    assert!(out.join("astronaut_small.faces/face0_1.png").is_file());
+}
+
+/// No face: the plain enlargement is written, the report says so, exit code 0; a CMYK JPEG is
+/// converted like any photo; bad photos are refused (exit 2) without stopping the rest.
+#[test]
+fn no_face_cmyk_and_bad_photos() {
+    let dir = TestDir::new();
+    let photos = dir.path("photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    std::fs::copy(fixture_photo("no_face.jpg"), photos.join("no_face.jpg")).unwrap();
+    let (out, report) = (dir.path("out"), dir.path("report.json"));
+    restore()
+        .args([s(&photos), "-o", s(&out), "--report", s(&report), "--upscale", "2"])
+        .assert()
+        .code(0);
+    let entry = &read_json(&report)["photos"][0];
+    assert_eq!(entry["status"], "no_face");
+    assert!(entry["error"].as_str().unwrap().contains("no face found"));
+    check_photo(&photos.join("no_face.jpg"), &out.join("no_face.png"), entry, 2);
+
+    let cmyk = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images/cmyk.jpg");
+    restore().args([s(&cmyk), "-o", s(&out), "--upscale", "2"]).assert().code(0);
+    let (w, h) = image_size(&cmyk);
+    assert_eq!(image_size(&out.join("cmyk.png")), (w * 2, h * 2));
+
+    // A 1x1 photo, one too large to enlarge, a broken file: each refused on one line, and the
+    // face photo beside them restored.
+    image::RgbImage::new(1, 1).save(photos.join("tiny.png")).unwrap();
+    image::RgbImage::new(2100, 4).save(photos.join("wide.png")).unwrap();
+    std::fs::write(photos.join("broken.jpg"), b"not a jpeg").unwrap();
+    std::fs::copy(fixture_photo("astronaut_small.jpg"), photos.join("small.jpg")).unwrap();
+    let assert = restore()
+        .args([s(&photos), "-o", s(&out), "--report", s(&report)])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("tiny.png: 1x1 is too small"))
+        .stderr(predicate::str::contains("wide.png: 2100x4 enlarged 4x would be 8400x16"))
+        .stderr(predicate::str::contains("broken.jpg"));
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    for line in stderr.lines().filter(|l| l.contains("refused")) {
+        assert!(!line.contains('\n') && line.len() < 300, "{line}");
+    }
+    let r = read_json(&report);
+    let status = |name: &str| {
+        r["photos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["input"].as_str().unwrap().ends_with(name))
+            .map(|p| p["status"].as_str().unwrap().to_string())
+    };
+    assert_eq!(status("tiny.png").as_deref(), Some("refused"));
+    assert_eq!(status("wide.png").as_deref(), Some("refused"));
+    assert_eq!(status("broken.jpg").as_deref(), Some("refused"));
+    assert_eq!(status("small.jpg").as_deref(), Some("restored"));
+    assert!(out.join("small.png").is_file());
+    assert!(!out.join("tiny.png").exists() && !out.join("wide.png").exists());
+}
+
+/// An output that would replace the photo is refused (exit 2) and the photo is untouched.
+#[test]
+fn output_over_the_input_is_refused() {
+    let dir = TestDir::new();
+    let photos = dir.path("photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    let photo = photos.join("face.png");
+    compose(&photo, 140, 140, &[(6, 6)]);
+    let before = std::fs::read(&photo).unwrap();
+    restore()
+        .args([s(&photo), "-o", s(&photos)])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("would overwrite the input"));
+    assert_eq!(std::fs::read(&photo).unwrap(), before);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = TestDir::new();
+    let photo = fixture_photo("astronaut.jpg");
+    for args in [
+        vec!["--upscale", "3"],
+        vec!["--upscale", "1"],
+        vec!["--max-faces", "0"],
+        vec!["--min-face", "0"],
+        vec!["--mask", "m.png"],
+        vec!["--align"],
+    ] {
+        restore()
+            .arg(s(&photo))
+            .args(["-o", s(&dir.path("out"))])
+            .args(&args)
+            .assert()
+            .code(2)
+            .stdout(predicate::str::is_empty());
+    }
+    assert!(!dir.path("out").join("astronaut.png").exists());
+}
