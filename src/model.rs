@@ -58,7 +58,7 @@ impl Model {
         let sha256 = weights::sha256_file(&synth_path)
             .with_context(|| format!("reading {}", synth_path.display()))?;
         let sd = weights::load(&synth_path)?;
-        let architecture = match read_architecture(dir)? {
+        let architecture = match crate::model_info::read_architecture(dir)? {
             Some(a) => a,
             None => architecture_of(&sd),
         };
@@ -188,32 +188,6 @@ pub fn architecture_of(sd: &StateDict) -> Architecture {
         Architecture::StyleGan2
     } else {
         Architecture::StyleGan1
-    }
-}
-
-/// The `architecture` field of the folder's `model.json`, when it has one.
-pub fn read_architecture(dir: &Path) -> anyhow::Result<Option<Architecture>> {
-    let path = dir.join("model.json");
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => bail!("{}: cannot read: {e}", crate::files::escaped(&path)),
-    };
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{}: not valid JSON", crate::files::escaped(&path)))?;
-    match json.get("architecture") {
-        None => Ok(None),
-        Some(serde_json::Value::String(name)) => match Architecture::from_name(name) {
-            Some(a) => Ok(Some(a)),
-            None => bail!(
-                "{}: unknown architecture '{name}' (expected stylegan1 or stylegan2)",
-                crate::files::escaped(&path)
-            ),
-        },
-        Some(v) => bail!(
-            "{}: 'architecture' is {v}, expected a string (stylegan1 or stylegan2)",
-            crate::files::escaped(&path)
-        ),
     }
 }
 

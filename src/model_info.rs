@@ -2,6 +2,8 @@
 //! the weights are (family, resolution, parameter counts), where they came from, under which
 //! licence, and the sha256 of every file pulse wrote there. Read and written only here
 //! (models/README.md describes the fields).
+use crate::weights::Architecture;
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -108,6 +110,35 @@ impl ModelInfo {
     /// The URL the first source was downloaded from.
     pub fn source_url(&self) -> Option<&str> {
         self.sources.first().and_then(|s| s.url.as_deref())
+    }
+}
+
+/// The `architecture` field of the folder's `model.json`, when it has one.
+///
+/// Read on its own (not through [`ModelInfo`]) because a folder made by hand or by an older
+/// version may hold a `model.json` with this field and few others.
+pub fn read_architecture(dir: &Path) -> anyhow::Result<Option<Architecture>> {
+    let path = dir.join(FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => anyhow::bail!("{}: cannot read: {e}", crate::files::escaped(&path)),
+    };
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not valid JSON", crate::files::escaped(&path)))?;
+    match json.get("architecture") {
+        None => Ok(None),
+        Some(serde_json::Value::String(name)) => match Architecture::from_name(name) {
+            Some(a) => Ok(Some(a)),
+            None => anyhow::bail!(
+                "{}: unknown architecture '{name}' (expected stylegan1 or stylegan2)",
+                crate::files::escaped(&path)
+            ),
+        },
+        Some(v) => anyhow::bail!(
+            "{}: 'architecture' is {v}, expected a string (stylegan1 or stylegan2)",
+            crate::files::escaped(&path)
+        ),
     }
 }
 

@@ -16,7 +16,7 @@ pub use report::{FaceRecord, PhotoRecord, Report, Settings, Status};
 use crate::align::ffhq::{self, Quad};
 use crate::align::paste::{self, Canvas, Placement};
 use crate::align::{DetectConfig, Face, Mtcnn};
-use crate::files::{escaped, DirLock};
+use crate::files::escaped;
 use crate::imageio;
 use crate::invalid;
 use crate::model::Model;
@@ -57,7 +57,7 @@ pub struct RestoreOptions {
     pub compare: bool,
     pub report: Option<PathBuf>,
     /// `(I, N)`: only photos at sorted position p with p % N == I.
-    pub shard: Option<(usize, usize)>,
+    pub shard: Option<super::shard::Shard>,
     pub overwrite: bool,
     pub precision: Precision,
     /// Whether the device was set up to repeat results exactly; recorded in the report.
@@ -185,8 +185,8 @@ pub fn run(
             imageio::INPUT_EXTENSIONS.join(", ")
         );
     }
-    if let Some((i, n)) = opts.shard {
-        files = files.into_iter().enumerate().filter(|(p, _)| p % n == i).map(|(_, f)| f).collect();
+    if let Some(shard) = opts.shard {
+        files = shard.select(files);
     }
     crate::files::check_writable_dir(&opts.out_dir).map_err(|e| {
         crate::Invalid(format!(
@@ -203,15 +203,8 @@ pub fn run(
         crate::files::check_no_clobber(&protected, &[report])?;
         report::check_earlier(report)?;
     }
-    let _lock = DirLock::try_acquire(&opts.out_dir)
-        .map_err(|e| anyhow::anyhow!("{}: cannot lock the output folder: {e}", escaped(&opts.out_dir)))?
-        .ok_or_else(|| {
-            crate::Invalid(format!(
-                "{}: another pulse run is writing to this folder (it holds {}); wait for it to finish or write to another folder",
-                escaped(&opts.out_dir),
-                crate::files::LOCK_FILE
-            ))
-        })?;
+    // One lock per shard, as upsample and align take (docs/design.md, "Shards").
+    let _lock = super::shard::lock_output_dir(&opts.out_dir, opts.shard)?;
     model.ensure_fit(&mut |_, _| {})?;
     let mut report = Report {
         settings: report::settings(opts, model.device),
@@ -723,10 +716,8 @@ fn check_options(opts: &RestoreOptions, model: &Model) -> anyhow::Result<()> {
     if opts.precision == Precision::Fp16 && model.device == Device::Cpu {
         invalid!("fp16 needs CUDA (float16 autocast on the CPU is partial); use fp32 or bf16");
     }
-    if let Some((i, n)) = opts.shard {
-        if n == 0 || i >= n {
-            invalid!("shard {i}/{n}: expected I/N with 0 <= I < N");
-        }
+    if let Some(shard) = opts.shard {
+        super::shard::Shard::new(shard.index, shard.count)?;
     }
     opts.search.check(model.layout())?;
     Ok(())
