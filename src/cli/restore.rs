@@ -90,7 +90,7 @@ pub fn restore(a: RestoreArgs) -> anyhow::Result<Exit> {
         detect: DetectConfig { min_face, ..DetectConfig::default() },
         compare: u.compare,
         report,
-        shard: shard.map(|s| s.shard()),
+        shard,
         overwrite: u.overwrite,
         precision: u.precision,
         deterministic: !u.model.nondeterministic || !model.device.is_cuda(),

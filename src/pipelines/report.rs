@@ -359,11 +359,24 @@ fn summarise(
         complete
             .extend(accounted.into_iter().filter(|(_, n)| *n as u64 >= samples).map(|(i, _)| i));
     } else {
-        for record in entries(merged, "inputs") {
+        // align's `inputs` and restore's `photos`: one record per input with its status. A photo
+        // without a face is a refusal for align (no output) but done for restore (its
+        // enlargement is written); restore's faces carry `converged`.
+        let restore = summary.kind == "restore";
+        let records = if restore { "photos" } else { "inputs" };
+        for record in entries(merged, records) {
             let Some(input) = input_of(record) else { continue };
             match record.get("status").and_then(Value::as_str) {
-                Some("refused" | "no_face") => summary.refused += 1,
+                Some("refused") => summary.refused += 1,
+                Some("no_face") if !restore => summary.refused += 1,
                 _ => summary.done += 1,
+            }
+            for face in entries(record, "faces") {
+                match face.get("converged").and_then(Value::as_bool) {
+                    Some(true) => summary.converged += 1,
+                    Some(false) => summary.not_converged += 1,
+                    None => {}
+                }
             }
             complete.insert(input);
         }
@@ -482,5 +495,31 @@ mod tests {
         assert_eq!((s.done, s.refused, s.shards), (1, 1, 1));
         assert_eq!(s.missing_inputs, ["c.jpg"]);
         assert!(s.interrupted && s.verdict == Verdict::Incomplete);
+    }
+
+    #[test]
+    fn restore_reports_count_photos_and_faces() {
+        let shard = |index: u64, photos: Value, assigned: Value| {
+            report(json!({
+                "kind": "restore", "shard": {"index": index, "count": 2, "source": "slurm", "detail": ""},
+                "assigned": assigned, "settings": {"upscale": 4},
+                "photos": photos, "interrupted": false,
+            }))
+        };
+        let a = shard(
+            0,
+            json!([{"input": "a.jpg", "status": "restored", "faces": [{"converged": true}, {"converged": false}]}]),
+            json!(["a.jpg"]),
+        );
+        let b = shard(
+            1,
+            json!([{"input": "b.jpg", "status": "no_face", "faces": []}]),
+            json!(["b.jpg"]),
+        );
+        let (merged, s) = merge(&[a, b]).unwrap();
+        assert_eq!(merged["photos"].as_array().unwrap().len(), 2);
+        // A photo without a face is done (its enlargement was written), not refused.
+        assert_eq!((s.done, s.refused, s.converged, s.not_converged), (2, 0, 1, 1));
+        assert!(s.missing_inputs.is_empty() && s.verdict == Verdict::NotConverged);
     }
 }

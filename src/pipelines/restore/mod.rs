@@ -57,7 +57,7 @@ pub struct RestoreOptions {
     pub compare: bool,
     pub report: Option<PathBuf>,
     /// `(I, N)`: only photos at sorted position p with p % N == I.
-    pub shard: Option<super::shard::Shard>,
+    pub shard: Option<super::shard::ShardInfo>,
     pub overwrite: bool,
     pub precision: Precision,
     /// Whether the device was set up to repeat results exactly; recorded in the report.
@@ -185,8 +185,8 @@ pub fn run(
             imageio::INPUT_EXTENSIONS.join(", ")
         );
     }
-    if let Some(shard) = opts.shard {
-        files = shard.select(files);
+    if let Some(shard) = &opts.shard {
+        files = shard.shard().select(files);
     }
     crate::files::check_writable_dir(&opts.out_dir).map_err(|e| {
         crate::Invalid(format!(
@@ -204,9 +204,13 @@ pub fn run(
         report::check_earlier(report)?;
     }
     // One lock per shard, as upsample and align take (docs/design.md, "Shards").
-    let _lock = super::shard::lock_output_dir(&opts.out_dir, opts.shard)?;
+    let _lock =
+        super::shard::lock_output_dir(&opts.out_dir, opts.shard.as_ref().map(|s| s.shard()))?;
     model.ensure_fit(&mut |_, _| {})?;
     let mut report = Report {
+        kind: report::KIND,
+        shard: opts.shard.clone(),
+        assigned: files.clone(),
         settings: report::settings(opts, model.device),
         model: super::upsample::ModelInfo {
             dir: model.dir.clone(),
@@ -716,7 +720,7 @@ fn check_options(opts: &RestoreOptions, model: &Model) -> anyhow::Result<()> {
     if opts.precision == Precision::Fp16 && model.device == Device::Cpu {
         invalid!("fp16 needs CUDA (float16 autocast on the CPU is partial); use fp32 or bf16");
     }
-    if let Some(shard) = opts.shard {
+    if let Some(shard) = &opts.shard {
         super::shard::Shard::new(shard.index, shard.count)?;
     }
     opts.search.check(model.layout())?;

@@ -9,9 +9,20 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tch::Device;
 
+/// The report's `kind`, which `pulse report merge` reads.
+pub const KIND: &str = "restore";
+
 /// The outcome of a run, also written as the JSON report.
 #[derive(Debug, Serialize)]
 pub struct Report {
+    /// Always [`KIND`].
+    pub kind: &'static str,
+    /// The shard this run worked on, and where it came from (`null` for a whole run).
+    pub shard: Option<crate::pipelines::shard::ShardInfo>,
+    /// The photos this run was given (its shard's): what `pulse report merge` checks every
+    /// shard accounted for.
+    #[serde(serialize_with = "escaped_paths")]
+    pub assigned: Vec<PathBuf>,
     pub settings: Settings,
     pub model: ModelInfo,
     pub photos: Vec<PhotoRecord>,
