@@ -364,3 +364,36 @@ fn usage_errors_exit_2() {
     }
     assert!(!dir.path("out").join("astronaut.png").exists());
 }
+
+/// Two shards of one restore job into one folder (`--shard I/N`, reports in a folder): the
+/// union of their photos equals an unsharded run's, byte for byte, and `pulse report summary`
+/// accounts for every photo (the photo without a face counts as done: its enlargement is written).
+#[test]
+fn shards_share_one_folder_and_their_reports_merge() {
+    let dir = TestDir::new();
+    let photos = [fixture_photo("astronaut_small.jpg"), fixture_photo("no_face.jpg")];
+    let whole = dir.path("whole");
+    restore().args(photos.iter().map(|p| s(p))).args(["-o", s(&whole)]).assert().success();
+    let sharded = dir.path("sharded");
+    let reports = dir.path("reports");
+    std::fs::create_dir(&reports).unwrap();
+    for i in 0..2 {
+        restore()
+            .args(photos.iter().map(|p| s(p)))
+            .args(["-o", s(&sharded), "--shard", &format!("{i}/2"), "--report"])
+            .arg(format!("{}/", reports.display()))
+            .assert()
+            .success();
+    }
+    for name in ["astronaut_small.png", "no_face.png"] {
+        let a = std::fs::read(whole.join(name)).unwrap();
+        let b = std::fs::read(sharded.join(name)).unwrap();
+        assert!(a == b, "{name} differs between the sharded and the whole run");
+    }
+    pulse()
+        .args(["report", "summary", s(&reports)])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("2 of 2 shards, 2 inputs: 2 done"))
+        .stdout(predicate::str::contains("0 missing inputs"));
+}
