@@ -1,11 +1,11 @@
 //! Criterion benchmarks of `pulse restore`'s work besides the search, on a 1024x1024 photo (the
 //! astronaut fixture enlarged) on the CPU: MTCNN detection and FFHQ alignment of its face, and
 //! the paste-back into the photo enlarged 4x (shrink, warp, mask, the enlargement `E` and the
-//! consistency projection). The target is well under a second for all of it (not met yet:
+//! consistency projection). The target is well under a second for all of it (figures in
 //! docs/performance.md).
 use criterion::{criterion_group, Criterion};
 use pulse::align::{downscale, ffhq, find_faces, DetectConfig, Mtcnn};
-use pulse::pipelines::restore::{enlarge::Enlarger, paste_faces};
+use pulse::pipelines::restore::{enlarge::Enlargement, paste_faces};
 use std::path::Path;
 use std::time::Duration;
 use tch::Device;
@@ -37,7 +37,7 @@ fn restore(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(5));
     g.bench_function("enlarge_1024_x4", |b| {
-        b.iter(|| Enlarger::new(4, 1024, 1024).unwrap().plain(&photo).unwrap())
+        b.iter(|| Enlargement::new(&photo, 4).unwrap().plain())
     });
     g.bench_function("paste_1024_x4", |b| {
         b.iter(|| paste_faces(&photo, 4, &[(landmarks, restored.shallow_clone())]).unwrap())

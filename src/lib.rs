@@ -19,7 +19,8 @@
 //! - [`http`]: HTTP downloads (resume, proxies, backoff) for `pulse download`.
 //! - [`files`]: atomic writes, same-file checks, the output-folder lock, path escaping.
 //! - [`device`] (`--device`), [`precision`] (`--precision`), [`system`] (GPU and process
-//!   facts), [`ops`] (libtorch entry points tch lacks, from `csrc/`).
+//!   facts), [`ops`] (libtorch entry points tch lacks, from `csrc/`), [`parallel`] (scoped
+//!   threads for the CPU loops written in Rust).
 pub mod align;
 pub mod device;
 pub mod editing;
@@ -30,6 +31,7 @@ pub mod latent;
 pub mod model;
 pub mod model_info;
 pub mod ops;
+pub mod parallel;
 pub mod pipelines;
 pub mod precision;
 pub mod pulse;

@@ -23,7 +23,7 @@ use crate::model::Model;
 use crate::precision::Precision;
 use crate::pulse::search::{self, Progress, SearchOutcome};
 use crate::pulse::{Outcome, SearchConfig, Start, Term};
-use enlarge::Enlarger;
+use enlarge::Enlargement;
 use std::collections::{BTreeMap, VecDeque};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -385,8 +385,7 @@ fn prepare(
     if pending.is_empty() {
         record.status = Status::NoFace;
         record.error = Some(format!("{}: no face found; wrote the enlarged photo", escaped(path)));
-        let enlarger = Enlarger::new(opts.upscale, height, width)?;
-        let plain = enlarger.plain(&photo)?;
+        let plain = Enlargement::new(&photo, opts.upscale)?.plain();
         write_photo(&plain, &plain, &outputs, opts, &mut record)?;
         return Ok(Prepared::Done(record));
     }
@@ -549,7 +548,7 @@ fn search_all(
             };
             if done {
                 let p = pending[photo].take().expect("pending");
-                let record = assemble(opts, p, device)?;
+                let record = assemble(opts, p)?;
                 finish(report, record, observer, opts)?;
             }
         }
@@ -607,12 +606,12 @@ fn face_finished(
 }
 
 /// Pastes a photo's restored faces into its enlargement and writes the outputs.
-fn assemble(opts: &RestoreOptions, mut p: Pending, device: Device) -> anyhow::Result<PhotoRecord> {
+fn assemble(opts: &RestoreOptions, mut p: Pending) -> anyhow::Result<PhotoRecord> {
     // Read again rather than kept: a large folder's photos never sit in memory together.
-    let photo = read_photo(&p.path, opts.upscale)?.to_device(device);
-    let restored = compose(&photo, opts.upscale, &p.faces, device)?;
-    let enlarger = Enlarger::new(opts.upscale, photo.size()[1], photo.size()[2])?;
-    let plain = if opts.compare { enlarger.plain(&photo)? } else { Tensor::new() };
+    let photo = read_photo(&p.path, opts.upscale)?;
+    let enlargement = Enlargement::new(&photo, opts.upscale)?;
+    let restored = compose(&enlargement, &p.faces)?;
+    let plain = if opts.compare { enlargement.plain() } else { Tensor::new() };
     p.record.faces.sort_by_key(|f| (f.face, f.sample));
     for (sample, image) in restored.iter().enumerate() {
         let path = &p.outputs.photos[sample];
@@ -628,28 +627,31 @@ fn assemble(opts: &RestoreOptions, mut p: Pending, device: Device) -> anyhow::Re
     Ok(p.record)
 }
 
-/// The restored photos, one per sample: each sample's faces pasted over the enlargement `E(x)`
-/// of `photo`, then projected so that their downscale is `photo` (docs/design.md, *Restoring
-/// photos*).
-fn compose(
-    photo: &Tensor,
-    upscale: i64,
-    faces: &[PendingFace],
-    device: Device,
-) -> anyhow::Result<Vec<Tensor>> {
-    let (h, w) = (photo.size()[1], photo.size()[2]);
-    let enlarger = Enlarger::new(upscale, h, w)?;
-    let background = enlarger.enlarge(photo)?;
+/// The restored photos, one per sample: each sample's faces pasted over the photo's plain
+/// enlargement, then projected so that their downscale is the photo (docs/design.md,
+/// *Restoring photos*). The paste-back runs on the CPU, whatever device searched.
+fn compose(enlargement: &Enlargement, faces: &[PendingFace]) -> anyhow::Result<Vec<Tensor>> {
+    let placements: Vec<Placement> = faces.iter().map(|f| f.placement).collect();
+    let groups = paste::overlap_groups(&placements);
     let samples = faces.first().map_or(0, |f| f.results.len());
     (0..samples)
         .map(|sample| {
-            let mut canvas = Canvas::new(h * upscale, w * upscale, device);
-            for f in faces {
-                let image = f.results[sample].as_ref().expect("every face is done");
-                let shrunk = paste::shrink_to_footprint(&image.to_device(device), f.placement.side);
-                canvas.add(&shrunk, &f.placement);
-            }
-            enlarger.project(&canvas.composite(&background), photo)
+            let patches = groups
+                .iter()
+                .map(|(members, bounds)| {
+                    let mut canvas = Canvas::new(*bounds);
+                    for f in members.iter().map(|&i| &faces[i]) {
+                        let image = f.results[sample].as_ref().expect("every face is done");
+                        let image = image.to_device(Device::Cpu);
+                        canvas.add(
+                            &paste::shrink_to_footprint(&image, f.placement.side),
+                            &f.placement,
+                        )?;
+                    }
+                    Ok((canvas.composite(&enlargement.background(*bounds)?)?, *bounds))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            enlargement.with_patches(&patches)
         })
         .collect()
 }
@@ -662,7 +664,6 @@ pub fn paste_faces(
     upscale: i64,
     faces: &[(crate::align::Landmarks, Tensor)],
 ) -> anyhow::Result<Tensor> {
-    let device = photo.device();
     let (h, w) = (photo.size()[1], photo.size()[2]);
     let pending = faces
         .iter()
@@ -677,10 +678,8 @@ pub fn paste_faces(
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    match compose(photo, upscale, &pending, device)?.pop() {
-        Some(restored) => Ok(restored),
-        None => Enlarger::new(upscale, h, w)?.plain(photo),
-    }
+    let enlargement = Enlargement::new(photo, upscale)?;
+    Ok(compose(&enlargement, &pending)?.pop().unwrap_or_else(|| enlargement.plain()))
 }
 
 /// Writes the plain enlargement of a photo without faces (every sample's name).

@@ -1,0 +1,315 @@
+//! Enlarging a photo by a power of two `s` so that PULSE's bicubic downscaler `D` (by `s`) gives
+//! the photo back exactly (docs/design.md, *Restoring photos*).
+//!
+//! `U` is libtorch's bicubic interpolation (Keys' cubic, a = -0.75; pixel centres at
+//! `(i + 0.5) s - 0.5`; edges repeated), separable like `D`. Along one axis `A = D U` is a small
+//! banded matrix (half-band 3 to 4, condition number about 2), so `E = U A^-1` per axis is an
+//! enlargement with `D(E(y)) = y` for every `y`, to float rounding. The restored photo is the
+//! composite corrected by `E` of what it misses, `R = C + E(x - D(C))`, so `D(R) = x`; clamping
+//! to [0,1] breaks that where a correction overshoots, so correcting and clamping alternate.
+//!
+//! `A^-1` falls about 64-fold every 4 pixels, so a residual's correction is computed over the
+//! residual's rectangle grown by a few pixels only ([`margin`]), and after the first round only
+//! the tiles where something is left are corrected again: the whole enlarged image is passed
+//! over a few times (`E(x)`, one `D`, one copy per sample), not once per round. The filters are
+//! plain loops over `f32` slices ([`filters`]) on the CPU, whatever device searched.
+mod filters;
+mod planes;
+mod tiles;
+
+use crate::parallel::parallel_map;
+use anyhow::{ensure, Result};
+use filters::Filters;
+use planes::{Planes, Rect};
+use tch::Tensor;
+use tiles::Tiles;
+
+/// At most this many clamp-and-correct rounds (alternating projections onto `[0,1]` and onto
+/// `D(R) = x`): a pixel pushed past black or white by the correction is clamped, which the next
+/// round spreads to its neighbours. Each round takes about 0.57 of what is left (measured on a
+/// composite that is another picture altogether: 7.3 levels after one round, 0.09 after eight).
+pub const MAX_ROUNDS: usize = 8;
+
+/// Corrections stop where `D(R)` is within this of the photo: a quarter of an 8-bit level, half
+/// of what writing the result in 8 bits moves it by anyway (a tenth instead would double the
+/// rounds' work on the bench's photo and leave its largest difference where it is, 0.25 level).
+pub const STOP: f64 = 0.25 / 255.0;
+
+/// Side, in photo pixels, of the tiles whose residual decides what the next round corrects.
+const TILE: usize = 8;
+
+/// Photo pixels around a rectangle of residual (largest value `largest`) over which its
+/// correction is computed: `A^-1` falls about 64-fold every 4 pixels (its entries are 1.3 on the
+/// diagonal, 1.3e-2 at 4, 2.0e-4 at 8, 3.1e-6 at 12; summed along a row, twice the entry at the
+/// edge bounds what is cut off), so the margin grows by 4 until what it cuts off is under half
+/// of [`STOP`]; the next round corrects what is left, if anything.
+fn margin(largest: f64) -> usize {
+    let mut m = 4;
+    while m < 32 && 2.0 * 1.3 * largest * 64f64.powf(-(m as f64) / 4.0) >= STOP / 2.0 {
+        m += 4;
+    }
+    m
+}
+
+/// One photo and its plain enlargement `E(x)` (projected onto [0,1] like every result), from
+/// which restored photos are made by pasting faces over it ([`Enlargement::with_patches`]).
+#[derive(Debug)]
+pub struct Enlargement {
+    filters: Filters,
+    factor: usize,
+    photo: Planes,
+    plain: Planes,
+}
+
+impl Enlargement {
+    /// The enlargement of `photo` (`[3,H,W]` in [0,1], any device) by `factor`, a power of two
+    /// of at least 2. The work is done on the CPU.
+    pub fn new(photo: &Tensor, factor: i64) -> Result<Self> {
+        ensure!(
+            factor >= 2 && factor.count_ones() == 1,
+            "the enlargement factor {factor} is not a power of two of at least 2"
+        );
+        let photo = Planes::from_tensor(photo)?;
+        ensure!(
+            photo.h >= 2 && photo.w >= 2,
+            "cannot enlarge a {}x{} photo: at least 2 pixels a side are needed",
+            photo.w,
+            photo.h
+        );
+        let factor = factor as usize;
+        let filters = Filters::new(factor);
+        let all = Rect::all(photo.h, photo.w);
+        let mut plain = Planes::zeros(photo.c, photo.h * factor, photo.w * factor);
+        let y = filters.solve(&photo)?;
+        filters.add_enlarged(&mut plain, &y, all, true);
+        let mut this = Self { filters, factor, photo, plain: Planes::zeros(0, 0, 0) };
+        this.project(&mut plain, &[all])?;
+        this.plain = plain;
+        Ok(this)
+    }
+
+    pub fn factor(&self) -> i64 {
+        self.factor as i64
+    }
+
+    /// The plain enlargement, `[3,sH,sW]` on the CPU: what a photo without faces becomes.
+    pub fn plain(&self) -> Tensor {
+        self.plain.to_tensor()
+    }
+
+    /// The plain enlargement's pixels within `bounds` (`[x0, y0, x1, y1]`, output pixels,
+    /// exclusive ends): what a patch is composited over.
+    pub fn background(&self, bounds: [i64; 4]) -> Result<Tensor> {
+        Ok(self.plain.crop(self.output_rect(bounds)?).to_tensor())
+    }
+
+    /// The plain enlargement with each patch (`[3,h,w]`, values in [0,1]) in place of its
+    /// pixels at its bounds, then corrected so that it downscales to the photo again.
+    pub fn with_patches(&self, patches: &[(Tensor, [i64; 4])]) -> Result<Tensor> {
+        let mut r = self.plain.clone();
+        let (s, h, w) = (self.factor, self.photo.h, self.photo.w);
+        let mut regions = vec![];
+        for (patch, bounds) in patches {
+            let rect = self.output_rect(*bounds)?;
+            let patch = Planes::from_tensor(patch)?;
+            ensure!(
+                (patch.c, patch.h, patch.w) == (r.c, rect.height(), rect.width()),
+                "a {}x{} patch does not fit its bounds {bounds:?}",
+                patch.w,
+                patch.h
+            );
+            r.paste(&patch, rect.y0, rect.x0);
+            // The photo pixels whose `D` reads the patch (it reaches 2 pixels; reflection at
+            // the edges reads no further than that).
+            let low = Rect {
+                y0: rect.y0 / s,
+                x0: rect.x0 / s,
+                y1: rect.y1.div_ceil(s),
+                x1: rect.x1.div_ceil(s),
+            };
+            regions.push(low.grow(3, h, w));
+        }
+        self.project(&mut r, &regions)?;
+        Ok(r.to_tensor())
+    }
+
+    /// `bounds` as a rectangle of the enlarged photo, checked.
+    fn output_rect(&self, [x0, y0, x1, y1]: [i64; 4]) -> Result<Rect> {
+        let (h, w) = (self.plain.h as i64, self.plain.w as i64);
+        ensure!(
+            0 <= x0 && x0 < x1 && x1 <= w && 0 <= y0 && y0 < y1 && y1 <= h,
+            "the bounds {:?} are not inside the {w}x{h} enlargement",
+            [x0, y0, x1, y1]
+        );
+        Ok(Rect { y0: y0 as usize, x0: x0 as usize, y1: y1 as usize, x1: x1 as usize })
+    }
+
+    /// `x - D(r)` over the photo's `rect`.
+    fn residual(&self, r: &Planes, rect: Rect) -> Planes {
+        let mut res = self.filters.downscale(r, rect);
+        let want = self.photo.crop(rect);
+        for (v, x) in res.data.iter_mut().zip(&want.data) {
+            *v = x - *v;
+        }
+        res
+    }
+
+    /// `r <- clamp(r + E(x - D(r)))` until `D(r)` is within [`STOP`] of the photo (at most
+    /// [`MAX_ROUNDS`] times), where `regions` hold every photo pixel it may be off at. Each
+    /// round measures the residual on the tiles of `regions` the last one changed and corrects
+    /// the tiles where it is [`STOP`] or more. Tiles outside `regions` are left as they are,
+    /// though a correction's window may reach them: where the photo cannot be matched exactly
+    /// (black or white beside a sharp edge) more rounds would only move what is left around, so
+    /// pasting faces leaves the plain enlargement as it is beyond their reach.
+    fn project(&self, r: &mut Planes, regions: &[Rect]) -> Result<()> {
+        let (h, w) = (self.photo.h, self.photo.w);
+        let mut reach = Tiles::new(TILE, h, w);
+        regions.iter().for_each(|rect| reach.add_rect(*rect));
+        let mut todo = reach.clone();
+        let mut residual = Planes::zeros(r.c, h, w);
+        for _ in 0..MAX_ROUNDS {
+            let off = self.measure(r, &todo, &mut residual);
+            if off.is_empty() {
+                break;
+            }
+            let fixes = self.corrections(&residual, &off)?;
+            self.filters.add_columns(r, &fixes, true);
+            todo = Tiles::new(TILE, h, w);
+            for (win, _) in &fixes {
+                // `D` reaches 2 pixels past what changed.
+                todo.add_rect(win.grow(2, h, w));
+            }
+            todo.keep_within(&reach);
+        }
+        Ok(())
+    }
+
+    /// `x - D(r)` on the tiles of `todo`, written into `residual`; the tiles where it is
+    /// [`STOP`] or more somewhere.
+    fn measure(&self, r: &Planes, todo: &Tiles, residual: &mut Planes) -> Tiles {
+        let rects = todo.cover();
+        let measured = parallel_map(&rects, work(&rects, r.c), |rect| self.residual(r, *rect));
+        let mut off = Tiles::new(TILE, self.photo.h, self.photo.w);
+        for (rect, res) in rects.iter().zip(&measured) {
+            for (n, row) in res.data.chunks(res.w).enumerate() {
+                let y = rect.y0 + n % res.h;
+                for (x, v) in row.iter().enumerate() {
+                    if v.abs() as f64 >= STOP {
+                        off.add_pixel(y, rect.x0 + x);
+                    }
+                }
+            }
+            residual.paste(res, rect.y0, rect.x0);
+        }
+        off
+    }
+
+    /// The correction of the residual on the tiles of `off`: for each of the disjoint
+    /// rectangles covering them, its window and `A^-1` of its residual widened by `U` (so their
+    /// sum is the correction of the whole residual there).
+    fn corrections(&self, residual: &Planes, off: &Tiles) -> Result<Vec<(Rect, Planes)>> {
+        let (h, w) = (self.photo.h, self.photo.w);
+        let rects = off.cover();
+        parallel_map(&rects, work(&rects, residual.c), |rect| {
+            let res = residual.crop(*rect);
+            let largest = res.data.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let win = rect.grow(margin(largest as f64), h, w);
+            let mut padded = Planes::zeros(res.c, win.height(), win.width());
+            padded.paste(&res, rect.y0 - win.y0, rect.x0 - win.x0);
+            Ok((win, self.filters.widen(&self.filters.solve(&padded)?)))
+        })
+        .into_iter()
+        .collect()
+    }
+}
+
+/// About how many multiply-adds `D`, or a solve and `U`, take over `rects` of `c` channels (a
+/// few dozen per value): what [`parallel_map`] weighs against starting threads.
+fn work(rects: &[Rect], c: usize) -> usize {
+    rects.iter().map(|b| b.height() * b.width()).sum::<usize>() * c * 64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    /// A photo-like image: smooth, with some fine detail, from 0.05 to 0.95.
+    fn photo(h: i64, w: i64, seed: i64) -> Tensor {
+        tch::manual_seed(seed);
+        let smooth = Tensor::rand([1, 3, h / 4 + 1, w / 4 + 1], (Kind::Float, Device::Cpu))
+            .upsample_bilinear2d([h, w], false, None, None)
+            .squeeze_dim(0);
+        let detail = Tensor::rand([3, h, w], (Kind::Float, Device::Cpu)) * 0.1;
+        smooth * 0.8 + 0.05 + detail
+    }
+
+    /// `max |D(r) - x|` in 8-bit levels, with PULSE's own downscaler.
+    fn levels_off(r: &Tensor, x: &Tensor, factor: i64) -> f64 {
+        let down = crate::pulse::Downscaler::new(factor, Device::Cpu).unwrap();
+        let d = down.forward(&r.unsqueeze(0)).unwrap().squeeze_dim(0);
+        (d - x).abs().max().double_value(&[]) * 255.0
+    }
+
+    /// The plain enlargement of a photo in [0,1] downscales back within [`STOP`],
+    /// at every factor and at odd and tiny sizes, and stays in [0,1].
+    #[test]
+    fn plain_enlargement_downscales_back() {
+        for (factor, h, w) in [(2, 17, 23), (4, 48, 40), (8, 12, 9), (4, 2, 3)] {
+            let x = photo(h, w, 5);
+            let plain = Enlargement::new(&x, factor).unwrap().plain();
+            assert_eq!(plain.size(), [3, h * factor, w * factor]);
+            let off = levels_off(&plain, &x, factor);
+            assert!(off < STOP * 255.0 + 0.01, "factor {factor}, {w}x{h}: {off} levels");
+            assert!(plain.min().double_value(&[]) >= 0.0 && plain.max().double_value(&[]) <= 1.0);
+        }
+    }
+
+    /// A patch that is another picture altogether is pulled onto the photo, and beyond the
+    /// patch's reach the result is the plain enlargement.
+    #[test]
+    fn patches_are_projected_onto_the_photo() {
+        let x = photo(96, 80, 5);
+        let e = Enlargement::new(&x, 4).unwrap();
+        let patch = photo(64, 48, 6);
+        let bounds = [100, 120, 148, 184];
+        let r = e.with_patches(&[(patch, bounds)]).unwrap();
+        let off = levels_off(&r, &x, 4);
+        println!("another picture: max |D(R) - x| = {off:.3} levels");
+        assert!(off < STOP * 255.0 + 0.01, "{off}");
+        assert!(r.min().double_value(&[]) >= 0.0 && r.max().double_value(&[]) <= 1.0);
+        // Outside the patch grown by 12 photo pixels, the plain enlargement to float rounding.
+        let far = (&r - e.plain()).abs();
+        let _ =
+            far.narrow(1, 120 - 48, 184 - 120 + 96).narrow(2, 100 - 48, 148 - 100 + 96).fill_(0.0);
+        assert!(far.max().double_value(&[]) < 1e-5, "{}", far.max().double_value(&[]));
+        let near = (&r - e.plain()).narrow(1, 120, 64).narrow(2, 100, 48).abs().mean(Kind::Float);
+        assert!(near.double_value(&[]) > 0.05);
+    }
+
+    /// A photo with hard black and white edges, where the clamp matters: the rounds on the
+    /// tiles left unfinished give what rounds over the whole image give, within a level.
+    #[test]
+    fn clamped_edges_are_corrected_locally() {
+        let x = photo(64, 64, 7);
+        let _ = x.narrow(1, 20, 10).narrow(2, 10, 40).fill_(0.0);
+        let _ = x.narrow(1, 40, 3).narrow(2, 5, 50).fill_(1.0);
+        let local = Enlargement::new(&x, 4).unwrap().plain();
+        // The same rounds, each over the whole image.
+        let (f, all, p) = (Filters::new(4), Rect::all(64, 64), Planes::from_tensor(&x).unwrap());
+        let mut whole = Planes::zeros(3, 256, 256);
+        f.add_enlarged(&mut whole, &f.solve(&p).unwrap(), all, true);
+        for _ in 0..MAX_ROUNDS {
+            let mut res = f.downscale(&whole, all);
+            res.data.iter_mut().zip(&p.data).for_each(|(v, x)| *v = x - *v);
+            f.add_enlarged(&mut whole, &f.solve(&res).unwrap(), all, true);
+        }
+        let whole = whole.to_tensor();
+        let (a, b) = (levels_off(&local, &x, 4), levels_off(&whole, &x, 4));
+        println!("hard edges: max |D(R) - x| = {a:.3} levels (whole-image rounds: {b:.3})");
+        assert!(a > 1.0, "the edges should be beyond any image in [0,1]: {a}");
+        assert!((a - b).abs() < 1.0, "{a} against {b}");
+        let diff = (local - whole).abs().max().double_value(&[]) * 255.0;
+        assert!(diff < 1.0, "{diff} levels apart");
+    }
+}
