@@ -18,6 +18,7 @@
 //! result when the quad is 3072 px or more, and no skipped source pixels otherwise), and scipy's
 //! Gaussian blur of the padding (sigma 2% of the quad) runs on a grid reduced by up to sigma/2.
 use super::Landmarks;
+use crate::pulse::downscale::reflect_index;
 use anyhow::{bail, Result};
 use tch::{Device, Kind, Tensor};
 
@@ -174,8 +175,8 @@ fn align_quad(image: &Tensor, mut quad: Quad) -> Tensor {
 fn pad_blend(img: &Tensor, pad: [i64; 4], qsize: f64) -> Tensor {
     let (h, w) = (img.size()[1], img.size()[2]);
     let dev = img.device();
-    let rows = index_tensor((-pad[1]..h + pad[3]).map(|i| reflect(i, h)), dev);
-    let cols = index_tensor((-pad[0]..w + pad[2]).map(|i| reflect(i, w)), dev);
+    let rows = index_tensor((-pad[1]..h + pad[3]).map(|i| reflect_index(i, h)), dev);
+    let cols = index_tensor((-pad[0]..w + pad[2]).map(|i| reflect_index(i, w)), dev);
     let img = img.index_select(1, &rows).index_select(2, &cols);
     let (h, w) = (img.size()[1], img.size()[2]);
 
@@ -191,20 +192,6 @@ fn pad_blend(img: &Tensor, pad: [i64; 4], qsize: f64) -> Tensor {
     let median = channel_median(&img).view([3, 1, 1]);
     let img = &img + (median - &img) * mask.clamp(0.0, 1.0);
     img.round().clamp(0.0, 255.0)
-}
-
-/// numpy's `reflect` padding index (mirror about the edge pixels, which are not repeated).
-fn reflect(i: i64, n: i64) -> i64 {
-    if n == 1 {
-        return 0;
-    }
-    let period = 2 * (n - 1);
-    let m = i.rem_euclid(period);
-    if m >= n {
-        period - m
-    } else {
-        m
-    }
 }
 
 /// scipy.ndimage's `reflect` boundary index (mirror including the edge pixels).
@@ -389,12 +376,12 @@ mod tests {
     #[test]
     fn reflect_and_symmetric_indices_follow_numpy_and_scipy() {
         // numpy reflect of [a b c d] by 5 on each side: c d c b | a b c d | c b a b c.
-        let r: Vec<i64> = (-5..9).map(|i| reflect(i, 4)).collect();
+        let r: Vec<i64> = (-5..9).map(|i| reflect_index(i, 4)).collect();
         assert_eq!(r, [1, 2, 3, 2, 1, 0, 1, 2, 3, 2, 1, 0, 1, 2]);
         // scipy reflect: b a | a b c d | d c.
         let s: Vec<i64> = (-2..6).map(|i| symmetric(i, 4)).collect();
         assert_eq!(s, [1, 0, 0, 1, 2, 3, 3, 2]);
-        assert_eq!(reflect(-3, 1), 0);
+        assert_eq!(reflect_index(-3, 1), 0);
     }
 
     #[test]

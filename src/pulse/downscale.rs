@@ -8,9 +8,12 @@ use tch::{Device, Tensor};
 /// resolution / 2.
 pub const MIN_SIDE: i64 = 2;
 
-/// Keys' cubic convolution kernel with a = -0.5.
-fn cubic(x: f64) -> f64 {
-    let a = -0.5;
+/// PULSE's cubic: Keys' kernel with a = -0.5.
+const KEYS_A: f64 = -0.5;
+
+/// Keys' cubic convolution kernel with parameter `a` (PULSE's downscaler uses -0.5, libtorch's
+/// bicubic interpolation -0.75).
+pub fn keys_cubic(x: f64, a: f64) -> f64 {
     let x = x.abs();
     if x <= 1.0 {
         (a + 2.0) * x.powi(3) - (a + 3.0) * x.powi(2) + 1.0
@@ -18,6 +21,32 @@ fn cubic(x: f64) -> f64 {
         a * x.powi(3) - 5.0 * a * x.powi(2) + 8.0 * a * x - 4.0 * a
     } else {
         0.0
+    }
+}
+
+/// The downscaler's 4 `factor` normalised taps: output pixel `j` reads input pixels
+/// `factor j - 1.5 factor + i` (reflected at the edges) with weight `taps[i]`.
+pub fn taps(factor: i64) -> Vec<f64> {
+    let k = 4 * factor;
+    let f = factor as f64;
+    let raw: Vec<f64> =
+        (0..k).map(|i| keys_cubic((i as f64 - (k / 2) as f64 + 0.5) / f, KEYS_A)).collect();
+    let sum: f64 = raw.iter().sum();
+    raw.iter().map(|t| t / sum).collect()
+}
+
+/// numpy's `reflect` padding index (mirror about the edge pixels, which are not repeated), as
+/// the downscaler pads.
+pub fn reflect_index(i: i64, n: i64) -> i64 {
+    if n == 1 {
+        return 0;
+    }
+    let period = 2 * (n - 1);
+    let m = i.rem_euclid(period);
+    if m >= n {
+        period - m
+    } else {
+        m
     }
 }
 
@@ -36,11 +65,7 @@ impl Downscaler {
             factor >= 1 && factor.count_ones() == 1,
             "downscale factor {factor} is not a power of two"
         );
-        let k = 4 * factor;
-        let f = factor as f64;
-        let raw: Vec<f64> = (0..k).map(|i| cubic((i as f64 - (k / 2) as f64 + 0.5) / f)).collect();
-        let sum: f64 = raw.iter().sum();
-        let taps: Vec<f32> = raw.iter().map(|t| (t / sum) as f32).collect();
+        let taps: Vec<f32> = taps(factor).iter().map(|&t| t as f32).collect();
         Ok(Self { factor, taps: Tensor::from_slice(&taps).to_device(device) })
     }
 

@@ -4,6 +4,7 @@
 //! what they correct.
 use super::planes::{Planes, Rect};
 use crate::parallel::parallel;
+use crate::pulse::downscale::{keys_cubic, reflect_index as reflect, taps as down_taps};
 use anyhow::{ensure, Result};
 
 /// Half-band of `A = D U`: `D`'s 4s taps and `U`'s 4 taps reach 3 low-resolution pixels (4
@@ -12,32 +13,8 @@ const BAND: usize = 4;
 /// Row stride of [`BandLu`]'s storage.
 const W: usize = 2 * BAND + 1;
 
-/// The downscaler's cubic (`crate::pulse::downscale`, Keys' a = -0.5).
-const DOWN_A: f64 = -0.5;
-/// libtorch's bicubic interpolation (`upsample_bicubic2d`), which is `U`: a = -0.75.
+/// libtorch's bicubic interpolation (`upsample_bicubic2d`), which is `U`: Keys' a = -0.75.
 const UP_A: f64 = -0.75;
-
-/// Keys' cubic convolution kernel with parameter `a`.
-fn cubic(x: f64, a: f64) -> f64 {
-    let x = x.abs();
-    if x <= 1.0 {
-        (a + 2.0) * x.powi(3) - (a + 3.0) * x.powi(2) + 1.0
-    } else if x < 2.0 {
-        a * x.powi(3) - 5.0 * a * x.powi(2) + 8.0 * a * x - 4.0 * a
-    } else {
-        0.0
-    }
-}
-
-/// The downscaler's normalised taps for `factor` (as `Downscaler::new` makes them).
-fn down_taps(factor: usize) -> Vec<f64> {
-    let k = 4 * factor;
-    let f = factor as f64;
-    let raw: Vec<f64> =
-        (0..k).map(|i| cubic((i as f64 - (k / 2) as f64 + 0.5) / f, DOWN_A)).collect();
-    let sum: f64 = raw.iter().sum();
-    raw.iter().map(|t| t / sum).collect()
-}
 
 /// Output pixel `s j + q` of `U` reads input pixels `j - 2 ..= j + 2` (indices clamped to the
 /// photo) with these weights, as `upsample_bicubic2d` does without `align_corners`: source
@@ -47,23 +24,9 @@ fn up_taps(factor: usize) -> Vec<[f64; 5]> {
     (0..factor)
         .map(|q| {
             let delta = (q as f64 + 0.5) / factor as f64 - 0.5;
-            std::array::from_fn(|t| cubic(delta - (t as f64 - 2.0), UP_A))
+            std::array::from_fn(|t| keys_cubic(delta - (t as f64 - 2.0), UP_A))
         })
         .collect()
-}
-
-/// numpy's `reflect` index (the edge pixel is not repeated), as the downscaler pads.
-fn reflect(i: i64, n: i64) -> i64 {
-    if n == 1 {
-        return 0;
-    }
-    let period = 2 * (n - 1);
-    let m = i.rem_euclid(period);
-    if m >= n {
-        period - m
-    } else {
-        m
-    }
 }
 
 /// `y += a x`.
@@ -88,7 +51,7 @@ impl Filters {
     pub fn new(factor: usize) -> Self {
         Self {
             factor,
-            down: down_taps(factor).iter().map(|&t| t as f32).collect(),
+            down: down_taps(factor as i64).iter().map(|&t| t as f32).collect(),
             before: 3 * factor as i64 / 2,
             up: up_taps(factor).iter().map(|t| t.map(|u| u as f32)).collect(),
         }
@@ -227,7 +190,7 @@ impl BandLu {
     fn new(n: usize, factor: usize) -> Result<Self> {
         ensure!(n >= 2, "cannot enlarge a side of {n} pixel(s): at least 2 are needed");
         let (f, big) = (factor as i64, (n * factor) as i64);
-        let down = down_taps(factor);
+        let down = down_taps(factor as i64);
         let up = up_taps(factor);
         let before = 3 * f / 2;
         let mut lu = vec![0.0; n * W];
