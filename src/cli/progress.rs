@@ -1,5 +1,5 @@
-//! Progress bars (indicatif) on stderr: an overall bar over images and one for the current
-//! batch's steps. Hidden when stderr is not a terminal or with `-q`; messages are printed through
+//! Progress bars (indicatif) on stderr: an overall bar (over images, or faces) and one for the
+//! current batch's steps. Hidden when stderr is not a terminal or with `-q`; messages are printed through
 //! `suspend` so they never tear the bars.
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pulse::files::escaped;
@@ -7,35 +7,37 @@ use pulse::pipelines::upsample::{ImageRecord, UpsampleObserver};
 use std::io::IsTerminal;
 use std::path::Path;
 
-pub struct UpsampleProgress {
+/// The bars every search command draws: an overall bar and the current batch's steps, with
+/// notes printed above them. `upsample`'s and `restore`'s observers hold one and add what
+/// their overall bar counts.
+pub struct SearchBars {
     multi: MultiProgress,
-    overall: ProgressBar,
+    pub overall: ProgressBar,
     batch: ProgressBar,
     eps: f64,
-    visible: bool,
-    quiet: bool,
+    pub visible: bool,
+    pub quiet: bool,
 }
 
-impl UpsampleProgress {
-    pub fn new(quiet: bool, eps: f64) -> Self {
+impl SearchBars {
+    /// The overall bar drawn with `template` (indicatif's) and prefixed `prefix`.
+    pub fn new(quiet: bool, eps: f64, prefix: &str, template: &str) -> Self {
         let visible = !quiet && std::io::stderr().is_terminal();
         let target =
             if visible { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
         let multi = MultiProgress::with_draw_target(target);
-        let overall = multi.add(ProgressBar::new(0));
-        overall.set_style(
-            ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} images, ETA {eta}")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
-        overall.set_prefix("images");
-        let batch = multi.add(ProgressBar::new(0));
-        batch.set_style(
-            ProgressStyle::with_template("{prefix:>8} [{bar:30}] step {pos}/{len} {msg}")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
-        batch.set_prefix("batch");
+        let bar = |prefix: &str, template: &str| {
+            let b = multi.add(ProgressBar::new(0));
+            b.set_style(
+                ProgressStyle::with_template(template)
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            b.set_prefix(prefix.to_string());
+            b
+        };
+        let overall = bar(prefix, template);
+        let batch = bar("batch", "{prefix:>8} [{bar:30}] step {pos}/{len} {msg}");
         Self { multi, overall, batch, eps, visible, quiet }
     }
 
@@ -49,22 +51,12 @@ impl UpsampleProgress {
         self.overall.finish_and_clear();
     }
 
-    pub fn quiet(&self) -> bool {
-        self.quiet
-    }
-}
-
-impl UpsampleObserver for UpsampleProgress {
-    fn started(&mut self, _images: usize, jobs: usize) {
-        self.overall.set_length(jobs as u64);
-    }
-
-    fn refused(&mut self, _input: &Path, error: &anyhow::Error) {
-        // Refusals are errors: always shown, even with -q.
+    /// Refusals are errors: always shown, even with -q.
+    pub fn refused(&self, error: &anyhow::Error) {
         self.println(&format!("pulse: refused: {error:#}"));
     }
 
-    fn skipped(&mut self, input: &Path, output: &Path) {
+    pub fn skipped(&self, input: &Path, output: &Path) {
         if !self.quiet {
             self.println(&format!(
                 "pulse: skipping {} ({} exists; --overwrite redoes it)",
@@ -74,23 +66,70 @@ impl UpsampleObserver for UpsampleProgress {
         }
     }
 
-    fn batch_started(&mut self, names: &[String], steps: usize) {
+    pub fn batch_started(&self, names: &[String], steps: usize) {
         self.batch.set_length(steps as u64);
         self.batch.set_position(0);
         self.batch.set_message(names.join(", "));
     }
 
-    fn step(&mut self, step: usize, _steps: usize, l2: &dyn Fn() -> Vec<f64>) {
+    /// After step `step`: the batch bar moves on and shows each item's L2 against eps.
+    pub fn step(&self, step: usize, l2: &dyn Fn() -> Vec<f64>) {
         self.batch.set_position(step as u64 + 1);
         if self.visible {
             let values: Vec<String> = l2().iter().map(|v| format!("{v:.4}")).collect();
             self.batch.set_message(format!("L2 {} (eps {})", values.join(" "), self.eps));
         }
     }
+}
+
+/// `upsample`'s bars: the overall one counts searches.
+pub struct UpsampleProgress {
+    bars: SearchBars,
+}
+
+impl UpsampleProgress {
+    pub fn new(quiet: bool, eps: f64) -> Self {
+        let template = "{prefix:>8} [{bar:30}] {pos}/{len} images, ETA {eta}";
+        Self { bars: SearchBars::new(quiet, eps, "images", template) }
+    }
+
+    pub fn println(&self, line: &str) {
+        self.bars.println(line);
+    }
+
+    pub fn finish(&self) {
+        self.bars.finish();
+    }
+
+    pub fn quiet(&self) -> bool {
+        self.bars.quiet
+    }
+}
+
+impl UpsampleObserver for UpsampleProgress {
+    fn started(&mut self, _images: usize, jobs: usize) {
+        self.bars.overall.set_length(jobs as u64);
+    }
+
+    fn refused(&mut self, _input: &Path, error: &anyhow::Error) {
+        self.bars.refused(error);
+    }
+
+    fn skipped(&mut self, input: &Path, output: &Path) {
+        self.bars.skipped(input, output);
+    }
+
+    fn batch_started(&mut self, names: &[String], steps: usize) {
+        self.bars.batch_started(names, steps);
+    }
+
+    fn step(&mut self, step: usize, _steps: usize, l2: &dyn Fn() -> Vec<f64>) {
+        self.bars.step(step, l2);
+    }
 
     fn finished(&mut self, record: &ImageRecord) {
-        self.overall.inc(1);
-        if !self.visible && !self.quiet {
+        self.bars.overall.inc(1);
+        if !self.bars.visible && !self.bars.quiet {
             let l2 = match record.best.get("L2").and_then(|v| v.as_f64()) {
                 Some(l2) => format!("{l2:.3e}"),
                 None => "-".to_string(),

@@ -3,12 +3,11 @@
 use super::args::UpsampleArgs;
 use super::commands::{self, interrupt_flag};
 use super::exit::Exit;
+use super::progress::SearchBars;
 use clap::Args;
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pulse::align::{mtcnn, DetectConfig, Mtcnn};
 use pulse::files::escaped;
 use pulse::pipelines::restore::{self, Observer, PhotoRecord, RestoreOptions, Status};
-use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Instant;
 
@@ -105,7 +104,7 @@ pub fn restore(a: RestoreArgs) -> anyhow::Result<Exit> {
     let mut progress = RestoreProgress::new(u.quiet, opts.search.eps);
     let started = Instant::now();
     let report = restore::run(&mut model, &mtcnn, &opts, &mut progress, &stop)?;
-    progress.finish();
+    progress.bars.finish();
     let (faces, converged) = report.faces();
     if !u.quiet {
         eprintln!(
@@ -130,109 +129,69 @@ pub fn restore(a: RestoreArgs) -> anyhow::Result<Exit> {
     })
 }
 
-/// Bars over the face searches and the current batch's steps, on stderr; notes above them.
+/// `restore`'s bars: the overall one counts photos read, then face searches.
 struct RestoreProgress {
-    multi: MultiProgress,
-    faces: ProgressBar,
-    batch: ProgressBar,
-    eps: f64,
-    visible: bool,
-    quiet: bool,
+    bars: SearchBars,
 }
 
 impl RestoreProgress {
     fn new(quiet: bool, eps: f64) -> Self {
-        let visible = !quiet && std::io::stderr().is_terminal();
-        let target =
-            if visible { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
-        let multi = MultiProgress::with_draw_target(target);
-        let bar = |prefix: &str, template: &str| {
-            let b = multi.add(ProgressBar::new(0));
-            b.set_style(
-                ProgressStyle::with_template(template)
-                    .expect("valid template")
-                    .progress_chars("=> "),
-            );
-            b.set_prefix(prefix.to_string());
-            b
-        };
-        let faces = bar("photos", "{prefix:>8} [{bar:30}] {pos}/{len} {msg} ETA {eta}");
-        let batch = bar("batch", "{prefix:>8} [{bar:30}] step {pos}/{len} {msg}");
-        Self { multi, faces, batch, eps, visible, quiet }
-    }
-
-    fn println(&self, line: &str) {
-        self.multi.suspend(|| eprintln!("{line}"));
-    }
-
-    fn finish(&self) {
-        self.batch.finish_and_clear();
-        self.faces.finish_and_clear();
+        let template = "{prefix:>8} [{bar:30}] {pos}/{len} {msg} ETA {eta}";
+        Self { bars: SearchBars::new(quiet, eps, "photos", template) }
     }
 }
 
 impl Observer for RestoreProgress {
     fn started(&mut self, photos: usize) {
-        self.faces.set_length(photos as u64);
-        self.faces.set_message("photos read");
+        self.bars.overall.set_length(photos as u64);
+        self.bars.overall.set_message("photos read");
     }
 
     fn searching(&mut self, faces: usize) {
-        self.faces.set_prefix("faces");
-        self.faces.set_position(0);
-        self.faces.set_length(faces as u64);
-        self.faces.set_message("faces");
+        let overall = &self.bars.overall;
+        overall.set_prefix("faces");
+        overall.set_position(0);
+        overall.set_length(faces as u64);
+        overall.set_message("faces");
     }
 
     fn refused(&mut self, _input: &Path, error: &anyhow::Error) {
-        self.println(&format!("pulse: refused: {error:#}"));
+        self.bars.refused(error);
     }
 
     fn skipped(&mut self, input: &Path, output: &Path) {
-        if !self.quiet {
-            self.println(&format!(
-                "pulse: skipping {} ({} exists; --overwrite redoes it)",
-                escaped(input),
-                escaped(output)
-            ));
-        }
+        self.bars.skipped(input, output);
     }
 
     fn batch_started(&mut self, names: &[String], steps: usize) {
-        self.batch.set_length(steps as u64);
-        self.batch.set_position(0);
-        self.batch.set_message(names.join(", "));
+        self.bars.batch_started(names, steps);
     }
 
     fn step(&mut self, step: usize, _steps: usize, l2: &dyn Fn() -> Vec<f64>) {
-        self.batch.set_position(step as u64 + 1);
-        if self.visible {
-            let values: Vec<String> = l2().iter().map(|v| format!("{v:.4}")).collect();
-            self.batch.set_message(format!("L2 {} (eps {})", values.join(" "), self.eps));
-        }
+        self.bars.step(step, l2);
     }
 
     fn face_done(&mut self) {
-        self.faces.inc(1);
+        self.bars.overall.inc(1);
     }
 
     fn finished(&mut self, record: &PhotoRecord) {
-        if self.faces.prefix() == "photos" {
-            self.faces.inc(1);
+        if self.bars.overall.prefix() == "photos" {
+            self.bars.overall.inc(1);
         }
-        if self.quiet {
+        if self.bars.quiet {
             return;
         }
         let outputs: Vec<String> = record.outputs.iter().map(|p| escaped(p)).collect();
         match record.status {
-            Status::NoFace => self.println(&format!(
+            Status::NoFace => self.bars.println(&format!(
                 "pulse: {}: no face found; wrote the enlarged photo {}",
                 escaped(&record.input),
                 outputs.join(", ")
             )),
-            Status::Restored if !self.visible => {
+            Status::Restored if !self.bars.visible => {
                 let converged = record.faces.iter().filter(|f| f.converged).count();
-                self.println(&format!(
+                self.bars.println(&format!(
                     "pulse: {} -> {} ({} face(s), {converged} converged)",
                     escaped(&record.input),
                     outputs.join(", "),
