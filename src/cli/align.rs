@@ -181,10 +181,14 @@ fn plan_photos(
         inputs: vec![],
         out_dir: a.out_dir.clone(),
         search: pulse::pulse::SearchConfig::default(),
-        seed: 0,
-        samples: a.samples,
-        batch_size: 1,
-        restarts: 0,
+        run: pulse::pipelines::RunConfig {
+            seed: 0,
+            samples: a.samples,
+            batch_size: 1,
+            restarts: 0,
+            precision: a.precision,
+            deterministic: true,
+        },
         init: a.init.clone(),
         save_intermediate: a.save_intermediate,
         compare: a.compare,
@@ -194,8 +198,6 @@ fn plan_photos(
         overwrite: a.overwrite,
         mask: a.mask.clone(),
         ignore_alpha: a.ignore_alpha,
-        precision: a.precision,
-        deterministic: true,
     };
     let refused = pulse::pipelines::upsample::plan_photos(&opts, photos, aligned_dir)?;
     let mut refused: Vec<(PathBuf, String)> =

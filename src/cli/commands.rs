@@ -106,16 +106,13 @@ pub(super) fn upsample_run(
     }
     let mut model = load_model(&a.model)?;
     let search = search_config(&a, model.layout());
-    let seed = run_seed(a.seed);
-    let batch_size = batch_size(a.batch_size, model.layout(), model.device, a.precision);
+    let run = run_config(&a, &model);
+    let seed = run.seed;
     let opts = UpsampleOptions {
         inputs: a.inputs,
         out_dir: a.out_dir,
         search,
-        seed,
-        samples: a.samples,
-        batch_size,
-        restarts: a.restarts,
+        run,
         init: a.init,
         save_intermediate: a.save_intermediate,
         compare: a.compare,
@@ -125,8 +122,6 @@ pub(super) fn upsample_run(
         overwrite: a.overwrite,
         mask: a.mask,
         ignore_alpha: a.ignore_alpha,
-        precision: a.precision,
-        deterministic: !a.model.nondeterministic || !model.device.is_cuda(),
     };
     if a.cuda_graph && !model.device.is_cuda() {
         eprintln!("pulse: --cuda-graph: no effect on the CPU");
@@ -181,6 +176,19 @@ pub(super) fn search_config(a: &UpsampleArgs, layout: &pulse::stylegan::Layout) 
         keep_intermediate: a.save_intermediate,
         keep_final: false,
         cuda_graph: a.cuda_graph,
+    }
+}
+
+/// How `upsample`'s flags say to run the searches (`restore` takes the same flags) with `model`:
+/// the seed (drawn and printed if not given) and `--batch-size auto` resolved.
+pub(super) fn run_config(a: &UpsampleArgs, model: &Model) -> pipelines::RunConfig {
+    pipelines::RunConfig {
+        seed: run_seed(a.seed),
+        samples: a.samples,
+        batch_size: batch_size(a.batch_size, model.layout(), model.device, a.precision),
+        restarts: a.restarts,
+        precision: a.precision,
+        deterministic: !a.model.nondeterministic || !model.device.is_cuda(),
     }
 }
 

@@ -73,16 +73,13 @@ pub fn restore(a: RestoreArgs) -> anyhow::Result<Exit> {
     let mut model = commands::load_model(&u.model)?;
     let mtcnn = Mtcnn::load(&mtcnn::default_dir(), model.device)?;
     let search = commands::search_config(&u, model.layout());
-    let seed = commands::run_seed(u.seed);
-    let batch_size = commands::batch_size(u.batch_size, model.layout(), model.device, u.precision);
+    let run = commands::run_config(&u, &model);
+    let seed = run.seed;
     let opts = RestoreOptions {
         inputs: u.inputs,
         out_dir: u.out_dir,
         search,
-        seed,
-        samples: u.samples,
-        batch_size,
-        restarts: u.restarts,
+        run,
         upscale,
         only_center_face,
         max_faces,
@@ -91,8 +88,6 @@ pub fn restore(a: RestoreArgs) -> anyhow::Result<Exit> {
         report,
         shard,
         overwrite: u.overwrite,
-        precision: u.precision,
-        deterministic: !u.model.nondeterministic || !model.device.is_cuda(),
     };
     if u.cuda_graph && !model.device.is_cuda() {
         eprintln!("pulse: --cuda-graph: no effect on the CPU");

@@ -15,6 +15,41 @@ pub mod upsample;
 pub use batch_size::auto_batch_size;
 pub use generate::render;
 
+use crate::precision::Precision;
+use tch::Device;
+
+/// How a search command runs its searches, besides the search's own settings
+/// ([`crate::pulse::SearchConfig`]): what `upsample` and `restore` share.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub seed: u64,
+    /// Results per input, each from its own seed.
+    pub samples: usize,
+    pub batch_size: usize,
+    /// Further attempts (new seeds) for a search that did not converge.
+    pub restarts: usize,
+    /// Arithmetic of the synthesis forward pass (the loss and the optimizer stay float32).
+    pub precision: Precision,
+    /// Whether the device was set up to repeat results exactly (`crate::device::configure`);
+    /// recorded in the report. Always true on the CPU.
+    pub deterministic: bool,
+}
+
+impl RunConfig {
+    /// Refuses settings that cannot run on `device`, before anything is read.
+    pub fn check(&self, device: Device) -> anyhow::Result<()> {
+        if self.samples == 0 || self.batch_size == 0 {
+            crate::invalid!("the number of samples and the batch size must be at least 1");
+        }
+        if self.precision == Precision::Fp16 && device == Device::Cpu {
+            crate::invalid!(
+                "fp16 needs CUDA (float16 autocast on the CPU is partial); use fp32 or bf16"
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Lists the inputs: files as given, folders expanded to their entries with an image extension
 /// ([`crate::imageio::INPUT_EXTENSIONS`]); sorted, deduplicated. An entry that cannot be read is
 /// refused when it is read, like a bad file given directly.

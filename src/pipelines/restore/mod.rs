@@ -13,6 +13,7 @@ mod report;
 
 pub use report::{FaceRecord, PhotoRecord, Report, Settings, Status};
 
+use super::RunConfig;
 use crate::align::ffhq::{self, Quad};
 use crate::align::paste::{self, Canvas, Placement};
 use crate::align::{DetectConfig, Face, Mtcnn};
@@ -20,7 +21,6 @@ use crate::files::escaped;
 use crate::imageio;
 use crate::invalid;
 use crate::model::Model;
-use crate::precision::Precision;
 use crate::pulse::search::{self, Progress, SearchOutcome};
 use crate::pulse::{Outcome, SearchConfig, Start, Term};
 use enlarge::Enlargement;
@@ -41,11 +41,9 @@ pub struct RestoreOptions {
     pub inputs: Vec<PathBuf>,
     pub out_dir: PathBuf,
     pub search: SearchConfig,
-    pub seed: u64,
-    /// Restored versions of each photo (each face searched from another seed).
-    pub samples: usize,
-    pub batch_size: usize,
-    pub restarts: usize,
+    /// `samples` is the number of restored versions of each photo (each face searched from
+    /// another seed).
+    pub run: RunConfig,
     /// The output is this many times the photo's size: 2, 4 or 8.
     pub upscale: i64,
     /// Only the face nearest the photo's centre.
@@ -59,9 +57,6 @@ pub struct RestoreOptions {
     /// `(I, N)`: only photos at sorted position p with p % N == I.
     pub shard: Option<super::shard::ShardInfo>,
     pub overwrite: bool,
-    pub precision: Precision,
-    /// Whether the device was set up to repeat results exactly; recorded in the report.
-    pub deterministic: bool,
 }
 
 /// What a run reports as it goes; the command line draws progress bars from it.
@@ -96,7 +91,7 @@ impl Outputs {
     fn new(opts: &RestoreOptions, stem: &OsString) -> Self {
         let file = |sample: usize, suffix: &str| {
             let mut name = stem.clone();
-            if opts.samples > 1 {
+            if opts.run.samples > 1 {
                 name.push(format!("_{sample}"));
             }
             name.push(suffix);
@@ -105,9 +100,9 @@ impl Outputs {
         let mut faces = stem.clone();
         faces.push(".faces");
         Self {
-            photos: (0..opts.samples).map(|k| file(k, ".png")).collect(),
+            photos: (0..opts.run.samples).map(|k| file(k, ".png")).collect(),
             compare: if opts.compare {
-                (0..opts.samples).map(|k| file(k, ".compare.png")).collect()
+                (0..opts.run.samples).map(|k| file(k, ".compare.png")).collect()
             } else {
                 vec![]
             },
@@ -174,8 +169,8 @@ pub fn run(
     stop: &AtomicBool,
 ) -> anyhow::Result<Report> {
     check_options(opts, model)?;
-    if model.synthesis.precision() != opts.precision {
-        model.synthesis.set_precision(opts.precision);
+    if model.synthesis.precision() != opts.run.precision {
+        model.synthesis.set_precision(opts.run.precision);
     }
     let mut files = super::collect_inputs(&opts.inputs)?;
     if files.is_empty() {
@@ -260,7 +255,7 @@ pub fn run(
             Ok(Prepared::Faces(mut p)) => {
                 p.started = started;
                 for face in 0..p.faces.len() {
-                    for sample in 0..opts.samples {
+                    for sample in 0..opts.run.samples {
                         let photo = pending.len();
                         queue.push_back(Job {
                             photo,
@@ -379,7 +374,7 @@ fn prepare(
             quad,
             placement,
             target,
-            results: (0..opts.samples).map(|_| None).collect(),
+            results: (0..opts.run.samples).map(|_| None).collect(),
         });
     }
     if pending.is_empty() {
@@ -469,7 +464,7 @@ fn search_all(
         let Some(first) = queue.pop_front() else { return Ok(()) };
         let key = side(&first, pending);
         let mut batch = vec![first];
-        while batch.len() < opts.batch_size {
+        while batch.len() < opts.run.batch_size {
             match queue.iter().position(|j| side(j, pending) == key) {
                 Some(p) => batch.extend(queue.remove(p)),
                 None => break,
@@ -534,7 +529,7 @@ fn search_all(
                 job.best = Some((outcome, seed, job.attempt));
             }
             let converged = job.best.as_ref().is_some_and(|b| b.0.converged);
-            if !converged && job.attempt < opts.restarts {
+            if !converged && job.attempt < opts.run.restarts {
                 job.attempt += 1;
                 queue.push_back(job);
                 continue;
@@ -560,7 +555,7 @@ fn search_all(
 fn job_seed(job: &Job, opts: &RestoreOptions, pending: &[Option<Pending>]) -> u64 {
     let p = pending[job.photo].as_ref().expect("pending");
     let name = p.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    super::item_seed(opts.seed, &format!("{name}#face{}", job.face), job.sample, job.attempt)
+    super::item_seed(opts.run.seed, &format!("{name}#face{}", job.face), job.sample, job.attempt)
 }
 
 /// Writes a face's result and latent file and records it.
@@ -571,7 +566,7 @@ fn face_finished(
     job: Job,
 ) -> anyhow::Result<()> {
     let (outcome, seed, attempt) = job.best.expect("a finished job has a result");
-    let (png, latent_path) = p.outputs.result(job.face, job.sample, opts.samples);
+    let (png, latent_path) = p.outputs.result(job.face, job.sample, opts.run.samples);
     imageio::write_png(&outcome.image, &png)?;
     let mut latent = outcome.latent_file(&model.sha256, model.architecture(), seed);
     latent.metadata.insert("source".into(), escaped(&p.path));
@@ -707,18 +702,13 @@ fn check_options(opts: &RestoreOptions, model: &Model) -> anyhow::Result<()> {
     if !UPSCALES.contains(&opts.upscale) {
         invalid!("the enlargement must be 2, 4 or 8 (a power of two), got {}", opts.upscale);
     }
-    if opts.samples == 0 || opts.batch_size == 0 {
-        invalid!("the number of samples and the batch size must be at least 1");
-    }
     if opts.max_faces == Some(0) {
         invalid!("the number of faces per photo must be at least 1");
     }
     if opts.detect.min_face.is_nan() || opts.detect.min_face < 1.0 {
         invalid!("the smallest face size must be at least 1 pixel");
     }
-    if opts.precision == Precision::Fp16 && model.device == Device::Cpu {
-        invalid!("fp16 needs CUDA (float16 autocast on the CPU is partial); use fp32 or bf16");
-    }
+    opts.run.check(model.device)?;
     if let Some(shard) = &opts.shard {
         super::shard::Shard::new(shard.index, shard.count)?;
     }

@@ -162,28 +162,8 @@ pub(super) fn check_earlier(path: &Path) -> anyhow::Result<()> {
 }
 
 pub(super) fn settings(opts: &RestoreOptions, device: Device) -> Settings {
-    let s = &opts.search;
     Settings {
-        search: crate::pipelines::upsample::UpsampleSettings {
-            steps: s.steps,
-            lr: s.lr,
-            optimizer: s.optimizer.name(),
-            schedule: s.schedule.name(),
-            loss: s.loss.to_string(),
-            eps: s.eps,
-            noise: s.noise.name(),
-            trainable_noise: s.trainable_noise,
-            bad_noise_layers: s.bad_noise_layers.clone(),
-            tile_latent: s.tile_latent,
-            seed: opts.seed,
-            samples: opts.samples,
-            batch_size: opts.batch_size,
-            restarts: opts.restarts,
-            device: crate::device::device_name(device),
-            precision: opts.precision.name(),
-            deterministic: opts.deterministic,
-            cuda_graph: s.cuda_graph && device.is_cuda(),
-        },
+        search: crate::pipelines::upsample::UpsampleSettings::new(&opts.search, &opts.run, device),
         upscale: opts.upscale,
         only_center_face: opts.only_center_face,
         max_faces: opts.max_faces,

@@ -30,7 +30,7 @@ impl Job {
     /// The seed of this job's current attempt.
     pub fn seed(&self, opts: &UpsampleOptions, inputs: &[Input]) -> u64 {
         crate::pipelines::item_seed(
-            opts.seed,
+            opts.run.seed,
             &inputs[self.input].name(),
             self.sample,
             self.attempt,

@@ -13,10 +13,10 @@ mod report;
 pub use report::{ImageRecord, ModelInfo, RefusedInput, UpsampleReport, UpsampleSettings};
 
 use super::shard::ShardInfo;
+use super::RunConfig;
 use crate::files::escaped;
 use crate::invalid;
 use crate::model::Model;
-use crate::precision::Precision;
 use crate::pulse::search::{self, Progress};
 use crate::pulse::{Outcome, SearchConfig};
 use crate::stylegan::Layout;
@@ -34,10 +34,7 @@ pub struct UpsampleOptions {
     pub inputs: Vec<PathBuf>,
     pub out_dir: PathBuf,
     pub search: SearchConfig,
-    pub seed: u64,
-    pub samples: usize,
-    pub batch_size: usize,
-    pub restarts: usize,
+    pub run: RunConfig,
     pub init: Option<PathBuf>,
     pub save_intermediate: bool,
     pub compare: bool,
@@ -52,11 +49,6 @@ pub struct UpsampleOptions {
     pub mask: Option<PathBuf>,
     /// Treat RGBA targets as RGB (no alpha weighting).
     pub ignore_alpha: bool,
-    /// Arithmetic of the synthesis forward pass (the loss and the optimizer stay float32).
-    pub precision: Precision,
-    /// Whether the device was set up to repeat results exactly (`crate::device::configure`);
-    /// recorded in the report. Always true on the CPU.
-    pub deterministic: bool,
 }
 
 /// `upsample --align`: the inputs are this shard's faces aligned from photos (already one
@@ -94,8 +86,8 @@ pub fn run(
     stop: &AtomicBool,
 ) -> anyhow::Result<UpsampleReport> {
     check_options(opts, model.device, model.layout())?;
-    if model.synthesis.precision() != opts.precision {
-        model.synthesis.set_precision(opts.precision);
+    if model.synthesis.precision() != opts.run.precision {
+        model.synthesis.set_precision(opts.run.precision);
     }
     let (all, files) = list_inputs(opts)?;
     let protected = check_output_places(model, opts, &all)?;
@@ -109,7 +101,7 @@ pub fn run(
         kind: report::KIND,
         shard: opts.shard.clone(),
         assigned: files.clone(),
-        settings: settings(opts, model.device),
+        settings: UpsampleSettings::new(&opts.search, &opts.run, model.device),
         model: ModelInfo {
             dir: model.dir.clone(),
             sha256: model.sha256.clone(),
@@ -305,7 +297,7 @@ fn search_all(
     let device = model.device;
     let fit = model.fit.as_ref().expect("ensured by run").to_device(device);
     loop {
-        let batch = batch::next_batch(&mut queue, inputs, opts.batch_size);
+        let batch = batch::next_batch(&mut queue, inputs, opts.run.batch_size);
         if batch.is_empty() {
             return Ok(());
         }
@@ -345,7 +337,7 @@ fn search_all(
         for ((mut job, outcome), seed) in batch.into_iter().zip(outcomes).zip(seeds) {
             job.seconds += share;
             job.offer(outcome, seed, opts);
-            if !job.converged() && job.attempt < opts.restarts {
+            if !job.converged() && job.attempt < opts.run.restarts {
                 job.attempt += 1;
                 queue.push_back(job);
                 continue;
@@ -362,39 +354,10 @@ fn search_all(
 
 /// Refuses settings that cannot run on this model and device, before anything is read.
 fn check_options(opts: &UpsampleOptions, device: Device, layout: &Layout) -> anyhow::Result<()> {
-    if opts.samples == 0 || opts.batch_size == 0 {
-        invalid!("the number of samples and the batch size must be at least 1");
-    }
-    if opts.precision == Precision::Fp16 && device == Device::Cpu {
-        invalid!("fp16 needs CUDA (float16 autocast on the CPU is partial); use fp32 or bf16");
-    }
+    opts.run.check(device)?;
     if let Some(s) = &opts.shard {
         super::shard::Shard::new(s.index, s.count)?;
     }
     opts.search.check(layout)?;
     Ok(())
-}
-
-fn settings(opts: &UpsampleOptions, device: Device) -> UpsampleSettings {
-    let s = &opts.search;
-    UpsampleSettings {
-        steps: s.steps,
-        lr: s.lr,
-        optimizer: s.optimizer.name(),
-        schedule: s.schedule.name(),
-        loss: s.loss.to_string(),
-        eps: s.eps,
-        noise: s.noise.name(),
-        trainable_noise: s.trainable_noise,
-        bad_noise_layers: s.bad_noise_layers.clone(),
-        tile_latent: s.tile_latent,
-        seed: opts.seed,
-        samples: opts.samples,
-        batch_size: opts.batch_size,
-        restarts: opts.restarts,
-        device: crate::device::device_name(device),
-        precision: opts.precision.name(),
-        deterministic: opts.deterministic,
-        cuda_graph: s.cuda_graph && device.is_cuda(),
-    }
 }

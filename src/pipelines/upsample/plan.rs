@@ -24,7 +24,7 @@ pub(super) struct Outputs {
 impl Outputs {
     pub fn new(opts: &UpsampleOptions, stem: &OsStr, sample: usize) -> Self {
         let mut base = stem.to_os_string();
-        if opts.samples > 1 {
+        if opts.run.samples > 1 {
             base.push(format!("_{sample}"));
         }
         let file = |suffix: &str| {
@@ -95,7 +95,7 @@ pub(super) enum Decision {
 /// Every output path of an input named `stem` (all samples), as [`Outputs`] names them: the
 /// names a run plans before any work. `upsample --align` plans the photos with these.
 pub fn output_paths(opts: &UpsampleOptions, stem: &OsStr) -> Vec<PathBuf> {
-    (0..opts.samples)
+    (0..opts.run.samples)
         .flat_map(|k| Outputs::new(opts, stem, k).all().cloned().collect::<Vec<_>>())
         .collect()
 }
@@ -164,7 +164,7 @@ pub(super) fn plan(
     inputs
         .iter()
         .map(|input| {
-            (0..opts.samples)
+            (0..opts.run.samples)
                 .map(|k| Outputs::new(opts, &input.stem, k))
                 .map(|o| decide(o, &input.path, opts.overwrite, model_sha256))
                 .collect()

@@ -60,6 +60,36 @@ pub struct UpsampleSettings {
     pub cuda_graph: bool,
 }
 
+impl UpsampleSettings {
+    /// The settings of a run searching with `search` as `run` says on `device`.
+    pub fn new(
+        search: &crate::pulse::SearchConfig,
+        run: &super::super::RunConfig,
+        device: tch::Device,
+    ) -> Self {
+        Self {
+            steps: search.steps,
+            lr: search.lr,
+            optimizer: search.optimizer.name(),
+            schedule: search.schedule.name(),
+            loss: search.loss.to_string(),
+            eps: search.eps,
+            noise: search.noise.name(),
+            trainable_noise: search.trainable_noise,
+            bad_noise_layers: search.bad_noise_layers.clone(),
+            tile_latent: search.tile_latent,
+            seed: run.seed,
+            samples: run.samples,
+            batch_size: run.batch_size,
+            restarts: run.restarts,
+            device: crate::device::device_name(device),
+            precision: run.precision.name(),
+            deterministic: run.deterministic,
+            cuda_graph: search.cuda_graph && device.is_cuda(),
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct ModelInfo {
     #[serde(serialize_with = "escaped_path")]
