@@ -13,7 +13,7 @@ mod report;
 
 pub use report::{FaceRecord, PhotoRecord, Report, Settings, Status};
 
-use super::RunConfig;
+use super::{batches, RunConfig};
 use crate::align::ffhq::{self, Quad};
 use crate::align::paste::{self, Canvas, Placement};
 use crate::align::{DetectConfig, Face, Mtcnn};
@@ -21,15 +21,15 @@ use crate::files::escaped;
 use crate::imageio;
 use crate::invalid;
 use crate::model::Model;
-use crate::pulse::search::{self, Progress, SearchOutcome};
-use crate::pulse::{Outcome, SearchConfig, Start, Term};
+use crate::pulse::search::SearchOutcome;
+use crate::pulse::{SearchConfig, Start};
 use enlarge::Enlargement;
 use std::collections::{BTreeMap, VecDeque};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// The enlargement factors `--upscale` takes: PULSE's downscaler works by powers of two, and
 /// the guarantee is stated through it.
@@ -456,19 +456,13 @@ fn search_all(
 ) -> anyhow::Result<()> {
     let device = model.device;
     let fit = model.fit.as_ref().expect("ensured by run").to_device(device);
-    let l2 = opts.search.loss.terms.iter().position(|(_, t)| *t == Term::L2);
     let side = |j: &Job, pending: &[Option<Pending>]| {
         pending[j.photo].as_ref().expect("queued photos are pending").faces[j.face].target.size()[2]
     };
     loop {
-        let Some(first) = queue.pop_front() else { return Ok(()) };
-        let key = side(&first, pending);
-        let mut batch = vec![first];
-        while batch.len() < opts.run.batch_size {
-            match queue.iter().position(|j| side(j, pending) == key) {
-                Some(p) => batch.extend(queue.remove(p)),
-                None => break,
-            }
+        let batch = batches::take_batch(&mut queue, opts.run.batch_size, |j| side(j, pending));
+        if batch.is_empty() {
+            return Ok(());
         }
         let names: Vec<String> = batch
             .iter()
@@ -494,38 +488,17 @@ fn search_all(
         )
         .to_device(device);
         let target = crate::pulse::LossTarget { image, weight: None };
-        let started = Instant::now();
-        let outcome = search::search(
-            model.synthesis.as_ref(),
-            &fit,
-            &opts.search,
-            &target,
-            Start::batch(&starts),
-            device,
-            &mut |p: Progress| {
-                observer.step(p.step, p.steps, &|| {
-                    Vec::try_from(p.values.to_device(Device::Cpu).to_kind(Kind::Double))
-                        .unwrap_or_default()
-                });
-                !stop.load(Ordering::SeqCst)
-            },
-        )?;
-        let Outcome::Completed(outcomes) = outcome else {
+        let on_step = &mut |step, steps, l2: &dyn Fn() -> Vec<f64>| observer.step(step, steps, l2);
+        let searched =
+            batches::search_batch(model, &fit, &opts.search, &target, &starts, stop, on_step)?;
+        let Some((outcomes, share)) = searched else {
             report.interrupted = true;
             return Ok(());
         };
-        let share = started.elapsed().as_secs_f64() / batch.len() as f64;
         for ((mut job, outcome), seed) in batch.into_iter().zip(outcomes).zip(seeds) {
             job.seconds += share;
-            let value = |o: &SearchOutcome| l2.map_or(o.best.total, |i| o.best.terms[i]);
-            let better = match &job.best {
-                None => true,
-                Some((old, ..)) => {
-                    (outcome.converged && !old.converged)
-                        || (outcome.converged == old.converged && value(&outcome) < value(old))
-                }
-            };
-            if better {
+            let loss = &opts.search.loss;
+            if job.best.as_ref().is_none_or(|(old, ..)| batches::beats(&outcome, old, loss)) {
                 job.best = Some((outcome, seed, job.attempt));
             }
             let converged = job.best.as_ref().is_some_and(|b| b.0.converged);

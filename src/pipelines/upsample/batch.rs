@@ -5,8 +5,9 @@ use super::inputs::Input;
 use super::outputs::Best;
 use super::plan::Outputs;
 use super::UpsampleOptions;
+use crate::pipelines::batches::{beats, take_batch};
 use crate::pulse::search::{from_w_plus, SearchOutcome};
-use crate::pulse::{GaussianFit, LossTarget, Start, Term};
+use crate::pulse::{GaussianFit, LossTarget, Start};
 use crate::stylegan::Layout;
 use anyhow::bail;
 use std::collections::VecDeque;
@@ -37,18 +38,10 @@ impl Job {
         )
     }
 
-    /// Keeps `outcome` if it beats the best so far: a converged result beats one that is not,
-    /// then the lower L2 wins.
+    /// Keeps `outcome` if it beats the best so far ([`crate::pipelines::batches::beats`]).
     pub fn offer(&mut self, outcome: SearchOutcome, seed: u64, opts: &UpsampleOptions) {
-        let better = match &self.best {
-            None => true,
-            Some(b) => {
-                let (new, old) = (&outcome, &b.outcome);
-                (new.converged && !old.converged)
-                    || (new.converged == old.converged && l2(new, opts) < l2(old, opts))
-            }
-        };
-        if better {
+        let loss = &opts.search.loss;
+        if self.best.as_ref().is_none_or(|b| beats(&outcome, &b.outcome, loss)) {
             self.best = Some(Best { outcome, attempt: self.attempt, seed });
         }
     }
@@ -58,30 +51,13 @@ impl Job {
     }
 }
 
-/// The value attempts are compared by: the best step's L2 (TOTAL when the loss has no L2).
-fn l2(o: &SearchOutcome, opts: &UpsampleOptions) -> f64 {
-    match opts.search.loss.terms.iter().position(|(_, t)| *t == Term::L2) {
-        Some(i) => o.best.terms[i],
-        None => o.best.total,
-    }
-}
-
 fn batch_key(input: &Input) -> (i64, bool) {
     (input.target.rgb.size()[2], input.weight.is_some())
 }
 
 /// Takes the next batch from the queue: its first job and up to `size - 1` more that fit with it.
 pub(super) fn next_batch(queue: &mut VecDeque<Job>, inputs: &[Input], size: usize) -> Vec<Job> {
-    let Some(first) = queue.pop_front() else { return vec![] };
-    let key = batch_key(&inputs[first.input]);
-    let mut batch = vec![first];
-    while batch.len() < size {
-        match queue.iter().position(|j| batch_key(&inputs[j.input]) == key) {
-            Some(p) => batch.extend(queue.remove(p)),
-            None => break,
-        }
-    }
-    batch
+    take_batch(queue, size, |j| batch_key(&inputs[j.input]))
 }
 
 /// The stacked targets (and weights) of a batch, on `device`.

@@ -13,19 +13,17 @@ mod report;
 pub use report::{ImageRecord, ModelInfo, RefusedInput, UpsampleReport, UpsampleSettings};
 
 use super::shard::ShardInfo;
-use super::RunConfig;
+use super::{batches, RunConfig};
 use crate::files::escaped;
 use crate::invalid;
 use crate::model::Model;
-use crate::pulse::search::{self, Progress};
-use crate::pulse::{Outcome, SearchConfig};
+use crate::pulse::SearchConfig;
 use crate::stylegan::Layout;
 use batch::Job;
 use plan::Decision;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::sync::atomic::AtomicBool;
 use tch::Device;
 
 /// Everything `upsample` needs besides the model; filled from the command line.
@@ -313,27 +311,13 @@ fn search_all(
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let target = batch::target(&batch, inputs, device);
-        let started = Instant::now();
-        let outcome = search::search(
-            model.synthesis.as_ref(),
-            &fit,
-            &opts.search,
-            &target,
-            crate::pulse::Start::batch(&starts),
-            device,
-            &mut |p: Progress| {
-                observer.step(p.step, p.steps, &|| {
-                    Vec::try_from(p.values.to_device(Device::Cpu).to_kind(tch::Kind::Double))
-                        .unwrap_or_default()
-                });
-                !stop.load(Ordering::SeqCst)
-            },
-        )?;
-        let Outcome::Completed(outcomes) = outcome else {
+        let on_step = &mut |step, steps, l2: &dyn Fn() -> Vec<f64>| observer.step(step, steps, l2);
+        let searched =
+            batches::search_batch(model, &fit, &opts.search, &target, &starts, stop, on_step)?;
+        let Some((outcomes, share)) = searched else {
             report.interrupted = true;
             return Ok(());
         };
-        let share = started.elapsed().as_secs_f64() / batch.len() as f64;
         for ((mut job, outcome), seed) in batch.into_iter().zip(outcomes).zip(seeds) {
             job.seconds += share;
             job.offer(outcome, seed, opts);
