@@ -11,6 +11,7 @@ fn main() -> ExitCode {
     // Before anything can start CUDA (cuBLAS reads it once), and while this is the only thread.
     pulse::device::set_cublas_workspace_config();
     pulse::system::tune_allocator();
+    pulse::system::default_sigpipe();
     let args = cli::Cli::parse();
     match cli::run(args) {
         Ok(exit) => exit.into(),

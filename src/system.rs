@@ -71,6 +71,24 @@ pub fn tune_allocator() {
     }
 }
 
+/// Lets a closed standard output end the process quietly, as it does `head` or `grep`'s
+/// writers: Rust ignores SIGPIPE, so `println!` to a closed pipe (`pulse info | head -1`)
+/// would panic instead. Call once at start, before any thread is spawned.
+pub fn default_sigpipe() {
+    #[cfg(unix)]
+    {
+        extern "C" {
+            fn signal(signum: std::ffi::c_int, handler: usize) -> usize;
+        }
+        const SIGPIPE: std::ffi::c_int = 13;
+        const SIG_DFL: usize = 0;
+        // SAFETY: restores the default disposition of one signal; no handler code is installed.
+        unsafe {
+            signal(SIGPIPE, SIG_DFL);
+        }
+    }
+}
+
 /// Peak resident memory of this process (VmHWM), in MiB; `None` where /proc is not there.
 pub fn peak_rss_mb() -> Option<f64> {
     proc_status_kb("VmHWM:").map(|kb| kb as f64 / 1024.0)

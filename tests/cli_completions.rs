@@ -78,3 +78,21 @@ fn man_pages_into_a_folder_one_per_command() {
     let upsample = std::fs::read_to_string(out_dir.join("pulse-upsample.1")).unwrap();
     assert!(upsample.contains("\\-\\-eps") && upsample.contains("\\-\\-compare"));
 }
+
+/// A reader that goes away early (`pulse man | head -1`) ends `pulse` quietly, without a panic
+/// message: the pipe is closed before `pulse` writes anything.
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("pulse"))
+        .args(["completions", "bash"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!out.status.success() || stderr.is_empty(), "{:?}: {stderr}", out.status);
+}
