@@ -83,7 +83,11 @@ impl Enlargement {
         let y = filters.solve(&photo)?;
         filters.add_enlarged(&mut plain, &y, all, true);
         let mut this = Self { filters, factor, photo, plain: Planes::zeros(0, 0, 0) };
-        this.project(&mut plain, &[all])?;
+        // `E(x)` downscales to `x` but where the clamp cut it: the rounds start there.
+        let mut everywhere = Tiles::new(TILE, this.photo.h, this.photo.w);
+        everywhere.add_rect(all);
+        let todo = this.clamped(&plain);
+        this.project(&mut plain, &everywhere, todo)?;
         this.plain = plain;
         Ok(this)
     }
@@ -129,7 +133,9 @@ impl Enlargement {
             };
             regions.push(low.grow(3, h, w));
         }
-        self.project(&mut r, &regions)?;
+        let mut reach = Tiles::new(TILE, h, w);
+        regions.iter().for_each(|rect| reach.add_rect(*rect));
+        self.project(&mut r, &reach, reach.clone())?;
         Ok(r.to_tensor())
     }
 
@@ -155,17 +161,14 @@ impl Enlargement {
     }
 
     /// `r <- clamp(r + E(x - D(r)))` until `D(r)` is within [`STOP`] of the photo (at most
-    /// [`MAX_ROUNDS`] times), where `regions` hold every photo pixel it may be off at. Each
-    /// round measures the residual on the tiles of `regions` the last one changed and corrects
-    /// the tiles where it is [`STOP`] or more. Tiles outside `regions` are left as they are,
-    /// though a correction's window may reach them: where the photo cannot be matched exactly
-    /// (black or white beside a sharp edge) more rounds would only move what is left around, so
-    /// pasting faces leaves the plain enlargement as it is beyond their reach.
-    fn project(&self, r: &mut Planes, regions: &[Rect]) -> Result<()> {
+    /// [`MAX_ROUNDS`] times), where `todo` holds every tile it may be off at. Each round
+    /// measures the residual on the tiles the last one changed and corrects the tiles where it
+    /// is [`STOP`] or more. Tiles outside `reach` are left as they are, though a correction's
+    /// window may reach them: where the photo cannot be matched exactly (black or white beside a
+    /// sharp edge) more rounds would only move what is left around, so pasting faces leaves the
+    /// plain enlargement as it is beyond their reach.
+    fn project(&self, r: &mut Planes, reach: &Tiles, mut todo: Tiles) -> Result<()> {
         let (h, w) = (self.photo.h, self.photo.w);
-        let mut reach = Tiles::new(TILE, h, w);
-        regions.iter().for_each(|rect| reach.add_rect(*rect));
-        let mut todo = reach.clone();
         let mut residual = Planes::zeros(r.c, h, w);
         for _ in 0..MAX_ROUNDS {
             let off = self.measure(r, &todo, &mut residual);
@@ -179,9 +182,32 @@ impl Enlargement {
                 // `D` reaches 2 pixels past what changed.
                 todo.add_rect(win.grow(2, h, w));
             }
-            todo.keep_within(&reach);
+            todo.keep_within(reach);
         }
         Ok(())
+    }
+
+    /// The tiles whose `D` reads a value of the enlarged `r` at 0 or 1, which the clamp may
+    /// have cut (a value exactly 0 or 1 that was not cut costs only a measurement).
+    fn clamped(&self, r: &Planes) -> Tiles {
+        let (s, h, w) = (self.factor, self.photo.h, self.photo.w);
+        let rows: Vec<usize> = (0..r.c * r.h).collect();
+        let chunk = s * TILE;
+        let hits: Vec<Vec<usize>> = parallel_map(&rows, r.data.len(), |&n| {
+            let row = &r.data[n * r.w..(n + 1) * r.w];
+            let saturated = |c: &[f32]| c.iter().any(|&v| v <= 0.0 || v >= 1.0);
+            row.chunks(chunk).enumerate().filter(|(_, c)| saturated(c)).map(|(k, _)| k).collect()
+        });
+        let mut tiles = Tiles::new(TILE, h, w);
+        for (n, chunks) in hits.iter().enumerate() {
+            let y = (n % r.h) / s;
+            for &k in chunks {
+                // `D` reaches 2 photo pixels.
+                let rect = Rect { y0: y, x0: k * TILE, y1: y + 1, x1: ((k + 1) * TILE).min(w) };
+                tiles.add_rect(rect.grow(2, h, w));
+            }
+        }
+        tiles
     }
 
     /// `x - D(r)` on the tiles of `todo`, written into `residual`; the tiles where it is
