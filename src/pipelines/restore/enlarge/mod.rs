@@ -11,8 +11,9 @@
 //! `A^-1` falls about 64-fold every 4 pixels, so a residual's correction is computed over the
 //! residual's rectangle grown by a few pixels only ([`margin`]), and after the first round only
 //! the tiles where something is left are corrected again: the whole enlarged image is passed
-//! over a few times (`E(x)`, one `D`, one copy per sample), not once per round. The filters are
-//! plain loops over `f32` slices ([`filters`]) on the CPU, whatever device searched.
+//! over a few times (`E(x)`, a scan for clamped values, a copy per sample), not once per
+//! round. The filters are plain loops over `f32` slices ([`filters`]) on the CPU, whatever
+//! device searched.
 mod filters;
 mod planes;
 mod tiles;
