@@ -1,7 +1,7 @@
 //! One function per command: turn parsed arguments into the library's options, run, report.
 use super::args::*;
 use super::exit::{input, Exit};
-use super::progress::{self, UpsampleProgress};
+use super::progress::{self, SearchBars};
 use anyhow::Context;
 use pulse::files::{check_no_clobber, escaped};
 use pulse::latent::{short_sha, LatentFile};
@@ -130,7 +130,7 @@ pub(super) fn upsample_run(
         fit_with_bar(&mut model, a.quiet)?;
     }
     let stop = interrupt_flag();
-    let mut progress = UpsampleProgress::new(a.quiet, opts.search.eps);
+    let mut progress = SearchBars::upsample(a.quiet, opts.search.eps);
     let started = Instant::now();
     let report = pipelines::upsample::run(&mut model, &opts, &mut progress, &stop)?;
     progress.finish();

@@ -3,20 +3,22 @@
 //! `suspend` so they never tear the bars.
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pulse::files::escaped;
+use pulse::pipelines::batches::SearchObserver;
+use pulse::pipelines::restore::{self, PhotoRecord, Status};
 use pulse::pipelines::upsample::{ImageRecord, UpsampleObserver};
 use std::io::IsTerminal;
 use std::path::Path;
 
 /// The bars every search command draws: an overall bar and the current batch's steps, with
-/// notes printed above them. `upsample`'s and `restore`'s observers hold one and add what
-/// their overall bar counts.
+/// notes printed above them; the observer of `upsample` (here) and of `restore`
+/// (`cli/restore.rs`), which differ in what the overall bar counts.
 pub struct SearchBars {
     multi: MultiProgress,
-    pub overall: ProgressBar,
+    overall: ProgressBar,
     batch: ProgressBar,
     eps: f64,
-    pub visible: bool,
-    pub quiet: bool,
+    visible: bool,
+    quiet: bool,
 }
 
 impl SearchBars {
@@ -51,12 +53,30 @@ impl SearchBars {
         self.overall.finish_and_clear();
     }
 
+    pub fn quiet(&self) -> bool {
+        self.quiet
+    }
+
+    /// `restore`'s bars: the overall one counts photos read, then face searches.
+    pub fn restore(quiet: bool, eps: f64) -> Self {
+        let template = "{prefix:>8} [{bar:30}] {pos}/{len} {msg} ETA {eta}";
+        Self::new(quiet, eps, "photos", template)
+    }
+
+    /// `upsample`'s bars: the overall one counts searches.
+    pub fn upsample(quiet: bool, eps: f64) -> Self {
+        let template = "{prefix:>8} [{bar:30}] {pos}/{len} images, ETA {eta}";
+        Self::new(quiet, eps, "images", template)
+    }
+}
+
+impl SearchObserver for SearchBars {
     /// Refusals are errors: always shown, even with -q.
-    pub fn refused(&self, error: &anyhow::Error) {
+    fn refused(&mut self, _input: &Path, error: &anyhow::Error) {
         self.println(&format!("pulse: refused: {error:#}"));
     }
 
-    pub fn skipped(&self, input: &Path, output: &Path) {
+    fn skipped(&mut self, input: &Path, output: &Path) {
         if !self.quiet {
             self.println(&format!(
                 "pulse: skipping {} ({} exists; --overwrite redoes it)",
@@ -66,14 +86,14 @@ impl SearchBars {
         }
     }
 
-    pub fn batch_started(&self, names: &[String], steps: usize) {
+    fn batch_started(&mut self, names: &[String], steps: usize) {
         self.batch.set_length(steps as u64);
         self.batch.set_position(0);
         self.batch.set_message(names.join(", "));
     }
 
-    /// After step `step`: the batch bar moves on and shows each item's L2 against eps.
-    pub fn step(&self, step: usize, l2: &dyn Fn() -> Vec<f64>) {
+    /// The batch bar moves on and shows each item's L2 against eps.
+    fn step(&mut self, step: usize, _steps: usize, l2: &dyn Fn() -> Vec<f64>) {
         self.batch.set_position(step as u64 + 1);
         if self.visible {
             let values: Vec<String> = l2().iter().map(|v| format!("{v:.4}")).collect();
@@ -82,54 +102,14 @@ impl SearchBars {
     }
 }
 
-/// `upsample`'s bars: the overall one counts searches.
-pub struct UpsampleProgress {
-    bars: SearchBars,
-}
-
-impl UpsampleProgress {
-    pub fn new(quiet: bool, eps: f64) -> Self {
-        let template = "{prefix:>8} [{bar:30}] {pos}/{len} images, ETA {eta}";
-        Self { bars: SearchBars::new(quiet, eps, "images", template) }
-    }
-
-    pub fn println(&self, line: &str) {
-        self.bars.println(line);
-    }
-
-    pub fn finish(&self) {
-        self.bars.finish();
-    }
-
-    pub fn quiet(&self) -> bool {
-        self.bars.quiet
-    }
-}
-
-impl UpsampleObserver for UpsampleProgress {
+impl UpsampleObserver for SearchBars {
     fn started(&mut self, _images: usize, jobs: usize) {
-        self.bars.overall.set_length(jobs as u64);
-    }
-
-    fn refused(&mut self, _input: &Path, error: &anyhow::Error) {
-        self.bars.refused(error);
-    }
-
-    fn skipped(&mut self, input: &Path, output: &Path) {
-        self.bars.skipped(input, output);
-    }
-
-    fn batch_started(&mut self, names: &[String], steps: usize) {
-        self.bars.batch_started(names, steps);
-    }
-
-    fn step(&mut self, step: usize, _steps: usize, l2: &dyn Fn() -> Vec<f64>) {
-        self.bars.step(step, l2);
+        self.overall.set_length(jobs as u64);
     }
 
     fn finished(&mut self, record: &ImageRecord) {
-        self.bars.overall.inc(1);
-        if !self.bars.visible && !self.bars.quiet {
+        self.overall.inc(1);
+        if !self.visible && !self.quiet {
             let l2 = match record.best.get("L2").and_then(|v| v.as_f64()) {
                 Some(l2) => format!("{l2:.3e}"),
                 None => "-".to_string(),
@@ -140,6 +120,52 @@ impl UpsampleObserver for UpsampleProgress {
                 escaped(&record.input),
                 record.outputs.first().map(|o| escaped(o)).unwrap_or_default()
             ));
+        }
+    }
+}
+
+impl restore::Observer for SearchBars {
+    fn started(&mut self, photos: usize) {
+        self.overall.set_length(photos as u64);
+        self.overall.set_message("photos read");
+    }
+
+    fn searching(&mut self, faces: usize) {
+        let overall = &self.overall;
+        overall.set_prefix("faces");
+        overall.set_position(0);
+        overall.set_length(faces as u64);
+        overall.set_message("faces");
+    }
+
+    fn face_done(&mut self) {
+        self.overall.inc(1);
+    }
+
+    fn finished(&mut self, record: &PhotoRecord) {
+        if self.overall.prefix() == "photos" {
+            self.overall.inc(1);
+        }
+        if self.quiet {
+            return;
+        }
+        let outputs: Vec<String> = record.outputs.iter().map(|p| escaped(p)).collect();
+        match record.status {
+            Status::NoFace => self.println(&format!(
+                "pulse: {}: no face found; wrote the enlarged photo {}",
+                escaped(&record.input),
+                outputs.join(", ")
+            )),
+            Status::Restored if !self.visible => {
+                let converged = record.faces.iter().filter(|f| f.converged).count();
+                self.println(&format!(
+                    "pulse: {} -> {} ({} face(s), {converged} converged)",
+                    escaped(&record.input),
+                    outputs.join(", "),
+                    record.faces.len()
+                ))
+            }
+            _ => {}
         }
     }
 }

@@ -7,8 +7,7 @@ use super::progress::SearchBars;
 use clap::Args;
 use pulse::align::{mtcnn, DetectConfig, Mtcnn};
 use pulse::files::escaped;
-use pulse::pipelines::restore::{self, Observer, PhotoRecord, RestoreOptions, Status};
-use std::path::Path;
+use pulse::pipelines::restore::{self, RestoreOptions, Status};
 use std::time::Instant;
 
 #[derive(Debug, Args)]
@@ -96,10 +95,10 @@ pub fn restore(a: RestoreArgs) -> anyhow::Result<Exit> {
         commands::fit_with_bar(&mut model, u.quiet)?;
     }
     let stop = interrupt_flag();
-    let mut progress = RestoreProgress::new(u.quiet, opts.search.eps);
+    let mut progress = SearchBars::restore(u.quiet, opts.search.eps);
     let started = Instant::now();
     let report = restore::run(&mut model, &mtcnn, &opts, &mut progress, &stop)?;
-    progress.bars.finish();
+    progress.finish();
     let (faces, converged) = report.faces();
     if !u.quiet {
         eprintln!(
@@ -122,78 +121,4 @@ pub fn restore(a: RestoreArgs) -> anyhow::Result<Exit> {
     } else {
         Exit::Success
     })
-}
-
-/// `restore`'s bars: the overall one counts photos read, then face searches.
-struct RestoreProgress {
-    bars: SearchBars,
-}
-
-impl RestoreProgress {
-    fn new(quiet: bool, eps: f64) -> Self {
-        let template = "{prefix:>8} [{bar:30}] {pos}/{len} {msg} ETA {eta}";
-        Self { bars: SearchBars::new(quiet, eps, "photos", template) }
-    }
-}
-
-impl Observer for RestoreProgress {
-    fn started(&mut self, photos: usize) {
-        self.bars.overall.set_length(photos as u64);
-        self.bars.overall.set_message("photos read");
-    }
-
-    fn searching(&mut self, faces: usize) {
-        let overall = &self.bars.overall;
-        overall.set_prefix("faces");
-        overall.set_position(0);
-        overall.set_length(faces as u64);
-        overall.set_message("faces");
-    }
-
-    fn refused(&mut self, _input: &Path, error: &anyhow::Error) {
-        self.bars.refused(error);
-    }
-
-    fn skipped(&mut self, input: &Path, output: &Path) {
-        self.bars.skipped(input, output);
-    }
-
-    fn batch_started(&mut self, names: &[String], steps: usize) {
-        self.bars.batch_started(names, steps);
-    }
-
-    fn step(&mut self, step: usize, _steps: usize, l2: &dyn Fn() -> Vec<f64>) {
-        self.bars.step(step, l2);
-    }
-
-    fn face_done(&mut self) {
-        self.bars.overall.inc(1);
-    }
-
-    fn finished(&mut self, record: &PhotoRecord) {
-        if self.bars.overall.prefix() == "photos" {
-            self.bars.overall.inc(1);
-        }
-        if self.bars.quiet {
-            return;
-        }
-        let outputs: Vec<String> = record.outputs.iter().map(|p| escaped(p)).collect();
-        match record.status {
-            Status::NoFace => self.bars.println(&format!(
-                "pulse: {}: no face found; wrote the enlarged photo {}",
-                escaped(&record.input),
-                outputs.join(", ")
-            )),
-            Status::Restored if !self.bars.visible => {
-                let converged = record.faces.iter().filter(|f| f.converged).count();
-                self.bars.println(&format!(
-                    "pulse: {} -> {} ({} face(s), {converged} converged)",
-                    escaped(&record.input),
-                    outputs.join(", "),
-                    record.faces.len()
-                ))
-            }
-            _ => {}
-        }
-    }
 }

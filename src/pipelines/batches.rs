@@ -5,9 +5,21 @@ use crate::model::Model;
 use crate::pulse::search::{self, Progress, SearchOutcome};
 use crate::pulse::{GaussianFit, LossSpec, LossTarget, Outcome, SearchConfig, Start, Term};
 use std::collections::VecDeque;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use tch::{Device, Kind};
+
+/// What a search command reports of its inputs and batches as it goes (the command line draws
+/// progress bars from it); `upsample`'s and `restore`'s observers add what they count.
+pub trait SearchObserver {
+    fn refused(&mut self, _input: &Path, _error: &anyhow::Error) {}
+    fn skipped(&mut self, _input: &Path, _output: &Path) {}
+    fn batch_started(&mut self, _names: &[String], _steps: usize) {}
+    /// Called after each step; `l2()` reads each item's L2 back from the device (a sync, so
+    /// call it only when it is shown).
+    fn step(&mut self, _step: usize, _steps: usize, _l2: &dyn Fn() -> Vec<f64>) {}
+}
 
 /// Takes the next batch from `queue`: its first job and up to `size - 1` more with the same
 /// `key` (the target's side, its weighting), in queue order.

@@ -13,7 +13,8 @@ mod report;
 
 pub use report::{FaceRecord, PhotoRecord, Report, Settings, Status};
 
-use super::{batches, RunConfig};
+use super::batches::{self, SearchObserver};
+use super::RunConfig;
 use crate::align::ffhq::{self, Quad};
 use crate::align::paste::{self, Canvas, Placement};
 use crate::align::{DetectConfig, Face, Mtcnn};
@@ -60,16 +61,11 @@ pub struct RestoreOptions {
 }
 
 /// What a run reports as it goes; the command line draws progress bars from it.
-pub trait Observer {
+pub trait Observer: SearchObserver {
     /// `photos` to look at.
     fn started(&mut self, _photos: usize) {}
     /// Every photo has been read: `faces` searches to run (faces times samples).
     fn searching(&mut self, _faces: usize) {}
-    fn refused(&mut self, _input: &Path, _error: &anyhow::Error) {}
-    fn skipped(&mut self, _input: &Path, _output: &Path) {}
-    fn batch_started(&mut self, _names: &[String], _steps: usize) {}
-    /// Called after each step; `l2()` reads each item's L2 back from the device.
-    fn step(&mut self, _step: usize, _steps: usize, _l2: &dyn Fn() -> Vec<f64>) {}
     /// One face search is done (converged or out of restarts).
     fn face_done(&mut self) {}
     /// A photo is done, whatever its status.

@@ -12,8 +12,9 @@ mod report;
 
 pub use report::{ImageRecord, ModelInfo, RefusedInput, UpsampleReport, UpsampleSettings};
 
+use super::batches::{self, SearchObserver};
 use super::shard::ShardInfo;
-use super::{batches, RunConfig};
+use super::RunConfig;
 use crate::files::escaped;
 use crate::invalid;
 use crate::model::Model;
@@ -61,15 +62,9 @@ pub struct AlignedPhotos {
 }
 
 /// What a run reports as it goes; the command line draws progress bars from it.
-pub trait UpsampleObserver {
+pub trait UpsampleObserver: SearchObserver {
     /// `images` inputs accepted, `jobs` searches to run (after skipping finished ones).
     fn started(&mut self, _images: usize, _jobs: usize) {}
-    fn refused(&mut self, _input: &Path, _error: &anyhow::Error) {}
-    fn skipped(&mut self, _input: &Path, _output: &Path) {}
-    fn batch_started(&mut self, _names: &[String], _steps: usize) {}
-    /// Called after each step; `l2()` reads each item's L2 back from the device (a sync, so
-    /// call it only when it is shown).
-    fn step(&mut self, _step: usize, _steps: usize, _l2: &dyn Fn() -> Vec<f64>) {}
     fn finished(&mut self, _record: &ImageRecord) {}
 }
 
