@@ -10,8 +10,8 @@ use std::io::IsTerminal;
 use std::path::Path;
 
 /// The bars every search command draws: an overall bar and the current batch's steps, with
-/// notes printed above them; the observer of `upsample` (here) and of `restore`
-/// (`cli/restore.rs`), which differ in what the overall bar counts.
+/// notes printed above them; the observer of both `upsample` and `restore`, which differ in what
+/// the overall bar counts.
 pub struct SearchBars {
     multi: MultiProgress,
     overall: ProgressBar,

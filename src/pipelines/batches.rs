@@ -40,21 +40,17 @@ pub fn take_batch<J, K: PartialEq>(
     batch
 }
 
-/// What is told after each step: the step, the number of steps, and a reader of each item's L2
-/// (read back from the device only when called).
-pub type OnStep<'a> = dyn FnMut(usize, usize, &dyn Fn() -> Vec<f64>) + 'a;
-
-/// Searches one batch from `starts` towards `target`, calling `on_step(step, steps, l2)` after
-/// each step (`l2()` reads each item's L2 back from the device). `None` when Ctrl-C (`stop`)
-/// ended it; otherwise each item's outcome and its share of the seconds.
-pub fn search_batch(
+/// Searches one batch from `starts` towards `target`, telling `observer` of each step (its
+/// `l2()` reads each item's L2 back from the device). `None` when Ctrl-C (`stop`) ended it;
+/// otherwise each item's outcome and its share of the seconds.
+pub fn search_batch<O: SearchObserver + ?Sized>(
     model: &Model,
     fit: &GaussianFit,
     search: &SearchConfig,
     target: &LossTarget,
     starts: &[Start],
     stop: &AtomicBool,
-    on_step: &mut OnStep,
+    observer: &mut O,
 ) -> anyhow::Result<Option<(Vec<SearchOutcome>, f64)>> {
     let started = Instant::now();
     let outcome = search::search(
@@ -65,7 +61,7 @@ pub fn search_batch(
         Start::batch(starts),
         model.device,
         &mut |p: Progress| {
-            on_step(p.step, p.steps, &|| {
+            observer.step(p.step, p.steps, &|| {
                 Vec::try_from(p.values.to_device(Device::Cpu).to_kind(Kind::Double))
                     .unwrap_or_default()
             });

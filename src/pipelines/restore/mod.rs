@@ -484,9 +484,8 @@ fn search_all(
         )
         .to_device(device);
         let target = crate::pulse::LossTarget { image, weight: None };
-        let on_step = &mut |step, steps, l2: &dyn Fn() -> Vec<f64>| observer.step(step, steps, l2);
         let searched =
-            batches::search_batch(model, &fit, &opts.search, &target, &starts, stop, on_step)?;
+            batches::search_batch(model, &fit, &opts.search, &target, &starts, stop, observer)?;
         let Some((outcomes, share)) = searched else {
             report.interrupted = true;
             return Ok(());

@@ -306,9 +306,8 @@ fn search_all(
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let target = batch::target(&batch, inputs, device);
-        let on_step = &mut |step, steps, l2: &dyn Fn() -> Vec<f64>| observer.step(step, steps, l2);
         let searched =
-            batches::search_batch(model, &fit, &opts.search, &target, &starts, stop, on_step)?;
+            batches::search_batch(model, &fit, &opts.search, &target, &starts, stop, observer)?;
         let Some((outcomes, share)) = searched else {
             report.interrupted = true;
             return Ok(());
