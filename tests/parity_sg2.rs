@@ -330,6 +330,7 @@ fn run_shared_case(
         keep_intermediate: false,
         keep_final: true,
         cuda_graph: false,
+        ..SearchConfig::default()
     };
     config.check(synthesis.layout()).unwrap();
     let target =

@@ -160,6 +160,8 @@ pub(super) fn upsample_run(
 /// of `layers` style layers.
 pub(super) fn search_config(a: &UpsampleArgs, layout: &pulse::stylegan::Layout) -> SearchConfig {
     SearchConfig {
+        method: pulse::pulse::Method::Pulse,
+        ilo: Default::default(),
         steps: a.steps,
         lr: a.lr,
         optimizer: a.optimizer,

@@ -4,6 +4,7 @@
 pub mod downscale;
 pub mod gaussian_fit;
 pub mod loss;
+pub mod method;
 pub mod optim;
 pub mod schedule;
 pub mod search;
@@ -12,6 +13,7 @@ mod step;
 pub use downscale::Downscaler;
 pub use gaussian_fit::GaussianFit;
 pub use loss::{LossSpec, LossTarget, Term};
+pub use method::{IloConfig, Method};
 pub use optim::{OptimizerKind, SphericalOptimizer};
 pub use schedule::Schedule;
 pub use search::{NoiseMode, SearchConfig, SearchOutcome, Start};

@@ -5,6 +5,7 @@
 //! does not depend on the batch it ran in. Two defects of the published code are fixed here: it
 //! returned the last step's image and judged a batch by its summed L2.
 use super::loss::{LossSpec, LossTarget, Term};
+use super::method::{IloConfig, Method};
 use super::optim::OptimizerKind;
 use super::schedule::Schedule;
 use super::step::{Inputs, State};
@@ -37,6 +38,9 @@ crate::named_variants!(NoiseMode, "noise mode", {
 /// Search settings; the defaults are PULSE's published ones.
 #[derive(Debug, Clone)]
 pub struct SearchConfig {
+    /// PULSE or ILO; with ILO, `steps` is unused and `ilo` says the rounds.
+    pub method: Method,
+    pub ilo: IloConfig,
     pub steps: usize,
     pub lr: f64,
     pub optimizer: OptimizerKind,
@@ -111,6 +115,8 @@ impl SearchConfig {
 impl Default for SearchConfig {
     fn default() -> Self {
         Self {
+            method: Method::Pulse,
+            ilo: IloConfig::default(),
             steps: 100,
             lr: 0.4,
             optimizer: OptimizerKind::Adam,
