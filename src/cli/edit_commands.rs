@@ -98,6 +98,7 @@ pub fn edit(a: EditArgs) -> anyhow::Result<Exit> {
     )?;
     input(imageio::OutputFormat::from_path(&a.out))?;
     let latent = input(LatentFile::read(&a.latent))?;
+    input(latent.require_w_plus(&a.latent))?;
     let direction = input(Direction::read(&a.direction))?;
     let model = load_model(&a.model)?;
     let layers = model.layout().w_rows;

@@ -71,7 +71,7 @@ pub fn restore(a: RestoreArgs) -> anyhow::Result<Exit> {
         u.report.as_ref().map(|r| super::report::report_file(r, shard.as_ref(), "restore"));
     let mut model = commands::load_model(&u.model)?;
     let mtcnn = Mtcnn::load(&mtcnn::default_dir(), model.device)?;
-    let search = commands::search_config(&u, model.layout());
+    let search = commands::search_config(&u, model.layout())?;
     let run = commands::run_config(&u, &model);
     let seed = run.seed;
     let opts = RestoreOptions {

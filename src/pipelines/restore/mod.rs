@@ -467,7 +467,7 @@ fn search_all(
                 format!("{} face {}", escaped(&p.path), j.face)
             })
             .collect();
-        observer.batch_started(&names, opts.search.steps);
+        observer.batch_started(&names, opts.search.total_steps());
         let seeds: Vec<u64> = batch.iter().map(|j| job_seed(j, opts, pending)).collect();
         let starts: Vec<Start> = seeds
             .iter()
