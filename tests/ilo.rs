@@ -372,9 +372,13 @@ fn upsample_ilo_on(model: &Path) {
             .args(["render", s(&latent), "--model", s(model), "-o", s(&rendered)])
             .assert()
             .success();
+        // Batched with another sample, the search's convolutions may round differently from
+        // the render's batch of one (as for PULSE: at most one level); at batch size 1 the
+        // render is bit for bit (the v64 replay checks it).
         let a = pulse::imageio::read_rgb(&rendered).unwrap();
         let b = pulse::imageio::read_rgb(&out.join(format!("{sample}.png"))).unwrap();
-        assert!(a.equal(&b), "{sample}: render differs from the result");
+        let levels = ((a - b).abs().max().double_value(&[]) * 255.0).round();
+        assert!(levels <= 1.0, "{sample}: render differs from the result by {levels}/255");
     }
     assert!(out.join("ref32_0.compare.png").is_file() && out.join("ref32_0.steps.gif").is_file());
 
@@ -431,7 +435,7 @@ fn upsample_ilo_on(model: &Path) {
         vec!["--method", "ilo", "--bad-noise-layers", "3"],
         vec!["--method", "ilo", "--tile-latent"],
         vec!["--method", "ilo", "--loss", "100*L2+0.05*GEOCROSS"],
-        vec!["--method", "ilo", "--ilo-steps", "1,1,1,1,1,1,1,1,1"],
+        vec!["--method", "ilo", "--ilo-steps", "1,1,1,1,1,1,1,1,1,1"],
         vec!["--ilo-steps", "2,2"],
         vec!["--ilo-radius", "latent=100"],
     ] {
@@ -452,14 +456,18 @@ fn upsample_ilo_on(model: &Path) {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("--steps does not apply to --method ilo"), "{stderr}");
 
-    // The l1-ball projections run (tiny radii keep the result near its round's start).
-    pulse()
+    // The l1-ball projections run and are recorded.
+    let report3 = t.path("r3.json");
+    let o = pulse()
         .args(["upsample", s(&target32()), "--seed", "5", "--model", s(model)])
         .args(common)
-        .args(["--ilo-radius", "latent=0.5,noise=0.5,feature=0.5", "--eps", "1"])
-        .args(["-o", s(&t.path("radius"))])
-        .assert()
-        .success();
+        .args(["--ilo-radius", "latent=0.5,noise=0.5:1,feature=0.5"])
+        .args(["-o", s(&t.path("radius")), "--report", s(&report3)])
+        .output()
+        .unwrap();
+    assert!(matches!(o.status.code(), Some(0) | Some(3)), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report3).unwrap()).unwrap();
+    assert_eq!(r["settings"]["ilo_radius"], "latent=0.5,noise=0.5:1,feature=0.5");
 }
 
 #[test]
