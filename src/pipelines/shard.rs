@@ -375,6 +375,50 @@ mod tests {
     }
 
     #[test]
+    fn contradictory_or_empty_job_arrays_are_refused_naming_the_variables() {
+        let slurm = [
+            ("SLURM_ARRAY_TASK_ID", "1"),
+            ("SLURM_ARRAY_TASK_MIN", "0"),
+            ("SLURM_ARRAY_TASK_COUNT", "4"),
+        ];
+        // Two schedulers: both named, neither picked.
+        let mut two = slurm.to_vec();
+        two.push(("AWS_BATCH_JOB_ARRAY_INDEX", "3"));
+        two.push(("AWS_BATCH_JOB_ARRAY_SIZE", "4"));
+        let e = auto(&two, None).unwrap_err();
+        assert!(
+            e.0.contains("SLURM_ARRAY_TASK_ID=1") && e.0.contains("AWS_BATCH_JOB_ARRAY_INDEX=3"),
+            "{e}"
+        );
+        let e = auto(&[("JOB_COMPLETION_INDEX", "0"), ("SLURM_ARRAY_TASK_ID", "0")], Some(2))
+            .unwrap_err();
+        assert!(e.0.contains("JOB_COMPLETION_INDEX=0") && e.0.contains("SLURM_ARRAY_TASK_ID=0"));
+        // STEP=0 is said as it is, not shown as STEP=1.
+        let mut step0 = slurm.to_vec();
+        step0.push(("SLURM_ARRAY_TASK_STEP", "0"));
+        let e = auto(&step0, None).unwrap_err();
+        assert!(e.0.contains("SLURM_ARRAY_TASK_STEP=0") && !e.0.contains("STEP=1"), "{e}");
+        // COUNT=0 is an empty array, not an unevenly spaced one.
+        let e = auto(
+            &[
+                ("SLURM_ARRAY_TASK_ID", "0"),
+                ("SLURM_ARRAY_TASK_MIN", "0"),
+                ("SLURM_ARRAY_TASK_COUNT", "0"),
+            ],
+            None,
+        )
+        .unwrap_err();
+        assert!(e.0.contains("SLURM_ARRAY_TASK_COUNT=0") && !e.0.contains("evenly"), "{e}");
+        let e = auto(&[("AWS_BATCH_JOB_ARRAY_INDEX", "0"), ("AWS_BATCH_JOB_ARRAY_SIZE", "0")], None)
+            .unwrap_err();
+        assert!(e.0.contains("size of 0"), "{e}");
+        let e = auto(&[("JOB_COMPLETION_INDEX", "0")], Some(0)).unwrap_err();
+        assert!(e.0.contains("0 shards"), "{e}");
+        // One scheduler still resolves.
+        assert_eq!(auto(&slurm, None).unwrap().unwrap().index, 1);
+    }
+
+    #[test]
     fn fixed_shards_and_totals_must_agree() {
         let two = ShardRequest::Fixed(Shard::new(1, 2).unwrap());
         assert_eq!(resolve(Some(two), None, &with(&[])).unwrap().unwrap().source, "command line");
@@ -383,6 +427,39 @@ mod tests {
         assert_eq!(resolve(None, None, &with(&[])).unwrap(), None);
         assert_eq!("auto".parse::<ShardRequest>().unwrap(), ShardRequest::Auto);
         assert!("2/2".parse::<ShardRequest>().is_err());
+    }
+
+    #[test]
+    fn only_shards_of_one_split_share_a_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let shard = |i, n| Some(Shard::new(i, n).unwrap());
+        let refused = |r: anyhow::Result<DirLock>| -> String {
+            let e = r.expect_err("refused while a live lock is there");
+            assert!(e.is::<Invalid>(), "exit 2: {e}");
+            e.to_string()
+        };
+        let a = lock_output_dir(d, shard(0, 2)).unwrap();
+        let b = lock_output_dir(d, shard(1, 2)).unwrap();
+        // An unsharded run, or a shard of another split, would write the same outputs.
+        let e = refused(lock_output_dir(d, None));
+        assert!(e.contains("shard") && e.contains("/2"), "{e}");
+        let e = refused(lock_output_dir(d, shard(0, 3)));
+        assert!(e.contains(".pulse.lock.") && e.contains("of-2"), "{e}");
+        assert!(!d.join(".pulse.lock").exists() && !d.join(".pulse.lock.0-of-3").exists());
+        drop((a, b));
+        let whole = lock_output_dir(d, None).unwrap();
+        let e = refused(lock_output_dir(d, shard(1, 2)));
+        assert!(e.contains("another pulse run"), "{e}");
+        drop(whole);
+        // A lock left by a dead run blocks nothing.
+        std::fs::write(
+            d.join(".pulse.lock.0-of-3"),
+            format!("pulse-lock/1 host={} pid=1 started=0 token=x\n", crate::files::host_name()),
+        )
+        .unwrap();
+        drop(lock_output_dir(d, None).unwrap());
+        drop(lock_output_dir(d, shard(0, 2)).unwrap());
     }
 
     #[test]

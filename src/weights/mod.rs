@@ -284,6 +284,31 @@ mod tests {
     }
 
     #[test]
+    fn non_finite_weights_are_refused_at_load_naming_the_tensor() {
+        let mut vs = tch::nn::VarStore::new(tch::Device::Cpu);
+        let _ = vs.root().zeros("layer.weight", &[2, 2]);
+        let _ = vs.root().zeros("layer.bias", &[2]);
+        let good = || Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0]).view([2, 2]);
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let sd = StateDict::from_pairs(vec![
+                ("layer.weight".into(), good()),
+                ("layer.bias".into(), Tensor::from_slice(&[0.0f32, bad])),
+            ]);
+            let e = load_into(&mut vs, &sd).unwrap_err();
+            assert!(
+                matches!(&e.kind, ErrorKind::NonFinite { key } if key == "layer.bias"),
+                "{e}"
+            );
+            assert!(e.to_string().contains("'layer.bias'"), "{e}");
+        }
+        let sd = StateDict::from_pairs(vec![
+            ("layer.weight".into(), good()),
+            ("layer.bias".into(), Tensor::from_slice(&[0.0f32, 1.0])),
+        ]);
+        load_into(&mut vs, &sd).unwrap();
+    }
+
+    #[test]
     fn from_pairs_replaces_duplicates_in_place() {
         let sd = StateDict::from_pairs(vec![
             ("a".into(), Tensor::from(1.0f32)),
