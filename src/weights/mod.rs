@@ -286,8 +286,8 @@ mod tests {
     #[test]
     fn non_finite_weights_are_refused_at_load_naming_the_tensor() {
         let mut vs = tch::nn::VarStore::new(tch::Device::Cpu);
-        let _ = vs.root().zeros("layer.weight", &[2, 2]);
-        let _ = vs.root().zeros("layer.bias", &[2]);
+        let _ = (vs.root() / "layer").zeros("weight", &[2, 2]);
+        let _ = (vs.root() / "layer").zeros("bias", &[2]);
         let good = || Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0]).view([2, 2]);
         for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
             let sd = StateDict::from_pairs(vec![
