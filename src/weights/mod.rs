@@ -249,6 +249,11 @@ pub fn load_into(vs: &mut tch::nn::VarStore, sd: &StateDict) -> Result<(), Weigh
                 found: src.size(),
             }));
         }
+        // A hand-made or damaged file may hold NaN or infinite values that every shape check
+        // lets through; the network would then render black with no error.
+        if src.is_floating_point() && !bool::try_from(src.isfinite().all()).unwrap_or(false) {
+            return Err(err(ErrorKind::NonFinite { key: error::one_line(name) }));
+        }
         sources.push(src);
     }
     tch::no_grad(|| {
