@@ -92,7 +92,10 @@ pub fn reports_in(dir: &Path) -> anyhow::Result<ReportsIn> {
 /// Refuses (an [`Invalid`] error, exit 2) a report file that already holds the report of
 /// another shard, another split or a whole run: a run reads its earlier entries back from its
 /// report (to resume), so two runs sharing one file would absorb each other's.
-pub fn check_report_owner(path: &Path, shard: Option<crate::pipelines::shard::Shard>) -> anyhow::Result<()> {
+pub fn check_report_owner(
+    path: &Path,
+    shard: Option<crate::pipelines::shard::Shard>,
+) -> anyhow::Result<()> {
     let Ok(existing) = ShardReport::read(path) else { return Ok(()) };
     if existing.is_merged() {
         return Ok(());
@@ -342,9 +345,8 @@ pub fn merge(reports: &[ShardReport]) -> anyhow::Result<(Value, Summary)> {
                 let items = items.iter().filter(|i| {
                     own(i)
                         && (key != "skipped_inputs"
-                            || i.as_str().is_none_or(|s| {
-                                assigned.as_ref().is_none_or(|a| a.contains(s))
-                            }))
+                            || i.as_str()
+                                .is_none_or(|s| assigned.as_ref().is_none_or(|a| a.contains(s))))
                 });
                 arrays.entry(key.clone()).or_default().extend(items.cloned());
             }

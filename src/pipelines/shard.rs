@@ -345,10 +345,9 @@ pub fn lock_output_dir(dir: &Path, shard: Option<Shard>) -> anyhow::Result<DirLo
                 None => "another pulse run (of the whole folder)".to_string(),
             };
             let allowed = match shard {
-                Some(s) => format!(
-                    "only shards of one split (--shard I/{}) write side by side",
-                    s.count
-                ),
+                Some(s) => {
+                    format!("only shards of one split (--shard I/{}) write side by side", s.count)
+                }
                 None => "a run of the whole folder shares it with no other run".to_string(),
             };
             Err(Invalid(format!(
@@ -508,8 +507,9 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.0.contains("SLURM_ARRAY_TASK_COUNT=0") && !e.0.contains("evenly"), "{e}");
-        let e = auto(&[("AWS_BATCH_JOB_ARRAY_INDEX", "0"), ("AWS_BATCH_JOB_ARRAY_SIZE", "0")], None)
-            .unwrap_err();
+        let e =
+            auto(&[("AWS_BATCH_JOB_ARRAY_INDEX", "0"), ("AWS_BATCH_JOB_ARRAY_SIZE", "0")], None)
+                .unwrap_err();
         assert!(e.0.contains("size of 0"), "{e}");
         let e = auto(&[("JOB_COMPLETION_INDEX", "0")], Some(0)).unwrap_err();
         assert!(e.0.contains("0 shards"), "{e}");

@@ -300,10 +300,7 @@ mod tests {
                 ("layer.bias".into(), Tensor::from_slice(&[0.0f32, bad])),
             ]);
             let e = load_into(&mut vs, &sd).unwrap_err();
-            assert!(
-                matches!(&e.kind, ErrorKind::NonFinite { key } if key == "layer.bias"),
-                "{e}"
-            );
+            assert!(matches!(&e.kind, ErrorKind::NonFinite { key } if key == "layer.bias"), "{e}");
             assert!(e.to_string().contains("'layer.bias'"), "{e}");
         }
         let sd = StateDict::from_pairs(vec![
