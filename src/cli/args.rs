@@ -184,12 +184,57 @@ impl std::str::FromStr for Scales {
     }
 }
 
+/// A value parser that parses with `parse` and offers `values` to shell completion (and help),
+/// so that completion suggests them rather than file names; other values `parse` accepts are
+/// taken too.
+pub fn offering<T: Clone + Send + Sync + 'static>(
+    parse: fn(&str) -> Result<T, String>,
+    values: &'static [&'static str],
+) -> Offering<T> {
+    Offering { parse, values }
+}
+
+/// See [`offering`].
+#[derive(Clone)]
+pub struct Offering<T> {
+    parse: fn(&str) -> Result<T, String>,
+    values: &'static [&'static str],
+}
+
+impl<T: Clone + Send + Sync + 'static> TypedValueParser for Offering<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        let text = value.to_string_lossy();
+        let arg = arg.map_or_else(|| "the value".to_string(), |a| format!("'{a}'"));
+        (self.parse)(&text).map_err(|e| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value '{text}' for {arg}: {e}\n"),
+            )
+            .with_cmd(cmd)
+        })
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(self.values.iter().map(|v| clap::builder::PossibleValue::new(*v))))
+    }
+}
+
 /// `--shard` and `--shards`, shared by the commands that take folders.
 #[derive(Debug, Clone, Args)]
 pub struct ShardArgs {
     /// Process only inputs at sorted position p with p % N == I (many machines share one output
     /// folder); "auto" reads I and N from a Slurm, Kubernetes Indexed Job or AWS Batch array.
-    #[arg(long, value_name = "I/N|auto", value_parser = clap::value_parser!(ShardRequest))]
+    #[arg(long, value_name = "I/N|auto", hide_possible_values = true,
+          value_parser = offering(|s| s.parse::<ShardRequest>(), &["auto"]))]
     pub shard: Option<ShardRequest>,
     /// With --shard auto in a Kubernetes Indexed Job (which gives no total): the number of
     /// shards, the Job's completions [default: $PULSE_SHARDS].

@@ -102,7 +102,10 @@ pub(super) fn upsample_run(
     aligned: Option<pipelines::upsample::AlignedPhotos>,
 ) -> anyhow::Result<Exit> {
     if aligned.is_none() {
-        a.report = a.report.map(|r| super::report::report_file(&r, shard.as_ref(), "report"));
+        a.report = a
+            .report
+            .map(|r| super::report::checked_report_file(&r, shard.as_ref(), "report"))
+            .transpose()?;
     }
     let mut model = load_model(&a.model)?;
     let search = search_config(&a, model.layout())?;
@@ -265,7 +268,12 @@ pub(super) fn fit_with_bar(model: &mut Model, quiet: bool) -> anyhow::Result<()>
 }
 
 pub fn fit_gaussian(a: FitGaussianArgs) -> anyhow::Result<Exit> {
-    let model = load_model(&a.model)?;
+    // The folder's present fit is not read: it is what this command replaces (it may be one
+    // left from a previous network, which loading refuses).
+    let device = pulse::device::parse_device(&a.model.device)?;
+    configure_device(device, a.model.nondeterministic)?;
+    let model = input(Model::load_without_fit(&a.model.model, device))
+        .context("cannot load the model (see models/README.md)")?;
     let bar = progress::bar(a.samples as u64, "fit", false);
     let path =
         model::save_fit(&model, a.samples, a.seed, &mut |done, _| bar.set_position(done as u64))?;
@@ -360,15 +368,21 @@ pub fn render(a: RenderArgs) -> anyhow::Result<Exit> {
     input(pulse::imageio::OutputFormat::from_path(&a.out))?;
     let latent = input(LatentFile::read(&a.latent))?;
     let model = load_model(&a.model)?;
-    warn_if_other_model(&a.latent, &latent, &model);
+    warn_if_other_model(&a.latent, &latent, &model)?;
     let image = input(pipelines::render(&model, &a.latent, &latent))?;
     pulse::imageio::write_image(&image, &a.out)?;
     eprintln!("pulse: wrote {}", escaped(&a.out));
     Ok(Exit::Success)
 }
 
-/// `render` and `edit` draw a latent of another model anyway (the shapes fit), with a warning.
-pub(super) fn warn_if_other_model(path: &Path, latent: &LatentFile, model: &Model) {
+/// `render` and `edit` draw a latent of another model anyway (the shapes fit), with a warning;
+/// a latent of the other family or layout is refused first (exit 2), before any warning.
+pub(super) fn warn_if_other_model(
+    path: &Path,
+    latent: &LatentFile,
+    model: &Model,
+) -> anyhow::Result<()> {
+    input(latent.check_layout(path, model.layout()))?;
     if latent.model_sha256() != model.sha256 {
         eprintln!(
             "pulse: warning: {} was made with another model (sha256 {}), rendering with {}",
@@ -377,6 +391,7 @@ pub(super) fn warn_if_other_model(path: &Path, latent: &LatentFile, model: &Mode
             short_sha(&model.sha256)
         );
     }
+    Ok(())
 }
 
 pub fn convert(a: ConvertArgs) -> anyhow::Result<Exit> {

@@ -104,7 +104,7 @@ pub fn edit(a: EditArgs) -> anyhow::Result<Exit> {
     let layers = model.layout().w_rows;
     let mask = LayerMask::parse(&a.layers, layers)
         .map_err(|e| pulse::Invalid(format!("--layers: {e}")))?;
-    warn_if_other_model(&a.latent, &latent, &model);
+    warn_if_other_model(&a.latent, &latent, &model)?;
     let edits = input(editing::edit::edit(
         &model,
         &latent,

@@ -16,7 +16,7 @@ pub struct RestoreArgs {
     #[command(flatten)]
     pub search: UpsampleArgs,
     /// The restored photo is this many times the photo's size: 2, 4 or 8.
-    #[arg(long, default_value_t = 4, value_parser = parse_upscale)]
+    #[arg(long, default_value_t = 4, value_parser = super::args::offering(parse_upscale, &["2", "4", "8"]))]
     pub upscale: i64,
     /// Restore only the face nearest the photo's centre.
     #[arg(long)]
