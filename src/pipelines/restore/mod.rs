@@ -64,6 +64,8 @@ pub struct RestoreOptions {
 pub trait Observer: SearchObserver {
     /// `photos` to look at.
     fn started(&mut self, _photos: usize) {}
+    /// Face detection in `photo` has done `done` of `total` parts (a large photo takes seconds).
+    fn detecting(&mut self, _photo: &Path, _done: usize, _total: usize) {}
     /// Every photo has been read: `faces` searches to run (faces times samples).
     fn searching(&mut self, _faces: usize) {}
     /// One face search is done (converged or out of restarts).
@@ -242,8 +244,12 @@ pub fn run(
             finish(&mut report, record, observer, opts)?;
             continue;
         }
-        match prepare(model, mtcnn, opts, &path, outputs) {
+        match prepare(model, mtcnn, opts, &path, outputs, observer, stop) {
             Err(e) => finish(&mut report, refusal(&path, e), observer, opts)?,
+            Ok(Prepared::Stopped) => {
+                report.interrupted = true;
+                break;
+            }
             Ok(Prepared::Done(mut record)) => {
                 record.seconds = started.elapsed().as_secs_f64();
                 finish(&mut report, record, observer, opts)?;
@@ -270,6 +276,11 @@ pub fn run(
     observer.searching(queue.len());
     if !report.interrupted {
         search_all(model, opts, &mut pending, queue, &mut report, observer, stop)?;
+    }
+    // Ctrl-C after the last search (while the last photo was pasted together, which is
+    // finished and written) still ends the run as interrupted: exit 130, whatever converged.
+    if stop.load(Ordering::SeqCst) {
+        report.interrupted = true;
     }
     if let Some(path) = &opts.report {
         report.write(path)?;
@@ -335,25 +346,40 @@ enum Prepared {
     /// Nothing to search: the photo has no face (its enlargement is written).
     Done(PhotoRecord),
     Faces(Box<Pending>),
+    /// Ctrl-C during detection: nothing of the photo was written.
+    Stopped,
 }
 
 /// Reads a photo, finds and aligns its faces and writes their targets; a photo without a face
-/// gets its plain enlargement at once. Errors are the photo's refusal.
+/// gets its plain enlargement at once. Errors are the photo's refusal. Detection checks `stop`
+/// after each of its bands, as `align` does, so Ctrl-C ends even a large photo's at once.
 fn prepare(
     model: &Model,
     mtcnn: &Mtcnn,
     opts: &RestoreOptions,
     path: &Path,
     outputs: Outputs,
+    observer: &mut dyn Observer,
+    stop: &AtomicBool,
 ) -> anyhow::Result<Prepared> {
     let device = model.device;
     let photo = read_photo(path, opts.upscale)?.to_device(device);
     let (height, width) = (photo.size()[1], photo.size()[2]);
+    // A smallest face the detector cannot search this photo for is refused, as align does.
+    crate::align::check_min_face(height, width, &opts.detect)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", escaped(path)))?;
     let mut record = PhotoRecord::new(path, Status::Restored);
     record.width = Some(width);
     record.height = Some(height);
-    let faces =
-        select_faces(crate::align::find_faces(mtcnn, &photo, &opts.detect), opts, width, height);
+    let mut progress = |done, total| {
+        observer.detecting(path, done, total);
+        !stop.load(Ordering::SeqCst)
+    };
+    let Some(found) = crate::align::find_faces_with(mtcnn, &photo, &opts.detect, &mut progress)
+    else {
+        return Ok(Prepared::Stopped);
+    };
+    let faces = select_faces(found, opts, width, height);
     let resolution = model.layout().resolution;
     let mut pending = vec![];
     for face in faces {
