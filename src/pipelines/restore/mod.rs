@@ -194,8 +194,12 @@ pub fn run(
             crate::Invalid(format!("{}: cannot write the report there: {e}", escaped(report)))
         })?;
         crate::files::check_no_clobber(&protected, &[report])?;
-        report::check_earlier(report)?;
     }
+    // The earlier report's entries, kept for the photos this run skips (README, resuming).
+    let earlier = match &opts.report {
+        Some(path) => report::read_earlier(path, &model.sha256)?,
+        None => report::Earlier::new(),
+    };
     // One lock per shard, as upsample and align take (docs/design.md, "Shards").
     let _lock =
         super::shard::lock_output_dir(&opts.out_dir, opts.shard.as_ref().map(|s| s.shard()))?;
@@ -212,6 +216,7 @@ pub fn run(
         },
         photos: vec![],
         interrupted: false,
+        earlier,
     };
     observer.started(files.len());
     let mut pending: Vec<Option<Pending>> = vec![];
@@ -241,6 +246,7 @@ pub fn run(
             observer.skipped(&path, &outputs.photos[0]);
             let mut record = PhotoRecord::new(&path, Status::Skipped);
             record.outputs = outputs.photos.clone();
+            record.earlier = report::earlier_entry(&report.earlier, &path, &outputs.photos);
             finish(&mut report, record, observer, opts)?;
             continue;
         }
