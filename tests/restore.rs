@@ -44,11 +44,16 @@ fn restore() -> assert_cmd::Command {
 
 /// [`restore`] with another eps (`1e-9`: no face converges, exit code 3).
 fn restore_eps(eps: &str) -> assert_cmd::Command {
+    restore_with(&model(), eps)
+}
+
+/// [`restore`] with another model and eps.
+fn restore_with(model: &Path, eps: &str) -> assert_cmd::Command {
     let mut cmd = pulse();
     cmd.env("OMP_NUM_THREADS", "1").args([
         "restore",
         "--model",
-        s(&model()),
+        s(model),
         "--steps",
         "2",
         "--seed",
@@ -491,8 +496,8 @@ fn resume_skips_only_outputs_of_this_model_upscale_and_settings() {
         .stderr(predicate::str::contains("seed"));
     // Another model (the other family's test network would do as well): refused.
     let other = dir.model_128();
-    restore()
-        .args([s(&photo), "-o", s(&out), "--upscale", "2", "--model", s(&other)])
+    restore_with(&other, "1")
+        .args([s(&photo), "-o", s(&out), "--upscale", "2"])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("another model"));
