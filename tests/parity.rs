@@ -164,6 +164,7 @@ fn run_case(name: &str) -> (HashMap<String, Tensor>, SearchOutcome) {
         keep_intermediate: false,
         keep_final: true,
         cuda_graph: false,
+        ..SearchConfig::default()
     };
     let target =
         pulse::imageio::read_target(&fixture(case["ref"].as_str().unwrap()), 1024).unwrap();
