@@ -496,7 +496,11 @@ fn restore_ilo_on_both_families() {
             .output()
             .unwrap();
         // 0, or 3 where the random network's face does not reach eps in two steps.
-        assert!(matches!(o.status.code(), Some(0) | Some(3)), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            matches!(o.status.code(), Some(0) | Some(3)),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         let r: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
         assert_eq!(r["settings"]["method"], "ilo", "{model}");
