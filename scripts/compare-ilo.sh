@@ -10,7 +10,7 @@ ROUNDS=${2:-14,14,6,6}
 SEED=${SEED:-1}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-for model in test-1024 test-sg2-1024; do
+for model in ${MODELS:-test-1024 test-sg2-1024}; do
   mkdir -p "$work/$model"
   # A picture the model drew itself, shrunk to 32x32, and the astronaut photo's 32x32 face.
   "$PULSE" generate --model "models/$model" --seed 3 --truncation 1 -o "$work/$model-generated.png" >/dev/null 2>&1
