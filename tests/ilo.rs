@@ -488,13 +488,19 @@ fn restore_ilo_on_both_families() {
     for model in ["test-1024", "test-sg2-1024"] {
         let t = TestDir::new();
         let (out, report) = (t.path("out"), t.path("r.json"));
-        pulse()
+        let o = pulse()
             .env("OMP_NUM_THREADS", "1")
             .args(["restore", s(&photo), "--model", s(&bundled(model)), "--seed", "7"])
-            .args(["--method", "ilo", "--ilo-steps", "1,1", "--eps", "1", "-q", "--device", "cpu"])
+            .args(["--method", "ilo", "--ilo-steps", "1,1", "-q", "--device", "cpu"])
             .args(["-o", s(&out), "--report", s(&report)])
-            .assert()
-            .success();
+            .output()
+            .unwrap();
+        // 0, or 3 where the random network's face does not reach eps in two steps.
+        assert!(
+            matches!(o.status.code(), Some(0) | Some(3)),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         let r: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
         assert_eq!(r["settings"]["method"], "ilo", "{model}");

@@ -250,7 +250,13 @@ pub fn run(
             SearchConfig { steps: total, cuda_graph, ..SearchConfig::for_layout(&layout) }
         }
         Method::Ilo => {
-            anyhow::ensure!(!cuda_graph, "CUDA graphs do not apply to ILO");
+            if cuda_graph {
+                return Err(crate::Invalid(
+                    "--cuda-graph does not apply to --method ilo (its rounds change the graph)"
+                        .into(),
+                )
+                .into());
+            }
             // ILO's four rounds (fewer on a network with fewer blocks), of equal length.
             let rounds = 4.min(layout.channels.len());
             let mut config = SearchConfig {
