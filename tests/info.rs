@@ -148,7 +148,8 @@ fn a_folder_is_ready_only_when_it_loads() {
     assert!(block(&text, "good").contains("ready: `pulse upsample IMAGE --model good`"), "{text}");
 
     let synthesis = std::fs::read(good.join("synthesis.pt")).unwrap();
-    let broken: Vec<(&str, Box<dyn Fn(&Path)>)> = vec![
+    type Damage = Box<dyn Fn(&Path)>;
+    let broken: Vec<(&str, Damage)> = vec![
         ("empty-json", Box::new(|d: &Path| std::fs::write(d.join("model.json"), b"").unwrap())),
         (
             "corrupt-json",

@@ -668,7 +668,7 @@ mod tests {
         // The built-in sources carry what is known of them.
         let ada = builtin_for(Model::FfhqStylegan2, "nvidia-ada").unwrap();
         assert_eq!(ada[0].expected, Some(NVIDIA_ADA_EXPECTED));
-        assert!(NVIDIA_ADA_EXPECTED.copies_agree && !NVIDIA_EXPECTED.copies_agree);
+        const { assert!(NVIDIA_ADA_EXPECTED.copies_agree && !NVIDIA_EXPECTED.copies_agree) };
         assert!(builtin("nvidia").unwrap().iter().all(|c| c.expected == Some(NVIDIA_EXPECTED)));
         let ngc = builtin_for(Model::FfhqStylegan2, "ngc").unwrap();
         assert_eq!((ngc[0].url.as_str(), ngc[0].expected), (NGC_SG2_URL, None));
