@@ -13,6 +13,9 @@ pub enum Term {
     L1,
     /// Geodesic cross loss on the W+ rows (PULSE section 3.3).
     GeoCross,
+    /// LPIPS (Zhang et al. 2018, VGG) between the downscaled output and the target, at the
+    /// target's size (at least 256 px): [`crate::metrics::lpips`].
+    Lpips,
 }
 
 impl Term {
@@ -21,6 +24,7 @@ impl Term {
             Term::L2 => "L2",
             Term::L1 => "L1",
             Term::GeoCross => "GEOCROSS",
+            Term::Lpips => "LPIPS",
         }
     }
 }
@@ -57,8 +61,11 @@ impl FromStr for LossSpec {
                 "L2" => Term::L2,
                 "L1" => Term::L1,
                 "GEOCROSS" => Term::GeoCross,
+                "LPIPS" => Term::Lpips,
                 _ => {
-                    return Err(format!("unknown loss term '{name}' (expected L2, L1 or GEOCROSS)"))
+                    return Err(format!(
+                        "unknown loss term '{name}' (expected L2, L1, GEOCROSS or LPIPS)"
+                    ))
                 }
             };
             if !(weight.is_finite() && weight > 0.0) {
@@ -114,6 +121,7 @@ pub fn evaluate(
                         * 10.0
                 }
                 Term::GeoCross => geocross(w_plus),
+                Term::Lpips => crate::metrics::lpips::loss_term(low_res, &target.image),
             })
             .collect();
     let total = spec

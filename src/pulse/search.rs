@@ -276,6 +276,15 @@ pub fn search(
     let Some(factor) = super::downscale::factor_for(resolution, side) else {
         bail!("target side {side} is not {resolution}/2^k");
     };
+    if config.loss.terms.iter().any(|(_, t)| *t == Term::Lpips) {
+        if target.weight.is_some() {
+            return Err(crate::Invalid(
+                "the LPIPS loss term cannot be weighted by a mask or alpha; use L2 or L1".into(),
+            )
+            .into());
+        }
+        crate::metrics::lpips::prepare_loss(side, device)?;
+    }
     let graph = config.cuda_graph && device.is_cuda();
     if graph && !crate::ops::cuda_graphs_built() {
         return Err(crate::Invalid(
