@@ -138,6 +138,14 @@ fn shards_of_face_files_merge_into_the_whole() {
     assert_eq!(image_size(&out.join("truth/a.png")), (1024, 1024));
     // The same truth and seed-independent input: both faces' inputs are equal.
     assert_eq!(pixels(&out.join("input/a.png")), pixels(&out.join("input/b.png")));
+    // The folder's searches were made with --steps 1: a run asking for others is refused
+    // before any work, rather than mixing old results into new figures.
+    eval_cmd(&out)
+        .arg(s(&faces))
+        .args(["--method", "pulse", "--steps", "2", "--shard", "0/2", "-q"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("other settings"));
 }
 
 #[test]

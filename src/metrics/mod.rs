@@ -136,7 +136,8 @@ mod tests {
         assert!(psnr(&a, &a).is_infinite());
         let b = (&a + 0.1).clamp(0.0, 1.0);
         assert!(ssim(&a, &b) < 1.0);
-        let mse = (&a - &b).square().mean(Kind::Double).double_value(&[]);
+        let (a64, b64) = (a.to_kind(Kind::Double), b.to_kind(Kind::Double));
+        let mse = (&a64 - &b64).square().mean(Kind::Double).double_value(&[]);
         assert!((psnr(&a, &b) - 10.0 * (1.0 / mse).log10()).abs() < 1e-9);
     }
 

@@ -100,6 +100,8 @@ pub fn run(
         .map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", escaped(&opts.out_dir)))?;
     let shard = opts.shard.as_ref().map(|s| s.shard());
     let _lock = super::shard::lock_output_dir(&opts.out_dir, shard)?;
+    let mut report = EvalReport::new(model, opts, &layout);
+    check_settings(&opts.out_dir, &report.settings, opts.overwrite)?;
     let lpips = match &opts.vgg16 {
         Some(p) => Some(std::rc::Rc::new(Lpips::load(p, model.device)?)),
         None => None,
@@ -131,8 +133,8 @@ pub fn run(
             mask: None,
             ignore_alpha: true,
         };
-        let report = upsample::run(model, &uopts, observer, stop)?;
-        if report.interrupted {
+        let searched = upsample::run(model, &uopts, observer, stop)?;
+        if searched.interrupted {
             interrupted = true;
             break;
         }
@@ -144,7 +146,6 @@ pub fn run(
         }
         None => items.iter().collect(),
     };
-    let mut report = EvalReport::new(model, opts, &layout);
     report.interrupted = interrupted;
     if !interrupted {
         let down = Downscaler::new(factor, model.device)?;
@@ -167,6 +168,51 @@ pub fn run(
     }
     write_outputs(&report, &opts.out_dir, opts.shard.as_ref(), &items)?;
     Ok(report)
+}
+
+/// The settings file of an eval folder: what its searches were run with.
+pub const SETTINGS: &str = "eval.settings.json";
+
+/// Settings that do not change the results (beyond rounding): left out of the comparison.
+const RUN_ONLY: [&str; 4] = ["batch_size", "device", "deterministic", "cuda_graph"];
+
+/// A resumed eval reuses the searches already in the folder, so it must ask for the same ones:
+/// the first run writes its settings to `eval.settings.json`; a later run (or another shard)
+/// with other settings is refused, unless `--overwrite` redoes everything.
+fn check_settings(out: &Path, settings: &serde_json::Value, overwrite: bool) -> anyhow::Result<()> {
+    let strip = |v: &serde_json::Value| {
+        let mut v = v.clone();
+        // Which VGG16 file measures LPIPS does not change the searches.
+        if let Some(o) = v.as_object_mut() {
+            o.remove("lpips");
+        }
+        for m in v["methods"].as_array_mut().into_iter().flatten() {
+            if let Some(o) = m.as_object_mut() {
+                for k in RUN_ONLY {
+                    o.remove(k);
+                }
+            }
+        }
+        v
+    };
+    let path = out.join(SETTINGS);
+    if !overwrite {
+        if let Ok(bytes) = std::fs::read(&path) {
+            let earlier: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| {
+                crate::Invalid(format!("{}: not an eval settings file", escaped(&path)))
+            })?;
+            if strip(&earlier) != strip(settings) {
+                crate::invalid!(
+                    "{}: this folder holds an eval made with other settings ({}); use another -o, or --overwrite to redo it",
+                    escaped(out),
+                    escaped(&path)
+                );
+            }
+            return Ok(());
+        }
+    }
+    crate::files::write_bytes_atomic(&path, &serde_json::to_vec_pretty(settings)?)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", escaped(&path)))
 }
 
 /// One ground truth: its name, the files eval wrote for it.
