@@ -339,6 +339,28 @@ impl Drop for DirLock {
     }
 }
 
+/// The live run holding the lock `<dir>/<name>`, if any: the file is there and its holder is
+/// alive (its `flock` is held on this machine, or another machine's holder has rewritten it
+/// within [`LOCK_STALE`] seconds). Takes nothing over and changes nothing.
+pub fn live_holder(dir: &Path, name: &str) -> std::io::Result<Option<LockHolder>> {
+    let path = dir.join(name);
+    let mut file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let holder = read_holder(&mut file);
+    match file.try_lock_shared() {
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Ok(Some(holder.unwrap_or_else(unknown_holder)))
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        Ok(()) => {}
+    }
+    let foreign = holder.as_ref().filter(|h| h.host != host_name());
+    Ok(foreign.filter(|_| !is_stale(&file, dir)).cloned())
+}
+
 fn unknown_holder() -> LockHolder {
     LockHolder { host: String::new(), pid: 0, started: 0, token: String::new() }
 }

@@ -4,7 +4,12 @@
 //! (one per noise map of the model, in synthesis order), and string metadata: `format`,
 //! `model_sha256` of the synthesis file, `architecture` (absent in files of v1 models written
 //! before StyleGAN2 came) and provenance.
-use crate::stylegan::{Architecture, Layout, LATENT_DIM};
+//!
+//! An ILO result whose best iterate came from a round k >= 1 is not a W+ latent: it also holds
+//! what entered synthesis block k, `features` [1,C,S,S] and (StyleGAN2) the RGB `skip`
+//! [1,3,S,S], with metadata `block` = k and `method` = `ilo`; its image is the synthesis from
+//! block k on. Only `render` (and `upsample --init`, which takes its latent and noise) read it.
+use crate::stylegan::{Architecture, BlockInput, Layout, LATENT_DIM};
 use safetensors::{Dtype, SafeTensors};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -31,6 +36,8 @@ pub struct LatentFile {
     pub noise: Vec<Tensor>,
     /// `format` and `model_sha256` included.
     pub metadata: BTreeMap<String, String>,
+    /// ILO's intermediate state (batch dim 1): the image is the synthesis from this block on.
+    pub block_input: Option<BlockInput>,
 }
 
 impl LatentFile {
@@ -45,7 +52,28 @@ impl LatentFile {
             ("model_sha256".to_string(), model_sha256.to_string()),
         ]
         .into();
-        Self { w_plus, latent, noise, metadata }
+        Self { w_plus, latent, noise, metadata, block_input: None }
+    }
+
+    /// Attaches ILO's intermediate state (and its `block` metadata).
+    pub fn set_block_input(&mut self, input: BlockInput) {
+        self.metadata.insert("block".into(), input.block.to_string());
+        self.block_input = Some(input);
+    }
+
+    /// Refuses a file that holds ILO's intermediate state, for the commands that need a W+
+    /// latent (`edit`, `direction`): one line naming the file and why.
+    pub fn require_w_plus(&self, path: &Path) -> Result<(), LatentError> {
+        match &self.block_input {
+            None => Ok(()),
+            Some(input) => Err(LatentError {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "holds ILO's intermediate state (the feature map entering synthesis block {}), not a W+ latent alone: only render reads it",
+                    input.block
+                ),
+            }),
+        }
     }
 
     pub fn model_sha256(&self) -> &str {
@@ -137,7 +165,40 @@ impl LatentFile {
                 noise.len()
             )));
         }
-        Ok(Self { w_plus, latent, noise, metadata })
+        let block_input = match get("features")? {
+            None => {
+                if get("skip")?.is_some() || metadata.contains_key("block") {
+                    return Err(err("has ILO's 'skip' or 'block' without its 'features'".into()));
+                }
+                None
+            }
+            Some(features) => {
+                let block = metadata
+                    .get("block")
+                    .and_then(|b| b.parse::<usize>().ok())
+                    .filter(|&b| b >= 1)
+                    .ok_or_else(|| {
+                        err("has ILO's 'features' without a 'block' number (1 or more)".into())
+                    })?;
+                let fs = features.size();
+                if fs.len() != 4 || fs[0] != 1 || fs[2] != fs[3] {
+                    return Err(err(format!("'features' has shape {fs:?}, expected [1, C, S, S]")));
+                }
+                let skip = get("skip")?;
+                if let Some(sk) = &skip {
+                    if sk.size() != [1, 3, fs[2], fs[3]] {
+                        return Err(err(format!(
+                            "'skip' has shape {:?}, expected [1, 3, {}, {}]",
+                            sk.size(),
+                            fs[2],
+                            fs[3]
+                        )));
+                    }
+                }
+                Some(BlockInput { block, features, skip })
+            }
+        };
+        Ok(Self { w_plus, latent, noise, metadata, block_input })
     }
 
     /// Writes the file atomically; the same latent always gives the same bytes.
@@ -148,6 +209,12 @@ impl LatentFile {
         }
         for (i, n) in self.noise.iter().enumerate() {
             named.push((format!("noise.{i}"), n.to_kind(Kind::Float)));
+        }
+        if let Some(input) = &self.block_input {
+            named.push(("features".into(), input.features.to_kind(Kind::Float)));
+            if let Some(skip) = &input.skip {
+                named.push(("skip".into(), skip.to_kind(Kind::Float)));
+            }
         }
         let meta: HashMap<String, String> = self.metadata.clone().into_iter().collect();
         crate::weights::save_safetensors(
@@ -196,6 +263,34 @@ impl LatentFile {
                 layout.noise_maps(),
                 layout.noise_sides
             )));
+        }
+        if let Some(input) = &self.block_input {
+            let blocks = layout.channels.len();
+            if input.block >= blocks {
+                return Err(err(format!(
+                    "holds the input of synthesis block {}, the model has blocks 0 to {}",
+                    input.block,
+                    blocks - 1
+                )));
+            }
+            let side = 4i64 << (input.block - 1);
+            let c = layout.channels[input.block - 1];
+            if input.features.size() != [1, c, side, side] {
+                return Err(err(format!(
+                    "'features' has shape {:?}, block {} of this model takes [1, {c}, {side}, {side}]",
+                    input.features.size(),
+                    input.block
+                )));
+            }
+            let wants_skip = layout.architecture == Architecture::StyleGan2;
+            if input.skip.is_some() != wants_skip {
+                return Err(err(format!(
+                    "ILO state {} an RGB 'skip', which a {} model {}",
+                    if wants_skip { "without" } else { "with" },
+                    layout.architecture,
+                    if wants_skip { "carries" } else { "does not have" }
+                )));
+            }
         }
         Ok(())
     }

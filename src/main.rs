@@ -12,11 +12,23 @@ fn main() -> ExitCode {
     pulse::device::set_cublas_workspace_config();
     pulse::system::tune_allocator();
     pulse::system::default_sigpipe();
-    let args = cli::Cli::parse();
+    let args = match cli::Cli::try_parse() {
+        Ok(args) => args,
+        Err(e) => {
+            // Help and version go to stdout as clap writes them; errors in plain words.
+            if !e.use_stderr() {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            let text = e.render().to_string();
+            eprint!("{}", cli::exit::plain(&text));
+            return ExitCode::from(e.exit_code() as u8);
+        }
+    };
     match cli::run(args) {
         Ok(exit) => exit.into(),
         Err(err) => {
-            eprintln!("pulse: error: {err:#}");
+            eprintln!("pulse: error: {}", cli::exit::plain(&format!("{err:#}")));
             Exit::of_error(&err).into()
         }
     }

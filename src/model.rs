@@ -42,7 +42,23 @@ pub struct Model {
 impl Model {
     /// Loads every network the folder has. The Gaussian fit is not computed here; see
     /// [`Model::ensure_fit`].
+    ///
+    /// Refused (an [`crate::Invalid`] error) as well as unreadable files: a network file that no
+    /// longer holds what `model.json` recorded (damaged or replaced), non-finite weights, and a
+    /// file that `pulse import --force` found there from the previous network and could not
+    /// remove ([`crate::model_info::ModelInfo::superseded`]): another network's fit is never
+    /// used for this one.
     pub fn load(dir: &Path, device: Device) -> anyhow::Result<Self> {
+        Self::load_inner(dir, device, true)
+    }
+
+    /// [`Model::load`] without the Gaussian fit (`fit` is `None`): for `pulse fit-gaussian`,
+    /// which computes the folder's fit anew whatever file is there.
+    pub fn load_without_fit(dir: &Path, device: Device) -> anyhow::Result<Self> {
+        Self::load_inner(dir, device, false)
+    }
+
+    fn load_inner(dir: &Path, device: Device, with_fit: bool) -> anyhow::Result<Self> {
         if !dir.exists() {
             bail!("model folder {} not found", dir.display());
         }
@@ -57,6 +73,10 @@ impl Model {
         })?;
         let sha256 = weights::sha256_file(&synth_path)
             .with_context(|| format!("reading {}", synth_path.display()))?;
+        let info = crate::model_info::ModelInfo::read(dir);
+        if let Some(info) = &info {
+            info.check_file(&synth_path, &sha256)?;
+        }
         let sd = weights::load(&synth_path)?;
         let architecture = match crate::model_info::read_architecture(dir)? {
             Some(a) => a,
@@ -67,6 +87,11 @@ impl Model {
         let mut files = vec![synth_path];
         let mapping = match find_file(dir, "mapping") {
             Some(path) => {
+                if let Some(info) = &info {
+                    let sha = weights::sha256_file(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    info.check_file(&path, &sha)?;
+                }
                 let (mapping, vs) =
                     build_mapping(&weights::load(&path)?, &path, architecture, device)?;
                 stores.push(vs);
@@ -75,8 +100,13 @@ impl Model {
             }
             None => None,
         };
-        let fit = match find_file(dir, "gaussian_fit") {
+        let fit = match find_file(dir, "gaussian_fit").filter(|_| with_fit) {
             Some(path) => {
+                if let Some(info) = &info {
+                    let sha = weights::sha256_file(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    info.check_file(&path, &sha)?;
+                }
                 let fit = read_fit(&path, device)?;
                 files.push(path);
                 Some(fit)
@@ -162,6 +192,13 @@ pub fn save_fit(
         [("samples".to_string(), samples.to_string()), ("seed".to_string(), seed.to_string())]
             .into();
     weights::save_safetensors(&sd, &path, Some(&meta))?;
+    // Recorded as pulse's own file, so that `pulse import --force` of another network removes
+    // it, and `pulse info` says where it came from.
+    crate::model_info::record_fit(
+        &model.dir,
+        &path,
+        &format!("computed from the mapping network ({samples} samples, seed {seed})"),
+    )?;
     Ok(path)
 }
 
@@ -259,6 +296,13 @@ pub fn read_fit(path: &Path, device: Device) -> anyhow::Result<GaussianFit> {
         })?;
         if t.size() != [LATENT_DIM] {
             bail!("{}: '{key}' has shape {:?}, expected [{LATENT_DIM}]", path.display(), t.size());
+        }
+        if !bool::try_from(t.isfinite().all()).unwrap_or(false) {
+            return Err(crate::Invalid(format!(
+                "{}: '{key}' holds NaN or infinite values; remove the file, or compute a new fit with `pulse fit-gaussian`",
+                crate::files::escaped(path)
+            ))
+            .into());
         }
         Ok(t.to_kind(Kind::Float).to_device(device))
     };

@@ -86,6 +86,12 @@ pub struct ModelInfo {
     pub gaussian_fit: FitRecord,
     /// File name -> sha256 of every file pulse wrote into the folder.
     pub files: BTreeMap<String, String>,
+    /// File name -> sha256 of the network files (`synthesis.*`, `mapping.*`, `gaussian_fit.*`,
+    /// `w_avg.*`) that were in the folder when `pulse import --force` installed this network and
+    /// that pulse did not write, so did not remove: the previous network's. While a file still
+    /// holds these bytes it is refused rather than used with this network.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub superseded: BTreeMap<String, String>,
     pub date: String,
     pub pulse_version: String,
 }
@@ -105,6 +111,48 @@ impl ModelInfo {
     /// The sha256 `model.json` records for a file of the folder.
     pub fn file_sha(&self, name: &str) -> Option<&str> {
         self.files.get(name).map(String::as_str)
+    }
+
+    /// Checks a network file of the folder against what this record says of it (`sha256` is
+    /// the file's): refused when it is a file left from the previous network
+    /// ([`ModelInfo::superseded`]), or a network file pulse wrote that no longer holds what it
+    /// wrote. A Gaussian fit that differs from the one pulse wrote is a fit the user put there:
+    /// used as given.
+    pub fn check_file(&self, path: &Path, sha256: &str) -> Result<(), crate::Invalid> {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let shown = crate::files::escaped(path);
+        let dir = crate::files::escaped(crate::files::parent_dir(path));
+        let is_fit = name.starts_with("gaussian_fit.");
+        if self.superseded.get(&name).is_some_and(|s| s == sha256) {
+            let what = if is_fit {
+                format!("it is not this network's Gaussian fit: remove it, or compute this network's fit with `pulse fit-gaussian --model {dir}`")
+            } else {
+                "it is not part of this network: remove it".to_string()
+            };
+            return Err(crate::Invalid(format!(
+                "{shown}: left from the network this folder held before `pulse import --force` (pulse did not write it, so did not remove it); {what}"
+            )));
+        }
+        match self.file_sha(&name) {
+            Some(recorded) if recorded != sha256 && !is_fit => Err(crate::Invalid(format!(
+                "{shown}: does not hold what pulse wrote there (sha256 {sha256}, model.json recorded {recorded}): damaged or replaced; import the model again (`pulse import FILE -o {dir} --force`)"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Where the folder's Gaussian fit file `path` (with `sha256`) came from, in words: what
+    /// pulse recorded when it wrote it, or that the user put it there.
+    pub fn fit_origin(&self, path: &Path, sha256: &str) -> String {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if self.superseded.get(&name).is_some_and(|s| s == sha256) {
+            return "left from the previous network (refused: remove it, or run `pulse fit-gaussian`)"
+                .into();
+        }
+        match self.file_sha(&name) {
+            Some(s) if s == sha256 => self.gaussian_fit.origin.clone(),
+            _ => "added to the folder by hand (not written by pulse), used as given".into(),
+        }
     }
 
     /// The URL the first source was downloaded from.
@@ -140,6 +188,23 @@ pub fn read_architecture(dir: &Path) -> anyhow::Result<Option<Architecture>> {
             crate::files::escaped(&path)
         ),
     }
+}
+
+/// Records a Gaussian fit pulse has just written into a model folder (`path`, computed on first
+/// use or by `pulse fit-gaussian`) in the folder's `model.json`, when it has one of pulse's:
+/// its sha256 among the files pulse wrote, and `origin`. The file is rewritten atomically.
+pub fn record_fit(dir: &Path, path: &Path, origin: &str) -> anyhow::Result<()> {
+    let Some(mut info) = ModelInfo::read(dir) else { return Ok(()) };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let sha = crate::weights::sha256_file(path)
+        .with_context(|| format!("reading {}", crate::files::escaped(path)))?;
+    info.files.insert(name.clone(), sha);
+    info.superseded.remove(&name);
+    info.gaussian_fit = FitRecord { origin: origin.to_string(), agreement_with_pulse_ffhq: None };
+    let json = dir.join(FILE);
+    crate::files::write_bytes_atomic(&json, &info.to_json()).with_context(|| {
+        format!("{}: cannot record the Gaussian fit", crate::files::escaped(&json))
+    })
 }
 
 /// The current UTC time as `YYYY-MM-DDTHH:MM:SSZ` (RFC 3339, whole seconds).

@@ -74,6 +74,31 @@ fn man_pages_into_a_folder_one_per_command() {
             .unwrap_or_else(|e| panic!("pulse-{c}.1: {e}"));
         assert!(sub.contains(".SH OPTIONS") || c == "man", "pulse-{c}.1 has no options");
     }
+    // Every page a page points to (`pulse-report(1)` lists `pulse-report-merge(1)`) is there.
+    let mut pointed = 0;
+    for entry in std::fs::read_dir(&out_dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for (i, _) in text.match_indices("pulse\\-") {
+            let name: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '\\' || *c == '-')
+                .collect();
+            if text[i + name.len()..].starts_with("(1)") {
+                let file = format!("{}.1", name.replace("\\-", "-"));
+                assert!(out_dir.join(&file).is_file(), "a page points to {file}, not written");
+                pointed += 1;
+            }
+        }
+    }
+    assert!(pointed > 10, "only {pointed} references found");
+    assert!(out_dir.join("pulse-report-merge.1").is_file());
+    // `-o` naming a file is refused in words, not as an OS error.
+    let file = dir.path("file");
+    std::fs::write(&file, b"x").unwrap();
+    let out = pulse().args(["man", "-o"]).arg(&file).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("not a folder") && !err.contains("os error"), "{err}");
     // The upsample page documents its flags with their help.
     let upsample = std::fs::read_to_string(out_dir.join("pulse-upsample.1")).unwrap();
     assert!(upsample.contains("\\-\\-eps") && upsample.contains("\\-\\-compare"));
@@ -95,4 +120,29 @@ fn a_closed_pipe_ends_the_output_quietly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(!out.status.success() || stderr.is_empty(), "{:?}: {stderr}", out.status);
+}
+
+/// The completion scripts offer the values `--upscale` and `--shard` take, not file names.
+#[test]
+fn completions_offer_the_values_of_upscale_and_shard() {
+    let out = pulse().args(["completions", "bash"]).output().unwrap();
+    let bash = String::from_utf8(out.stdout).unwrap();
+    assert!(bash.contains("compgen -W \"2 4 8\""), "--upscale values missing");
+    assert!(bash.contains("compgen -W \"auto\""), "--shard auto missing");
+    let out = pulse().args(["completions", "zsh"]).output().unwrap();
+    let zsh = String::from_utf8(out.stdout).unwrap();
+    let line = |flag: &str| {
+        zsh.lines().find(|l| l.contains(&format!("'--{flag}=["))).unwrap_or_default().to_string()
+    };
+    assert!(line("upscale").contains("(2 4 8)"), "{}", line("upscale"));
+    assert!(line("shard").contains("(auto)"), "{}", line("shard"));
+}
+
+/// A number that is not one is said in words, not in Rust's ("invalid digit found in string").
+#[test]
+fn bad_numbers_are_said_in_plain_words() {
+    let out = pulse().args(["upsample", "x.png", "--seed", "abc"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--seed") && !err.contains("invalid digit"), "{err}");
 }

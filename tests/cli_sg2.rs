@@ -83,8 +83,28 @@ fn a_latent_of_one_family_is_refused_by_the_other() {
         .code(2)
         .stderr(predicate::str::contains(
             "latent made by a stylegan2 model, this model is stylegan1",
-        ));
+        ))
+        // Refused before anything is said about rendering it.
+        .stderr(predicate::str::contains("rendering with").not());
     assert!(!t.path("x.png").exists());
+    let other = t.path("face2.png");
+    pulse()
+        .args(["generate", "--model", s(&sg2_model()), "--seed", "2", "-o", s(&other)])
+        .assert()
+        .success();
+    let direction = t.path("d.safetensors");
+    let other = other.with_extension("latent.safetensors");
+    pulse().args(["direction", s(&latent), s(&other), "-o", s(&direction)]).assert().success();
+    pulse()
+        .args(["edit", s(&latent), "--direction", s(&direction), "--model", s(&v1_model())])
+        .args(["-o", s(&t.path("e.png"))])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("stylegan2")
+                .and(predicate::str::contains("rendering with").not()),
+        );
+    assert!(!t.path("e.png").exists());
 }
 
 /// upsample with the default noise settings (5 trainable maps, the last map zero), then

@@ -419,3 +419,123 @@ fn cluster_examples_are_valid() {
         .collect();
     assert!(modes.contains(&"ReadWriteMany"), "pods on several nodes share the volume: {modes:?}");
 }
+
+/// A shard report of a two-way `upsample` job, written as the command writes it: `images` of
+/// the given inputs (each converged or not), assigned `assigned`.
+fn shard_report(index: u64, seed: u64, assigned: &[&Path], images: &[(&Path, bool)]) -> Value {
+    let images: Vec<Value> = images
+        .iter()
+        .map(|(input, converged)| {
+            serde_json::json!({
+                "input": s(input), "sample": 0, "converged": converged,
+                "outputs": [s(&input.with_extension("out.png"))],
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "kind": "upsample",
+        "shard": {"index": index, "count": 2, "source": "command line", "detail": ""},
+        "assigned": assigned.iter().map(|p| s(p)).collect::<Vec<_>>(),
+        "settings": {"seed": seed, "samples": 1, "device": "cpu"},
+        "model": {"sha256": "ab"},
+        "images": images, "refused": [], "skipped_inputs": [], "interrupted": false,
+    })
+}
+
+fn write_json(path: &Path, v: &Value) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, serde_json::to_vec_pretty(v).unwrap()).unwrap();
+}
+
+/// `report merge -o` writes a new file, or over a merged report of the same job; never over an
+/// input or output the reports name, a user's file, or another job's report (exit 2, the file
+/// untouched). A folder is a usage error (exit 2).
+#[test]
+fn report_merge_writes_over_nothing_but_its_own_merged_report() {
+    let t = TestDir::new();
+    let (a, b) = (t.path("in/a.png"), t.path("in/b.png"));
+    std::fs::create_dir_all(t.path("in")).unwrap();
+    std::fs::write(&a, b"photo a").unwrap();
+    std::fs::write(&b, b"photo b").unwrap();
+    let output = a.with_extension("out.png");
+    std::fs::write(&output, b"an output").unwrap();
+    let (r0, r1) = (t.path("r/0.json"), t.path("r/1.json"));
+    write_json(&r0, &shard_report(0, 1, &[&a], &[(&a, true)]));
+    write_json(&r1, &shard_report(1, 1, &[&b], &[(&b, true)]));
+    let other = t.path("other.json");
+    write_json(&other, &shard_report(0, 2, &[&a], &[(&a, true)]));
+    let user = t.path("mine.json");
+    std::fs::write(&user, b"{\"mine\": 1}").unwrap();
+    let merge = |out: &Path| {
+        let o = pulse().args(["report", "merge", s(&r0), s(&r1), "-o", s(out)]).output().unwrap();
+        (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    for target in [&a, &output, &user, &other, &r0] {
+        let before = std::fs::read(target).unwrap();
+        let (code, stderr) = merge(target);
+        assert_eq!(code, Some(2), "{}: {stderr}", target.display());
+        assert!(stderr.contains(s(target)), "names the file: {stderr}");
+        assert_eq!(std::fs::read(target).unwrap(), before, "{} untouched", target.display());
+    }
+    let (code, stderr) = merge(&t.path("in"));
+    assert_eq!(code, Some(2), "a folder: {stderr}");
+    assert!(stderr.contains("folder"), "{stderr}");
+    let merged = t.path("merged.json");
+    assert_eq!(merge(&merged).0, Some(0));
+    // Merged again (a requeued shard reported anew): its own merged report is rewritten.
+    assert_eq!(merge(&merged).0, Some(0));
+    assert_eq!(read_json(&merged)["shards"].as_array().unwrap().len(), 2);
+}
+
+/// `report summary` names a shard report it cannot read, and counts each shard's entries only
+/// for the inputs that shard was assigned (a report that absorbed another shard's entries
+/// does not change the verdict).
+#[test]
+fn report_summary_names_unreadable_reports_and_counts_only_assigned_entries() {
+    let t = TestDir::new();
+    let (a, b) = (t.path("a.png"), t.path("b.png"));
+    let reports = t.path("reports");
+    write_json(&reports.join("report.0-of-2.json"), &shard_report(0, 1, &[&a], &[(&a, true)]));
+    // Shard 1's report also holds an old, unconverged entry of shard 0's input.
+    let absorbed = shard_report(1, 1, &[&b], &[(&a, false), (&b, true)]);
+    write_json(&reports.join("report.1-of-2.json"), &absorbed);
+    let summary = || pulse().args(["report", "summary", s(&reports)]).output().unwrap();
+    let out = summary();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("2 inputs: 2 done (2 converged)"), "{stdout}");
+    std::fs::write(reports.join("report.1-of-2.json"), b"{\"kind\": \"upsample\", \"sha").unwrap();
+    let out = summary();
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("missing shards 1"), "{stdout}");
+    assert!(stderr.contains("report.1-of-2.json") && stderr.contains("not JSON"), "{stderr}");
+}
+
+/// Shards given one plain `--report` file would absorb each other's entries: the second is
+/// refused (exit 2, suggesting a folder), and the first's report stays as it wrote it.
+#[test]
+fn shards_sharing_one_plain_report_file_are_refused() {
+    let t = TestDir::new();
+    let model = t.model_128();
+    let inputs = t.path("in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    std::fs::copy(face("astronaut32.png"), inputs.join("a.png")).unwrap();
+    std::fs::copy(face("cameraman32.png"), inputs.join("b.png")).unwrap();
+    let (out, report) = (t.path("out"), t.path("report.json"));
+    let run = |shard: &str| {
+        let o = upsample(&inputs, &model, &out, &report).args(["--shard", shard]).output().unwrap();
+        (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    assert_eq!(run("0/2").0, Some(0));
+    let before = std::fs::read(&report).unwrap();
+    let (code, stderr) = run("1/2");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("report.json") && stderr.contains("shard 0/2"), "{stderr}");
+    assert!(stderr.contains("--report DIR/") || stderr.contains("{shard}"), "{stderr}");
+    assert!(!out.join("b.png").exists(), "refused before any work");
+    assert_eq!(std::fs::read(&report).unwrap(), before);
+    // Rerunning shard 0 with its own report is a resume, as before.
+    assert_eq!(run("0/2").0, Some(0));
+}

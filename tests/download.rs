@@ -581,12 +581,37 @@ fn ffhq_stylegan2_tries_nvidias_tf_pickle_then_ada_and_verifies_config_f() {
         [
             "GET /nvlabs-fi-cdn.nvidia.com/stylegan2/networks/stylegan2-ffhq-config-f.pkl HTTP/1.1",
             "GET /nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/ffhq.pkl HTTP/1.1",
+            "GET /api.ngc.nvidia.com/v2/models/nvidia/research/stylegan2/versions/1/files/stylegan2-ffhq-1024x1024.pkl HTTP/1.1",
         ]
     );
     assert!(err.contains("not NVIDIA's FFHQ-1024 StyleGAN2 generator"), "{err}");
+    // ffhq.pkl's size is known: a file of another size is refused before it is read.
+    assert!(err.contains("size mismatch") && err.contains("expected 381624121"), "{err}");
     assert!(err.contains("could not download the FFHQ StyleGAN2 model"), "{err}");
     assert!(err.contains("stylegan2-ffhq-config-f.pkl") && err.contains("ffhq.pkl"), "{err}");
     assert!(!out.exists());
+}
+
+/// NVIDIA's StyleGAN pickle has a known size: a download of another size is an error (not
+/// imported, not kept), whichever of its copies served it.
+#[test]
+fn a_download_of_the_wrong_size_is_refused() {
+    let d = payload();
+    let server = Server::start(move |_, _| Reply::File(d.clone()));
+    let dir = TestDir::new();
+    let out = dir.path("m");
+    let o = download_cmd(&out)
+        .env(download::MIRROR_VAR, server.url(""))
+        .args(["--source", "nvidia"])
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(server.seen().len(), 2, "both copies tried");
+    let expected = format!("size mismatch: {} bytes, expected 324733157", payload().len());
+    assert!(err.matches(&expected).count() >= 2, "{err}");
+    assert!(!out.exists());
+    assert!(!download::download_dir(&out).exists(), "nothing kept to resume from");
 }
 
 #[test]

@@ -621,3 +621,87 @@ fn loading_nvidia_pickle_as_a_state_dict_points_to_import() {
     assert!(err.contains("pulse import"), "{err}");
     assert!(err.contains("nvidia_mini_p2.pkl"), "{err}");
 }
+
+/// `pulse import --force` of another network: the previous model's files that pulse wrote
+/// (a Gaussian fit computed on first use or by `fit-gaussian` included) are removed; files pulse
+/// did not write stay, and a fit among them is refused by the next command (exit 2, naming it
+/// and what to do) rather than used as the new network's prior; a fit added afterwards is used
+/// as given; `pulse info` says where the folder's fit came from.
+#[test]
+fn a_forced_import_never_leaves_the_previous_networks_fit_in_use() {
+    let dir = TestDir::new();
+    let info = |model: &Path| {
+        // In the test's folder: no models/ of the checkout listed beside it.
+        let o =
+            pulse().current_dir(dir.path("")).args(["info", "--model", s(model)]).output().unwrap();
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        (o.status.code(), text)
+    };
+    let fit_line = |text: &str| -> String {
+        text.lines().filter(|l| l.contains("gaussian fit:")).last().unwrap_or("").to_string()
+    };
+    // Another StyleGAN2 network than the tiny test one: its tensors scaled.
+    let sd = weights::load(&fixture("sg2_tiny_expected.pt")).unwrap();
+    let pairs: Vec<(String, tch::Tensor)> =
+        sd.iter().map(|(k, t)| (k.to_string(), t * 1.5)).collect();
+    let other_sg2 = dir.path("other_sg2.safetensors");
+    weights::save_safetensors(&weights::StateDict::from_pairs(pairs), &other_sg2, None).unwrap();
+
+    // 1. A fit pulse computed (fit-gaussian) is pulse's: removed when another network comes.
+    let (m, _) = import_ok(&dir, &[&fixture("sg2_tiny_ada.pkl")], "computed");
+    pulse().args(["fit-gaussian", "--model", s(&m), "--samples", "64"]).assert().success();
+    let (code, text) = info(&m);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(fit_line(&text).contains("computed from the mapping network (64 samples"), "{text}");
+    pulse().args(["import", s(&other_sg2), "-o", s(&m), "--force", "-q"]).assert().success();
+    assert!(!m.join("gaussian_fit.safetensors").exists(), "the previous network's fit stayed");
+
+    // 2. A folder made by hand (another family's synthesis.pt, mapping.pt and PULSE's fit):
+    // nothing of the user's is deleted, and the fit is refused for the new network.
+    let hand = dir.path("hand");
+    std::fs::create_dir_all(&hand).unwrap();
+    for (from, to) in [
+        ("synthesis_128_c32.pt", "synthesis.pt"),
+        ("mapping.pt", "mapping.pt"),
+        ("gaussian_fit_ffhq.pt", "gaussian_fit.pt"),
+    ] {
+        std::fs::copy(fixture(from), hand.join(to)).unwrap();
+    }
+    let before: Vec<Vec<u8>> = ["synthesis.pt", "mapping.pt", "gaussian_fit.pt"]
+        .iter()
+        .map(|n| std::fs::read(hand.join(n)).unwrap())
+        .collect();
+    let out = pulse()
+        .args(["import", s(&fixture("sg2_tiny_ada.pkl")), "-o", s(&hand), "--force"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("gaussian_fit.pt") && stderr.contains("fit-gaussian"), "{stderr}");
+    for (n, bytes) in ["synthesis.pt", "mapping.pt", "gaussian_fit.pt"].iter().zip(&before) {
+        assert_eq!(&std::fs::read(hand.join(n)).unwrap(), bytes, "{n} of the user's changed");
+    }
+    let (code, text) = info(&hand);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("gaussian_fit.pt") && text.contains("fit-gaussian"), "{text}");
+    let gen = pulse()
+        .args(["generate", "--model", s(&hand), "-o", s(&dir.path("g.png")), "-q"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&gen.stderr);
+    assert_eq!(gen.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("gaussian_fit.pt") && stderr.contains("remove it"), "{stderr}");
+    // `pulse fit-gaussian` gives the new network its own fit.
+    pulse().args(["fit-gaussian", "--model", s(&hand), "--samples", "64"]).assert().success();
+    let (code, text) = info(&hand);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(fit_line(&text).contains("gaussian_fit.safetensors (computed"), "{text}");
+
+    // 3. A fit the user adds after the import is used as given, and said to be theirs.
+    let (fresh, _) = import_ok(&dir, &[&fixture("sg2_tiny_ada.pkl")], "fresh");
+    std::fs::copy(fixture("gaussian_fit_ffhq.pt"), fresh.join("gaussian_fit.pt")).unwrap();
+    let (code, text) = info(&fresh);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(fit_line(&text).contains("gaussian_fit.pt (added to the folder by hand"), "{text}");
+}

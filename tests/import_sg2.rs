@@ -329,3 +329,36 @@ fn mutation_run_for_a_while() {
     }
     println!("{runs} mutated inputs of {} files in {:?}, no panic", inputs.len(), start.elapsed());
 }
+
+/// pulse searches a 512-dimensional latent space (the Gaussian fit, latents, the search): a
+/// StyleGAN2 generator whose styles or mapping take another size is refused at import, before
+/// anything is written, saying why.
+#[test]
+fn latent_sizes_other_than_512_are_refused_before_writing() {
+    let dir = TestDir::new();
+    let save = |name: &str, sd: BTreeMap<String, Tensor>| {
+        let file = dir.path(name);
+        let pairs: Vec<(String, Tensor)> = sd.into_iter().collect();
+        weights::save_safetensors(&StateDict::from_pairs(pairs), &file, None).unwrap();
+        file
+    };
+    // Styles of 8 features: every affine layer narrowed, no mapping network.
+    let narrow_w: BTreeMap<String, Tensor> = tiny_expected()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("synthesis."))
+        .map(|(k, t)| {
+            let t = if k.ends_with(".affine.weight") { t.narrow(1, 0, 8).contiguous() } else { t };
+            (k, t)
+        })
+        .collect();
+    assert_refused(&dir, &save("w8.safetensors", narrow_w), "512");
+    // A mapping network taking z of 8 values.
+    let narrow_z: BTreeMap<String, Tensor> = tiny_expected()
+        .into_iter()
+        .map(|(k, t)| {
+            let t = if k == "mapping.fc0.weight" { t.narrow(1, 0, 8).contiguous() } else { t };
+            (k, t)
+        })
+        .collect();
+    assert_refused(&dir, &save("z8.safetensors", narrow_z), "512");
+}

@@ -9,14 +9,30 @@ fn repo(p: &str) -> std::path::PathBuf {
 }
 
 fn info_in(dir: &Path, args: &[&str], env_model: Option<&Path>) -> String {
+    let (code, text) = info_code(dir, args, env_model);
+    assert_eq!(code, Some(0), "{text}");
+    text
+}
+
+/// `pulse info` in `dir`: its exit code and stdout.
+fn info_code(dir: &Path, args: &[&str], env_model: Option<&Path>) -> (Option<i32>, String) {
     let mut cmd = pulse();
     cmd.current_dir(dir).arg("info").args(args);
     if let Some(m) = env_model {
         cmd.env("PULSE_MODEL", m);
     }
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
+    let text = String::from_utf8(out.stdout).unwrap();
+    (out.status.code(), format!("{text}{}", String::from_utf8_lossy(&out.stderr)))
+}
+
+/// A StyleGAN (v1) folder that loads: the 128x128 fixture network and PULSE's Gaussian fit, as
+/// a user lays them out by hand.
+fn v1_folder(dir: &Path) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::copy(common::fixture("synthesis_128_c32.pt"), dir.join("synthesis.pt")).unwrap();
+    std::fs::copy(common::fixture("gaussian_fit_ffhq.pt"), dir.join("gaussian_fit.pt")).unwrap();
+    dir.to_path_buf()
 }
 
 /// The lines `pulse info` prints for the folder shown as `name`: its own line (two spaces in)
@@ -35,35 +51,35 @@ fn without_models_it_says_what_to_run() {
     assert!(text.contains("libtorch: ") && text.contains("cpu threads: "), "{text}");
     assert!(text.contains("models/ffhq (default): not found"), "{text}");
     assert!(text.contains("next: `pulse download ffhq`"), "{text}");
-    // Nothing usable anywhere: the last line offers the bundled test model too.
-    assert!(text.trim_end().lines().last().unwrap().contains("--model models/test-1024"), "{text}");
+    // Outside pulse's checkout (here) there is no models/test-1024 to suggest: the last line
+    // says how to get a model instead.
+    assert!(!text.contains("models/test-1024"), "{text}");
+    assert!(text.trim_end().lines().last().unwrap().contains("--model DIR"), "{text}");
 }
 
 #[test]
 fn with_models_it_reports_architecture_licence_and_gaussian_fit() {
     let dir = TestDir::new();
     let root = dir.path("");
-    // The default folder: a StyleGAN2 model with its licence and no Gaussian fit. Only names and
-    // model.json are read, so any bytes stand in for the weights.
+    // The default folder: a StyleGAN2 model (the tiny test generator, imported) with its
+    // licence and no Gaussian fit.
     let ffhq = root.join("models/ffhq");
-    std::fs::create_dir_all(&ffhq).unwrap();
-    std::fs::write(ffhq.join("synthesis.safetensors"), b"not read").unwrap();
-    std::fs::write(ffhq.join("mapping.safetensors"), b"not read").unwrap();
-    std::fs::write(
-        ffhq.join("model.json"),
-        r#"{"format": "pulse-model/1", "architecture": "stylegan2", "licence": "CC BY-NC 4.0", "resolution": 1024}"#,
-    )
-    .unwrap();
+    pulse()
+        .args(["import", s(&common::fixture("sg2_tiny_ada.pkl")), "-o", s(&ffhq), "-q"])
+        .assert()
+        .success();
     // Another folder in models/, found by the scan: synthesis only, no model.json.
     let other = root.join("models/other");
     std::fs::create_dir_all(&other).unwrap();
-    std::fs::write(other.join("synthesis.pt"), b"not read").unwrap();
+    std::fs::copy(common::fixture("synthesis_128_c32.pt"), other.join("synthesis.pt")).unwrap();
     let test_model = repo("models/test-1024");
-    let text = info_in(&root, &["--model", "missing-folder"], Some(&test_model));
+    // A folder named with --model that does not exist: said, and the exit code says so.
+    let (code, text) = info_code(&root, &["--model", "missing-folder"], Some(&test_model));
+    assert_eq!(code, Some(2), "{text}");
 
     let ffhq_block = block(&text, "models/ffhq");
-    assert!(ffhq_block.contains("(default): stylegan2, 1024x1024"), "{ffhq_block}");
-    assert!(ffhq_block.contains("licence: CC BY-NC 4.0"), "{ffhq_block}");
+    assert!(ffhq_block.contains("(default): stylegan2, 16x16"), "{ffhq_block}");
+    assert!(ffhq_block.contains("licence: NVIDIA Source Code License-NC"), "{ffhq_block}");
     assert!(ffhq_block.contains("gaussian fit: missing"), "{ffhq_block}");
     assert!(ffhq_block.contains("next: `pulse fit-gaussian`"), "{ffhq_block}");
 
@@ -91,8 +107,7 @@ fn with_models_it_reports_architecture_licence_and_gaussian_fit() {
 fn a_folder_found_twice_is_listed_once() {
     let dir = TestDir::new();
     let root = dir.path("");
-    std::fs::create_dir_all(root.join("models/ffhq")).unwrap();
-    std::fs::write(root.join("models/ffhq/synthesis.pt"), b"x").unwrap();
+    v1_folder(&root.join("models/ffhq"));
     let text = info_in(&root, &["--model", "models/ffhq"], Some(Path::new("models/ffhq")));
     assert_eq!(text.matches("  models/ffhq (").count(), 1, "{text}");
     assert!(text.contains("models/ffhq (default, $PULSE_MODEL, --model)"), "{text}");
@@ -120,4 +135,94 @@ fn an_installed_copy_runs_without_environment_variables() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}{}", text, String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("libtorch: ") && text.contains("models/ffhq (default): not found"));
+}
+
+/// "ready" only for a folder that loads as the commands load it; every other folder names its
+/// problem, and a folder named with `--model` that cannot be used exits 2.
+#[test]
+fn a_folder_is_ready_only_when_it_loads() {
+    let dir = TestDir::new();
+    let root = dir.path("");
+    let good = v1_folder(&root.join("good"));
+    let text = info_in(&root, &["--model", "good"], None);
+    assert!(block(&text, "good").contains("ready: `pulse upsample IMAGE --model good`"), "{text}");
+
+    let synthesis = std::fs::read(good.join("synthesis.pt")).unwrap();
+    let broken: Vec<(&str, Box<dyn Fn(&Path)>)> = vec![
+        ("empty-json", Box::new(|d: &Path| std::fs::write(d.join("model.json"), b"").unwrap())),
+        (
+            "corrupt-json",
+            Box::new(|d: &Path| std::fs::write(d.join("model.json"), b"{\"format").unwrap()),
+        ),
+        (
+            "unknown-arch",
+            Box::new(|d: &Path| {
+                std::fs::write(d.join("model.json"), br#"{"architecture": "stylegan9"}"#).unwrap()
+            }),
+        ),
+        (
+            "contradictory-arch",
+            Box::new(|d: &Path| {
+                std::fs::write(d.join("model.json"), br#"{"architecture": "stylegan2"}"#).unwrap()
+            }),
+        ),
+        (
+            "truncated",
+            Box::new(move |d: &Path| {
+                std::fs::write(d.join("synthesis.pt"), &synthesis[..synthesis.len() / 2]).unwrap()
+            }),
+        ),
+        (
+            "nan-weights",
+            Box::new(|d: &Path| {
+                let sd = pulse::weights::load(&d.join("synthesis.pt")).unwrap();
+                let pairs: Vec<(String, tch::Tensor)> = sd
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (k, t))| {
+                        let t = if i == 3 { t.fill(f64::NAN) } else { t.shallow_clone() };
+                        (k.to_string(), t)
+                    })
+                    .collect();
+                std::fs::remove_file(d.join("synthesis.pt")).unwrap();
+                let to = d.join("synthesis.safetensors");
+                pulse::weights::save_safetensors(
+                    &pulse::weights::StateDict::from_pairs(pairs),
+                    &to,
+                    None,
+                )
+                .unwrap();
+            }),
+        ),
+    ];
+    for (name, damage) in &broken {
+        let d = v1_folder(&root.join(name));
+        damage(&d);
+        let (code, text) = info_code(&root, &["--model", name], None);
+        let b = block(&text, name);
+        assert_eq!(code, Some(2), "{name}: {text}");
+        assert!(b.contains("cannot load: ") && !b.contains("ready:"), "{name}: {b}");
+    }
+
+    // A file that no longer holds what model.json recorded for it.
+    let imported = root.join("imported");
+    pulse()
+        .args(["import", s(&common::fixture("synthesis_128_c32.pt")), "-o", s(&imported), "-q"])
+        .args([s(&common::fixture("gaussian_fit_ffhq.pt"))])
+        .assert()
+        .success();
+    assert!(block(&info_in(&root, &["--model", "imported"], None), "imported").contains("ready:"));
+    let sd = pulse::weights::load(&imported.join("synthesis.safetensors")).unwrap();
+    let pairs: Vec<(String, tch::Tensor)> =
+        sd.iter().map(|(k, t)| (k.to_string(), t * 1.0001)).collect();
+    pulse::weights::save_safetensors(
+        &pulse::weights::StateDict::from_pairs(pairs),
+        &imported.join("synthesis.safetensors"),
+        None,
+    )
+    .unwrap();
+    let (code, text) = info_code(&root, &["--model", "imported"], None);
+    assert_eq!(code, Some(2), "{text}");
+    let b = block(&text, "imported");
+    assert!(b.contains("does not hold what pulse wrote") && !b.contains("ready:"), "{b}");
 }

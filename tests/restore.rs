@@ -39,17 +39,27 @@ fn model() -> PathBuf {
 
 /// `pulse restore` with the test model, 2 steps and an eps every face reaches at once.
 fn restore() -> assert_cmd::Command {
+    restore_eps("1")
+}
+
+/// [`restore`] with another eps (`1e-9`: no face converges, exit code 3).
+fn restore_eps(eps: &str) -> assert_cmd::Command {
+    restore_with(&model(), eps)
+}
+
+/// [`restore`] with another model and eps.
+fn restore_with(model: &Path, eps: &str) -> assert_cmd::Command {
     let mut cmd = pulse();
     cmd.env("OMP_NUM_THREADS", "1").args([
         "restore",
         "--model",
-        s(&model()),
+        s(model),
         "--steps",
         "2",
         "--seed",
         "7",
         "--eps",
-        "1",
+        eps,
         "-q",
     ]);
     cmd.arg("--device").arg("cpu");
@@ -396,4 +406,270 @@ fn shards_share_one_folder_and_their_reports_merge() {
         .success()
         .stdout(predicate::str::contains("2 of 2 shards, 2 inputs: 2 done"))
         .stdout(predicate::str::contains("0 missing inputs"));
+}
+
+/// The face entries of a report's photo whose input ends with `name`.
+fn photo_entry(report: &serde_json::Value, name: &str) -> serde_json::Value {
+    report["photos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["input"].as_str().unwrap().ends_with(name))
+        .cloned()
+        .unwrap_or_else(|| panic!("no entry for {name} in {report}"))
+}
+
+/// Issue 32, item 3: a rerun with the same `--report` (after Ctrl-C or a requeue) keeps the
+/// entries of the photos it does not redo (boxes, seeds, convergence), so its exit code and
+/// `pulse report summary` still say that a face did not converge.
+#[test]
+fn a_rerun_keeps_the_earlier_entries_of_its_report() {
+    let dir = TestDir::new();
+    let (out, report) = (dir.path("out"), dir.path("report.json"));
+    let photo = fixture_photo("astronaut_small.jpg");
+    let run = || {
+        let mut cmd = restore_eps("1e-9");
+        cmd.args([s(&photo), "-o", s(&out), "--upscale", "2", "--report", s(&report)]);
+        cmd
+    };
+    run().assert().code(3);
+    let first = photo_entry(&read_json(&report), "astronaut_small.jpg");
+    assert_eq!(first["status"], "restored");
+    assert_eq!(first["faces"][0]["converged"], false);
+    run().assert().code(3);
+    let again = photo_entry(&read_json(&report), "astronaut_small.jpg");
+    assert_eq!(again["status"], "skipped", "{again}");
+    assert_eq!(again["earlier_status"], "restored", "{again}");
+    for key in ["faces", "width", "height", "outputs", "faces_dir"] {
+        assert_eq!(again[key], first[key], "{key}");
+    }
+
+    // Shards requeued: the rerun of a shard keeps its report's entries, and the job's summary
+    // still counts the face that did not converge (exit 3, not 0).
+    let (sharded, reports) = (dir.path("sharded"), dir.path("reports"));
+    std::fs::create_dir(&reports).unwrap();
+    let shard = |i: usize| {
+        let mut cmd = restore_eps("1e-9");
+        cmd.args([s(&photo), s(&fixture_photo("no_face.jpg")), "-o", s(&sharded)])
+            .args(["--upscale", "2", "--shard", &format!("{i}/2"), "--report"])
+            .arg(format!("{}/", reports.display()));
+        cmd
+    };
+    let code = |i| shard(i).output().unwrap().status.code();
+    let codes = [code(0), code(1)];
+    assert!(codes.contains(&Some(3)) && codes.contains(&Some(0)), "{codes:?}");
+    let summary = || pulse().args(["report", "summary", s(&reports)]).assert();
+    summary().code(3);
+    // Both shards requeued and run again: everything is skipped, nothing is lost.
+    assert_eq!([code(0), code(1)], codes);
+    summary().code(3).stdout(predicate::str::contains("2 done (0 converged)"));
+}
+
+/// Issue 32, item 4: a photo is skipped only when its output was made by this model, at this
+/// enlargement and with these settings; otherwise it is refused (exit 2), saying what differs,
+/// and `--overwrite` redoes it. A `<stem>.png` pulse did not make is never taken for a result.
+#[test]
+fn resume_skips_only_outputs_of_this_model_upscale_and_settings() {
+    let dir = TestDir::new();
+    let out = dir.path("out");
+    let photo = fixture_photo("astronaut_small.jpg");
+    let output = out.join("astronaut_small.png");
+    restore().args([s(&photo), "-o", s(&out), "--upscale", "2"]).assert().code(0);
+    assert_eq!(image_size(&output), (448, 448));
+    let before = std::fs::read(&output).unwrap();
+    // The same command skips it.
+    restore().args([s(&photo), "-o", s(&out), "--upscale", "2"]).assert().code(0);
+    assert_eq!(std::fs::read(&output).unwrap(), before);
+    // Another enlargement: refused, naming it; the output is untouched.
+    restore()
+        .args([s(&photo), "-o", s(&out), "--upscale", "4"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--upscale 2"))
+        .stderr(predicate::str::contains("--overwrite"));
+    assert_eq!(std::fs::read(&output).unwrap(), before);
+    // Other settings: refused, naming the setting.
+    restore()
+        .args([s(&photo), "-o", s(&out), "--upscale", "2", "--seed", "8"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("seed"));
+    // Another model (the other family's test network would do as well): refused.
+    let other = dir.model_128();
+    restore_with(&other, "1")
+        .args([s(&photo), "-o", s(&out), "--upscale", "2"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("another model"));
+    assert_eq!(std::fs::read(&output).unwrap(), before);
+    // --overwrite redoes it with what was asked.
+    restore().args([s(&photo), "-o", s(&out), "--upscale", "4", "--overwrite"]).assert().code(0);
+    assert_eq!(image_size(&output), (896, 896));
+
+    // A file of that name that pulse did not write: refused, kept as it is.
+    let mine = dir.path("mine");
+    std::fs::create_dir(&mine).unwrap();
+    image::RgbImage::new(3, 3).save(mine.join("astronaut_small.png")).unwrap();
+    let theirs = std::fs::read(mine.join("astronaut_small.png")).unwrap();
+    restore()
+        .args([s(&photo), "-o", s(&mine), "--upscale", "2"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("not made by pulse restore"));
+    assert_eq!(std::fs::read(mine.join("astronaut_small.png")).unwrap(), theirs);
+}
+
+/// Issue 32, item 6: `-o` naming the photos' own folder: the outputs written there (restored
+/// photos, compare sheets, faces folders) are not taken for photos on a rerun, which resumes.
+#[test]
+fn output_folder_equal_to_the_input_folder_can_be_rerun() {
+    let dir = TestDir::new();
+    let photos = dir.path("photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    std::fs::copy(fixture_photo("astronaut_small.jpg"), photos.join("small.jpg")).unwrap();
+    std::fs::copy(fixture_photo("no_face.jpg"), photos.join("no_face.jpg")).unwrap();
+    let report = dir.path("report.json");
+    let run = || {
+        let mut cmd = restore();
+        cmd.args([s(&photos), "-o", s(&photos), "--upscale", "2", "--compare"])
+            .args(["--report", s(&report)]);
+        cmd
+    };
+    run().assert().code(0);
+    for name in ["small.png", "small.compare.png", "no_face.png", "no_face.compare.png"] {
+        assert!(photos.join(name).is_file(), "{name}");
+    }
+    let before = std::fs::read(photos.join("small.png")).unwrap();
+    run().assert().code(0);
+    let r = read_json(&report);
+    let inputs: Vec<&str> =
+        r["photos"].as_array().unwrap().iter().map(|p| p["input"].as_str().unwrap()).collect();
+    assert_eq!(inputs.len(), 2, "{inputs:?}");
+    assert!(r["photos"].as_array().unwrap().iter().all(|p| p["status"] == "skipped"), "{r}");
+    assert_eq!(std::fs::read(photos.join("small.png")).unwrap(), before);
+    // A photo added later is restored by the next run; the outputs are still left alone.
+    std::fs::copy(fixture_photo("astronaut_small.jpg"), photos.join("later.jpg")).unwrap();
+    run().assert().code(0);
+    assert!(photos.join("later.png").is_file());
+    assert_eq!(read_json(&report)["photos"].as_array().unwrap().len(), 3);
+}
+
+/// Issue 32, item 12: a `--min-face` too small for a photo is refused as `align` refuses it
+/// (exit 2, naming the smallest that works), not silently skipped.
+#[test]
+fn a_min_face_too_small_for_the_photo_is_refused() {
+    let dir = TestDir::new();
+    let photo = dir.path("big.png");
+    compose(&photo, 1000, 1000, &[(400, 400)]);
+    let (out, report) = (dir.path("out"), dir.path("report.json"));
+    restore()
+        .args([s(&photo), "-o", s(&out), "--upscale", "2", "--min-face", "1"])
+        .args(["--report", s(&report)])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("use --min-face 3 or more"));
+    assert_eq!(photo_entry(&read_json(&report), "big.png")["status"], "refused");
+    assert!(!out.join("big.png").exists());
+}
+
+mod interrupts {
+    use super::*;
+    use pulse::align::{DetectConfig, Mtcnn};
+    use pulse::model::Model;
+    use pulse::pipelines::batches::SearchObserver;
+    use pulse::pipelines::restore::{self, Observer, RestoreOptions};
+    use pulse::pipelines::RunConfig;
+    use pulse::pulse::SearchConfig;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Sets `stop` (as Ctrl-C does) at the first tick of face detection, or once the last face
+    /// is found (before its photo is pasted together), and counts what comes after.
+    struct CtrlC<'a> {
+        stop: &'a AtomicBool,
+        at_detection: bool,
+        ticks_after: usize,
+        faces: usize,
+    }
+
+    impl SearchObserver for CtrlC<'_> {}
+
+    impl Observer for CtrlC<'_> {
+        fn detecting(&mut self, _photo: &Path, _done: usize, _total: usize) {
+            if self.stop.load(Ordering::SeqCst) {
+                self.ticks_after += 1;
+            }
+            if self.at_detection {
+                self.stop.store(true, Ordering::SeqCst);
+            }
+        }
+
+        fn face_done(&mut self) {
+            self.faces += 1;
+            if !self.at_detection {
+                self.stop.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+
+    fn options(photo: &Path, out: &Path) -> RestoreOptions {
+        RestoreOptions {
+            inputs: vec![photo.to_path_buf()],
+            out_dir: out.to_path_buf(),
+            search: SearchConfig { steps: 2, eps: 1.0, ..SearchConfig::default() },
+            run: RunConfig {
+                seed: 7,
+                samples: 1,
+                batch_size: 1,
+                restarts: 0,
+                precision: Default::default(),
+                deterministic: true,
+            },
+            upscale: 2,
+            only_center_face: false,
+            max_faces: None,
+            detect: DetectConfig::default(),
+            compare: false,
+            report: None,
+            shard: None,
+            overwrite: false,
+        }
+    }
+
+    fn run(photo: &Path, out: &Path, at_detection: bool) -> (restore::Report, CtrlC<'static>) {
+        let stop: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
+        let mut model = Model::load(&model(), Device::Cpu).unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mtcnn = Mtcnn::load(&root.join("models/mtcnn"), Device::Cpu).unwrap();
+        let mut observer = CtrlC { stop, at_detection, ticks_after: 0, faces: 0 };
+        let opts = options(photo, out);
+        let report = restore::run(&mut model, &mtcnn, &opts, &mut observer, stop).unwrap();
+        (report, observer)
+    }
+
+    /// Issue 32, item 12: Ctrl-C during detection stops it at its next band (as `align`
+    /// does), not after the whole pyramid; nothing of the photo is written.
+    #[test]
+    fn ctrl_c_during_detection_stops_it() {
+        let dir = TestDir::new();
+        let photo = dir.path("big.png");
+        compose(&photo, 1200, 900, &[(500, 400)]);
+        let out = dir.path("out");
+        let (report, seen) = run(&photo, &out, true);
+        assert!(report.interrupted, "Ctrl-C during detection is an interrupted run");
+        assert_eq!(seen.ticks_after, 0, "detection went on after Ctrl-C");
+        assert_eq!(seen.faces, 0);
+        assert!(!out.join("big.png").exists() && !out.join("big.faces").exists());
+    }
+
+    /// Issue 32, item 12: Ctrl-C once the last face is found (during the paste-back): the photo
+    /// is finished and written, and the run says it was interrupted (exit 130, not 0 or 3).
+    #[test]
+    fn ctrl_c_during_the_last_paste_back_is_an_interruption() {
+        let dir = TestDir::new();
+        let out = dir.path("out");
+        let (report, seen) = run(&fixture_photo("astronaut_small.jpg"), &out, false);
+        assert_eq!(seen.faces, 1);
+        assert!(report.interrupted, "Ctrl-C during the paste-back was ignored");
+        assert!(out.join("astronaut_small.png").is_file(), "the finished photo is kept");
+    }
 }

@@ -301,3 +301,97 @@ fn worst_photos_never_panic_align_or_upsample_align() {
         eprintln!("exit {code:?}: pulse {}", args.join(" "));
     }
 }
+
+/// The hostile sweep of issue 32: runs meeting each other and the files already there. While a
+/// shard holds its lock, only shards of the same split write beside it (an unsharded run, a
+/// shard of another split and an `align` are refused, nothing written); a requeued shard keeps
+/// what its report said; `report merge -o` never writes over an input; a forced import never
+/// leaves the previous network's fit in use. Every input stays as it was.
+#[test]
+fn reruns_requeues_forced_imports_and_shared_folders_lose_nothing() {
+    let t = TestDir::new();
+    let model = t.model_128();
+    let inputs = three_inputs(&t);
+    let snapshot = |dir: &Path| -> Vec<(String, Vec<u8>)> {
+        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_file())
+            .map(|p| {
+                (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let inputs_before = snapshot(&inputs);
+    let out = t.path("out");
+    let reports = t.path("reports/");
+    std::fs::create_dir_all(&out).unwrap();
+    let run = |extra: &[&str]| {
+        let mut cmd = upsample_cmd(&inputs, &model, &out, "2");
+        let o = cmd.args(["--report", s(&reports)]).args(extra).output().unwrap();
+        (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+
+    // Shared folder: a live shard 0/2 lock.
+    let lock = pulse::files::DirLock::acquire(&out, ".pulse.lock.0-of-2").unwrap().unwrap();
+    for extra in [&[][..], &["--shard", "0/3"][..]] {
+        let (code, stderr) = run(extra);
+        assert_eq!(code, Some(2), "{extra:?}: {stderr}");
+        assert!(stderr.contains("shard 0/2"), "{extra:?}: {stderr}");
+    }
+    let align = Command::new(bin())
+        .args(["align", s(&inputs), "--device", "cpu", "-q", "-o", s(&out)])
+        .env("PULSE_MTCNN", Path::new(env!("CARGO_MANIFEST_DIR")).join("models/mtcnn"))
+        .output()
+        .unwrap();
+    assert_eq!(align.status.code(), Some(2), "{}", String::from_utf8_lossy(&align.stderr));
+    assert!(snapshot(&out).iter().all(|(n, _)| n.starts_with(".pulse.lock")), "nothing written");
+    // Shard 1/2 of the same split works beside it.
+    let (code, stderr) = run(&["--shard", "1/2"]);
+    assert!(matches!(code, Some(0 | 3)), "{stderr}");
+    drop(lock);
+
+    // Requeue: shard 0/2 runs, then runs again; the summary and the report stay the same.
+    let (first, stderr) = run(&["--shard", "0/2"]);
+    assert!(matches!(first, Some(0 | 3)), "{stderr}");
+    let summary = || {
+        let o = pulse().args(["report", "summary", s(&reports)]).output().unwrap();
+        (o.status.code(), String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    let before = summary();
+    let report0 = reports.join("report.0-of-2.json");
+    let images = |r: &Path| read_json(r)["images"].as_array().unwrap().len();
+    let n0 = images(&report0);
+    let (again, stderr) = run(&["--shard", "0/2"]);
+    assert_eq!(again, first, "{stderr}");
+    assert_eq!(summary(), before);
+    assert_eq!(images(&report0), n0, "the requeued shard's report lost entries");
+    assert!(before.1.contains("2 of 2 shards, 3 inputs: 3 done"), "{}", before.1);
+
+    // report merge -o onto an input: refused, the input untouched.
+    let target = inputs.join("a.png");
+    pulse()
+        .args(["report", "merge", s(&report0), s(&reports.join("report.1-of-2.json"))])
+        .args(["-o", s(&target)])
+        .assert()
+        .code(2);
+
+    // A forced import over a hand-made folder: its fit is not used for the new network.
+    let hand = t.path("hand");
+    std::fs::create_dir_all(&hand).unwrap();
+    std::fs::copy(fixture("synthesis_128_c32.pt"), hand.join("synthesis.pt")).unwrap();
+    std::fs::copy(fixture("gaussian_fit_ffhq.pt"), hand.join("gaussian_fit.pt")).unwrap();
+    pulse()
+        .args(["import", s(&fixture("sg2_tiny_ada.pkl")), "-o", s(&hand), "--force", "-q"])
+        .assert()
+        .success();
+    let up = upsample_cmd(&inputs, &hand, &t.path("out2"), "2").output().unwrap();
+    let stderr = String::from_utf8_lossy(&up.stderr);
+    assert_eq!(up.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("gaussian_fit.pt"), "{stderr}");
+    assert!(hand.join("gaussian_fit.pt").is_file(), "the user's file stays");
+
+    assert_eq!(snapshot(&inputs), inputs_before, "an input was changed");
+}

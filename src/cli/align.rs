@@ -98,7 +98,10 @@ pub fn align(a: AlignArgs) -> anyhow::Result<Exit> {
         all_faces: a.all_faces,
         detect: DetectConfig { min_face: a.min_face, ..DetectConfig::default() },
         save_aligned: a.save_aligned,
-        report: a.report.map(|r| super::report::report_file(&r, shard.as_ref(), "align")),
+        report: a
+            .report
+            .map(|r| super::report::checked_report_file(&r, shard.as_ref(), "align"))
+            .transpose()?,
         shard,
         refuse: vec![],
         overwrite: a.overwrite,
@@ -123,7 +126,10 @@ fn load_mtcnn(dir: &Path, device: tch::Device) -> anyhow::Result<Mtcnn> {
 pub(super) fn upsample_aligned(mut a: UpsampleArgs) -> anyhow::Result<Exit> {
     let device = parse_device(&a.model.device)?;
     let shard = super::report::shard_of(&a.shard)?;
-    a.report = a.report.map(|r| super::report::report_file(&r, shard.as_ref(), "report"));
+    a.report = a
+        .report
+        .map(|r| super::report::checked_report_file(&r, shard.as_ref(), "report"))
+        .transpose()?;
     let photos = pulse::pipelines::collect_inputs(&a.inputs)?;
     if photos.is_empty() {
         return Err(pulse::Invalid(format!(

@@ -6,7 +6,7 @@
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use pulse::precision::Precision;
-use pulse::pulse::{LossSpec, NoiseMode, OptimizerKind, Schedule};
+use pulse::pulse::{IloConfig, IloRadius, LossSpec, Method, NoiseMode, OptimizerKind, Schedule};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -174,6 +174,10 @@ impl std::str::FromStr for LayerList {
     }
 }
 
+/// `--ilo-steps`: the steps of each of ILO's rounds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IloSteps(pub Vec<usize>);
+
 /// A comma-separated list of edit scales (negative ones too: `--scale=-1,0,1`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scales(pub Vec<f64>);
@@ -185,12 +189,57 @@ impl std::str::FromStr for Scales {
     }
 }
 
+/// A value parser that parses with `parse` and offers `values` to shell completion (and help),
+/// so that completion suggests them rather than file names; other values `parse` accepts are
+/// taken too.
+pub fn offering<T: Clone + Send + Sync + 'static>(
+    parse: fn(&str) -> Result<T, String>,
+    values: &'static [&'static str],
+) -> Offering<T> {
+    Offering { parse, values }
+}
+
+/// See [`offering`].
+#[derive(Clone)]
+pub struct Offering<T> {
+    parse: fn(&str) -> Result<T, String>,
+    values: &'static [&'static str],
+}
+
+impl<T: Clone + Send + Sync + 'static> TypedValueParser for Offering<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        let text = value.to_string_lossy();
+        let arg = arg.map_or_else(|| "the value".to_string(), |a| format!("'{a}'"));
+        (self.parse)(&text).map_err(|e| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value '{text}' for {arg}: {e}\n"),
+            )
+            .with_cmd(cmd)
+        })
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(self.values.iter().map(|v| clap::builder::PossibleValue::new(*v))))
+    }
+}
+
 /// `--shard` and `--shards`, shared by the commands that take folders.
 #[derive(Debug, Clone, Args)]
 pub struct ShardArgs {
     /// Process only inputs at sorted position p with p % N == I (many machines share one output
     /// folder); "auto" reads I and N from a Slurm, Kubernetes Indexed Job or AWS Batch array.
-    #[arg(long, value_name = "I/N|auto", value_parser = clap::value_parser!(ShardRequest))]
+    #[arg(long, value_name = "I/N|auto", hide_possible_values = true,
+          value_parser = offering(|s| s.parse::<ShardRequest>(), &["auto"]))]
     pub shard: Option<ShardRequest>,
     /// With --shard auto in a Kubernetes Indexed Job (which gives no total): the number of
     /// shards, the Job's completions [default: $PULSE_SHARDS].
@@ -223,32 +272,51 @@ pub struct UpsampleArgs {
     pub out_dir: PathBuf,
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Optimization steps per search.
-    #[arg(long, default_value = "100", value_parser = at_least_one)]
-    pub steps: usize,
-    /// Peak learning rate.
-    #[arg(long, default_value = "0.4", value_parser = positive, allow_negative_numbers = true)]
-    pub lr: f64,
-    /// The optimizer whose steps are projected back onto the sphere.
-    #[arg(long, default_value = "adam", value_parser = one_of::<OptimizerKind>(OptimizerKind::NAMES))]
-    pub optimizer: OptimizerKind,
-    /// Learning-rate schedule over the steps.
-    #[arg(long, default_value = "linear1cycledrop", value_parser = one_of::<Schedule>(Schedule::NAMES))]
-    pub schedule: Schedule,
-    /// Sum of weight*TERM with terms L2, L1, GEOCROSS (weights positive).
-    #[arg(long, default_value = "100*L2+0.05*GEOCROSS", value_parser = clap::value_parser!(LossSpec), allow_hyphen_values = true)]
-    pub loss: LossSpec,
-    /// An image succeeds when its L2 reaches eps.
+    /// The search: pulse (PULSE, the latent and noise on their spheres) or ilo (Intermediate
+    /// Layer Optimization: PULSE's start, then round by round also the input of a later
+    /// synthesis block; matches the input more closely, may look less like a real face).
+    #[arg(long, default_value = "pulse", value_parser = one_of::<Method>(Method::NAMES))]
+    pub method: Method,
+    /// Optimization steps per search [default: 100] (PULSE; ILO's rounds are --ilo-steps).
+    #[arg(long, value_parser = at_least_one)]
+    pub steps: Option<usize>,
+    /// ILO: the steps of each round, round k starting at synthesis block k [default:
+    /// 50,50,25,25].
+    #[arg(long, value_name = "LIST", value_parser = |s: &str| IloConfig::parse_steps(s).map(IloSteps))]
+    pub ilo_steps: Option<IloSteps>,
+    /// ILO: l1-ball projections of each round's change (off unless given), radii per round
+    /// separated by ':', e.g. latent=100:1000:6000,noise=1000:1000:6000,feature=1000:1000:6000
+    /// (a part left out keeps that value, ILO's).
+    #[arg(long, value_name = "latent=..,noise=..,feature=..", value_parser = clap::value_parser!(IloRadius))]
+    pub ilo_radius: Option<IloRadius>,
+    /// Peak learning rate [default: 0.4; 0.1 with --method ilo].
+    #[arg(long, value_parser = positive, allow_negative_numbers = true)]
+    pub lr: Option<f64>,
+    /// The optimizer whose steps are projected back onto the sphere [default: adam] (PULSE;
+    /// ILO uses Adam).
+    #[arg(long, value_parser = one_of::<OptimizerKind>(OptimizerKind::NAMES))]
+    pub optimizer: Option<OptimizerKind>,
+    /// Learning-rate schedule over the steps [default: linear1cycledrop] (PULSE; ILO ramps
+    /// each round as StyleGAN2's projector).
+    #[arg(long, value_parser = one_of::<Schedule>(Schedule::NAMES))]
+    pub schedule: Option<Schedule>,
+    /// Sum of weight*TERM with terms L2, L1, MSE, GEOCROSS (weights positive) [default:
+    /// 100*L2+0.05*GEOCROSS; 1*MSE+0.01*GEOCROSS with --method ilo, which takes MSE and
+    /// GEOCROSS only].
+    #[arg(long, value_parser = clap::value_parser!(LossSpec), allow_hyphen_values = true)]
+    pub loss: Option<LossSpec>,
+    /// An image succeeds when its L2 reaches eps (ILO: its MSE/4, and the search stops there).
     #[arg(long, default_value = "2e-3", value_parser = positive, allow_negative_numbers = true)]
     pub eps: f64,
-    /// How the per-layer noise inputs behave.
-    #[arg(long, default_value = "trainable", value_parser = one_of::<NoiseMode>(NoiseMode::NAMES))]
-    pub noise: NoiseMode,
-    /// Number of noise maps optimized in trainable mode (the first ones, in synthesis order).
-    #[arg(long, default_value_t = 5)]
-    pub trainable_noise: usize,
+    /// How the per-layer noise inputs behave [default: trainable] (PULSE).
+    #[arg(long, value_parser = one_of::<NoiseMode>(NoiseMode::NAMES))]
+    pub noise: Option<NoiseMode>,
+    /// Number of noise maps optimized in trainable mode (the first ones, in synthesis order)
+    /// [default: 5] (PULSE; ILO trains maps 0..5+2k-1 in round k).
+    #[arg(long)]
+    pub trainable_noise: Option<usize>,
     /// Noise maps kept at zero, e.g. "17" or "16,17" [default: the model's: 17 for StyleGAN v1
-    /// (PULSE's, where the network has it), the last map for StyleGAN2 (16 at 1024)].
+    /// (PULSE's, where the network has it), the last map for StyleGAN2 (16 at 1024)] (PULSE).
     #[arg(long, value_name = "LIST", value_parser = clap::value_parser!(LayerList))]
     pub bad_noise_layers: Option<LayerList>,
     /// Optimize one 512-vector tiled over all layers.
@@ -512,6 +580,10 @@ pub struct BenchArgs {
     /// blurbias (comma-separated) or all.
     #[arg(long, value_name = "LIST", default_value = "", hide_default_value = true, value_parser = |s: &str| pulse::stylegan::Tuning::without(s))]
     pub untuned: pulse::stylegan::Tuning,
+    /// The search step timed: pulse, or ilo (its rounds of equal length, each from its own
+    /// synthesis block).
+    #[arg(long, default_value = "pulse", value_parser = one_of::<Method>(Method::NAMES))]
+    pub method: Method,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,

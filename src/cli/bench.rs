@@ -41,6 +41,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<Exit> {
         tuning: a.untuned,
         determinism: pulse::device::Determinism::from_nondeterministic_flag(a.nondeterministic),
         cuda_graph: a.cuda_graph,
+        method: a.method,
         ..BenchOptions::default()
     };
     let quiet = a.json;
@@ -56,6 +57,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<Exit> {
     }
     eprintln!();
     println!("network:      {} ({}, {}x{})", r.network, r.architecture, r.resolution, r.resolution);
+    println!("method:       {}", r.method);
     println!("device:       {} ({} threads)", r.device, r.threads);
     println!("precision:    {}", r.precision);
     println!(

@@ -8,7 +8,7 @@ use pulse::latent::{short_sha, LatentFile};
 use pulse::model::{self, Model};
 use pulse::pipelines::generate::Generator;
 use pulse::pipelines::{self, upsample::UpsampleOptions};
-use pulse::pulse::SearchConfig;
+use pulse::pulse::{Method, SearchConfig};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -102,10 +102,13 @@ pub(super) fn upsample_run(
     aligned: Option<pipelines::upsample::AlignedPhotos>,
 ) -> anyhow::Result<Exit> {
     if aligned.is_none() {
-        a.report = a.report.map(|r| super::report::report_file(&r, shard.as_ref(), "report"));
+        a.report = a
+            .report
+            .map(|r| super::report::checked_report_file(&r, shard.as_ref(), "report"))
+            .transpose()?;
     }
     let mut model = load_model(&a.model)?;
-    let search = search_config(&a, model.layout());
+    let search = search_config(&a, model.layout())?;
     let run = run_config(&a, &model);
     let seed = run.seed;
     let opts = UpsampleOptions {
@@ -157,29 +160,77 @@ pub(super) fn upsample_run(
 }
 
 /// The search settings `upsample`'s flags give (`restore` takes the same flags), for a network
-/// of `layers` style layers.
-pub(super) fn search_config(a: &UpsampleArgs, layout: &pulse::stylegan::Layout) -> SearchConfig {
-    SearchConfig {
-        method: pulse::pulse::Method::Pulse,
-        ilo: Default::default(),
-        steps: a.steps,
-        lr: a.lr,
-        optimizer: a.optimizer,
-        schedule: a.schedule,
-        loss: a.loss.clone(),
+/// of `layout`. With `--method ilo`, the flags of PULSE's own search are refused by name, not
+/// ignored.
+pub(super) fn search_config(
+    a: &UpsampleArgs,
+    layout: &pulse::stylegan::Layout,
+) -> anyhow::Result<SearchConfig> {
+    let ilo = a.method == Method::Ilo;
+    if ilo {
+        let pulse_only = [
+            ("--steps", a.steps.is_some(), "give the rounds' steps with --ilo-steps"),
+            ("--optimizer", a.optimizer.is_some(), "ILO uses Adam"),
+            ("--schedule", a.schedule.is_some(), "ILO ramps each round as StyleGAN2's projector"),
+            ("--noise", a.noise.is_some(), "ILO trains noise maps 0..5+2k-1 in round k"),
+            (
+                "--trainable-noise",
+                a.trainable_noise.is_some(),
+                "ILO trains noise maps 0..5+2k-1 in round k",
+            ),
+            ("--bad-noise-layers", a.bad_noise_layers.is_some(), "ILO zeroes no noise map"),
+            ("--tile-latent", a.tile_latent, "ILO optimizes one latent row per W+ row"),
+            ("--cuda-graph", a.cuda_graph, "ILO's rounds change the graph"),
+        ];
+        if let Some((flag, _, why)) = pulse_only.iter().find(|(_, given, _)| *given) {
+            return Err(
+                pulse::Invalid(format!("{flag} does not apply to --method ilo ({why})")).into()
+            );
+        }
+    } else {
+        let ilo_only =
+            [("--ilo-steps", a.ilo_steps.is_some()), ("--ilo-radius", a.ilo_radius.is_some())];
+        if let Some((flag, _)) = ilo_only.iter().find(|(_, given)| *given) {
+            return Err(pulse::Invalid(format!("{flag} needs --method ilo")).into());
+        }
+    }
+    let defaults = SearchConfig::default();
+    let loss = match (&a.loss, ilo) {
+        (Some(loss), _) => loss.clone(),
+        (None, true) => ILO_LOSS.parse().expect("ILO's loss parses"),
+        (None, false) => defaults.loss.clone(),
+    };
+    let mut ilo_config = pulse::pulse::IloConfig::default();
+    if let Some(steps) = &a.ilo_steps {
+        ilo_config.steps = steps.0.clone();
+    }
+    ilo_config.radius = a.ilo_radius.clone();
+    Ok(SearchConfig {
+        method: a.method,
+        ilo: ilo_config,
+        steps: a.steps.unwrap_or(defaults.steps),
+        lr: a.lr.unwrap_or(if ilo { ILO_LR } else { defaults.lr }),
+        optimizer: a.optimizer.unwrap_or(defaults.optimizer),
+        schedule: a.schedule.unwrap_or(defaults.schedule),
+        loss,
         eps: a.eps,
-        noise: a.noise,
-        trainable_noise: a.trainable_noise,
-        bad_noise_layers: match &a.bad_noise_layers {
-            Some(list) => list.0.clone(),
-            None => layout.default_bad_noise.clone(),
+        noise: a.noise.unwrap_or(defaults.noise),
+        trainable_noise: a.trainable_noise.unwrap_or(defaults.trainable_noise),
+        bad_noise_layers: match (&a.bad_noise_layers, ilo) {
+            (Some(list), _) => list.0.clone(),
+            (None, true) => vec![],
+            (None, false) => layout.default_bad_noise.clone(),
         },
         tile_latent: a.tile_latent,
         keep_intermediate: a.save_intermediate,
         keep_final: false,
         cuda_graph: a.cuda_graph,
-    }
+    })
 }
+
+/// ILO's loss and learning rate (Daras et al.'s defaults; issue 29).
+pub const ILO_LOSS: &str = "1*MSE+0.01*GEOCROSS";
+pub const ILO_LR: f64 = 0.1;
 
 /// How `upsample`'s flags say to run the searches (`restore` takes the same flags) with `model`:
 /// the seed (drawn and printed if not given) and `--batch-size auto` resolved.
@@ -217,7 +268,12 @@ pub(super) fn fit_with_bar(model: &mut Model, quiet: bool) -> anyhow::Result<()>
 }
 
 pub fn fit_gaussian(a: FitGaussianArgs) -> anyhow::Result<Exit> {
-    let model = load_model(&a.model)?;
+    // The folder's present fit is not read: it is what this command replaces (it may be one
+    // left from a previous network, which loading refuses).
+    let device = pulse::device::parse_device(&a.model.device)?;
+    configure_device(device, a.model.nondeterministic)?;
+    let model = input(Model::load_without_fit(&a.model.model, device))
+        .context("cannot load the model (see models/README.md)")?;
     let bar = progress::bar(a.samples as u64, "fit", false);
     let path =
         model::save_fit(&model, a.samples, a.seed, &mut |done, _| bar.set_position(done as u64))?;
@@ -312,15 +368,21 @@ pub fn render(a: RenderArgs) -> anyhow::Result<Exit> {
     input(pulse::imageio::OutputFormat::from_path(&a.out))?;
     let latent = input(LatentFile::read(&a.latent))?;
     let model = load_model(&a.model)?;
-    warn_if_other_model(&a.latent, &latent, &model);
+    warn_if_other_model(&a.latent, &latent, &model)?;
     let image = input(pipelines::render(&model, &a.latent, &latent))?;
     pulse::imageio::write_image(&image, &a.out)?;
     eprintln!("pulse: wrote {}", escaped(&a.out));
     Ok(Exit::Success)
 }
 
-/// `render` and `edit` draw a latent of another model anyway (the shapes fit), with a warning.
-pub(super) fn warn_if_other_model(path: &Path, latent: &LatentFile, model: &Model) {
+/// `render` and `edit` draw a latent of another model anyway (the shapes fit), with a warning;
+/// a latent of the other family or layout is refused first (exit 2), before any warning.
+pub(super) fn warn_if_other_model(
+    path: &Path,
+    latent: &LatentFile,
+    model: &Model,
+) -> anyhow::Result<()> {
+    input(latent.check_layout(path, model.layout()))?;
     if latent.model_sha256() != model.sha256 {
         eprintln!(
             "pulse: warning: {} was made with another model (sha256 {}), rendering with {}",
@@ -329,6 +391,7 @@ pub(super) fn warn_if_other_model(path: &Path, latent: &LatentFile, model: &Mode
             short_sha(&model.sha256)
         );
     }
+    Ok(())
 }
 
 pub fn convert(a: ConvertArgs) -> anyhow::Result<Exit> {

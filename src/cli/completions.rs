@@ -41,6 +41,13 @@ pub fn man(a: ManArgs) -> anyhow::Result<Exit> {
         out.flush()?;
         return Ok(Exit::Success);
     };
+    if dir.exists() && !dir.is_dir() {
+        return Err(pulse::Invalid(format!(
+            "{}: exists and is not a folder; -o takes the folder to write the pages in",
+            escaped(&dir)
+        ))
+        .into());
+    }
     pulse::files::check_writable_dir(&dir)
         .map_err(|e| pulse::Invalid(format!("{}: cannot write there: {e}", escaped(&dir))))?;
     for (name, page) in &pages {
@@ -52,17 +59,23 @@ pub fn man(a: ManArgs) -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
-/// `(file name, roff)` of `pulse.1` first, then one page per command, named as clap_mangen
-/// names them (`pulse-upsample.1`), so `man pulse-upsample` finds it.
+/// `(file name, roff)` of `pulse.1` first, then one page per command and per subcommand of a
+/// command (`pulse-report-merge.1`), named as clap_mangen names them, so that every page
+/// another one points to (`pulse-report(1)` lists `pulse-report-merge(1)`) is there.
 fn man_pages() -> std::io::Result<Vec<(String, Vec<u8>)>> {
     let mut cmd = Cli::command().disable_help_subcommand(true);
     cmd.build();
-    let mut pages = vec![];
-    for c in std::iter::once(&cmd).chain(cmd.get_subcommands()) {
+    fn add(c: &clap::Command, pages: &mut Vec<(String, Vec<u8>)>) -> std::io::Result<()> {
         let man = clap_mangen::Man::new(c.clone());
         let mut page = Vec::new();
         man.render(&mut page)?;
         pages.push((man.get_filename(), page));
+        for sub in c.get_subcommands().filter(|s| s.get_name() != "help") {
+            add(sub, pages)?;
+        }
+        Ok(())
     }
+    let mut pages = vec![];
+    add(&cmd, &mut pages)?;
     Ok(pages)
 }

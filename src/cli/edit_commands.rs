@@ -98,12 +98,13 @@ pub fn edit(a: EditArgs) -> anyhow::Result<Exit> {
     )?;
     input(imageio::OutputFormat::from_path(&a.out))?;
     let latent = input(LatentFile::read(&a.latent))?;
+    input(latent.require_w_plus(&a.latent))?;
     let direction = input(Direction::read(&a.direction))?;
     let model = load_model(&a.model)?;
     let layers = model.layout().w_rows;
     let mask = LayerMask::parse(&a.layers, layers)
         .map_err(|e| pulse::Invalid(format!("--layers: {e}")))?;
-    warn_if_other_model(&a.latent, &latent, &model);
+    warn_if_other_model(&a.latent, &latent, &model)?;
     let edits = input(editing::edit::edit(
         &model,
         &latent,

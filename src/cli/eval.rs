@@ -56,12 +56,15 @@ pub struct EvalArgs {
     /// torchvision's cache; without it, no LPIPS and diversity by pixel distance].
     #[arg(long, value_name = "FILE")]
     pub vgg: Option<PathBuf>,
-    /// PULSE: optimization steps per search.
+    /// PULSE: optimization steps per search (ILO's are --ilo-steps).
     #[arg(long, default_value = "100", value_parser = at_least_one)]
     pub steps: usize,
     /// ILO: steps of each round, comma-separated.
     #[arg(long, default_value = "50,50,25,25", value_delimiter = ',', value_parser = at_least_one)]
     pub ilo_steps: Vec<usize>,
+    /// ILO: l1-ball projections of each round's change (off unless given), as for `upsample`.
+    #[arg(long, value_name = "latent=..,noise=..,feature=..", value_parser = clap::value_parser!(pulse::pulse::IloRadius))]
+    pub ilo_radius: Option<pulse::pulse::IloRadius>,
     /// Peak learning rate [default: 0.4 for pulse, 0.1 for ilo].
     #[arg(long, value_parser = positive, allow_negative_numbers = true)]
     pub lr: Option<f64>,
@@ -71,9 +74,10 @@ pub struct EvalArgs {
     /// Learning-rate schedule over the steps.
     #[arg(long, default_value = "linear1cycledrop", value_parser = one_of::<Schedule>(Schedule::NAMES))]
     pub schedule: Schedule,
-    /// Sum of weight*TERM with terms L2, L1, GEOCROSS, LPIPS (weights positive).
-    #[arg(long, default_value = "100*L2+0.05*GEOCROSS", value_parser = clap::value_parser!(LossSpec), allow_hyphen_values = true)]
-    pub loss: LossSpec,
+    /// Sum of weight*TERM with terms L2, L1, MSE, GEOCROSS, LPIPS (weights positive), for
+    /// every method [default: 100*L2+0.05*GEOCROSS for pulse, 1*MSE+0.01*GEOCROSS for ilo].
+    #[arg(long, value_parser = clap::value_parser!(LossSpec), allow_hyphen_values = true)]
+    pub loss: Option<LossSpec>,
     /// A search succeeds when its L2 reaches eps.
     #[arg(long, default_value = "2e-3", value_parser = positive, allow_negative_numbers = true)]
     pub eps: f64,
@@ -128,30 +132,39 @@ pub struct EvalMergeArgs {
     pub files: Vec<PathBuf>,
 }
 
-/// The search settings of `method` from the flags.
+/// The search settings of `method` from the flags: each flag applies to the method it concerns
+/// (`--steps`, `--optimizer`, `--schedule`, the noise flags, `--tile-latent` and `--cuda-graph`
+/// to PULSE; `--ilo-steps` and `--ilo-radius` to ILO), with `upsample`'s defaults per method
+/// (ILO: its loss `1*MSE+0.01*GEOCROSS`, lr 0.1, no zeroed noise map).
 fn search_config(a: &EvalArgs, method: Method, layout: &pulse::stylegan::Layout) -> SearchConfig {
+    let ilo = method == Method::Ilo;
+    let defaults = SearchConfig::default();
+    let loss = match (&a.loss, ilo) {
+        (Some(loss), _) => loss.clone(),
+        (None, true) => super::commands::ILO_LOSS.parse().expect("ILO's loss parses"),
+        (None, false) => defaults.loss.clone(),
+    };
+    let pulse_only = |on: bool| on && !ilo;
     SearchConfig {
         method,
-        ilo: pulse::pulse::IloConfig { steps: a.ilo_steps.clone() },
+        ilo: pulse::pulse::IloConfig { steps: a.ilo_steps.clone(), radius: a.ilo_radius.clone() },
         steps: a.steps,
-        lr: a.lr.unwrap_or(match method {
-            Method::Pulse => 0.4,
-            Method::Ilo => 0.1,
-        }),
-        optimizer: a.optimizer,
-        schedule: a.schedule,
-        loss: a.loss.clone(),
+        lr: a.lr.unwrap_or(if ilo { super::commands::ILO_LR } else { defaults.lr }),
+        optimizer: if ilo { defaults.optimizer } else { a.optimizer },
+        schedule: if ilo { defaults.schedule } else { a.schedule },
+        loss,
         eps: a.eps,
-        noise: a.noise,
-        trainable_noise: a.trainable_noise,
-        bad_noise_layers: match &a.bad_noise_layers {
-            Some(list) => list.0.clone(),
-            None => layout.default_bad_noise.clone(),
+        noise: if ilo { defaults.noise } else { a.noise },
+        trainable_noise: if ilo { defaults.trainable_noise } else { a.trainable_noise },
+        bad_noise_layers: match (&a.bad_noise_layers, ilo) {
+            (_, true) => vec![],
+            (Some(list), false) => list.0.clone(),
+            (None, false) => layout.default_bad_noise.clone(),
         },
-        tile_latent: a.tile_latent,
+        tile_latent: pulse_only(a.tile_latent),
         keep_intermediate: false,
         keep_final: false,
-        cuda_graph: a.cuda_graph,
+        cuda_graph: pulse_only(a.cuda_graph),
     }
 }
 

@@ -60,9 +60,67 @@ pub fn input<T, E: Into<anyhow::Error>>(result: Result<T, E>) -> anyhow::Result<
     result.map_err(|e| Refusal(e.into()).into())
 }
 
+/// An error message in plain words: what Rust's number parsing and the operating system say
+/// ("invalid digit found in string", "File exists (os error 17)") replaced by what a user
+/// reads, any other "(os error N)" dropped.
+pub fn plain(message: &str) -> String {
+    const WORDS: [(&str, &str); 14] = [
+        ("invalid digit found in string", "not a whole number"),
+        ("cannot parse integer from empty string", "empty, expected a whole number"),
+        ("number too large to fit in target type", "too large"),
+        ("number too small to fit in target type", "too small"),
+        ("invalid float literal", "not a number"),
+        ("File exists (os error 17)", "a file of that name is in the way"),
+        ("Not a directory (os error 20)", "a part of the path is a file, not a folder"),
+        ("Is a directory (os error 21)", "is a folder, not a file"),
+        ("No such file or directory (os error 2)", "no such file or folder"),
+        ("Permission denied (os error 13)", "permission denied"),
+        ("No space left on device (os error 28)", "no space left on the device"),
+        ("Read-only file system (os error 30)", "the filesystem is read-only"),
+        ("Directory not empty (os error 39)", "the folder is not empty"),
+        ("Disk quota exceeded (os error 122)", "disk quota exceeded"),
+    ];
+    let mut text = message.to_string();
+    for (from, to) in WORDS {
+        text = text.replace(from, to);
+    }
+    // Any other "(os error N)": the number says nothing to a user.
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find(" (os error ") {
+        let tail = &rest[i + " (os error ".len()..];
+        let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && tail[digits..].starts_with(')') {
+            out.push_str(&rest[..i]);
+            rest = &tail[digits + 1..];
+        } else {
+            out.push_str(&rest[..i + 1]);
+            rest = &rest[i + 1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_say_no_rust_or_os_jargon() {
+        assert_eq!(
+            plain("invalid value 'x' for '--steps <N>': invalid digit found in string"),
+            "invalid value 'x' for '--steps <N>': not a whole number"
+        );
+        assert_eq!(
+            plain("out/a.png: cannot write there: File exists (os error 17)"),
+            "out/a.png: cannot write there: a file of that name is in the way"
+        );
+        assert_eq!(
+            plain("x: Broken pipe (os error 32); y (os error z)"),
+            "x: Broken pipe; y (os error z)"
+        );
+    }
 
     #[test]
     fn refusals_anywhere_in_the_chain_exit_2() {

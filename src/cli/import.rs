@@ -72,8 +72,9 @@ pub struct DownloadArgs {
     /// The model to download.
     #[arg(value_enum)]
     pub model: ModelName,
-    /// Where from: pulse, nvidia, lernapparat or an http(s) URL (repeat to try several in
-    /// order); default: pulse, then nvidia, then lernapparat.
+    /// Where from: for ffhq pulse, nvidia or lernapparat, for ffhq-stylegan2 nvidia,
+    /// nvidia-ada or ngc, or an http(s) URL (repeat to try several in order); default: each
+    /// built-in source in that order.
     #[arg(long = "source", value_name = "SOURCE")]
     pub sources: Vec<String>,
     /// Expected SHA-256 of a file given by URL (64 hexadecimal digits).
@@ -229,6 +230,17 @@ fn print_report(r: &ImportReport, quiet: bool) {
     } else {
         eprintln!("pulse: wrote {}: {}", r.out.display(), r.files.join(", "));
     }
+    for name in &r.superseded {
+        eprintln!(
+            "pulse: warning: kept {} (pulse did not write it): the previous network's, so every command refuses it while it is there; remove it{}",
+            pulse::files::escaped(&r.out.join(name)),
+            if name.starts_with("gaussian_fit.") {
+                format!(", or run `pulse fit-gaussian --model {}`", pulse::files::escaped(&r.out))
+            } else {
+                String::new()
+            }
+        );
+    }
     eprintln!("pulse: licence: {}", r.licence);
 }
 
@@ -338,7 +350,8 @@ impl DownloadObserver for DownloadProgress {
                 download::Verify::Ffhq => "structure and FFHQ parameter counts",
                 download::Verify::Importable => "structure",
             };
-            self.bar.println(&format!("pulse: verifying {} ({how})", c.file));
+            let size = if c.expected.is_some() { "size, sha256, " } else { "" };
+            self.bar.println(&format!("pulse: verifying {} ({size}{how})", c.file));
         }
     }
     fn import_event(&mut self, e: &ImportEvent) {
@@ -390,6 +403,9 @@ pub fn download(a: DownloadArgs) -> anyhow::Result<Exit> {
         return Ok(Exit::Success);
     }
     eprintln!("pulse: downloaded {} from {}", r.candidate.file, r.candidate.url);
+    for w in &r.warnings {
+        eprintln!("pulse: warning: {w}");
+    }
     if let Some(report) = &r.import {
         print_report(report, a.quiet);
     }

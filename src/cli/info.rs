@@ -1,11 +1,12 @@
 //! `pulse info`: versions and devices, then a check of every model folder it can find (the
 //! default `models/ffhq`, `$PULSE_MODEL`, each `--model`, and the folders in `models/` that hold
-//! a network), with the next command to run when something is missing. It reads only file names
-//! and `model.json`, never the weights, so it answers at once.
+//! a network), with the next command to run when something is missing. A folder is "ready" only
+//! when it loads as every command loads it (weights, `model.json`, the recorded checksums), so
+//! this reads the weights of each folder it lists (about a second for the real model).
 use super::exit::Exit;
 use clap::Args;
 use pulse::files::escaped;
-use pulse::model::{self, find_file};
+use pulse::model::{self, find_file, Model};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
@@ -33,30 +34,40 @@ pub fn info(a: InfoArgs) -> anyhow::Result<Exit> {
     let folders = model_folders(&a.models, env_model.as_deref());
     println!("models:");
     let mut usable = false;
+    let mut named_unusable = false;
     for (dir, found_as) in &folders {
         let check = FolderCheck::of(dir);
-        usable |= check.synthesis.is_some();
-        print!("{}", check.describe(dir, &found_as.join(", ")));
-        if a.models.contains(dir) && check.synthesis.is_some() {
-            print!("{}", describe_layout(dir));
+        // Loaded as every command loads it: "ready" is said only of a folder that loads.
+        let loaded = check.synthesis.as_ref().map(|_| Model::load(dir, tch::Device::Cpu));
+        usable |= matches!(loaded, Some(Ok(_)));
+        if a.models.contains(dir) && !matches!(loaded, Some(Ok(_))) {
+            named_unusable = true;
+        }
+        print!("{}", check.describe(dir, &found_as.join(", "), loaded.as_ref()));
+        if let (true, Some(Ok(model))) = (a.models.contains(dir), &loaded) {
+            print!("{}", describe_layout(model));
         }
     }
     if !usable {
-        println!(
-            "next: `pulse download ffhq` installs the real model in {}; to try everything first, use the bundled test model: `pulse upsample examples/faces/astronaut32.png --model models/test-1024` (random weights: textures, not faces)",
-            model::DEFAULT_DIR
-        );
+        // The bundled test model is a path in pulse's checkout: offered only where it is.
+        let test_model = Path::new("models/test-1024");
+        if model::find_file(test_model, "synthesis").is_some() {
+            println!(
+                "next: `pulse download ffhq` installs the real model in {}; to try everything first, use the bundled test model: `pulse upsample examples/faces/astronaut32.png --model models/test-1024` (random weights: textures, not faces)",
+                model::DEFAULT_DIR
+            );
+        } else {
+            println!(
+                "next: `pulse download ffhq` installs the real model in {} (below this folder), or name a model folder with --model DIR",
+                model::DEFAULT_DIR
+            );
+        }
     }
-    Ok(Exit::Success)
+    Ok(if named_unusable { Exit::Refused } else { Exit::Success })
 }
 
-/// The generator a folder named with `--model` holds, as the search sees it: loading the weights
-/// (on the CPU) is the only way to know its layout for sure.
-fn describe_layout(dir: &Path) -> String {
-    let model = match pulse::model::Model::load(dir, tch::Device::Cpu) {
-        Ok(m) => m,
-        Err(e) => return format!("    cannot load: {e:#}\n"),
-    };
+/// The generator a folder named with `--model` holds, as the search sees it.
+fn describe_layout(model: &Model) -> String {
     let l = model.layout();
     let mut out = format!("    architecture: {}\n", l.architecture);
     out += &format!("    resolution: {}x{}\n", l.resolution, l.resolution);
@@ -156,8 +167,27 @@ impl FolderCheck {
         Some(v.as_str().map_or_else(|| v.to_string(), str::to_string))
     }
 
+    /// Where the folder's fit came from: what `model.json` recorded when pulse wrote it, or
+    /// that the user put it there.
+    fn fit_origin(&self, dir: &Path) -> String {
+        let Some(path) = &self.fit else { return String::new() };
+        let Some(info) = pulse::model_info::ModelInfo::read(dir) else {
+            return "origin not recorded (no model.json of pulse's)".into();
+        };
+        match pulse::weights::sha256_file(path) {
+            Ok(sha) => info.fit_origin(path, &sha),
+            Err(e) => format!("cannot read: {e}"),
+        }
+    }
+
     /// The lines `pulse info` prints for this folder: what is there, then `next:` lines.
-    fn describe(&self, dir: &Path, found_as: &str) -> String {
+    /// `loaded` is the result of loading it (`None`: it has no synthesis network).
+    fn describe(
+        &self,
+        dir: &Path,
+        found_as: &str,
+        loaded: Option<&anyhow::Result<Model>>,
+    ) -> String {
         let shown = escaped(dir);
         let mut out = String::new();
         let mut line = |s: String| {
@@ -208,10 +238,20 @@ impl FolderCheck {
         ));
         line(format!(
             "    gaussian fit: {}",
-            if self.fit.is_some() { file(&self.fit) } else { "missing (upsample needs it)".into() }
+            if self.fit.is_some() {
+                format!("{} ({})", file(&self.fit), self.fit_origin(dir))
+            } else {
+                "missing (upsample needs it)".into()
+            }
         ));
         let model_flag = if is_default { String::new() } else { format!(" --model {shown}") };
-        if self.synthesis.is_none() {
+        if let Some(Err(e)) = loaded {
+            let why = format!("{e:#}").replace('\n', " ");
+            line(format!("    cannot load: {why}"));
+            line(format!(
+                "    next: what the line above says, or import the model again: `pulse import FILE -o {shown} --force`"
+            ));
+        } else if self.synthesis.is_none() {
             line(format!(
                 "    next: {}",
                 if is_default {

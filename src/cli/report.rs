@@ -56,6 +56,13 @@ pub fn report(command: ReportCommand) -> anyhow::Result<Exit> {
 
 fn merge(a: MergeArgs) -> anyhow::Result<Exit> {
     if let Some(out) = &a.out {
+        if out.is_dir() {
+            return Err(pulse::Invalid(format!(
+                "{}: is a folder; -o takes the file name of the merged report",
+                escaped(out)
+            ))
+            .into());
+        }
         let inputs: Vec<&Path> = a.reports.iter().map(PathBuf::as_path).collect();
         super::commands::check_outputs(&inputs, &[out])?;
     }
@@ -63,6 +70,7 @@ fn merge(a: MergeArgs) -> anyhow::Result<Exit> {
         a.reports.iter().map(|p| ShardReport::read(p)).collect::<anyhow::Result<Vec<_>>>()?;
     let (merged, summary) = report::merge(&reports)?;
     if let Some(out) = &a.out {
+        report::check_merge_output(&merged, out)?;
         report::write(&merged, out)?;
     }
     print_summary(&summary);
@@ -75,7 +83,11 @@ fn merge(a: MergeArgs) -> anyhow::Result<Exit> {
 fn summary(a: SummaryArgs) -> anyhow::Result<Exit> {
     // One line per command whose reports are there; the exit code of the worst.
     let mut worst: Option<(Verdict, Exit)> = None;
-    for reports in report::reports_in(&a.dir)?.values() {
+    let (kinds, unreadable) = report::reports_in(&a.dir)?;
+    for why in &unreadable {
+        eprintln!("pulse: warning: {why}; left out of the summary");
+    }
+    for reports in kinds.values() {
         let (_, summary) = report::merge(reports)?;
         print_summary(&summary);
         worst = Some(match worst {
@@ -111,4 +123,16 @@ pub(super) fn shard_of(args: &ShardArgs) -> anyhow::Result<Option<ShardInfo>> {
 /// The report file of this run ([`shard::report_path`]).
 pub(super) fn report_file(report: &Path, shard: Option<&ShardInfo>, stem: &str) -> PathBuf {
     shard::report_path(report, shard.map(ShardInfo::shard), stem)
+}
+
+/// [`report_file`], refused (exit 2) when that file is the report of another shard or split:
+/// runs that share one plain `--report` file would take each other's entries for their own.
+pub(super) fn checked_report_file(
+    report: &Path,
+    shard: Option<&ShardInfo>,
+    stem: &str,
+) -> anyhow::Result<PathBuf> {
+    let path = report_file(report, shard, stem);
+    report::check_report_owner(&path, shard.map(ShardInfo::shard))?;
+    Ok(path)
 }

@@ -16,7 +16,7 @@ pub struct RestoreArgs {
     #[command(flatten)]
     pub search: UpsampleArgs,
     /// The restored photo is this many times the photo's size: 2, 4 or 8.
-    #[arg(long, default_value_t = 4, value_parser = parse_upscale)]
+    #[arg(long, default_value_t = 4, value_parser = super::args::offering(parse_upscale, &["2", "4", "8"]))]
     pub upscale: i64,
     /// Restore only the face nearest the photo's centre.
     #[arg(long)]
@@ -71,7 +71,7 @@ pub fn restore(a: RestoreArgs) -> anyhow::Result<Exit> {
         u.report.as_ref().map(|r| super::report::report_file(r, shard.as_ref(), "restore"));
     let mut model = commands::load_model(&u.model)?;
     let mtcnn = Mtcnn::load(&mtcnn::default_dir(), model.device)?;
-    let search = commands::search_config(&u, model.layout());
+    let search = commands::search_config(&u, model.layout())?;
     let run = commands::run_config(&u, &model);
     let seed = run.seed;
     let opts = RestoreOptions {

@@ -91,7 +91,10 @@ impl Direction {
                 ))
                 .into());
             }
-            read.push((LatentFile::read(from)?, LatentFile::read(to)?));
+            let (f, t) = (LatentFile::read(from)?, LatentFile::read(to)?);
+            f.require_w_plus(from)?;
+            t.require_w_plus(to)?;
+            read.push((f, t));
         }
         let refs: Vec<(&LatentFile, &LatentFile)> = read.iter().map(|(a, b)| (a, b)).collect();
         let names: Vec<(String, String)> =

@@ -15,7 +15,8 @@ pub use error::{ImageError, ImageErrorKind};
 pub use read::{read_mask, read_photo, read_rgb, read_target, Target};
 pub use sheet::Sheet;
 pub use write::{
-    write_animation, write_image, write_image_rgba, write_png, OutputFormat, OUTPUT_EXTENSIONS,
+    png_text, write_animation, write_image, write_image_rgba, write_png, write_png_rows,
+    OutputFormat, OUTPUT_EXTENSIONS,
 };
 
 /// The extensions taken from a folder of inputs; the same formats are recognised from their

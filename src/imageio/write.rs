@@ -104,6 +104,57 @@ fn write_as(
     })
 }
 
+/// Writes an 8-bit RGB PNG of `width` x `height` one row at a time: `row(y, buf)` fills row `y`
+/// (`3 * width` bytes, RGB interleaved), so an image is never held whole in 8 bits nor as a
+/// tensor (restore's largest outputs are 8192 px a side). `text` is written as uncompressed
+/// iTXt chunks (keyword, UTF-8 text) before the pixels, where [`png_text`] reads them back.
+pub fn write_png_rows(
+    path: &Path,
+    width: usize,
+    height: usize,
+    text: &[(&str, &str)],
+    mut row: impl FnMut(usize, &mut [u8]),
+) -> Result<(), ImageError> {
+    let (Ok(w), Ok(h)) = (u32::try_from(width), u32::try_from(height)) else {
+        return Err(write_err(path, format!("bad size {width}x{height}")));
+    };
+    if w == 0 || h == 0 {
+        return Err(write_err(path, format!("empty image {width}x{height}")));
+    }
+    write_atomic(path, |file| {
+        let mut enc = png::Encoder::new(BufWriter::new(file), w, h);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        for (key, value) in text {
+            enc.add_itxt_chunk(key.to_string(), value.to_string())
+                .map_err(std::io::Error::other)?;
+        }
+        let mut header = enc.write_header().map_err(std::io::Error::other)?;
+        let mut stream = header.stream_writer().map_err(std::io::Error::other)?;
+        let mut buf = vec![0u8; 3 * width];
+        for y in 0..height {
+            row(y, &mut buf);
+            stream.write_all(&buf)?;
+        }
+        stream.finish().map_err(std::io::Error::other)?;
+        header.finish().map_err(std::io::Error::other)
+    })
+}
+
+/// The text of the first iTXt or tEXt chunk named `key` of the PNG at `path`; `None` when the
+/// file is not a PNG or has no such chunk. Only the chunks before the pixels are read.
+pub fn png_text(path: &Path, key: &str) -> Option<String> {
+    let file = File::open(path).ok()?;
+    let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
+    decoder.set_ignore_text_chunk(false);
+    let reader = decoder.read_info().ok()?;
+    let info = reader.info();
+    if let Some(chunk) = info.utf8_text.iter().find(|c| c.keyword == key) {
+        return chunk.get_text().ok();
+    }
+    info.uncompressed_latin1_text.iter().find(|c| c.keyword == key).map(|c| c.text.clone())
+}
+
 /// [`crate::files::write_atomic`] with its error named as an image write failure.
 fn write_atomic(
     path: &Path,

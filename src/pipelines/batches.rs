@@ -74,9 +74,9 @@ pub fn search_batch<O: SearchObserver + ?Sized>(
 }
 
 /// Whether attempt `new` beats `old`: a converged result beats one that is not, then the lower
-/// best-step L2 wins (the total where the loss has no L2 term).
+/// best-step L2 (ILO: MSE) wins (the total where the loss has neither).
 pub fn beats(new: &SearchOutcome, old: &SearchOutcome, loss: &LossSpec) -> bool {
-    let l2 = loss.terms.iter().position(|(_, t)| *t == Term::L2);
+    let l2 = loss.terms.iter().position(|(_, t)| matches!(t, Term::L2 | Term::Mse));
     let value = |o: &SearchOutcome| l2.map_or(o.best.total, |i| o.best.terms[i]);
     (new.converged && !old.converged) || (new.converged == old.converged && value(new) < value(old))
 }

@@ -5,7 +5,7 @@ use crate::device::Determinism;
 use crate::model::Model;
 use crate::precision::Precision;
 use crate::pulse::search::{search, SearchConfig, Start, GRAPH_WARMUP_STEPS};
-use crate::pulse::{GaussianFit, LossTarget};
+use crate::pulse::{GaussianFit, LossTarget, Method};
 use crate::stylegan::{
     stylegan2, Architecture, Synthesis, SynthesisConfig, SynthesisNetwork, Tuning, LATENT_DIM,
 };
@@ -40,6 +40,9 @@ pub struct BenchOptions {
     pub determinism: Determinism,
     /// Replay the steps from a CUDA graph (CUDA only).
     pub cuda_graph: bool,
+    /// The search timed: PULSE's step, or ILO's (its rounds of equal length, so every round's
+    /// partial synthesis is in the median).
+    pub method: Method,
 }
 
 impl Default for BenchOptions {
@@ -57,6 +60,7 @@ impl Default for BenchOptions {
             tuning: Tuning::ALL_ON,
             determinism: Determinism::Deterministic,
             cuda_graph: false,
+            method: Method::Pulse,
         }
     }
 }
@@ -64,6 +68,8 @@ impl Default for BenchOptions {
 /// The measured figures; `--json` prints this object.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
+    /// `pulse` or `ilo`.
+    pub method: &'static str,
     /// Median wall time of one step of the whole batch, in milliseconds.
     pub ms_per_step: f64,
     /// Every timed step, in milliseconds.
@@ -239,8 +245,25 @@ pub fn run(
         weight: None,
     };
     let total = warmup + opts.steps + 1;
-    let search_config =
-        SearchConfig { steps: total, cuda_graph, ..SearchConfig::for_layout(&layout) };
+    let search_config = match opts.method {
+        Method::Pulse => {
+            SearchConfig { steps: total, cuda_graph, ..SearchConfig::for_layout(&layout) }
+        }
+        Method::Ilo => {
+            anyhow::ensure!(!cuda_graph, "CUDA graphs do not apply to ILO");
+            // ILO's four rounds (fewer on a network with fewer blocks), of equal length.
+            let rounds = 4.min(layout.channels.len());
+            let mut config = SearchConfig {
+                method: Method::Ilo,
+                lr: 0.1,
+                loss: "1*MSE+0.01*GEOCROSS".parse().expect("ILO's loss parses"),
+                eps: 1e-12,
+                ..SearchConfig::for_layout(&layout)
+            };
+            config.ilo.steps = vec![total.div_ceil(rounds); rounds];
+            config
+        }
+    };
     let steps_per_face = SearchConfig::default().steps;
     let rss_before = system::rss_mb().unwrap_or(0.0);
     let mut stamps: Vec<Instant> = Vec::with_capacity(total);
@@ -249,7 +272,12 @@ pub fn run(
         _ => None,
     };
     let synthesis: &dyn SynthesisNetwork = net.synthesis();
+    let mut seen = 0;
     let outcome = search(synthesis, &fit, &search_config, &target, start, dev, &mut |p| {
+        seen += 1;
+        if seen > total {
+            return true; // ILO's last round may run a few steps past the timed ones
+        }
         // The callback comes once per step, after the forward pass; wait for the GPU so the
         // stamps measure finished work (the baseline script synchronizes every step too).
         if let Some(i) = cuda_index {
@@ -268,6 +296,7 @@ pub fn run(
         cuda_index.and_then(system::cuda_used_bytes_by_self).map(|b| b as f64 / (1024.0 * 1024.0));
     let faces_per_hour = batch as f64 * 3_600_000.0 / (ms_per_step * steps_per_face as f64);
     Ok(BenchReport {
+        method: opts.method.name(),
         ms_per_step,
         step_ms,
         batch_size: batch,

@@ -4,8 +4,15 @@
 //!
 //! `ffhq-stylegan2`: NVIDIA's TensorFlow `stylegan2-ffhq-config-f.pkl` on NVIDIA's CDN, then
 //! stylegan2-ada-pytorch's `ffhq.pkl` (the same network, trained with the original StyleGAN2
-//! code). No checksums are published: both are verified by structure, config-f's exact
-//! layout and its parameter counts (30,370,060 in G_ema).
+//! code), then the copy of it NVIDIA's NGC catalogue serves as `stylegan2-ffhq-1024x1024.pkl`.
+//! NVIDIA publishes no checksums: each is verified by structure, config-f's exact layout and
+//! its parameter counts (30,370,060 in G_ema), and `ffhq.pkl` also by its size and sha256
+//! ([`Expected`]).
+//!
+//! Expected sizes and sha256 come from copies found independently of NVIDIA's servers. A size
+//! that differs is an error (a cut or altered file); a sha256 that differs is an error only
+//! where two independent copies agree on it, otherwise a warning naming both values (returned
+//! in [`DownloadReport::warnings`]), since one copy may itself be another build of the file.
 //!
 //! `ffhq` sources, in order (models/README.md lists them with their URLs and sizes):
 //! 1. PULSE's own converted `synthesis.pt`, still in the PULSE repository's git history
@@ -61,7 +68,7 @@ impl Model {
     pub fn source_names(self) -> &'static [&'static str] {
         match self {
             Model::Ffhq => &["pulse", "nvidia", "lernapparat"],
-            Model::FfhqStylegan2 => &["nvidia", "nvidia-ada"],
+            Model::FfhqStylegan2 => &["nvidia", "nvidia-ada", "ngc"],
         }
     }
 }
@@ -83,6 +90,63 @@ pub const NVIDIA_SG2_URL: &str =
 pub const NVIDIA_ADA_FILE: &str = "ffhq.pkl";
 pub const NVIDIA_ADA_URL: &str =
     "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/ffhq.pkl";
+
+/// The same network as NVIDIA's NGC catalogue serves it (an ada-style pickle).
+pub const NGC_SG2_FILE: &str = "stylegan2-ffhq-1024x1024.pkl";
+pub const NGC_SG2_URL: &str = "https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan2/versions/1/files/stylegan2-ffhq-1024x1024.pkl";
+
+/// `karras2019stylegan-ffhq-1024x1024.pkl`: its size and sha256 as one copy found apart from
+/// NVIDIA's servers has them.
+pub const NVIDIA_EXPECTED: Expected = Expected {
+    size: 324_733_157,
+    sha256: "f277a43711447812d809b2fdd7748b945cfd7bdcd391d66e557a68d590309aab",
+    copies_agree: false,
+};
+/// stylegan2-ada-pytorch's `ffhq.pkl`: two independent copies agree on size and sha256.
+pub const NVIDIA_ADA_EXPECTED: Expected = Expected {
+    size: 381_624_121,
+    sha256: "a205a346e86a9ddaae702e118097d014b7b8bd719491396a162cca438f2f524c",
+    copies_agree: true,
+};
+
+/// The size and sha256 a built-in source's file is expected to have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Expected {
+    pub size: u64,
+    pub sha256: &'static str,
+    /// Two independent copies agree on `sha256`: a mismatch is then an error, not a warning.
+    pub copies_agree: bool,
+}
+
+impl Expected {
+    /// Checks a downloaded file: `Err` for a size that differs, or a sha256 that differs where
+    /// copies agree; `Ok(Some(warning))` for a sha256 that differs from a single copy's.
+    pub fn check(&self, file: &Path) -> Result<Option<String>, String> {
+        let size = std::fs::metadata(file).map_err(|e| format!("{}: {e}", escaped(file)))?.len();
+        if size != self.size {
+            return Err(format!(
+                "size mismatch: {size} bytes, expected {} (a cut or altered download)",
+                self.size
+            ));
+        }
+        let got =
+            crate::weights::sha256_file(file).map_err(|e| format!("{}: {e}", escaped(file)))?;
+        if got == self.sha256 {
+            return Ok(None);
+        }
+        if self.copies_agree {
+            return Err(format!(
+                "checksum mismatch: sha256 {got}, expected {} (two independent copies agree on it)",
+                self.sha256
+            ));
+        }
+        Ok(Some(format!(
+            "{}: sha256 {got} differs from {}, the sha256 of the one independent copy known; its size and structure match, so it was installed",
+            escaped(file.file_name().map(Path::new).unwrap_or(file)),
+            self.sha256
+        )))
+    }
+}
 
 /// Environment variable naming a mirror of the built-in sources, for mirrors and for tests:
 /// `https://HOST/PATH` is fetched from `$PULSE_DOWNLOAD_MIRROR/HOST/PATH` instead, with the
@@ -113,6 +177,8 @@ pub struct Candidate {
     /// The name the file is saved under.
     pub file: String,
     pub verify: Verify,
+    /// The size and sha256 the file is known to have, when they are known.
+    pub expected: Option<Expected>,
 }
 
 /// The built-in candidates of a `--source` name for a model (`None` for a URL or an unknown
@@ -121,9 +187,12 @@ pub fn builtin_for(model: Model, name: &str) -> Option<Vec<Candidate>> {
     match model {
         Model::Ffhq => builtin(name),
         Model::FfhqStylegan2 => {
-            let (source, url, file) = match name {
-                "nvidia" => ("nvidia", NVIDIA_SG2_URL, NVIDIA_SG2_FILE),
-                "nvidia-ada" => ("nvidia-ada", NVIDIA_ADA_URL, NVIDIA_ADA_FILE),
+            let (source, url, file, expected) = match name {
+                "nvidia" => ("nvidia", NVIDIA_SG2_URL, NVIDIA_SG2_FILE, None),
+                "nvidia-ada" => {
+                    ("nvidia-ada", NVIDIA_ADA_URL, NVIDIA_ADA_FILE, Some(NVIDIA_ADA_EXPECTED))
+                }
+                "ngc" => ("ngc", NGC_SG2_URL, NGC_SG2_FILE, None),
                 _ => return None,
             };
             Some(vec![Candidate {
@@ -131,6 +200,7 @@ pub fn builtin_for(model: Model, name: &str) -> Option<Vec<Candidate>> {
                 url: url.into(),
                 file: file.into(),
                 verify: Verify::Ffhq,
+                expected,
             }])
         }
     }
@@ -144,6 +214,7 @@ pub fn builtin(name: &str) -> Option<Vec<Candidate>> {
         url,
         file: file.to_string(),
         verify,
+        expected: (file == NVIDIA_FILE).then_some(NVIDIA_EXPECTED),
     };
     let pulse = |owner: &str| {
         c(
@@ -248,7 +319,13 @@ impl DownloadOptions {
                     Some(h) => Verify::Sha256(h.to_ascii_lowercase()),
                     None => Verify::Importable,
                 };
-                out.push(Candidate { source: "url", url: name.clone(), file, verify });
+                out.push(Candidate {
+                    source: "url",
+                    url: name.clone(),
+                    file,
+                    verify,
+                    expected: None,
+                });
             } else {
                 return Err(DownloadError::Usage(format!(
                     "unknown source '{name}' for {} (expected {} or an http(s) URL)",
@@ -360,6 +437,8 @@ pub struct DownloadReport {
     /// The installed network is the model asked for; `false` for a URL source whose network
     /// is something else (then `model.json` does not name the model).
     pub is_model: bool,
+    /// What the command line should say aside (a sha256 that differs from a single known copy's).
+    pub warnings: Vec<String>,
 }
 
 /// The folder beside `out` where downloads wait, partial or complete, until imported.
@@ -414,6 +493,7 @@ pub fn run(
                     import: None,
                     already_installed: true,
                     is_model,
+                    warnings: vec![],
                 });
             }
         }
@@ -451,12 +531,17 @@ pub fn run(
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
         }
         observer.verifying(candidate);
-        if let Err(reason) = verify_checksum(&file, &candidate.verify) {
-            // A wrong file must not be resumed from: it goes.
-            let _ = std::fs::remove_file(&file);
-            fail(observer, reason);
-            continue;
-        }
+        let expected = candidate.expected.map_or(Ok(None), |e| e.check(&file));
+        let warning =
+            match expected.and_then(|w| verify_checksum(&file, &candidate.verify).map(|_| w)) {
+                Ok(w) => w,
+                Err(reason) => {
+                    // A wrong file must not be resumed from: it goes.
+                    let _ = std::fs::remove_file(&file);
+                    fail(observer, reason);
+                    continue;
+                }
+            };
         match import_download(opts, candidate, &file, observer, stop) {
             Ok((report, is_model)) => {
                 let _ = std::fs::remove_file(&file);
@@ -468,6 +553,7 @@ pub fn run(
                     import: Some(report),
                     already_installed: false,
                     is_model,
+                    warnings: warning.into_iter().collect(),
                 });
             }
             Err(ImportError::Refused(reason)) => {
@@ -582,8 +668,14 @@ pub fn run_vgg16(
     let url = opts.url();
     check_url(&url).map_err(DownloadError::Usage)?;
     let verify = opts.verify();
-    let candidate =
-        Candidate { source: "vgg16", url: url.clone(), file: VGG16_FILE_NAME.into(), verify };
+    let candidate = Candidate {
+        source: "vgg16",
+        url: url.clone(),
+        file: VGG16_FILE_NAME.into(),
+        verify,
+        // torchvision publishes only the 8 digits in the name, checked by `verify`.
+        expected: None,
+    };
     if opts.out.is_dir() {
         return Err(DownloadError::Usage(format!("{}: is a folder", escaped(&opts.out))));
     }
@@ -708,6 +800,32 @@ mod tests {
         assert_eq!(url_file_name("http://h:1/"), "download");
         assert_eq!(url_file_name("http://h:1"), "download");
         assert_eq!(url_file_name("http://h/../.hidden"), "download");
+    }
+
+    #[test]
+    fn expected_sizes_are_errors_and_single_copy_checksums_warnings() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f.pkl");
+        std::fs::write(&f, b"hello\n").unwrap();
+        // sha256 of "hello\n".
+        let sha = "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03";
+        let other = "0".repeat(64);
+        let other: &'static str = Box::leak(other.into_boxed_str());
+        let e = |size, sha256, copies_agree| Expected { size, sha256, copies_agree };
+        assert_eq!(e(6, sha, true).check(&f), Ok(None));
+        let err = e(7, sha, false).check(&f).unwrap_err();
+        assert!(err.contains("size mismatch: 6 bytes, expected 7"), "{err}");
+        let warning = e(6, other, false).check(&f).unwrap().expect("a warning");
+        assert!(warning.contains(sha) && warning.contains(other), "{warning}");
+        let err = e(6, other, true).check(&f).unwrap_err();
+        assert!(err.contains(sha) && err.contains(other), "{err}");
+        // The built-in sources carry what is known of them.
+        let ada = builtin_for(Model::FfhqStylegan2, "nvidia-ada").unwrap();
+        assert_eq!(ada[0].expected, Some(NVIDIA_ADA_EXPECTED));
+        assert!(NVIDIA_ADA_EXPECTED.copies_agree && !NVIDIA_EXPECTED.copies_agree);
+        assert!(builtin("nvidia").unwrap().iter().all(|c| c.expected == Some(NVIDIA_EXPECTED)));
+        let ngc = builtin_for(Model::FfhqStylegan2, "ngc").unwrap();
+        assert_eq!((ngc[0].url.as_str(), ngc[0].expected), (NGC_SG2_URL, None));
     }
 
     #[test]

@@ -90,5 +90,13 @@ pub fn truncate(w: &Tensor, w_avg: &Tensor, psi: f64, layers: i64, cutoff: i64) 
 pub fn render(model: &Model, path: &Path, latent: &LatentFile) -> anyhow::Result<Tensor> {
     latent.check_layout(path, model.layout())?;
     let (w_plus, noise) = latent.batch_of_one(model.device);
-    model.synthesize(&w_plus, &noise)
+    match &latent.block_input {
+        None => model.synthesize(&w_plus, &noise),
+        // ILO's result: the synthesis from the block its best iterate's round started at.
+        Some(input) => tch::no_grad(|| {
+            let img =
+                model.synthesis.forward_from(&w_plus, &noise, &input.to_device(model.device))?;
+            Ok(((img + 1.0) / 2.0).clamp(0.0, 1.0).to_device(tch::Device::Cpu).squeeze_dim(0))
+        }),
+    }
 }

@@ -53,9 +53,14 @@ impl ShardReport {
     }
 }
 
+/// The pulse reports of a folder by kind, and one line for each `*.json` file there that
+/// cannot be read as one (naming the file and why).
+pub type ReportsIn = (BTreeMap<String, Vec<ShardReport>>, Vec<String>);
+
 /// The pulse reports in a folder (its `*.json` files that are reports, merged ones left out),
-/// grouped by kind, sorted by file name.
-pub fn reports_in(dir: &Path) -> anyhow::Result<BTreeMap<String, Vec<ShardReport>>> {
+/// grouped by kind, sorted by file name; and the files that could not be read as reports (a
+/// damaged shard report must not pass for a missing one unnoticed).
+pub fn reports_in(dir: &Path) -> anyhow::Result<ReportsIn> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| Invalid(format!("{}: cannot list the folder: {e}", escaped(dir))))?;
     let mut paths: Vec<PathBuf> = entries
@@ -64,18 +69,112 @@ pub fn reports_in(dir: &Path) -> anyhow::Result<BTreeMap<String, Vec<ShardReport
         .collect();
     paths.sort();
     let mut kinds: BTreeMap<String, Vec<ShardReport>> = BTreeMap::new();
+    let mut unreadable = vec![];
     for path in paths {
         match ShardReport::read(&path) {
             Ok(r) if !r.is_merged() && r.value.contains_key("shard") => {
                 kinds.entry(r.kind().to_string()).or_default().push(r)
             }
-            _ => {}
+            Ok(_) => {}
+            Err(e) => unreadable.push(e.to_string()),
         }
     }
     if kinds.is_empty() {
-        return Err(Invalid(format!("{}: no pulse report in this folder", escaped(dir))).into());
+        let mut why = format!("{}: no pulse report in this folder", escaped(dir));
+        if !unreadable.is_empty() {
+            why.push_str(&format!(" ({})", unreadable.join("; ")));
+        }
+        return Err(Invalid(why).into());
     }
-    Ok(kinds)
+    Ok((kinds, unreadable))
+}
+
+/// Refuses (an [`Invalid`] error, exit 2) a report file that already holds the report of
+/// another shard, another split or a whole run: a run reads its earlier entries back from its
+/// report (to resume), so two runs sharing one file would absorb each other's.
+pub fn check_report_owner(
+    path: &Path,
+    shard: Option<crate::pipelines::shard::Shard>,
+) -> anyhow::Result<()> {
+    let Ok(existing) = ShardReport::read(path) else { return Ok(()) };
+    if existing.is_merged() {
+        return Ok(());
+    }
+    let ours = shard.map(|s| (s.index as u64, s.count as u64));
+    let theirs = existing.shard();
+    if theirs == ours {
+        return Ok(());
+    }
+    let whose = match theirs {
+        Some((i, n)) => format!("shard {i}/{n}'s report"),
+        None => "the report of a whole (unsharded) run".to_string(),
+    };
+    let fix = if shard.is_some() {
+        "give the shards a folder (--report DIR/) or a name with {shard} in it, so each writes its own"
+    } else {
+        "give this run another report file"
+    };
+    Err(Invalid(format!("{}: is {whose}; {fix}", escaped(path))).into())
+}
+
+/// Fields of a report that are not the job's settings: where and how one run of it went.
+const NOT_SETTINGS: [&str; 4] = ["shard", "interrupted", "kind", "shards"];
+
+/// Whether two reports (or a report and a merged one) are of one job: the same kind and the same
+/// settings, model and other non-array fields ([`PER_MACHINE`] settings aside).
+fn same_job(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
+    let fields = |m: &Map<String, Value>| -> BTreeSet<String> {
+        m.iter()
+            .filter(|(k, v)| !v.is_array() && !NOT_SETTINGS.contains(&k.as_str()))
+            .map(|(k, _)| k.clone())
+            .collect()
+    };
+    a.get("kind") == b.get("kind")
+        && fields(a) == fields(b)
+        && fields(a).iter().all(|k| same_job_field(k, &a[k], b.get(k)))
+}
+
+/// Every string of a report (its inputs, outputs, the reports it was merged from, ...).
+fn strings_in(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|i| strings_in(i, out)),
+        Value::Object(o) => o.values().for_each(|i| strings_in(i, out)),
+        _ => {}
+    }
+}
+
+/// Refuses (an [`Invalid`] error, exit 2) to write the merged report `merged` to `out` when that
+/// would replace anything but an earlier merged report of the same job: a file the reports name
+/// (an input, an output, a shard's report), a user's file, another job's report.
+pub fn check_merge_output(merged: &Value, out: &Path) -> anyhow::Result<()> {
+    let mut named = vec![];
+    strings_in(merged, &mut named);
+    if let Some(s) = named.iter().find(|s| crate::files::same_file(Path::new(s.as_str()), out)) {
+        return Err(Invalid(format!(
+            "{}: the reports name this file ({s}); choose another name for the merged report",
+            escaped(out)
+        ))
+        .into());
+    }
+    if std::fs::symlink_metadata(out).is_err() {
+        return Ok(());
+    }
+    let refuse = |what: &str| -> anyhow::Result<()> {
+        Err(Invalid(format!(
+            "{}: exists and is {what}; choose another name for the merged report",
+            escaped(out)
+        ))
+        .into())
+    };
+    let Ok(existing) = ShardReport::read(out) else { return refuse("not a pulse report") };
+    if !existing.is_merged() {
+        return refuse("a report of one run (merge it, don't replace it)");
+    }
+    match merged.as_object() {
+        Some(m) if same_job(&existing.value, m) => Ok(()),
+        _ => refuse("the merged report of another job"),
+    }
 }
 
 /// How a whole job ended, from its reports.
@@ -225,9 +324,31 @@ pub fn merge(reports: &[ShardReport]) -> anyhow::Result<(Value, Summary)> {
     }
     let mut arrays: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for r in reports {
+        // A run reports on the inputs it was assigned; an entry of another input (one it read
+        // back from a report file another shard wrote) is that shard's to report.
+        let assigned: Option<BTreeSet<&str>> = r
+            .value
+            .get("assigned")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect());
+        let own = |item: &Value| -> bool {
+            let Some(assigned) = &assigned else { return true };
+            match item {
+                Value::Object(o) => {
+                    o.get("input").and_then(Value::as_str).is_none_or(|i| assigned.contains(i))
+                }
+                _ => true,
+            }
+        };
         for (key, value) in &r.value {
             if let Value::Array(items) = value {
-                arrays.entry(key.clone()).or_default().extend(items.iter().cloned());
+                let items = items.iter().filter(|i| {
+                    own(i)
+                        && (key != "skipped_inputs"
+                            || i.as_str()
+                                .is_none_or(|s| assigned.as_ref().is_none_or(|a| a.contains(s))))
+                });
+                arrays.entry(key.clone()).or_default().extend(items.cloned());
             }
         }
     }

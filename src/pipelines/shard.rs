@@ -111,6 +111,11 @@ impl ShardInfo {
 /// (Kubernetes), when `--shards` is not given.
 pub const SHARDS_VAR: &str = "PULSE_SHARDS";
 
+/// The variables whose presence says which job array a task belongs to (Slurm, Kubernetes,
+/// AWS Batch).
+const ARRAY_VARS: [&str; 3] =
+    ["SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX", "AWS_BATCH_JOB_ARRAY_INDEX"];
+
 /// Resolves `--shard` and `--shards` into this run's shard (`None`: the whole input list).
 /// `env` reads an environment variable (`std::env::var` in the program; a map in tests).
 ///
@@ -149,6 +154,18 @@ pub fn resolve(
                     None => None,
                 },
             };
+            // Two schedulers at once (a Slurm job inside a Kubernetes pod, a leftover export)
+            // give two answers: which one numbers this task is not for pulse to guess.
+            let set: Vec<String> = ARRAY_VARS
+                .iter()
+                .filter_map(|var| env(var).map(|v| format!("{var}={v}")))
+                .collect();
+            if set.len() > 1 {
+                return Err(Invalid(format!(
+                    "--shard auto: the variables of more than one job array are set ({}), so which one numbers this task is unclear; unset the others, or pass --shard I/N",
+                    set.join(", ")
+                )));
+            }
             let (shard, source, detail) = if env("SLURM_ARRAY_TASK_ID").is_some() {
                 slurm(env)?
             } else if let Some(index) = env("JOB_COMPLETION_INDEX") {
@@ -190,7 +207,17 @@ fn slurm(env: &dyn Fn(&str) -> Option<String>) -> Result<Resolved, Invalid> {
             "--shard auto: SLURM_ARRAY_TASK_ID={id} is set but SLURM_ARRAY_TASK_COUNT or SLURM_ARRAY_TASK_MIN is not (Slurm sets both in a job array); pass --shard I/N"
         )));
     };
-    let step = get("STEP")?.unwrap_or(1).max(1);
+    let step = get("STEP")?.unwrap_or(1);
+    if step == 0 {
+        return Err(Invalid(format!(
+            "--shard auto: SLURM_ARRAY_TASK_STEP=0 (SLURM_ARRAY_TASK_ID={id}), but a Slurm array's step is at least 1; pass --shard I/N"
+        )));
+    }
+    if count == 0 {
+        return Err(Invalid(format!(
+            "--shard auto: SLURM_ARRAY_TASK_COUNT=0 (SLURM_ARRAY_TASK_ID={id}), but an array holding this task has at least one task; pass --shard I/N"
+        )));
+    }
     let max = get("MAX")?;
     let mut detail = format!("SLURM_ARRAY_TASK_ID={id}, MIN={min}, STEP={step}, COUNT={count}");
     if let Some(max) = max {
@@ -207,6 +234,11 @@ fn slurm(env: &dyn Fn(&str) -> Option<String>) -> Result<Resolved, Invalid> {
 
 fn kubernetes(index: &str, total: Option<usize>) -> Result<Resolved, Invalid> {
     let i = number("JOB_COMPLETION_INDEX", index)?;
+    if total == Some(0) {
+        return Err(Invalid(format!(
+            "--shard auto: JOB_COMPLETION_INDEX={i} with 0 shards (--shards or {SHARDS_VAR}); give the Job's completions, at least 1"
+        )));
+    }
     let Some(count) = total else {
         return Err(Invalid(format!(
             "--shard auto: a Kubernetes Indexed Job (JOB_COMPLETION_INDEX={i}) does not say how many shards there are; pass --shards N (the Job's completions) or set {SHARDS_VAR}"
@@ -230,6 +262,11 @@ fn aws_batch(index: &str, size: Option<String>, total: Option<usize>) -> Result<
             ))
         })?,
     };
+    if count == 0 {
+        return Err(Invalid(format!(
+            "--shard auto: AWS_BATCH_JOB_ARRAY_INDEX={i} with an array size of 0; an array holding this task has at least one task"
+        )));
+    }
     let shard = Shard::new(i, count).map_err(|_| {
         Invalid(format!(
             "--shard auto: AWS_BATCH_JOB_ARRAY_INDEX={i} is not below AWS_BATCH_JOB_ARRAY_SIZE={count}"
@@ -252,12 +289,73 @@ pub fn lock_name(shard: Option<Shard>) -> String {
     }
 }
 
+/// The shard a lock file name belongs to: `Some(None)` for a whole run's `.pulse.lock`,
+/// `Some(Some(shard))` for `.pulse.lock.<I>-of-<N>`, `None` for any other name.
+fn shard_of_lock(name: &str) -> Option<Option<Shard>> {
+    let rest = name.strip_prefix(crate::files::LOCK_FILE)?;
+    if rest.is_empty() {
+        return Some(None);
+    }
+    let (i, n) = rest.strip_prefix('.')?.split_once("-of-")?;
+    Shard::new(i.parse().ok()?, n.parse().ok()?).ok().map(Some)
+}
+
+/// A live lock in `dir` of a run that may not write beside a run of `shard`: only the shards of
+/// one split (the same N) share a folder; a whole run shares it with nothing.
+fn conflicting_lock(
+    dir: &Path,
+    shard: Option<Shard>,
+) -> std::io::Result<Option<(String, Option<Shard>, crate::files::LockHolder)>> {
+    let ours = lock_name(shard);
+    let mut names: Vec<String> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| *n != ours)
+        .collect();
+    names.sort();
+    for name in names {
+        let Some(theirs) = shard_of_lock(&name) else { continue };
+        let compatible = matches!((shard, theirs), (Some(a), Some(b)) if a.count == b.count);
+        if compatible {
+            continue;
+        }
+        if let Some(holder) = crate::files::live_holder(dir, &name)? {
+            return Ok(Some((name, theirs, holder)));
+        }
+    }
+    Ok(None)
+}
+
 /// Takes the output folder's lock for `shard` ([`DirLock`]), or refuses (an [`Invalid`] error,
-/// exit code 2) naming the run that holds it.
+/// exit code 2) naming the run that holds it. Only shards of one split run side by side: while
+/// a live run holds the folder's lock, a whole run or a shard of another split is refused too
+/// (their outputs are the same files).
 pub fn lock_output_dir(dir: &Path, shard: Option<Shard>) -> anyhow::Result<DirLock> {
     let name = lock_name(shard);
     match DirLock::acquire(dir, &name) {
-        Ok(Ok(lock)) => Ok(lock),
+        Ok(Ok(lock)) => {
+            // Checked once ours is held: of two runs starting together, at least one sees the
+            // other (both may refuse; neither writes).
+            let conflict = conflicting_lock(dir, shard).map_err(|e| {
+                anyhow::anyhow!("{}: cannot list the output folder: {e}", escaped(dir))
+            })?;
+            let Some((their_name, theirs, holder)) = conflict else { return Ok(lock) };
+            drop(lock);
+            let them = match theirs {
+                Some(t) => format!("a pulse run of shard {t}"),
+                None => "another pulse run (of the whole folder)".to_string(),
+            };
+            let allowed = match shard {
+                Some(s) => {
+                    format!("only shards of one split (--shard I/{}) write side by side", s.count)
+                }
+                None => "a run of the whole folder shares it with no other run".to_string(),
+            };
+            Err(Invalid(format!(
+                "{}: {them} is writing to this folder ({holder}, holding {their_name}); {allowed}: wait for it to finish or write to another folder",
+                escaped(dir)
+            ))
+            .into())
+        }
         Ok(Err(holder)) => {
             let what = match shard {
                 Some(s) => format!("another pulse run of shard {s} is writing to this folder"),
@@ -375,6 +473,51 @@ mod tests {
     }
 
     #[test]
+    fn contradictory_or_empty_job_arrays_are_refused_naming_the_variables() {
+        let slurm = [
+            ("SLURM_ARRAY_TASK_ID", "1"),
+            ("SLURM_ARRAY_TASK_MIN", "0"),
+            ("SLURM_ARRAY_TASK_COUNT", "4"),
+        ];
+        // Two schedulers: both named, neither picked.
+        let mut two = slurm.to_vec();
+        two.push(("AWS_BATCH_JOB_ARRAY_INDEX", "3"));
+        two.push(("AWS_BATCH_JOB_ARRAY_SIZE", "4"));
+        let e = auto(&two, None).unwrap_err();
+        assert!(
+            e.0.contains("SLURM_ARRAY_TASK_ID=1") && e.0.contains("AWS_BATCH_JOB_ARRAY_INDEX=3"),
+            "{e}"
+        );
+        let e = auto(&[("JOB_COMPLETION_INDEX", "0"), ("SLURM_ARRAY_TASK_ID", "0")], Some(2))
+            .unwrap_err();
+        assert!(e.0.contains("JOB_COMPLETION_INDEX=0") && e.0.contains("SLURM_ARRAY_TASK_ID=0"));
+        // STEP=0 is said as it is, not shown as STEP=1.
+        let mut step0 = slurm.to_vec();
+        step0.push(("SLURM_ARRAY_TASK_STEP", "0"));
+        let e = auto(&step0, None).unwrap_err();
+        assert!(e.0.contains("SLURM_ARRAY_TASK_STEP=0") && !e.0.contains("STEP=1"), "{e}");
+        // COUNT=0 is an empty array, not an unevenly spaced one.
+        let e = auto(
+            &[
+                ("SLURM_ARRAY_TASK_ID", "0"),
+                ("SLURM_ARRAY_TASK_MIN", "0"),
+                ("SLURM_ARRAY_TASK_COUNT", "0"),
+            ],
+            None,
+        )
+        .unwrap_err();
+        assert!(e.0.contains("SLURM_ARRAY_TASK_COUNT=0") && !e.0.contains("evenly"), "{e}");
+        let e =
+            auto(&[("AWS_BATCH_JOB_ARRAY_INDEX", "0"), ("AWS_BATCH_JOB_ARRAY_SIZE", "0")], None)
+                .unwrap_err();
+        assert!(e.0.contains("size of 0"), "{e}");
+        let e = auto(&[("JOB_COMPLETION_INDEX", "0")], Some(0)).unwrap_err();
+        assert!(e.0.contains("0 shards"), "{e}");
+        // One scheduler still resolves.
+        assert_eq!(auto(&slurm, None).unwrap().unwrap().index, 1);
+    }
+
+    #[test]
     fn fixed_shards_and_totals_must_agree() {
         let two = ShardRequest::Fixed(Shard::new(1, 2).unwrap());
         assert_eq!(resolve(Some(two), None, &with(&[])).unwrap().unwrap().source, "command line");
@@ -383,6 +526,39 @@ mod tests {
         assert_eq!(resolve(None, None, &with(&[])).unwrap(), None);
         assert_eq!("auto".parse::<ShardRequest>().unwrap(), ShardRequest::Auto);
         assert!("2/2".parse::<ShardRequest>().is_err());
+    }
+
+    #[test]
+    fn only_shards_of_one_split_share_a_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let shard = |i, n| Some(Shard::new(i, n).unwrap());
+        let refused = |r: anyhow::Result<DirLock>| -> String {
+            let e = r.expect_err("refused while a live lock is there");
+            assert!(e.is::<Invalid>(), "exit 2: {e}");
+            e.to_string()
+        };
+        let a = lock_output_dir(d, shard(0, 2)).unwrap();
+        let b = lock_output_dir(d, shard(1, 2)).unwrap();
+        // An unsharded run, or a shard of another split, would write the same outputs.
+        let e = refused(lock_output_dir(d, None));
+        assert!(e.contains("shard") && e.contains("/2"), "{e}");
+        let e = refused(lock_output_dir(d, shard(0, 3)));
+        assert!(e.contains(".pulse.lock.") && e.contains("of-2"), "{e}");
+        assert!(!d.join(".pulse.lock").exists() && !d.join(".pulse.lock.0-of-3").exists());
+        drop((a, b));
+        let whole = lock_output_dir(d, None).unwrap();
+        let e = refused(lock_output_dir(d, shard(1, 2)));
+        assert!(e.contains("another pulse run"), "{e}");
+        drop(whole);
+        // A lock left by a dead run blocks nothing.
+        std::fs::write(
+            d.join(".pulse.lock.0-of-3"),
+            format!("pulse-lock/1 host={} pid=1 started=0 token=x\n", crate::files::host_name()),
+        )
+        .unwrap();
+        drop(lock_output_dir(d, None).unwrap());
+        drop(lock_output_dir(d, shard(0, 2)).unwrap());
     }
 
     #[test]

@@ -11,8 +11,12 @@ pub enum Term {
     L2,
     /// 10 x mean absolute error on the downscaled output.
     L1,
-    /// Geodesic cross loss on the W+ rows (PULSE section 3.3).
+    /// Geodesic cross loss on the W+ rows (PULSE section 3.3); ILO takes it on rows `2k..` of
+    /// the unmapped latent instead (docs/design.md, "ILO").
     GeoCross,
+    /// ILO's image term: `F.mse_loss` on [-1,1] images, i.e. 4 x the L2 mean on [0,1], not
+    /// clamped at eps (alpha-weighted like L2).
+    Mse,
     /// LPIPS (Zhang et al. 2018, VGG) between the downscaled output and the target, at the
     /// target's size (at least 256 px): [`crate::metrics::lpips`].
     Lpips,
@@ -24,6 +28,7 @@ impl Term {
             Term::L2 => "L2",
             Term::L1 => "L1",
             Term::GeoCross => "GEOCROSS",
+            Term::Mse => "MSE",
             Term::Lpips => "LPIPS",
         }
     }
@@ -61,10 +66,11 @@ impl FromStr for LossSpec {
                 "L2" => Term::L2,
                 "L1" => Term::L1,
                 "GEOCROSS" => Term::GeoCross,
+                "MSE" => Term::Mse,
                 "LPIPS" => Term::Lpips,
                 _ => {
                     return Err(format!(
-                        "unknown loss term '{name}' (expected L2, L1, GEOCROSS or LPIPS)"
+                        "unknown loss term '{name}' (expected L2, L1, MSE, GEOCROSS or LPIPS)"
                     ))
                 }
             };
@@ -78,8 +84,8 @@ impl FromStr for LossSpec {
             }
             terms.push((weight, term));
         }
-        if !terms.iter().any(|(_, t)| matches!(t, Term::L2 | Term::L1)) {
-            return Err(format!("loss '{s}' has no image term (L2 or L1)"));
+        if !terms.iter().any(|(_, t)| matches!(t, Term::L2 | Term::L1 | Term::Mse)) {
+            return Err(format!("loss '{s}' has no image term (L2, L1 or MSE)"));
         }
         Ok(Self { terms })
     }
@@ -103,6 +109,7 @@ pub struct LossTarget {
 }
 
 /// Per-item value [B] of each term of `spec`, in order, and the weighted total [B].
+/// `w_plus` is what GEOCROSS is taken over (ILO passes its latent rows `2k..`).
 pub fn evaluate(
     spec: &LossSpec,
     low_res: &Tensor,
@@ -110,20 +117,22 @@ pub fn evaluate(
     w_plus: &Tensor,
     eps: f64,
 ) -> (Tensor, Vec<Tensor>) {
-    let values: Vec<Tensor> =
-        spec.terms
-            .iter()
-            .map(|(_, term)| match term {
-                Term::L2 => weighted_mean(&(low_res - &target.image).square(), &target.weight)
-                    .clamp_min(eps),
-                Term::L1 => {
-                    weighted_mean(&(low_res - &target.image).abs(), &target.weight).clamp_min(eps)
-                        * 10.0
-                }
-                Term::GeoCross => geocross(w_plus),
-                Term::Lpips => crate::metrics::lpips::loss_term(low_res, &target.image),
-            })
-            .collect();
+    let values: Vec<Tensor> = spec
+        .terms
+        .iter()
+        .map(|(_, term)| match term {
+            Term::L2 => {
+                weighted_mean(&(low_res - &target.image).square(), &target.weight).clamp_min(eps)
+            }
+            Term::L1 => {
+                weighted_mean(&(low_res - &target.image).abs(), &target.weight).clamp_min(eps)
+                    * 10.0
+            }
+            Term::GeoCross => geocross(w_plus),
+            Term::Mse => weighted_mean(&(low_res - &target.image).square(), &target.weight) * 4.0,
+            Term::Lpips => crate::metrics::lpips::loss_term(low_res, &target.image),
+        })
+        .collect();
     let total = spec
         .terms
         .iter()

@@ -3,6 +3,7 @@
 //! docs/design.md ("The search") states what each part computes.
 pub mod downscale;
 pub mod gaussian_fit;
+pub mod ilo;
 pub mod loss;
 pub mod method;
 pub mod optim;
@@ -13,7 +14,7 @@ mod step;
 pub use downscale::Downscaler;
 pub use gaussian_fit::GaussianFit;
 pub use loss::{LossSpec, LossTarget, Term};
-pub use method::{IloConfig, Method};
+pub use method::{IloConfig, IloRadius, Method};
 pub use optim::{OptimizerKind, SphericalOptimizer};
 pub use schedule::Schedule;
 pub use search::{NoiseMode, SearchConfig, SearchOutcome, Start};

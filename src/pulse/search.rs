@@ -13,7 +13,7 @@ use super::Downscaler;
 use super::GaussianFit;
 use super::Outcome;
 use crate::latent::LatentFile;
-use crate::stylegan::{Architecture, Layout, SynthesisNetwork, LATENT_DIM};
+use crate::stylegan::{Architecture, BlockInput, Layout, SynthesisNetwork, LATENT_DIM};
 use anyhow::{bail, ensure, Context};
 use tch::{Device, Kind, Tensor};
 
@@ -38,7 +38,9 @@ crate::named_variants!(NoiseMode, "noise mode", {
 /// Search settings; the defaults are PULSE's published ones.
 #[derive(Debug, Clone)]
 pub struct SearchConfig {
-    /// PULSE or ILO; with ILO, `steps` is unused and `ilo` says the rounds.
+    /// PULSE or ILO; with ILO, `ilo` says the rounds, and `steps`, `optimizer`, `schedule`,
+    /// `noise`, `trainable_noise`, `bad_noise_layers`, `tile_latent` and `cuda_graph` are unused
+    /// (ILO's own rules: Adam, its ramp, noise maps `0..5+2k-1` trained, none zeroed).
     pub method: Method,
     pub ilo: IloConfig,
     pub steps: usize,
@@ -76,9 +78,20 @@ impl SearchConfig {
         Self { bad_noise_layers: layout.default_bad_noise.clone(), ..Self::default() }
     }
 
+    /// Steps a search runs (ILO: the rounds' steps together), unless it stops early.
+    pub fn total_steps(&self) -> usize {
+        match self.method {
+            Method::Pulse => self.steps,
+            Method::Ilo => self.ilo.steps.iter().sum(),
+        }
+    }
+
     /// Checks every setting against the generator's layout; the message names the setting and
     /// the accepted range.
     pub fn check(&self, layout: &Layout) -> Result<(), crate::Invalid> {
+        if self.method == Method::Ilo {
+            return super::ilo::check(self, layout.channels.len());
+        }
         let layers = layout.noise_maps();
         let bad = |m: String| Err(crate::Invalid(m));
         if self.steps == 0 {
@@ -177,6 +190,8 @@ impl Start {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepValues {
     pub step: usize,
+    /// ILO's round (`None` for PULSE).
+    pub round: Option<usize>,
     pub lr: f64,
     pub total: f64,
     /// One value per loss term, in the loss string's order.
@@ -197,6 +212,10 @@ pub struct SearchOutcome {
     pub latent: Tensor,
     pub w_plus: Tensor,
     pub noise: Vec<Tensor>,
+    /// ILO: what entered the synthesis block the best iterate's round started at (`None` when
+    /// it came from round 0, or from PULSE); the image is rendered from it
+    /// ([`SynthesisNetwork::forward_from`]).
+    pub block_input: Option<BlockInput>,
     /// The best image as the search went (only with `keep_intermediate`): 8-bit [3,S,S] frames,
     /// S at most 256, at most [`MAX_FRAMES`] of them, evenly spaced over the steps.
     pub intermediate: Vec<Tensor>,
@@ -222,6 +241,14 @@ impl SearchOutcome {
         latent.set_architecture(architecture);
         latent.metadata.insert("seed".into(), seed.to_string());
         latent.metadata.insert("best_step".into(), self.best_step.to_string());
+        // ILO's results say so (`method` absent: PULSE, as in files written before ILO came).
+        if let Some(round) = self.best.round {
+            latent.metadata.insert("method".into(), Method::Ilo.name().into());
+            latent.metadata.insert("round".into(), round.to_string());
+        }
+        if let Some(input) = &self.block_input {
+            latent.set_block_input(input.to_device(Device::Cpu));
+        }
         latent
     }
 }
@@ -261,6 +288,9 @@ pub fn search(
     device: Device,
     on_step: &mut dyn FnMut(Progress) -> bool,
 ) -> anyhow::Result<Outcome<Vec<SearchOutcome>>> {
+    if config.method == Method::Ilo {
+        return super::ilo::search(synthesis, fit, config, target, start, device, on_step);
+    }
     let layout = synthesis.layout();
     let (layers, resolution) = (layout.w_rows, layout.resolution);
     let batch = start.latent.size()[0];
@@ -339,7 +369,7 @@ pub fn search(
             .map(|s| {
                 let v: Vec<f64> =
                     Vec::try_from(history.get(s as i64).select(1, b)).expect("history row");
-                StepValues { step: s, lr: lrs[s], total: v[0], terms: v[1..].to_vec() }
+                StepValues { step: s, round: None, lr: lrs[s], total: v[0], terms: v[1..].to_vec() }
             })
             .collect();
         let converged = match l2_col {
@@ -355,6 +385,7 @@ pub fn search(
             latent: best_latent.narrow(0, b, 1),
             w_plus: best_w_plus.narrow(0, b, 1),
             noise: best_noise.iter().map(|n| n.narrow(0, b, 1)).collect(),
+            block_input: None,
             intermediate: intermediate.frames.iter().map(|t| t.get(b)).collect(),
             history: item,
             final_state: final_state.as_ref().map(|(latent, noise)| {
@@ -422,13 +453,13 @@ pub const MAX_FRAMES: usize = 128;
 /// Per-step previews, thinned as they come: every `stride`-th step is kept, and when
 /// [`MAX_FRAMES`] are held every other one is dropped and the stride doubles.
 #[derive(Default)]
-struct Frames {
-    frames: Vec<Tensor>,
+pub(super) struct Frames {
+    pub(super) frames: Vec<Tensor>,
     stride: usize,
 }
 
 impl Frames {
-    fn offer(&mut self, step: usize, frame: impl FnOnce() -> Tensor) {
+    pub(super) fn offer(&mut self, step: usize, frame: impl FnOnce() -> Tensor) {
         let stride = self.stride.max(1);
         if !step.is_multiple_of(stride) {
             return;
@@ -445,7 +476,7 @@ impl Frames {
 }
 
 /// Shrinks images to at most 256 px for per-step previews (average pooling keeps them faithful).
-fn preview(images: &Tensor) -> Tensor {
+pub(super) fn preview(images: &Tensor) -> Tensor {
     let side = images.size()[3];
     if side <= 256 {
         return images.shallow_clone();

@@ -14,7 +14,7 @@ pub mod synthesis;
 
 pub use layers::leaky_relu;
 pub use mapping::Mapping;
-pub use network::{Architecture, Layout, MappingNetwork, SynthesisNetwork};
+pub use network::{Architecture, BlockInput, Layout, MappingNetwork, SynthesisNetwork};
 pub use synthesis::{Synthesis, SynthesisConfig, Tuning};
 
 /// Width of z, w and each W+ row.

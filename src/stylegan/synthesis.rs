@@ -4,7 +4,7 @@
 //! nearest-neighbour 2x upsample and a 3x3 conv below 128, and with a fused transposed conv from
 //! 128 on, then blurs. The architecture (resolution, channels per block) is read off the weights.
 use super::layers::{bias, leaky_relu, leaky_relu_reference, ScaledWeight};
-use super::network::{Architecture, Layout, SynthesisNetwork};
+use super::network::{Architecture, BlockInput, Layout, SynthesisNetwork};
 use super::LATENT_DIM;
 use crate::precision::Precision;
 use anyhow::bail;
@@ -478,6 +478,18 @@ impl Synthesis {
 
     /// w_plus [B,L,512] and `noise[l]` [B,1,S_l,S_l] -> raw image [B,3,R,R] (nominally in [-1,1]).
     pub fn forward(&self, w_plus: &Tensor, noise: &[Tensor]) -> anyhow::Result<Tensor> {
+        self.run(w_plus, noise, None, None).map(|(img, _)| img.expect("runs to the end"))
+    }
+
+    /// The synthesis from `from` (the constant when `None`) to the image, or (with `until`) up
+    /// to the input of block `until`. Block i reads W+ rows and noise maps `2i` and `2i+1`.
+    fn run(
+        &self,
+        w_plus: &Tensor,
+        noise: &[Tensor],
+        from: Option<&BlockInput>,
+        until: Option<usize>,
+    ) -> anyhow::Result<(Option<Tensor>, Option<BlockInput>)> {
         let layers = self.config.num_layers();
         let size = w_plus.size();
         if size.len() != 3 || size[1] != layers as i64 || size[2] != LATENT_DIM {
@@ -487,10 +499,42 @@ impl Synthesis {
             bail!("{} noise maps given, the network has {layers} layers", noise.len());
         }
         let batch = size[0];
+        let blocks = self.blocks.len();
+        let start = from.map_or(0, |f| f.block);
+        if let Some(f) = from {
+            if f.block == 0 || f.block >= blocks {
+                bail!(
+                    "a block input enters block {} of {blocks}: expected 1 to {}",
+                    f.block,
+                    blocks - 1
+                );
+            }
+            let side = 4i64 << (f.block - 1);
+            let c = self.config.channels[f.block - 1];
+            let fs = f.features.size();
+            if fs != [batch, c, side, side] {
+                bail!("the feature map has shape {fs:?}, expected [{batch}, {c}, {side}, {side}]");
+            }
+            if f.skip.is_some() {
+                bail!("StyleGAN (v1) block inputs carry no RGB skip (only its last layer draws)");
+            }
+        }
+        if let Some(u) = until {
+            if u <= start || u >= blocks {
+                bail!("cannot stop before block {u}: the run starts at block {start} of {blocks}");
+            }
+        }
         let _autocast = crate::precision::PrecisionGuard::new(w_plus.device(), self.precision)?;
         let t = self.tuning;
-        let mut x = Tensor::new();
-        for (i, (block, e1, e2)) in self.blocks.iter().enumerate() {
+        let mut x = from.map_or_else(Tensor::new, |f| f.features.shallow_clone());
+        for (i, (block, e1, e2)) in self.blocks.iter().enumerate().skip(start) {
+            if until == Some(i) {
+                let features = match x.kind() {
+                    Kind::Double | Kind::Float => x,
+                    _ => x.to_kind(Kind::Float),
+                };
+                return Ok((None, Some(BlockInput { block: i, features, skip: None })));
+            }
             let (l0, l1) = (2 * i, 2 * i + 1);
             x = match block {
                 Block::Initial { constant, bias, .. } => {
@@ -508,10 +552,13 @@ impl Synthesis {
         }
         let rgb =
             x.f_conv2d(&self.torgb.get(), Some(&self.torgb_bias), [1, 1], [0, 0], [1, 1], 1)?;
-        Ok(match rgb.kind() {
-            Kind::Double => rgb,
-            _ => rgb.to_kind(Kind::Float),
-        })
+        Ok((
+            Some(match rgb.kind() {
+                Kind::Double => rgb,
+                _ => rgb.to_kind(Kind::Float),
+            }),
+            None,
+        ))
     }
 
     /// Zero noise for every layer, for plain renders that want none.
@@ -531,6 +578,25 @@ impl SynthesisNetwork for Synthesis {
     }
     fn forward(&self, w_plus: &Tensor, noise: &[Tensor]) -> anyhow::Result<Tensor> {
         Synthesis::forward(self, w_plus, noise)
+    }
+    fn block_input(
+        &self,
+        w_plus: &Tensor,
+        noise: &[Tensor],
+        from: Option<&BlockInput>,
+        block: usize,
+    ) -> anyhow::Result<BlockInput> {
+        let (_, input) = self.run(w_plus, noise, from, Some(block))?;
+        Ok(input.expect("stops at `until`"))
+    }
+    fn forward_from(
+        &self,
+        w_plus: &Tensor,
+        noise: &[Tensor],
+        from: &BlockInput,
+    ) -> anyhow::Result<Tensor> {
+        let (img, _) = self.run(w_plus, noise, Some(from), None)?;
+        Ok(img.expect("runs to the end"))
     }
     fn set_precision(&mut self, precision: Precision) {
         Synthesis::set_precision(self, precision)

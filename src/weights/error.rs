@@ -42,6 +42,9 @@ pub enum ErrorKind {
     MissingKey { key: String },
     #[error("shape mismatch for '{key}': the model expects {expected:?}, the file has {found:?}")]
     ShapeMismatch { key: String, expected: Vec<i64>, found: Vec<i64> },
+    /// NaN or infinite values: a network holding them renders black or noise, never a face.
+    #[error("'{key}' holds NaN or infinite values")]
+    NonFinite { key: String },
     #[error("limit exceeded: {0}")]
     LimitExceeded(String),
     #[error("malformed weight file: {0}")]

@@ -249,6 +249,11 @@ pub fn load_into(vs: &mut tch::nn::VarStore, sd: &StateDict) -> Result<(), Weigh
                 found: src.size(),
             }));
         }
+        // A hand-made or damaged file may hold NaN or infinite values that every shape check
+        // lets through; the network would then render black with no error.
+        if src.is_floating_point() && !bool::try_from(src.isfinite().all()).unwrap_or(false) {
+            return Err(err(ErrorKind::NonFinite { key: error::one_line(name) }));
+        }
         sources.push(src);
     }
     tch::no_grad(|| {
@@ -281,6 +286,28 @@ mod tests {
         assert!(matches!(detect(b"PK"), Err(ErrorKind::Truncated)));
         assert!(matches!(detect(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"), Err(ErrorKind::NotAWeightFile)));
         assert!(matches!(detect(b"\x80\x09"), Err(ErrorKind::NotAWeightFile)));
+    }
+
+    #[test]
+    fn non_finite_weights_are_refused_at_load_naming_the_tensor() {
+        let mut vs = tch::nn::VarStore::new(tch::Device::Cpu);
+        let _ = (vs.root() / "layer").zeros("weight", &[2, 2]);
+        let _ = (vs.root() / "layer").zeros("bias", &[2]);
+        let good = || Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0]).view([2, 2]);
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let sd = StateDict::from_pairs(vec![
+                ("layer.weight".into(), good()),
+                ("layer.bias".into(), Tensor::from_slice(&[0.0f32, bad])),
+            ]);
+            let e = load_into(&mut vs, &sd).unwrap_err();
+            assert!(matches!(&e.kind, ErrorKind::NonFinite { key } if key == "layer.bias"), "{e}");
+            assert!(e.to_string().contains("'layer.bias'"), "{e}");
+        }
+        let sd = StateDict::from_pairs(vec![
+            ("layer.weight".into(), good()),
+            ("layer.bias".into(), Tensor::from_slice(&[0.0f32, 1.0])),
+        ]);
+        load_into(&mut vs, &sd).unwrap();
     }
 
     #[test]

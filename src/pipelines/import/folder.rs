@@ -88,10 +88,13 @@ pub(super) fn install(
 ) -> Result<(), ImportError> {
     let out = &opts.out;
     let json_path = staged.tmp.path().join(model_info::FILE);
-    std::fs::write(&json_path, info.to_json()).map_err(|e| io(&json_path, &e))?;
+    let write_json = |info: &ModelInfo| {
+        std::fs::write(&json_path, info.to_json()).map_err(|e| io(&json_path, &e))
+    };
     report.files =
         staged.files.iter().map(|(f, _)| f.clone()).chain([model_info::FILE.to_string()]).collect();
     if is_absent_or_empty(out) {
+        write_json(info)?;
         if out.exists() {
             std::fs::remove_dir(out).map_err(|e| io(out, &e))?;
         }
@@ -100,6 +103,7 @@ pub(super) fn install(
         return Ok(());
     }
     let old = ModelInfo::read(out);
+    write_json(info)?;
     if already_installed(out, old.as_ref(), &staged, &opts.sources) && !opts.force {
         report.unchanged = true;
         return Ok(());
@@ -112,7 +116,55 @@ pub(super) fn install(
             ImportError::NotAModelFolder(out.to_path_buf())
         });
     }
+    // The previous network's files that pulse may not remove are recorded, so that they are
+    // refused rather than used with the new network (`Model::load`).
+    let mut info = info.clone();
+    info.superseded = superseded(out, old.as_ref(), &report.files, &opts.sources);
+    // Those a file pulse writes shadows (`gaussian_fit.pt` beside a new
+    // `gaussian_fit.safetensors`) are never read, so never in the way.
+    let shadowed = |name: &str| {
+        name.strip_suffix(".pt").is_some_and(|stem| {
+            report.files.iter().any(|f| f.strip_suffix(".safetensors") == Some(stem))
+        })
+    };
+    report.superseded = info.superseded.keys().filter(|n| !shadowed(n)).cloned().collect();
+    write_json(&info)?;
     replace_files(opts, report, &staged, old.as_ref())
+}
+
+/// The network files in `out` (`synthesis`, `mapping`, `gaussian_fit`, `w_avg`, as `.pt` or
+/// `.safetensors`) that a forced import neither writes nor removes: not among `new_names`, not
+/// a source of the import, and not a file pulse wrote that still holds what it wrote. File
+/// name -> sha256.
+fn superseded(
+    out: &Path,
+    old: Option<&ModelInfo>,
+    new_names: &[String],
+    sources: &[PathBuf],
+) -> std::collections::BTreeMap<String, String> {
+    let sources: Vec<PathBuf> = sources.iter().filter_map(|s| s.canonicalize().ok()).collect();
+    let mut kept = std::collections::BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(out) else { return kept };
+    for entry in entries.flatten() {
+        let Ok(name) = entry.file_name().into_string() else { continue };
+        let network = ["synthesis", "mapping", "gaussian_fit", "w_avg"]
+            .iter()
+            .any(|stem| [".pt", ".safetensors"].iter().any(|ext| name == format!("{stem}{ext}")));
+        let path = entry.path();
+        if !network
+            || new_names.contains(&name)
+            || !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file())
+            || path.canonicalize().is_ok_and(|c| sources.contains(&c))
+        {
+            continue;
+        }
+        let Ok(sha) = weights::sha256_file(&path) else { continue };
+        if old.and_then(|o| o.file_sha(&name)).is_some_and(|s| s == sha) {
+            continue; // pulse's own: removed by replace_files
+        }
+        kept.insert(name, sha);
+    }
+    kept
 }
 
 /// `--force` on an existing folder: each file pulse writes is renamed over its old version;

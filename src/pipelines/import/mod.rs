@@ -168,6 +168,9 @@ pub struct ImportReport {
     /// Files of an existing model folder that were replaced or removed (`--force`).
     pub replaced: bool,
     pub replaced_files: Vec<String>,
+    /// Network files of the previous model that pulse did not write, so kept (`--force`):
+    /// recorded in `model.json` and refused by every command while they are there.
+    pub superseded: Vec<String>,
 }
 
 impl ImportReport {
@@ -377,6 +380,7 @@ fn prepare_stylegan1(
         unchanged: false,
         replaced: false,
         replaced_files: Vec::new(),
+        superseded: Vec::new(),
     };
     if opts.require_ffhq && report.counts_match() != Some(true) {
         return Err(refused(
@@ -406,6 +410,27 @@ fn prepare_stylegan2(
         };
         refused(path, format!("not a StyleGAN2 generator: {e}"))
     })?;
+    // The search, the Gaussian fit and latent files are 512 wide (PULSE's space, as NVIDIA's
+    // generators): a network of another latent size would import, then fail in every command.
+    let latent = crate::stylegan::LATENT_DIM;
+    if layout.w_dim != latent {
+        return Err(refused(
+            &synth_path,
+            format!(
+                "its styles take w of {} values; pulse works with a latent size of {latent} (NVIDIA's generators), so this network cannot be used",
+                layout.w_dim
+            ),
+        ));
+    }
+    if let (Some((_, i)), true) = (&g.mapping, layout.z_dim != latent) {
+        return Err(refused(
+            &sources[*i].path,
+            format!(
+                "its mapping network takes z of {} values; pulse works with a latent size of {latent} (NVIDIA's generators), so this network cannot be used",
+                layout.z_dim
+            ),
+        ));
+    }
     let ffhq = layout.is_ffhq();
     let (ffhq_synthesis, ffhq_mapping) = stylegan2::ffhq_params();
     let expected = |n: i64| ffhq.then_some(n);
@@ -444,6 +469,7 @@ fn prepare_stylegan2(
         unchanged: false,
         replaced: false,
         replaced_files: Vec::new(),
+        superseded: Vec::new(),
     };
     if opts.require_ffhq && !(ffhq && g.mapping.is_some() && report.counts_match() == Some(true)) {
         return Err(refused(
@@ -609,6 +635,7 @@ fn model_info(opts: &ImportOptions, r: &ImportReport, files: &[(String, String)]
             agreement_with_pulse_ffhq: r.agreement.clone(),
         },
         files: files.iter().cloned().collect(),
+        superseded: Default::default(),
         date: model_info::utc_now(),
         pulse_version: env!("CARGO_PKG_VERSION").into(),
     }

@@ -9,6 +9,7 @@
 //! ([`crate::align::paste`]), project onto the photo's consistency set ([`enlarge`]) and write.
 //! Photos whose outputs exist are skipped; one bad photo never stops the rest.
 pub mod enlarge;
+mod made;
 mod report;
 
 pub use report::{FaceRecord, PhotoRecord, Report, Settings, Status};
@@ -24,7 +25,8 @@ use crate::invalid;
 use crate::model::Model;
 use crate::pulse::search::SearchOutcome;
 use crate::pulse::{SearchConfig, Start};
-use enlarge::Enlargement;
+use enlarge::{Enlargement, Rows};
+use made::Made;
 use std::collections::{BTreeMap, VecDeque};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -64,6 +66,8 @@ pub struct RestoreOptions {
 pub trait Observer: SearchObserver {
     /// `photos` to look at.
     fn started(&mut self, _photos: usize) {}
+    /// Face detection in `photo` has done `done` of `total` parts (a large photo takes seconds).
+    fn detecting(&mut self, _photo: &Path, _done: usize, _total: usize) {}
     /// Every photo has been read: `faces` searches to run (faces times samples).
     fn searching(&mut self, _faces: usize) {}
     /// One face search is done (converged or out of restarts).
@@ -139,6 +143,8 @@ struct PendingFace {
 struct Pending {
     path: PathBuf,
     outputs: Outputs,
+    /// What its outputs record of how they were made.
+    made: Made,
     record: PhotoRecord,
     faces: Vec<PendingFace>,
     started: Instant,
@@ -168,7 +174,7 @@ pub fn run(
     if model.synthesis.precision() != opts.run.precision {
         model.synthesis.set_precision(opts.run.precision);
     }
-    let mut files = super::collect_inputs(&opts.inputs)?;
+    let mut files = collect_photos(opts)?;
     if files.is_empty() {
         invalid!(
             "nothing to do: no photo in {} (photos are {})",
@@ -192,8 +198,12 @@ pub fn run(
             crate::Invalid(format!("{}: cannot write the report there: {e}", escaped(report)))
         })?;
         crate::files::check_no_clobber(&protected, &[report])?;
-        report::check_earlier(report)?;
     }
+    // The earlier report's entries, kept for the photos this run skips (README, resuming).
+    let earlier = match &opts.report {
+        Some(path) => report::read_earlier(path, &model.sha256)?,
+        None => report::Earlier::new(),
+    };
     // One lock per shard, as upsample and align take (docs/design.md, "Shards").
     let _lock =
         super::shard::lock_output_dir(&opts.out_dir, opts.shard.as_ref().map(|s| s.shard()))?;
@@ -210,6 +220,7 @@ pub fn run(
         },
         photos: vec![],
         interrupted: false,
+        earlier,
     };
     observer.started(files.len());
     let mut pending: Vec<Option<Pending>> = vec![];
@@ -235,15 +246,25 @@ pub fn run(
             finish(&mut report, refusal(&path, e), observer, opts)?;
             continue;
         }
+        let made = Made::new(opts, &model.sha256, model.device, &path);
+        if let Err(e) = check_existing(&path, &outputs, &made, opts) {
+            finish(&mut report, refusal(&path, e), observer, opts)?;
+            continue;
+        }
         if !opts.overwrite && outputs.files().all(|p| p.is_file()) {
             observer.skipped(&path, &outputs.photos[0]);
             let mut record = PhotoRecord::new(&path, Status::Skipped);
             record.outputs = outputs.photos.clone();
+            record.earlier = report::earlier_entry(&report.earlier, &path, &outputs.photos);
             finish(&mut report, record, observer, opts)?;
             continue;
         }
-        match prepare(model, mtcnn, opts, &path, outputs) {
+        match prepare(model, mtcnn, opts, &path, outputs, made, observer, stop) {
             Err(e) => finish(&mut report, refusal(&path, e), observer, opts)?,
+            Ok(Prepared::Stopped) => {
+                report.interrupted = true;
+                break;
+            }
             Ok(Prepared::Done(mut record)) => {
                 record.seconds = started.elapsed().as_secs_f64();
                 finish(&mut report, record, observer, opts)?;
@@ -270,6 +291,11 @@ pub fn run(
     observer.searching(queue.len());
     if !report.interrupted {
         search_all(model, opts, &mut pending, queue, &mut report, observer, stop)?;
+    }
+    // Ctrl-C after the last search (while the last photo was pasted together, which is
+    // finished and written) still ends the run as interrupted: exit 130, whatever converged.
+    if stop.load(Ordering::SeqCst) {
+        report.interrupted = true;
     }
     if let Some(path) = &opts.report {
         report.write(path)?;
@@ -301,6 +327,35 @@ fn refusal(path: &Path, e: anyhow::Error) -> PhotoRecord {
     let mut r = PhotoRecord::new(path, Status::Refused);
     r.error = Some(format!("{e:#}"));
     r
+}
+
+/// The photos: files as given, folders' entries with an image extension, less the outputs of
+/// an earlier restore into the output folder (`-o` naming the photos' own folder: its restored
+/// photos and compare sheets carry [`made::KEY`] and are never photos to restore).
+fn collect_photos(opts: &RestoreOptions) -> anyhow::Result<Vec<PathBuf>> {
+    let files = super::collect_inputs(&opts.inputs)?;
+    let in_output_dir = |p: &Path| {
+        let dir = crate::files::parent_dir(p);
+        crate::files::same_file(dir, &opts.out_dir)
+    };
+    Ok(files.into_iter().filter(|p| !(in_output_dir(p) && Made::read(p).is_some())).collect())
+}
+
+/// Without `--overwrite`, every existing output must have been made from this photo by this
+/// model at this enlargement with these settings: anything else is refused, saying what.
+fn check_existing(
+    path: &Path,
+    outputs: &Outputs,
+    made: &Made,
+    opts: &RestoreOptions,
+) -> anyhow::Result<()> {
+    if opts.overwrite {
+        return Ok(());
+    }
+    for out in outputs.files().filter(|p| p.exists()) {
+        made::check(path, out, made)?;
+    }
+    Ok(())
 }
 
 /// The refusal when an output of `path` would replace an input, the report or a model file.
@@ -335,25 +390,41 @@ enum Prepared {
     /// Nothing to search: the photo has no face (its enlargement is written).
     Done(PhotoRecord),
     Faces(Box<Pending>),
+    /// Ctrl-C during detection: nothing of the photo was written.
+    Stopped,
 }
 
 /// Reads a photo, finds and aligns its faces and writes their targets; a photo without a face
-/// gets its plain enlargement at once. Errors are the photo's refusal.
+/// gets its plain enlargement at once. Errors are the photo's refusal. Detection checks `stop`
+/// after each of its bands, as `align` does, so Ctrl-C ends even a large photo's at once.
 fn prepare(
     model: &Model,
     mtcnn: &Mtcnn,
     opts: &RestoreOptions,
     path: &Path,
     outputs: Outputs,
+    made: Made,
+    observer: &mut dyn Observer,
+    stop: &AtomicBool,
 ) -> anyhow::Result<Prepared> {
     let device = model.device;
     let photo = read_photo(path, opts.upscale)?.to_device(device);
     let (height, width) = (photo.size()[1], photo.size()[2]);
+    // A smallest face the detector cannot search this photo for is refused, as align does.
+    crate::align::check_min_face(height, width, &opts.detect)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", escaped(path)))?;
     let mut record = PhotoRecord::new(path, Status::Restored);
     record.width = Some(width);
     record.height = Some(height);
-    let faces =
-        select_faces(crate::align::find_faces(mtcnn, &photo, &opts.detect), opts, width, height);
+    let mut progress = |done, total| {
+        observer.detecting(path, done, total);
+        !stop.load(Ordering::SeqCst)
+    };
+    let Some(found) = crate::align::find_faces_with(mtcnn, &photo, &opts.detect, &mut progress)
+    else {
+        return Ok(Prepared::Stopped);
+    };
+    let faces = select_faces(found, opts, width, height);
     let resolution = model.layout().resolution;
     let mut pending = vec![];
     for face in faces {
@@ -376,8 +447,12 @@ fn prepare(
     if pending.is_empty() {
         record.status = Status::NoFace;
         record.error = Some(format!("{}: no face found; wrote the enlarged photo", escaped(path)));
-        let plain = Enlargement::new(&photo, opts.upscale)?.plain();
-        write_photo(&plain, &plain, &outputs, opts, &mut record)?;
+        let enlargement = Enlargement::new(&photo, opts.upscale)?;
+        drop(photo);
+        let plain = enlargement.plain_rows();
+        for sample in 0..opts.run.samples {
+            write_outputs(&plain, &plain, sample, &outputs, &made, &mut record)?;
+        }
         return Ok(Prepared::Done(record));
     }
     std::fs::create_dir_all(&outputs.faces_dir).map_err(|e| {
@@ -389,6 +464,7 @@ fn prepare(
     Ok(Prepared::Faces(Box::new(Pending {
         path: path.to_path_buf(),
         outputs,
+        made: Made { faces: pending.len(), ..made },
         record,
         faces: pending,
         started: Instant::now(),
@@ -467,7 +543,7 @@ fn search_all(
                 format!("{} face {}", escaped(&p.path), j.face)
             })
             .collect();
-        observer.batch_started(&names, opts.search.steps);
+        observer.batch_started(&names, opts.search.total_steps());
         let seeds: Vec<u64> = batch.iter().map(|j| job_seed(j, opts, pending)).collect();
         let starts: Vec<Start> = seeds
             .iter()
@@ -568,55 +644,74 @@ fn face_finished(
     Ok(())
 }
 
-/// Pastes a photo's restored faces into its enlargement and writes the outputs.
+/// Pastes a photo's restored faces into its enlargement and writes the outputs, one sample at
+/// a time (an 8192-pixel photo's samples are never in memory together).
 fn assemble(opts: &RestoreOptions, mut p: Pending) -> anyhow::Result<PhotoRecord> {
     // Read again rather than kept: a large folder's photos never sit in memory together.
     let photo = read_photo(&p.path, opts.upscale)?;
     let enlargement = Enlargement::new(&photo, opts.upscale)?;
-    let restored = compose(&enlargement, &p.faces)?;
-    let plain = if opts.compare { enlargement.plain() } else { Tensor::new() };
+    drop(photo);
     p.record.faces.sort_by_key(|f| (f.face, f.sample));
-    for (sample, image) in restored.iter().enumerate() {
-        let path = &p.outputs.photos[sample];
-        imageio::write_png(image, path)?;
-        p.record.outputs.push(path.clone());
-        if let Some(cmp) = p.outputs.compare.get(sample) {
-            imageio::write_png(&Tensor::cat(&[&plain, image], 2), cmp)?;
-            p.record.compare.push(cmp.clone());
-        }
+    let plain = enlargement.plain_rows();
+    for sample in 0..opts.run.samples {
+        let restored = compose(&enlargement, &p.faces, sample)?;
+        write_outputs(&restored, &plain, sample, &p.outputs, &p.made, &mut p.record)?;
     }
     p.record.faces_dir = Some(p.outputs.faces_dir.clone());
     p.record.seconds = p.started.elapsed().as_secs_f64();
     Ok(p.record)
 }
 
-/// The restored photos, one per sample: each sample's faces pasted over the photo's plain
-/// enlargement, then projected so that their downscale is the photo (docs/design.md,
-/// *Restoring photos*). The paste-back runs on the CPU, whatever device searched.
-fn compose(enlargement: &Enlargement, faces: &[PendingFace]) -> anyhow::Result<Vec<Tensor>> {
+/// Writes one sample's restored photo and, where asked, its compare sheet (the plain
+/// enlargement beside it), row by row, each recording how it was made ([`made::KEY`]).
+fn write_outputs(
+    image: &Rows,
+    plain: &Rows,
+    sample: usize,
+    outputs: &Outputs,
+    made: &Made,
+    record: &mut PhotoRecord,
+) -> anyhow::Result<()> {
+    let text = made.text();
+    let tag = [(made::KEY, text.as_str())];
+    let path = &outputs.photos[sample];
+    let (w, h) = (image.width(), image.height());
+    imageio::write_png_rows(path, w, h, &tag, |y, row| image.rgb8(y, row))?;
+    record.outputs.push(path.clone());
+    if let Some(cmp) = outputs.compare.get(sample) {
+        imageio::write_png_rows(cmp, 2 * w, h, &tag, |y, row| {
+            let (left, right) = row.split_at_mut(3 * w);
+            plain.rgb8(y, left);
+            image.rgb8(y, right);
+        })?;
+        record.compare.push(cmp.clone());
+    }
+    Ok(())
+}
+
+/// One sample's restored photo: its faces pasted over the photo's plain enlargement, then
+/// projected so that their downscale is the photo (docs/design.md, *Restoring photos*). The
+/// paste-back runs on the CPU, whatever device searched.
+fn compose<'a>(
+    enlargement: &'a Enlargement,
+    faces: &[PendingFace],
+    sample: usize,
+) -> anyhow::Result<Rows<'a>> {
     let placements: Vec<Placement> = faces.iter().map(|f| f.placement).collect();
     let groups = paste::overlap_groups(&placements);
-    let samples = faces.first().map_or(0, |f| f.results.len());
-    (0..samples)
-        .map(|sample| {
-            let patches = groups
-                .iter()
-                .map(|(members, bounds)| {
-                    let mut canvas = Canvas::new(*bounds);
-                    for f in members.iter().map(|&i| &faces[i]) {
-                        let image = f.results[sample].as_ref().expect("every face is done");
-                        let image = image.to_device(Device::Cpu);
-                        canvas.add(
-                            &paste::shrink_to_footprint(&image, f.placement.side),
-                            &f.placement,
-                        )?;
-                    }
-                    Ok((canvas.composite(&enlargement.background(*bounds)?)?, *bounds))
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            enlargement.with_patches(&patches)
+    let patches = groups
+        .iter()
+        .map(|(members, bounds)| {
+            let mut canvas = Canvas::new(*bounds);
+            for f in members.iter().map(|&i| &faces[i]) {
+                let image = f.results[sample].as_ref().expect("every face is done");
+                let image = image.to_device(Device::Cpu);
+                canvas.add(&paste::shrink_to_footprint(&image, f.placement.side), &f.placement)?;
+            }
+            Ok((canvas.composite(&enlargement.background(*bounds)?)?, *bounds))
         })
-        .collect()
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    enlargement.with_patches(&patches)
 }
 
 /// Pastes restored faces (`[3,R,R]` each, with the landmarks they were aligned from) into
@@ -627,7 +722,18 @@ pub fn paste_faces(
     upscale: i64,
     faces: &[(crate::align::Landmarks, Tensor)],
 ) -> anyhow::Result<Tensor> {
-    let (h, w) = (photo.size()[1], photo.size()[2]);
+    let enlargement = Enlargement::new(photo, upscale)?;
+    Ok(paste_into(&enlargement, faces)?.to_tensor())
+}
+
+/// [`paste_faces`] into an enlargement made already, row by row (what restore writes).
+pub fn paste_into<'a>(
+    enlargement: &'a Enlargement,
+    faces: &[(crate::align::Landmarks, Tensor)],
+) -> anyhow::Result<Rows<'a>> {
+    let upscale = enlargement.factor();
+    let rows = enlargement.plain_rows();
+    let (h, w) = (rows.height() as i64 / upscale, rows.width() as i64 / upscale);
     let pending = faces
         .iter()
         .map(|(landmarks, image)| {
@@ -641,28 +747,13 @@ pub fn paste_faces(
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let enlargement = Enlargement::new(photo, upscale)?;
-    Ok(compose(&enlargement, &pending)?.pop().unwrap_or_else(|| enlargement.plain()))
+    compose(enlargement, &pending, 0)
 }
 
-/// Writes the plain enlargement of a photo without faces (every sample's name).
-fn write_photo(
-    image: &Tensor,
-    plain: &Tensor,
-    outputs: &Outputs,
-    opts: &RestoreOptions,
-    record: &mut PhotoRecord,
-) -> anyhow::Result<()> {
-    for (sample, path) in outputs.photos.iter().enumerate() {
-        imageio::write_png(image, path)?;
-        record.outputs.push(path.clone());
-        if opts.compare {
-            let cmp = &outputs.compare[sample];
-            imageio::write_png(&Tensor::cat(&[plain, image], 2), cmp)?;
-            record.compare.push(cmp.clone());
-        }
-    }
-    Ok(())
+/// Writes `image` as an 8-bit PNG row by row (restore's way of writing its largest outputs).
+pub fn write_rows(image: &Rows, path: &Path) -> anyhow::Result<()> {
+    let (w, h) = (image.width(), image.height());
+    Ok(imageio::write_png_rows(path, w, h, &[], |y, row| image.rgb8(y, row))?)
 }
 
 /// Refuses settings that cannot run, before anything is read.

@@ -5,6 +5,7 @@ use crate::align::Face;
 use crate::files::escaped;
 use crate::pipelines::upsample::ModelInfo;
 use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tch::Device;
@@ -27,6 +28,11 @@ pub struct Report {
     pub model: ModelInfo,
     pub photos: Vec<PhotoRecord>,
     pub interrupted: bool,
+    /// The earlier report's entries at the same path: a photo this run skips keeps its entry
+    /// ([`PhotoRecord::earlier`]), and one of this run's photos it did not reach (Ctrl-C) keeps
+    /// its entry as it was.
+    #[serde(skip)]
+    pub earlier: Earlier,
 }
 
 /// `upsample`'s search settings plus restore's own.
@@ -77,6 +83,10 @@ pub struct PhotoRecord {
     /// One entry per face and sample, faces largest first.
     pub faces: Vec<FaceRecord>,
     pub seconds: f64,
+    /// A skipped photo's entry in the earlier report at the same path (the run that made its
+    /// outputs): written in its place, with `status` `skipped` and `earlier_status`.
+    #[serde(skip)]
+    pub earlier: Option<Map<String, Value>>,
 }
 
 impl PhotoRecord {
@@ -92,6 +102,7 @@ impl PhotoRecord {
             faces_dir: None,
             faces: vec![],
             seconds: 0.0,
+            earlier: None,
         }
     }
 }
@@ -130,35 +141,110 @@ impl Report {
         self.photos.iter().filter(|r| r.status == status).count()
     }
 
-    /// Faces restored in this run, and how many of them converged.
+    /// Faces in the report, and how many of them converged: this run's, and those of the
+    /// earlier entries kept for the photos it skipped (so a rerun's exit code is the first
+    /// run's).
     pub fn faces(&self) -> (usize, usize) {
-        let faces = self.photos.iter().flat_map(|p| &p.faces);
-        faces.fold((0, 0), |(n, c), f| (n + 1, c + usize::from(f.converged)))
+        let converged = |e: &Map<String, Value>| -> Vec<bool> {
+            let faces = e.get("faces").and_then(Value::as_array).into_iter().flatten();
+            faces.map(|f| f.get("converged") == Some(&Value::Bool(true))).collect()
+        };
+        let mut flags = vec![];
+        for p in &self.photos {
+            match &p.earlier {
+                Some(e) => flags.extend(converged(e)),
+                None => flags.extend(p.faces.iter().map(|f| f.converged)),
+            }
+        }
+        flags.extend(self.unreached().flat_map(converged));
+        (flags.len(), flags.into_iter().filter(|&c| c).count())
+    }
+
+    /// The earlier entries of this run's photos that it has not reached.
+    fn unreached(&self) -> impl Iterator<Item = &Map<String, Value>> {
+        let reached: std::collections::BTreeSet<String> =
+            self.photos.iter().map(|p| escaped(&p.input)).collect();
+        self.assigned
+            .iter()
+            .map(|p| escaped(p))
+            .filter(move |p| !reached.contains(p))
+            .filter_map(|p| self.earlier.get(&p))
+    }
+
+    /// The report as JSON: a skipped photo's entry is its earlier one, where there is one.
+    pub fn to_json(&self) -> serde_json::Result<Vec<u8>> {
+        let mut value = serde_json::to_value(self)?;
+        if let Some(entries) = value.get_mut("photos").and_then(Value::as_array_mut) {
+            for (entry, record) in entries.iter_mut().zip(&self.photos) {
+                if let Some(earlier) = &record.earlier {
+                    let mut kept = earlier.clone();
+                    let first = kept.get("earlier_status").or(kept.get("status")).cloned();
+                    kept.insert("earlier_status".into(), first.unwrap_or(Value::Null));
+                    kept.insert("status".into(), "skipped".into());
+                    *entry = Value::Object(kept);
+                }
+            }
+            entries.extend(self.unreached().cloned().map(Value::Object));
+        }
+        serde_json::to_vec_pretty(&value)
     }
 
     /// Writes the report atomically.
     pub fn write(&self, path: &Path) -> anyhow::Result<()> {
-        let json = serde_json::to_vec_pretty(self)?;
+        let json = self.to_json()?;
         crate::files::write_bytes_atomic(path, &json)
             .map_err(|e| anyhow::anyhow!("{}: cannot write the report: {e}", escaped(path)))
     }
 }
 
-/// Refuses a file at the report's path that is not a restore report: it is not overwritten.
-pub(super) fn check_earlier(path: &Path) -> anyhow::Result<()> {
+/// The entries of the photos an earlier report at `path` says were restored or had no face,
+/// by their `input`, when it was made with the model `sha256` (none when there is no file).
+/// A file there that is not a restore report is refused: it is not overwritten.
+pub(super) fn read_earlier(path: &Path, sha256: &str) -> anyhow::Result<Earlier> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Earlier::new()),
         Err(e) => anyhow::bail!("{}: cannot read the earlier report: {e}", escaped(path)),
     };
-    let value: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
-    if value.as_ref().and_then(|v| v.get("photos")).is_none_or(|p| !p.is_array()) {
+    let value: Option<Value> = serde_json::from_slice(&bytes).ok();
+    let Some(photos) = value.as_ref().and_then(|v| v.get("photos")).and_then(Value::as_array)
+    else {
         crate::invalid!(
             "{}: exists and is not a pulse restore report; choose another report file",
             escaped(path)
         );
+    };
+    if value.as_ref().and_then(|v| v.pointer("/model/sha256")).and_then(Value::as_str)
+        != Some(sha256)
+    {
+        return Ok(Earlier::new());
     }
-    Ok(())
+    let done = |e: &Map<String, Value>| {
+        let status = e.get("earlier_status").or(e.get("status")).and_then(Value::as_str);
+        matches!(status, Some("restored" | "no_face"))
+    };
+    Ok(photos
+        .iter()
+        .filter_map(Value::as_object)
+        .filter(|e| done(e))
+        .filter_map(|e| Some((e.get("input")?.as_str()?.to_string(), e.clone())))
+        .collect())
+}
+
+/// Earlier report entries by input (escaped, as written).
+pub type Earlier = BTreeMap<String, Map<String, Value>>;
+
+/// The earlier entry of a photo skipped now, if it names the same outputs.
+pub(super) fn earlier_entry(
+    earlier: &Earlier,
+    input: &Path,
+    outputs: &[PathBuf],
+) -> Option<Map<String, Value>> {
+    let entry = earlier.get(&escaped(input))?;
+    let named: Vec<String> = outputs.iter().map(|p| escaped(p)).collect();
+    let listed: Vec<&str> =
+        entry.get("outputs")?.as_array()?.iter().filter_map(Value::as_str).collect();
+    (listed == named).then(|| entry.clone())
 }
 
 pub(super) fn settings(opts: &RestoreOptions, device: Device) -> Settings {

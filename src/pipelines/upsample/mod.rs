@@ -295,7 +295,7 @@ fn search_all(
             return Ok(());
         }
         let names: Vec<String> = batch.iter().map(|j| j.outputs.name()).collect();
-        observer.batch_started(&names, opts.search.steps);
+        observer.batch_started(&names, opts.search.total_steps());
         let seeds: Vec<u64> = batch.iter().map(|j| j.seed(opts, inputs)).collect();
         let starts = batch
             .iter()

@@ -55,6 +55,9 @@ pub(super) fn write(
             let mut m = row(v);
             m.insert("step".into(), v.step.into());
             m.insert("lr".into(), v.lr.into());
+            if let Some(round) = v.round {
+                m.insert("round".into(), round.into());
+            }
             m
         })
         .collect();

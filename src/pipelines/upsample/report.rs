@@ -38,6 +38,14 @@ pub struct UpsampleReport {
 
 #[derive(Debug, Serialize)]
 pub struct UpsampleSettings {
+    /// `pulse` or `ilo`.
+    pub method: &'static str,
+    /// ILO: the steps of each round (absent for PULSE).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ilo_steps: Option<Vec<usize>>,
+    /// ILO's l1-ball radii when given (`--ilo-radius`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ilo_radius: Option<String>,
     pub steps: usize,
     pub lr: f64,
     pub optimizer: &'static str,
@@ -67,8 +75,12 @@ impl UpsampleSettings {
         run: &super::super::RunConfig,
         device: tch::Device,
     ) -> Self {
+        let ilo = search.method == crate::pulse::Method::Ilo;
         Self {
-            steps: search.steps,
+            method: search.method.name(),
+            ilo_steps: ilo.then(|| search.ilo.steps.clone()),
+            ilo_radius: if ilo { search.ilo.radius.as_ref().map(|r| r.to_string()) } else { None },
+            steps: if ilo { search.ilo.steps.iter().sum() } else { search.steps },
             lr: search.lr,
             optimizer: search.optimizer.name(),
             schedule: search.schedule.name(),

@@ -8,7 +8,7 @@
 //! The weight is frozen, so no weight gradient is ever computed, only the style's.
 use crate::precision::Precision;
 use crate::stylegan::layers::{leaky_relu, leaky_relu_reference, ScaledWeight};
-use crate::stylegan::network::{Architecture, Layout, SynthesisNetwork};
+use crate::stylegan::network::{Architecture, BlockInput, Layout, SynthesisNetwork};
 use crate::stylegan::{Tuning, LATENT_DIM};
 use anyhow::bail;
 use std::f64::consts::SQRT_2;
@@ -361,6 +361,13 @@ impl Synthesis {
 
     /// W+ [B,L,512] and noise [B,1,S,S] per map -> raw image [B,3,R,R].
     pub fn forward(&self, w_plus: &Tensor, noise: &[Tensor]) -> anyhow::Result<Tensor> {
+        match self.run(w_plus, noise, None, None)? {
+            Ran::Image(img) => Ok(img),
+            Ran::Entering(_) => unreachable!("runs to the end without `until`"),
+        }
+    }
+
+    fn check_inputs(&self, w_plus: &Tensor, noise: &[Tensor]) -> anyhow::Result<()> {
         let layout = &self.layout;
         let size = w_plus.size();
         if size.len() != 3 || size[1] != layout.w_rows as i64 || size[2] != LATENT_DIM {
@@ -376,14 +383,50 @@ impl Synthesis {
                 bail!("noise map {i} has shape {s:?}, expected [{}, 1, {side}, {side}]", size[0]);
             }
         }
-        let batch = size[0];
+        Ok(())
+    }
+
+    /// The synthesis from `from` (the constant when `None`) to the image, or up to the input of
+    /// block `until`. Block i reads W+ rows `2i-1 ..= 2i+1` (rows 0 and 1 for the 4x4 block) and
+    /// noise maps `2i-1, 2i` (map 0 for the 4x4 block).
+    fn run(
+        &self,
+        w_plus: &Tensor,
+        noise: &[Tensor],
+        from: Option<&BlockInput>,
+        until: Option<usize>,
+    ) -> anyhow::Result<Ran> {
+        self.check_inputs(w_plus, noise)?;
+        let blocks = self.blocks.len();
+        let start = from.map_or(0, |f| f.block);
+        if let Some(f) = from {
+            check_block_input(f, &self.config, w_plus.size()[0])?;
+        }
+        if let Some(u) = until {
+            if u <= start || u >= blocks {
+                bail!("cannot stop before block {u}: the run starts at block {start} of {blocks}");
+            }
+        }
+        let batch = w_plus.size()[0];
         let _autocast = crate::precision::PrecisionGuard::new(w_plus.device(), self.precision)?;
         let t = self.tuning;
         let row = |i: usize| w_plus.select(1, i as i64);
         let (mut x, mut gain) = (Tensor::new(), 1.0);
         let mut img: Option<Tensor> = None;
-        let (mut wi, mut ni) = (0, 0);
-        for block in &self.blocks {
+        if let Some(f) = from {
+            x = f.features.shallow_clone();
+            img = f.skip.as_ref().map(|s| s.shallow_clone());
+        }
+        let (mut wi, mut ni) = ((2 * start).saturating_sub(1), (2 * start).saturating_sub(1));
+        for (i, block) in self.blocks.iter().enumerate().skip(start) {
+            if until == Some(i) {
+                let features = if gain == 1.0 { x } else { x * gain };
+                return Ok(Ran::Entering(BlockInput {
+                    block: i,
+                    features: float(features),
+                    skip: img.map(float),
+                }));
+            }
             if let Some(constant) = &block.constant {
                 let s = constant.size();
                 x = constant.unsqueeze(0).expand([batch, s[0], 4, 4], true);
@@ -416,11 +459,43 @@ impl Synthesis {
                 }
             });
         }
-        let img = img.expect("at least one block");
-        Ok(match img.kind() {
-            Kind::Double => img,
-            _ => img.to_kind(Kind::Float),
-        })
+        Ok(Ran::Image(float(img.expect("at least one block"))))
+    }
+}
+
+/// Float32 unless the network runs in float64.
+fn float(t: Tensor) -> Tensor {
+    match t.kind() {
+        Kind::Double | Kind::Float => t,
+        _ => t.to_kind(Kind::Float),
+    }
+}
+
+/// What [`Synthesis::run`] returns: the image, or the state entering a block.
+enum Ran {
+    Image(Tensor),
+    Entering(BlockInput),
+}
+
+/// Checks a block input's shapes against the network (features [B,C,S,S] of block
+/// `block - 1`, skip [B,3,S,S]).
+fn check_block_input(f: &BlockInput, config: &SynthesisConfig, batch: i64) -> anyhow::Result<()> {
+    let blocks = config.channels.len();
+    if f.block == 0 || f.block >= blocks {
+        bail!("a block input enters block {} of {blocks}: expected 1 to {}", f.block, blocks - 1);
+    }
+    let side = 4i64 << (f.block - 1);
+    let c = config.channels[f.block - 1];
+    let fs = f.features.size();
+    if fs != [batch, c, side, side] {
+        bail!("the feature map has shape {fs:?}, expected [{batch}, {c}, {side}, {side}]");
+    }
+    match &f.skip {
+        Some(s) if s.size() == [batch, 3, side, side] => Ok(()),
+        Some(s) => {
+            bail!("the RGB skip has shape {:?}, expected [{batch}, 3, {side}, {side}]", s.size())
+        }
+        None => bail!("a StyleGAN2 block input carries the RGB skip of the blocks before it"),
     }
 }
 
@@ -430,6 +505,29 @@ impl SynthesisNetwork for Synthesis {
     }
     fn forward(&self, w_plus: &Tensor, noise: &[Tensor]) -> anyhow::Result<Tensor> {
         Synthesis::forward(self, w_plus, noise)
+    }
+    fn block_input(
+        &self,
+        w_plus: &Tensor,
+        noise: &[Tensor],
+        from: Option<&BlockInput>,
+        block: usize,
+    ) -> anyhow::Result<BlockInput> {
+        match self.run(w_plus, noise, from, Some(block))? {
+            Ran::Entering(input) => Ok(input),
+            Ran::Image(_) => unreachable!("stops at `until`"),
+        }
+    }
+    fn forward_from(
+        &self,
+        w_plus: &Tensor,
+        noise: &[Tensor],
+        from: &BlockInput,
+    ) -> anyhow::Result<Tensor> {
+        match self.run(w_plus, noise, Some(from), None)? {
+            Ran::Image(img) => Ok(img),
+            Ran::Entering(_) => unreachable!("runs to the end without `until`"),
+        }
     }
     fn set_precision(&mut self, precision: Precision) {
         self.precision = precision;

@@ -102,6 +102,11 @@ impl Enlargement {
         self.plain.to_tensor()
     }
 
+    /// The plain enlargement, read row by row (no copy).
+    pub fn plain_rows(&self) -> Rows<'_> {
+        Rows { plain: &self.plain, bands: vec![] }
+    }
+
     /// The plain enlargement's pixels within `bounds` (`[x0, y0, x1, y1]`, output pixels,
     /// exclusive ends): what a patch is composited over.
     pub fn background(&self, bounds: [i64; 4]) -> Result<Tensor> {
@@ -110,7 +115,7 @@ impl Enlargement {
 
     /// The plain enlargement with each patch (`[3,h,w]`, values in [0,1]) in place of its
     /// pixels at its bounds, then corrected so that it downscales to the photo again.
-    pub fn with_patches(&self, patches: &[(Tensor, [i64; 4])]) -> Result<Tensor> {
+    pub fn with_patches(&self, patches: &[(Tensor, [i64; 4])]) -> Result<Rows<'_>> {
         let mut r = self.plain.clone();
         let (s, h, w) = (self.factor, self.photo.h, self.photo.w);
         let mut regions = vec![];
@@ -137,7 +142,7 @@ impl Enlargement {
         let mut reach = Tiles::new(TILE, h, w);
         regions.iter().for_each(|rect| reach.add_rect(*rect));
         self.project(&mut r, &reach, reach.clone())?;
-        Ok(r.to_tensor())
+        Ok(Rows { plain: &self.plain, bands: vec![(0, r)] })
     }
 
     /// `bounds` as a rectangle of the enlarged photo, checked.
@@ -250,6 +255,55 @@ impl Enlargement {
     }
 }
 
+/// An enlarged photo read row by row: the plain enlargement, but for the bands of rows a
+/// paste-back changed (`(first row, rows)`, disjoint), so a restored photo never needs a second
+/// whole copy of the enlargement.
+#[derive(Debug)]
+pub struct Rows<'a> {
+    plain: &'a Planes,
+    bands: Vec<(usize, Planes)>,
+}
+
+impl Rows<'_> {
+    pub fn width(&self) -> usize {
+        self.plain.w
+    }
+
+    pub fn height(&self) -> usize {
+        self.plain.h
+    }
+
+    /// Row `y` of channel `ch`.
+    pub fn row(&self, ch: usize, y: usize) -> &[f32] {
+        for (y0, band) in &self.bands {
+            if (*y0..y0 + band.h).contains(&y) {
+                return band.row(ch, y - y0);
+            }
+        }
+        self.plain.row(ch, y)
+    }
+
+    /// Row `y` in 8 bits, RGB interleaved, into `out` (`3 * width` bytes), rounded as
+    /// [`crate::imageio::write_png`] rounds a tensor (ties to even; NaN as 0).
+    pub fn rgb8(&self, y: usize, out: &mut [u8]) {
+        for ch in 0..self.plain.c.min(3) {
+            for (o, v) in out.iter_mut().skip(ch).step_by(3).zip(self.row(ch, y)) {
+                let v = if v.is_nan() { 0.0 } else { (v * 255.0).round_ties_even() };
+                *o = v.clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+
+    /// The image as a `[C,H,W]` tensor on the CPU (a whole copy: for tests and small images).
+    pub fn to_tensor(&self) -> Tensor {
+        let mut whole = self.plain.clone();
+        for (y0, band) in &self.bands {
+            whole.paste(band, *y0, 0);
+        }
+        whole.to_tensor()
+    }
+}
+
 /// About how many multiply-adds `D`, or a solve and `U`, take over `rects` of `c` channels (a
 /// few dozen per value): what [`parallel_map`] weighs against starting threads.
 fn work(rects: &[Rect], c: usize) -> usize {
@@ -300,7 +354,7 @@ mod tests {
         let e = Enlargement::new(&x, 4).unwrap();
         let patch = photo(64, 48, 6);
         let bounds = [100, 120, 148, 184];
-        let r = e.with_patches(&[(patch, bounds)]).unwrap();
+        let r = e.with_patches(&[(patch, bounds)]).unwrap().to_tensor();
         let off = levels_off(&r, &x, 4);
         println!("another picture: max |D(R) - x| = {off:.3} levels");
         assert!(off < STOP * 255.0 + 0.01, "{off}");
