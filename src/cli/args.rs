@@ -300,9 +300,10 @@ pub struct UpsampleArgs {
     /// each round as StyleGAN2's projector).
     #[arg(long, value_parser = one_of::<Schedule>(Schedule::NAMES))]
     pub schedule: Option<Schedule>,
-    /// Sum of weight*TERM with terms L2, L1, MSE, GEOCROSS (weights positive) [default:
-    /// 100*L2+0.05*GEOCROSS; 1*MSE+0.01*GEOCROSS with --method ilo, which takes MSE and
-    /// GEOCROSS only].
+    /// Sum of weight*TERM with terms L2, L1, MSE, GEOCROSS, LPIPS (weights positive; LPIPS for
+    /// targets of at least 256x256, with VGG16 weights: `pulse download vgg16`) [default:
+    /// 100*L2+0.05*GEOCROSS; 1*MSE+0.01*GEOCROSS with --method ilo, which takes MSE, GEOCROSS
+    /// and LPIPS only].
     #[arg(long, value_parser = clap::value_parser!(LossSpec), allow_hyphen_values = true)]
     pub loss: Option<LossSpec>,
     /// An image succeeds when its L2 reaches eps (ILO: its MSE/4, and the search stops there).
