@@ -391,7 +391,7 @@ fn measure(
     let diversity = if results.len() < 2 {
         None
     } else if let Some(net) = lpips {
-        let small: Vec<Tensor> = results.iter().map(|r| lpips_side(r)).collect();
+        let small: Vec<Tensor> = results.iter().map(&lpips_side).collect();
         let mut sum = 0.0;
         let mut n = 0;
         for i in 0..small.len() {

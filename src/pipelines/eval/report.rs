@@ -228,7 +228,7 @@ impl EvalReport {
             "method", "metric", "n", "mean", "±95%", "min", "max"
         );
         for m in &self.summary {
-            let ci = m.ci95.map(|c| format!("{}", sig(c))).unwrap_or_else(|| "-".into());
+            let ci = m.ci95.map(sig).unwrap_or_else(|| "-".into());
             s.push_str(&format!(
                 "{:<8} {:<10} {:>4} {:>12} {:>12} {:>12} {:>12}\n",
                 m.method,
