@@ -13,6 +13,7 @@
 //!   stylegan2-ada-pytorch's, rosinality's and lernapparat's layouts).
 //! - [`model`]: a model folder; [`model_info`]: its `model.json`; [`latent`]: the latent file
 //!   format.
+//! - [`metrics`]: PSNR, SSIM and LPIPS for `pulse eval` (LPIPS is also a loss term).
 //! - [`imageio`]: image files in and out, contact sheets.
 //! - [`pipelines`]: the jobs users run (upsample, align, restore, generate, downscale, bench,
 //!   import, download, report merging, shards), each from a plain options struct, reporting through an observer.
@@ -28,6 +29,7 @@ pub mod files;
 pub mod http;
 pub mod imageio;
 pub mod latent;
+pub mod metrics;
 pub mod model;
 pub mod model_info;
 pub mod ops;

@@ -650,3 +650,81 @@ fn a_stylegan2_download_is_resumed_and_another_network_is_not_called_the_model()
     assert!(o.status.success(), "{err}");
     assert!(err.contains("is not the FFHQ StyleGAN model"), "{err}");
 }
+
+/// A small stand-in for torchvision's VGG16: its 13 convolutions `features.N` with few
+/// channels, as safetensors (the real file is 528 MB).
+fn small_vgg16(path: &Path) -> Vec<u8> {
+    let convs = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28];
+    let mut named = vec![];
+    let mut cin = 3;
+    for (k, i) in convs.into_iter().enumerate() {
+        let cout = 2 + k as i64 % 3;
+        named.push((
+            format!("features.{i}.weight"),
+            tch::Tensor::ones([cout, cin, 3, 3], tch::kind::FLOAT_CPU) * k as f64,
+        ));
+        named
+            .push((format!("features.{i}.bias"), tch::Tensor::zeros([cout], tch::kind::FLOAT_CPU)));
+        cin = cout;
+    }
+    tch::Tensor::write_safetensors(&named, path).unwrap();
+    std::fs::read(path).unwrap()
+}
+
+fn vgg16_cmd(dir: &Path) -> assert_cmd::Command {
+    let mut cmd = pulse();
+    for v in PROXY_VARS {
+        cmd.env_remove(v);
+    }
+    cmd.env_remove(download::MIRROR_VAR);
+    cmd.args(["download", "vgg16", "-o", s(dir)]);
+    cmd
+}
+
+#[test]
+fn vgg16_is_resumed_verified_and_installed_as_one_file() {
+    let t = TestDir::new();
+    let data = Arc::new(small_vgg16(&t.path("vgg.safetensors")));
+    let sha = pulse::weights::sha256_file(&t.path("vgg.safetensors")).unwrap();
+    let (d, cut) = (data.clone(), data.len() / 3);
+    let server = Server::start(move |_, nth| {
+        if nth == 0 {
+            Reply::CutAfter(d.clone(), cut)
+        } else {
+            Reply::File(d.clone())
+        }
+    });
+    let dir = t.path("models/vgg16");
+    let file = dir.join(download::VGG16_FILE_NAME);
+    // torchvision's file through a mirror: its SHA-256 must start with 397923af; this one's
+    // does not, so nothing is installed and the wrong bytes are not kept for a resume.
+    let o = vgg16_cmd(&dir).env(download::MIRROR_VAR, server.url("")).output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("expected one starting with 397923af"), "{err}");
+    assert!(err.contains("pulse download vgg16") || err.contains("by hand"), "{err}");
+    let seen = server.seen();
+    assert!(seen[0].line.contains("/download.pytorch.org/models/vgg16-397923af.pth"), "{seen:?}");
+    assert_eq!(seen[1].range.as_deref(), Some(format!("bytes={cut}-").as_str()), "resumed");
+    assert!(!file.exists());
+    assert!(!dir.join("vgg16-397923af.pth.partial").exists(), "a wrong file was kept");
+    // A copy by URL with its full SHA-256: installed, and found again by the next run.
+    let url = server.url("/copy/vgg16.pth");
+    vgg16_cmd(&dir).args(["--source", &url, "--sha256", &sha]).assert().success();
+    assert_eq!(std::fs::read(&file).unwrap(), *data);
+    let o = vgg16_cmd(&dir).args(["--source", &url, "--sha256", &sha]).output().unwrap();
+    assert!(o.status.success());
+    assert!(stderr(&o).contains("already holds"), "{}", stderr(&o));
+    // A file that is not VGG16 is refused by its layout even when its checksum is right.
+    let other = fixture("synthesis_128_c32.pt");
+    let other_sha = pulse::weights::sha256_file(&other).unwrap();
+    let bytes = Arc::new(std::fs::read(&other).unwrap());
+    let server = Server::start(move |_, _| Reply::File(bytes.clone()));
+    let o = vgg16_cmd(&t.path("x"))
+        .args(["--source", &server.url("/s.pt"), "--sha256", &other_sha])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not torchvision's vgg16"), "{}", stderr(&o));
+    assert!(!t.path("x").join(download::VGG16_FILE_NAME).exists());
+}

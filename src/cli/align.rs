@@ -292,3 +292,43 @@ impl AlignObserver for AlignProgress {
         }
     }
 }
+
+/// `eval --align`: aligns every photo's largest face at `size` (the model's resolution) into
+/// `dir` and returns the faces written (and those an earlier run wrote).
+pub(super) fn align_for_eval(
+    photos: &[PathBuf],
+    dir: &Path,
+    size: i64,
+    model: &super::args::ModelArgs,
+    overwrite: bool,
+    quiet: bool,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let device = parse_device(&model.device)?;
+    let photos = pulse::pipelines::collect_inputs(photos)?;
+    if photos.is_empty() {
+        return Err(pulse::Invalid("nothing to do: no photo given".into()).into());
+    }
+    let mtcnn = load_mtcnn(&mtcnn::default_dir(), device)?;
+    let opts = AlignOptions {
+        inputs: photos,
+        out_dir: dir.to_path_buf(),
+        size,
+        all_faces: false,
+        detect: DetectConfig::default(),
+        save_aligned: false,
+        report: None,
+        shard: None,
+        refuse: vec![],
+        overwrite,
+        device,
+    };
+    let report = run_with_bar(&mtcnn, &opts, quiet, &interrupt_flag())?;
+    if report.interrupted {
+        anyhow::bail!("interrupted while aligning; run the same command again to resume");
+    }
+    let faces = report.outputs();
+    if faces.is_empty() {
+        return Err(pulse::Invalid("no face found in the photos".into()).into());
+    }
+    Ok(faces)
+}

@@ -71,8 +71,13 @@ pub enum Command {
     /// model folder.
     Import(super::import::ImportArgs),
     /// Download a real model (ffhq: StyleGAN, CC BY-NC 4.0; ffhq-stylegan2: StyleGAN2, NVIDIA
-    /// Source Code License-NC), verify it and import it.
+    /// Source Code License-NC), verify it and import it; or torchvision's VGG16 (vgg16) for
+    /// LPIPS.
     Download(super::import::DownloadArgs),
+    /// Measure fidelity: shrink high-resolution faces (yours, or --generated ones the model
+    /// draws), upsample them with each --method and compare with the truth (PSNR, SSIM, LPIPS,
+    /// success, time, diversity); writes eval.json, eval.csv, eval.png and sheet.png.
+    Eval(Box<super::eval::EvalArgs>),
     /// Join the reports of a job's shards into one, with the verdict for the whole job.
     #[command(subcommand)]
     Report(super::report::ReportCommand),
@@ -86,7 +91,7 @@ pub enum Command {
 }
 
 /// A parser accepting exactly `names` (listed by `--help`), each parsed by `T::from_str`.
-fn one_of<T>(names: &'static [&'static str]) -> impl TypedValueParser<Value = T>
+pub(super) fn one_of<T>(names: &'static [&'static str]) -> impl TypedValueParser<Value = T>
 where
     T: std::str::FromStr<Err = String> + Clone + Send + Sync + 'static,
 {
@@ -94,7 +99,7 @@ where
 }
 
 /// A finite number greater than zero.
-fn positive(s: &str) -> Result<f64, String> {
+pub(super) fn positive(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
         _ => Err(format!("expected a positive finite number, got '{s}'")),
@@ -102,7 +107,7 @@ fn positive(s: &str) -> Result<f64, String> {
 }
 
 /// A finite number (zero and negative ones too).
-fn finite(s: &str) -> Result<f64, String> {
+pub(super) fn finite(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() => Ok(v),
         _ => Err(format!("expected a finite number, got '{s}'")),
@@ -118,7 +123,7 @@ fn non_negative(s: &str) -> Result<f64, String> {
 }
 
 /// A whole number of at least 1.
-fn at_least_one(s: &str) -> Result<usize, String> {
+pub(super) fn at_least_one(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if n >= 1 => Ok(n),
         _ => Err(format!("expected a whole number of at least 1, got '{s}'")),
@@ -295,9 +300,10 @@ pub struct UpsampleArgs {
     /// each round as StyleGAN2's projector).
     #[arg(long, value_parser = one_of::<Schedule>(Schedule::NAMES))]
     pub schedule: Option<Schedule>,
-    /// Sum of weight*TERM with terms L2, L1, MSE, GEOCROSS (weights positive) [default:
-    /// 100*L2+0.05*GEOCROSS; 1*MSE+0.01*GEOCROSS with --method ilo, which takes MSE and
-    /// GEOCROSS only].
+    /// Sum of weight*TERM with terms L2, L1, MSE, GEOCROSS, LPIPS (weights positive; LPIPS for
+    /// targets of at least 256x256, with VGG16 weights: `pulse download vgg16`) [default:
+    /// 100*L2+0.05*GEOCROSS; 1*MSE+0.01*GEOCROSS with --method ilo, which takes MSE, GEOCROSS
+    /// and LPIPS only].
     #[arg(long, value_parser = clap::value_parser!(LossSpec), allow_hyphen_values = true)]
     pub loss: Option<LossSpec>,
     /// An image succeeds when its L2 reaches eps (ILO: its MSE/4, and the search stops there).

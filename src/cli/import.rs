@@ -51,6 +51,10 @@ pub enum ModelName {
     /// License-NC).
     #[value(name = "ffhq-stylegan2")]
     FfhqStylegan2,
+    /// torchvision's ImageNet VGG16 (vgg16-397923af.pth, 528 MB), for LPIPS (`pulse eval`, the
+    /// LPIPS loss term) and `embed --perceptual`; written to models/vgg16/ unless -o names a
+    /// folder.
+    Vgg16,
 }
 
 impl ModelName {
@@ -58,6 +62,7 @@ impl ModelName {
         match self {
             ModelName::Ffhq => download::Model::Ffhq,
             ModelName::FfhqStylegan2 => download::Model::FfhqStylegan2,
+            ModelName::Vgg16 => unreachable!("vgg16 is a file, not a model"),
         }
     }
 }
@@ -341,6 +346,7 @@ impl DownloadObserver for DownloadProgress {
             let how = match &c.verify {
                 download::Verify::GitBlob(_) => "git blob SHA-1",
                 download::Verify::Sha256(_) => "SHA-256 and structure",
+                download::Verify::Sha256Prefix(_) => "SHA-256 prefix and structure",
                 download::Verify::Ffhq => "structure and FFHQ parameter counts",
                 download::Verify::Importable => "structure",
             };
@@ -354,6 +360,9 @@ impl DownloadObserver for DownloadProgress {
 }
 
 pub fn download(a: DownloadArgs) -> anyhow::Result<Exit> {
+    if a.model == ModelName::Vgg16 {
+        return download_vgg16(a);
+    }
     let DownloadArgs { model, sources, sha256, install: a } = a;
     let model = model.model();
     let stop = interrupt_flag();
@@ -415,6 +424,90 @@ pub fn download(a: DownloadArgs) -> anyhow::Result<Exit> {
         eprintln!("pulse: ready: `pulse upsample FACE.png` uses {out} by default");
     } else {
         eprintln!("pulse: ready: `pulse upsample --model {out} FACE.png`");
+    }
+    Ok(Exit::Success)
+}
+
+/// `pulse download vgg16`: torchvision's VGG16 into `-o DIR` (default models/vgg16).
+fn download_vgg16(a: DownloadArgs) -> anyhow::Result<Exit> {
+    let DownloadArgs { sources, sha256, install: a, .. } = a;
+    let dir = if a.out == std::path::Path::new(pulse::model::DEFAULT_DIR) {
+        PathBuf::from(pulse::metrics::lpips::DEFAULT_DIR)
+    } else {
+        a.out.clone()
+    };
+    let mut opts = download::Vgg16Options::new(dir.join(download::VGG16_FILE_NAME));
+    opts.force = a.force;
+    opts.sha256 = sha256;
+    match sources.as_slice() {
+        [] => {}
+        [url] if url.starts_with("http://") || url.starts_with("https://") => {
+            opts.url = Some(url.clone())
+        }
+        _ => {
+            return Err(Refusal(anyhow::anyhow!(
+                "vgg16 has one built-in source (download.pytorch.org); --source takes one http(s) URL of a copy"
+            ))
+            .into())
+        }
+    }
+    if opts.url.is_none() {
+        if let Some(m) = &opts.mirror {
+            eprintln!("pulse: using the mirror {m} (${})", download::MIRROR_VAR);
+        }
+    }
+    let stop = interrupt_flag();
+    let mut progress = DownloadProgress { bar: Bar::new(a.quiet), quiet: a.quiet };
+    let result = download::run_vgg16(&opts, &mut progress, &stop);
+    progress.bar.clear();
+    let out = pulse::files::escaped(&opts.out).to_string();
+    let r = match result {
+        Ok(r) => r,
+        Err(DownloadError::Interrupted { partial }) => {
+            if let Some(p) = partial {
+                eprintln!(
+                    "pulse: interrupted; the partial download is kept in {}: run the same command again to resume",
+                    pulse::files::escaped(&p)
+                );
+            }
+            return Ok(Exit::Interrupted);
+        }
+        Err(DownloadError::AllFailed { tried }) => {
+            let mut msg = String::from("could not download torchvision's VGG16; tried:\n");
+            for (url, reason) in &tried {
+                msg.push_str(&format!("  {url}\n    {reason}\n"));
+            }
+            msg.push_str(&format!(
+                "Download {} by hand (a browser, another machine) and put it at {out}, or name it with --vgg FILE or ${}",
+                download::VGG16_URL,
+                pulse::metrics::lpips::VGG16_VAR
+            ));
+            return Err(anyhow::anyhow!(msg));
+        }
+        Err(DownloadError::OtherModel(file)) => {
+            return Err(Refusal(anyhow::anyhow!(
+                "{} exists and is not torchvision's VGG16; --force replaces it",
+                pulse::files::escaped(&file)
+            ))
+            .into())
+        }
+        Err(e @ (DownloadError::Usage(_) | DownloadError::Busy(_))) => {
+            return Err(Refusal(anyhow::anyhow!(e.to_string())).into())
+        }
+        Err(e) => return Err(anyhow::anyhow!(e)),
+    };
+    if r.already_installed {
+        eprintln!("pulse: {out} already holds torchvision's VGG16 (--force downloads it again)");
+    } else {
+        eprintln!("pulse: downloaded {out} from {}", r.url);
+    }
+    if opts.out
+        != std::path::Path::new(pulse::metrics::lpips::DEFAULT_DIR).join(download::VGG16_FILE_NAME)
+    {
+        eprintln!(
+            "pulse: name it with --vgg {out} or ${}={out} (only models/vgg16/ and torchvision's cache are looked in by default)",
+            pulse::metrics::lpips::VGG16_VAR
+        );
     }
     Ok(Exit::Success)
 }

@@ -7,6 +7,7 @@ mod commands;
 mod completions;
 mod downscale;
 mod edit_commands;
+mod eval;
 pub mod exit;
 mod import;
 mod info;
@@ -35,6 +36,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Bench(a) => bench::bench(a),
         Command::Import(a) => import::import(a),
         Command::Download(a) => import::download(a),
+        Command::Eval(a) => eval::eval(*a),
         Command::Report(c) => report::report(c),
         Command::Downscale(a) => downscale::downscale(a),
         Command::Completions(a) => completions::completions(a),

@@ -21,6 +21,36 @@ pub const SIDE: i64 = 256;
 const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 const STD: [f32; 3] = [0.229, 0.224, 0.225];
 
+/// The 3x3 convolutions `features.{index}` of a torchvision `vgg16` state dict, in the order of
+/// `indices` (each must take the previous one's channels; the first takes RGB), as float32 on
+/// `device`. Shared by the perceptual loss here and LPIPS ([`crate::metrics::lpips`]).
+pub fn load_convs(
+    sd: &StateDict,
+    indices: &[usize],
+    device: Device,
+) -> anyhow::Result<Vec<(Tensor, Tensor)>> {
+    let mut convs = vec![];
+    let mut channels = 3;
+    for &index in indices {
+        let get = |what: &str| -> anyhow::Result<Tensor> {
+            let key = format!("features.{index}.{what}");
+            let t = sd.get(&key).with_context(|| format!("missing key '{key}'"))?;
+            Ok(t.to_kind(Kind::Float).to_device(device))
+        };
+        let (weight, bias) = (get("weight")?, get("bias")?);
+        let ws = weight.size();
+        if ws.len() != 4 || ws[1] != channels || ws[2..] != [3, 3] {
+            bail!("'features.{index}.weight' has shape {ws:?}, expected [C, {channels}, 3, 3]");
+        }
+        if bias.size() != [ws[0]] {
+            bail!("'features.{index}.bias' has shape {:?}, expected [{}]", bias.size(), ws[0]);
+        }
+        channels = ws[0];
+        convs.push((weight, bias));
+    }
+    Ok(convs)
+}
+
 /// The frozen convolutions of VGG16 up to conv4_2.
 #[derive(Debug)]
 pub struct Vgg16Features {
@@ -37,25 +67,7 @@ impl Vgg16Features {
     }
 
     pub fn from_state_dict(sd: &StateDict, device: Device) -> anyhow::Result<Self> {
-        let mut convs = vec![];
-        let mut channels = 3;
-        for index in CONVS {
-            let get = |what: &str| -> anyhow::Result<Tensor> {
-                let key = format!("features.{index}.{what}");
-                let t = sd.get(&key).with_context(|| format!("missing key '{key}'"))?;
-                Ok(t.to_kind(Kind::Float).to_device(device))
-            };
-            let (weight, bias) = (get("weight")?, get("bias")?);
-            let ws = weight.size();
-            if ws.len() != 4 || ws[1] != channels || ws[2..] != [3, 3] {
-                bail!("'features.{index}.weight' has shape {ws:?}, expected [C, {channels}, 3, 3]");
-            }
-            if bias.size() != [ws[0]] {
-                bail!("'features.{index}.bias' has shape {:?}, expected [{}]", bias.size(), ws[0]);
-            }
-            channels = ws[0];
-            convs.push((weight, bias));
-        }
+        let convs = load_convs(sd, &CONVS, device)?;
         let mean = Tensor::from_slice(&MEAN).view([1, 3, 1, 1]).to_device(device);
         let std = Tensor::from_slice(&STD).view([1, 3, 1, 1]).to_device(device);
         Ok(Self { convs, mean, std })

@@ -28,6 +28,9 @@
 //! from there by a later run; the model folder appears only once a verified import is
 //! complete. The download folder is locked while a download runs: a second download into it
 //! is refused.
+//!
+//! `vgg16` ([`run_vgg16`]): torchvision's ImageNet VGG16 for LPIPS and `embed --perceptual`, one
+//! file, resumed from `<file>.partial`, verified by the SHA-256 prefix in its name.
 use super::import::{self, ImportError, ImportEvent, ImportOptions, ImportReport};
 use crate::files::escaped;
 use crate::http::{self, FetchError, FetchObserver, Timeouts};
@@ -157,6 +160,8 @@ pub enum Verify {
     GitBlob(String),
     /// SHA-256 of the file (lowercase hex), plus a successful import.
     Sha256(String),
+    /// The first hex digits of the file's SHA-256 (torchvision names its files by them).
+    Sha256Prefix(String),
     /// The model's FFHQ-1024 architecture and parameter counts, plus a successful import.
     Ffhq,
     /// A successful import (any network the importer accepts).
@@ -596,6 +601,146 @@ fn import_download(
     Ok((report, is_model))
 }
 
+/// torchvision's ImageNet VGG16 (`torchvision.models.VGG16_Weights.IMAGENET1K_V1`), the trunk of
+/// LPIPS and of `embed --perceptual`.
+pub const VGG16_URL: &str = "https://download.pytorch.org/models/vgg16-397923af.pth";
+
+/// `pulse download vgg16`: one file, not a model folder.
+pub struct Vgg16Options {
+    /// The file to write (by default `models/vgg16/vgg16-397923af.pth`).
+    pub out: PathBuf,
+    /// Another URL to fetch it from (a copy of torchvision's file).
+    pub url: Option<String>,
+    /// The full SHA-256 expected; without it, the file's SHA-256 must start with torchvision's
+    /// 8 digits (`397923af`, in the file's name).
+    pub sha256: Option<String>,
+    pub mirror: Option<String>,
+    pub force: bool,
+    pub timeouts: Timeouts,
+}
+
+impl Vgg16Options {
+    pub fn new(out: PathBuf) -> Self {
+        Self {
+            out,
+            url: None,
+            sha256: None,
+            mirror: std::env::var(MIRROR_VAR).ok().filter(|m| !m.is_empty()),
+            force: false,
+            timeouts: Timeouts::default(),
+        }
+    }
+
+    /// The URL to fetch: `--source`, else torchvision's (through the mirror, if any).
+    pub fn url(&self) -> String {
+        match (&self.url, &self.mirror) {
+            (Some(u), _) => u.clone(),
+            (None, Some(m)) => mirrored(VGG16_URL, m),
+            (None, None) => VGG16_URL.to_string(),
+        }
+    }
+
+    fn verify(&self) -> Verify {
+        match &self.sha256 {
+            Some(h) => Verify::Sha256(h.to_ascii_lowercase()),
+            None => Verify::Sha256Prefix(crate::metrics::lpips::VGG16_SHA256_PREFIX.into()),
+        }
+    }
+}
+
+/// What `pulse download vgg16` did.
+pub struct Vgg16Report {
+    pub url: String,
+    pub file: PathBuf,
+    /// The file was already there and verified: nothing was downloaded.
+    pub already_installed: bool,
+}
+
+/// Downloads torchvision's VGG16 into `opts.out`: fetched (and resumed by a later run) as
+/// `<out>.partial`, verified by its SHA-256 and by its layout (VGG16's 13 convolutions), then
+/// renamed into place. A file already at `out` is kept when it verifies; otherwise `--force`
+/// replaces it.
+pub fn run_vgg16(
+    opts: &Vgg16Options,
+    observer: &mut dyn DownloadObserver,
+    stop: &AtomicBool,
+) -> Result<Vgg16Report, DownloadError> {
+    let url = opts.url();
+    check_url(&url).map_err(DownloadError::Usage)?;
+    let verify = opts.verify();
+    let candidate = Candidate {
+        source: "vgg16",
+        url: url.clone(),
+        file: VGG16_FILE_NAME.into(),
+        verify,
+        // torchvision publishes only the 8 digits in the name, checked by `verify`.
+        expected: None,
+    };
+    if opts.out.is_dir() {
+        return Err(DownloadError::Usage(format!("{}: is a folder", escaped(&opts.out))));
+    }
+    if opts.out.exists() && !opts.force {
+        observer.verifying(&candidate);
+        return match verify_vgg16(&opts.out, &candidate.verify) {
+            Ok(()) => Ok(Vgg16Report { url, file: opts.out.clone(), already_installed: true }),
+            Err(_) => Err(DownloadError::OtherModel(opts.out.clone())),
+        };
+    }
+    let dir = crate::files::parent_dir(&opts.out).to_path_buf();
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| anyhow::anyhow!("{}: cannot create folder: {e}", escaped(&dir)))?;
+    let _lock = crate::files::DirLock::try_acquire(&dir)
+        .map_err(|e| anyhow::anyhow!("{}: cannot lock: {e}", escaped(&dir)))?
+        .ok_or_else(|| DownloadError::Busy(dir.clone()))?;
+    let unlock = |lock| {
+        drop(lock);
+        let _ = std::fs::remove_file(dir.join(crate::files::LOCK_FILE));
+    };
+    let mut partial = opts.out.clone().into_os_string();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    observer.trying(0, 1, &candidate);
+    match http::fetch(&url, &partial, &mut Relay(observer), stop, opts.timeouts) {
+        Ok(_) => {}
+        Err(FetchError::Interrupted) => {
+            unlock(_lock);
+            return Err(DownloadError::Interrupted { partial: Some(partial) });
+        }
+        Err(e) => {
+            unlock(_lock);
+            return Err(DownloadError::AllFailed { tried: vec![(url, e.to_string())] });
+        }
+    }
+    observer.verifying(&candidate);
+    if let Err(reason) = verify_vgg16(&partial, &candidate.verify) {
+        // A wrong file must not be resumed from: it goes.
+        let _ = std::fs::remove_file(&partial);
+        unlock(_lock);
+        return Err(DownloadError::AllFailed { tried: vec![(url, reason)] });
+    }
+    std::fs::rename(&partial, &opts.out)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", escaped(&opts.out)))?;
+    unlock(_lock);
+    Ok(Vgg16Report { url, file: opts.out.clone(), already_installed: false })
+}
+
+/// torchvision's name of the VGG16 file.
+pub const VGG16_FILE_NAME: &str = crate::metrics::lpips::VGG16_FILE;
+
+/// A VGG16 file's checksum, then its layout: a torchvision `vgg16` state dict with VGG16's 13
+/// 3x3 convolutions (any widths, so a copy made for tests verifies by its `--sha256`).
+fn verify_vgg16(file: &Path, verify: &Verify) -> Result<(), String> {
+    verify_checksum(file, verify)?;
+    let sd = crate::weights::load(file).map_err(|e| format!("not a weight file: {e}"))?;
+    crate::editing::vgg::load_convs(
+        &sd,
+        &[0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28],
+        tch::Device::Cpu,
+    )
+    .map_err(|e| format!("not torchvision's vgg16: {e}"))?;
+    Ok(())
+}
+
 /// Checks a checksum, when the candidate has one.
 fn verify_checksum(file: &Path, verify: &Verify) -> Result<(), String> {
     match verify {
@@ -610,6 +755,15 @@ fn verify_checksum(file: &Path, verify: &Verify) -> Result<(), String> {
                 .map_err(|e| format!("{}: {e}", file.display()))?;
             if &got != expected {
                 return Err(format!("checksum mismatch: sha256 {got}, expected {expected}"));
+            }
+        }
+        Verify::Sha256Prefix(prefix) => {
+            let got = crate::weights::sha256_file(file)
+                .map_err(|e| format!("{}: {e}", file.display()))?;
+            if !got.starts_with(prefix.as_str()) {
+                return Err(format!(
+                    "checksum mismatch: sha256 {got}, expected one starting with {prefix}"
+                ));
             }
         }
         Verify::Ffhq | Verify::Importable => {}

@@ -6,6 +6,7 @@ pub mod batches;
 pub mod bench;
 pub mod download;
 pub mod downscale;
+pub mod eval;
 pub mod generate;
 pub mod import;
 pub mod report;

@@ -29,8 +29,9 @@ pub fn trainable_noise(round: usize, count: usize) -> usize {
     (5 + 2 * round).min(count)
 }
 
-/// The loss terms ILO accepts: its image term MSE, and GEOCROSS on the latent rows.
-const ILO_TERMS: [Term; 2] = [Term::Mse, Term::GeoCross];
+/// The loss terms ILO accepts: its image term MSE, GEOCROSS on the latent rows, and LPIPS (ILO's
+/// super-resolution example uses MSE + LPIPS).
+const ILO_TERMS: [Term; 3] = [Term::Mse, Term::GeoCross, Term::Lpips];
 
 /// Checks the ILO settings against the network; the message names the setting.
 pub fn check(config: &SearchConfig, blocks: usize) -> Result<(), Invalid> {
@@ -58,7 +59,7 @@ pub fn check(config: &SearchConfig, blocks: usize) -> Result<(), Invalid> {
     }
     if let Some((_, t)) = config.loss.terms.iter().find(|(_, t)| !ILO_TERMS.contains(t)) {
         return Err(Invalid(format!(
-            "the loss term {} does not work with --method ilo (ILO's terms: MSE and GEOCROSS, e.g. 1*MSE+0.01*GEOCROSS)",
+            "the loss term {} does not work with --method ilo (ILO's terms: MSE, GEOCROSS and LPIPS, e.g. 1*MSE+0.01*GEOCROSS)",
             t.name()
         )));
     }

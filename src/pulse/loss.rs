@@ -17,6 +17,9 @@ pub enum Term {
     /// ILO's image term: `F.mse_loss` on [-1,1] images, i.e. 4 x the L2 mean on [0,1], not
     /// clamped at eps (alpha-weighted like L2).
     Mse,
+    /// LPIPS (Zhang et al. 2018, VGG) between the downscaled output and the target, at the
+    /// target's size (at least 256 px): [`crate::metrics::lpips`].
+    Lpips,
 }
 
 impl Term {
@@ -26,6 +29,7 @@ impl Term {
             Term::L1 => "L1",
             Term::GeoCross => "GEOCROSS",
             Term::Mse => "MSE",
+            Term::Lpips => "LPIPS",
         }
     }
 }
@@ -63,9 +67,10 @@ impl FromStr for LossSpec {
                 "L1" => Term::L1,
                 "GEOCROSS" => Term::GeoCross,
                 "MSE" => Term::Mse,
+                "LPIPS" => Term::Lpips,
                 _ => {
                     return Err(format!(
-                        "unknown loss term '{name}' (expected L2, L1, MSE or GEOCROSS)"
+                        "unknown loss term '{name}' (expected L2, L1, MSE, GEOCROSS or LPIPS)"
                     ))
                 }
             };
@@ -125,6 +130,7 @@ pub fn evaluate(
             }
             Term::GeoCross => geocross(w_plus),
             Term::Mse => weighted_mean(&(low_res - &target.image).square(), &target.weight) * 4.0,
+            Term::Lpips => crate::metrics::lpips::loss_term(low_res, &target.image),
         })
         .collect();
     let total = spec

@@ -288,6 +288,18 @@ pub fn search(
     device: Device,
     on_step: &mut dyn FnMut(Progress) -> bool,
 ) -> anyhow::Result<Outcome<Vec<SearchOutcome>>> {
+    // Both methods: LPIPS needs its network, and a target it can see (docs/design.md, "LPIPS as
+    // a loss term").
+    if config.loss.terms.iter().any(|(_, t)| *t == Term::Lpips) {
+        if target.weight.is_some() {
+            return Err(crate::Invalid(
+                "the LPIPS loss term cannot be weighted by a mask or alpha; use L2, L1 or MSE"
+                    .into(),
+            )
+            .into());
+        }
+        crate::metrics::lpips::prepare_loss(target.image.size()[3], device)?;
+    }
     if config.method == Method::Ilo {
         return super::ilo::search(synthesis, fit, config, target, start, device, on_step);
     }
