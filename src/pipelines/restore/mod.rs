@@ -647,6 +647,8 @@ fn face_finished(
 /// Pastes a photo's restored faces into its enlargement and writes the outputs, one sample at
 /// a time (an 8192-pixel photo's samples are never in memory together).
 fn assemble(opts: &RestoreOptions, mut p: Pending) -> anyhow::Result<PhotoRecord> {
+    // What the searches freed goes back first: the enlargement needs large blocks.
+    crate::system::release_free_memory();
     // Read again rather than kept: a large folder's photos never sit in memory together.
     let photo = read_photo(&p.path, opts.upscale)?;
     let enlargement = Enlargement::new(&photo, opts.upscale)?;
@@ -699,19 +701,22 @@ fn compose<'a>(
 ) -> anyhow::Result<Rows<'a>> {
     let placements: Vec<Placement> = faces.iter().map(|f| f.placement).collect();
     let groups = paste::overlap_groups(&placements);
-    let patches = groups
+    // Each face shrunk once, then drawn band by band over its group's bounds.
+    let shrunk: Vec<Tensor> = faces
         .iter()
-        .map(|(members, bounds)| {
-            let mut canvas = Canvas::new(*bounds);
-            for f in members.iter().map(|&i| &faces[i]) {
-                let image = f.results[sample].as_ref().expect("every face is done");
-                let image = image.to_device(Device::Cpu);
-                canvas.add(&paste::shrink_to_footprint(&image, f.placement.side), &f.placement)?;
-            }
-            Ok((canvas.composite(&enlargement.background(*bounds)?)?, *bounds))
+        .map(|f| {
+            let image = f.results[sample].as_ref().expect("every face is done");
+            paste::shrink_to_footprint(&image.to_device(Device::Cpu), f.placement.side)
         })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    enlargement.with_patches(&patches)
+        .collect();
+    let bounds: Vec<[i64; 4]> = groups.iter().map(|(_, b)| *b).collect();
+    enlargement.with_patches_by(&bounds, |k, band| {
+        let mut canvas = Canvas::new(band);
+        for &i in &groups[k].0 {
+            canvas.add(&shrunk[i], &faces[i].placement)?;
+        }
+        canvas.composite(&enlargement.background(band)?)
+    })
 }
 
 /// Pastes restored faces (`[3,R,R]` each, with the landmarks they were aligned from) into
