@@ -267,7 +267,7 @@ pub fn run(
             }
             Ok(Prepared::Done(mut record)) => {
                 record.seconds = started.elapsed().as_secs_f64();
-                finish(&mut report, record, observer, opts)?;
+                finish(&mut report, *record, observer, opts)?;
             }
             Ok(Prepared::Faces(mut p)) => {
                 p.started = started;
@@ -388,7 +388,7 @@ fn overwrites_input(
 
 enum Prepared {
     /// Nothing to search: the photo has no face (its enlargement is written).
-    Done(PhotoRecord),
+    Done(Box<PhotoRecord>),
     Faces(Box<Pending>),
     /// Ctrl-C during detection: nothing of the photo was written.
     Stopped,
@@ -397,6 +397,8 @@ enum Prepared {
 /// Reads a photo, finds and aligns its faces and writes their targets; a photo without a face
 /// gets its plain enlargement at once. Errors are the photo's refusal. Detection checks `stop`
 /// after each of its bands, as `align` does, so Ctrl-C ends even a large photo's at once.
+// The photo, its outputs and what they record, the run's options, networks and Ctrl-C flag.
+#[allow(clippy::too_many_arguments)]
 fn prepare(
     model: &Model,
     mtcnn: &Mtcnn,
@@ -453,7 +455,7 @@ fn prepare(
         for sample in 0..opts.run.samples {
             write_outputs(&plain, &plain, sample, &outputs, &made, &mut record)?;
         }
-        return Ok(Prepared::Done(record));
+        return Ok(Prepared::Done(Box::new(record)));
     }
     std::fs::create_dir_all(&outputs.faces_dir).map_err(|e| {
         anyhow::anyhow!("{}: cannot create the folder: {e}", escaped(&outputs.faces_dir))
