@@ -71,6 +71,23 @@ pub fn tune_allocator() {
     }
 }
 
+/// Hands memory the process has freed back to the system (glibc's `malloc_trim`): with
+/// [`tune_allocator`] nothing freed ever goes back by itself, so a phase that needs large
+/// blocks after one that used many smaller ones (restore's 8192-pixel paste-back after its
+/// searches) would add their peaks. No effect outside glibc.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> std::ffi::c_int;
+        }
+        // SAFETY: malloc_trim only returns free pages of malloc's own heap to the system.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+}
+
 /// Lets a closed standard output end the process quietly, as it does `head` or `grep`'s
 /// writers: Rust ignores SIGPIPE, so `println!` to a closed pipe (`pulse info | head -1`)
 /// would panic instead. Call once at start, before any thread is spawned.

@@ -201,17 +201,19 @@ impl Canvas {
         Self { bounds, w, num: vec![0.0; h * w * 3], den: vec![0.0; h * w], keep: vec![1.0; h * w] }
     }
 
-    /// Adds `face` (`[3,S,S]` in [0,1], the aligned face or its shrunk copy) at `placement`,
-    /// whose footprint lies within the canvas.
+    /// Adds `face` (`[3,S,S]` in [0,1], the aligned face or its shrunk copy) at `placement`;
+    /// only the part of its footprint within the canvas is drawn (a canvas may be one band of
+    /// rows of a large face, so the paste-back never holds a whole 8192-pixel canvas).
     pub fn add(&mut self, face: &Tensor, placement: &Placement) -> anyhow::Result<()> {
-        if placement.is_empty() {
+        let [ox, oy, ex, ey] = self.bounds;
+        let [x0, y0, x1, y1] = placement.bounds;
+        let [x0, y0, x1, y1] = [x0.max(ox), y0.max(oy), x1.min(ex), y1.min(ey)];
+        if x1 <= x0 || y1 <= y0 {
             return Ok(());
         }
         let side = face.size()[1] as usize;
         let face = face.to_device(Device::Cpu).to_kind(Kind::Float).permute([1, 2, 0]);
         let face: Vec<f32> = Vec::try_from(face.contiguous().view(-1))?;
-        let [x0, y0, x1, y1] = placement.bounds;
-        let [ox, oy, ..] = self.bounds;
         let w = self.w;
         let (cols, first) = ((x0 - ox) as usize..(x1 - ox) as usize, (y0 - oy) as usize);
         let rows: Vec<_> = self
@@ -358,6 +360,29 @@ mod tests {
         assert!(inside.sum(Kind::Float).double_value(&[]) > 1000.0);
         let err = ((out - want) * inside).abs().max().double_value(&[]);
         assert!(err < 1e-5, "{err}");
+    }
+
+    /// A canvas drawn in bands of rows gives what one canvas over the whole footprint gives.
+    #[test]
+    fn canvas_in_bands_is_the_whole_canvas() {
+        let lm = [[40.0, 40.0], [61.0, 43.0], [50.0, 50.0], [42.0, 60.0], [58.0, 62.0]];
+        let p = Placement::new(&quad(&lm).unwrap(), 4, 100, 100);
+        let face = Tensor::rand([3, 48, 48], (Kind::Float, Device::Cpu));
+        let [x0, y0, x1, y1] = p.bounds;
+        let bg = Tensor::rand([3, y1 - y0, x1 - x0], (Kind::Float, Device::Cpu));
+        let mut whole = Canvas::new(p.bounds);
+        whole.add(&face, &p).unwrap();
+        let whole = whole.composite(&bg).unwrap();
+        let bands: Vec<Tensor> = (y0..y1)
+            .step_by(37)
+            .map(|y| {
+                let band = [x0, y, x1, (y + 37).min(y1)];
+                let mut c = Canvas::new(band);
+                c.add(&face, &p).unwrap();
+                c.composite(&bg.narrow(1, y - y0, band[3] - y)).unwrap()
+            })
+            .collect();
+        assert!(Tensor::cat(&bands, 1).equal(&whole));
     }
 
     #[test]

@@ -267,7 +267,7 @@ pub fn run(
             }
             Ok(Prepared::Done(mut record)) => {
                 record.seconds = started.elapsed().as_secs_f64();
-                finish(&mut report, record, observer, opts)?;
+                finish(&mut report, *record, observer, opts)?;
             }
             Ok(Prepared::Faces(mut p)) => {
                 p.started = started;
@@ -388,7 +388,7 @@ fn overwrites_input(
 
 enum Prepared {
     /// Nothing to search: the photo has no face (its enlargement is written).
-    Done(PhotoRecord),
+    Done(Box<PhotoRecord>),
     Faces(Box<Pending>),
     /// Ctrl-C during detection: nothing of the photo was written.
     Stopped,
@@ -397,6 +397,8 @@ enum Prepared {
 /// Reads a photo, finds and aligns its faces and writes their targets; a photo without a face
 /// gets its plain enlargement at once. Errors are the photo's refusal. Detection checks `stop`
 /// after each of its bands, as `align` does, so Ctrl-C ends even a large photo's at once.
+// The photo, its outputs and what they record, the run's options, networks and Ctrl-C flag.
+#[allow(clippy::too_many_arguments)]
 fn prepare(
     model: &Model,
     mtcnn: &Mtcnn,
@@ -453,7 +455,7 @@ fn prepare(
         for sample in 0..opts.run.samples {
             write_outputs(&plain, &plain, sample, &outputs, &made, &mut record)?;
         }
-        return Ok(Prepared::Done(record));
+        return Ok(Prepared::Done(Box::new(record)));
     }
     std::fs::create_dir_all(&outputs.faces_dir).map_err(|e| {
         anyhow::anyhow!("{}: cannot create the folder: {e}", escaped(&outputs.faces_dir))
@@ -647,6 +649,8 @@ fn face_finished(
 /// Pastes a photo's restored faces into its enlargement and writes the outputs, one sample at
 /// a time (an 8192-pixel photo's samples are never in memory together).
 fn assemble(opts: &RestoreOptions, mut p: Pending) -> anyhow::Result<PhotoRecord> {
+    // What the searches freed goes back first: the enlargement needs large blocks.
+    crate::system::release_free_memory();
     // Read again rather than kept: a large folder's photos never sit in memory together.
     let photo = read_photo(&p.path, opts.upscale)?;
     let enlargement = Enlargement::new(&photo, opts.upscale)?;
@@ -699,19 +703,22 @@ fn compose<'a>(
 ) -> anyhow::Result<Rows<'a>> {
     let placements: Vec<Placement> = faces.iter().map(|f| f.placement).collect();
     let groups = paste::overlap_groups(&placements);
-    let patches = groups
+    // Each face shrunk once, then drawn band by band over its group's bounds.
+    let shrunk: Vec<Tensor> = faces
         .iter()
-        .map(|(members, bounds)| {
-            let mut canvas = Canvas::new(*bounds);
-            for f in members.iter().map(|&i| &faces[i]) {
-                let image = f.results[sample].as_ref().expect("every face is done");
-                let image = image.to_device(Device::Cpu);
-                canvas.add(&paste::shrink_to_footprint(&image, f.placement.side), &f.placement)?;
-            }
-            Ok((canvas.composite(&enlargement.background(*bounds)?)?, *bounds))
+        .map(|f| {
+            let image = f.results[sample].as_ref().expect("every face is done");
+            paste::shrink_to_footprint(&image.to_device(Device::Cpu), f.placement.side)
         })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    enlargement.with_patches(&patches)
+        .collect();
+    let bounds: Vec<[i64; 4]> = groups.iter().map(|(_, b)| *b).collect();
+    enlargement.with_patches_by(&bounds, |k, band| {
+        let mut canvas = Canvas::new(band);
+        for &i in &groups[k].0 {
+            canvas.add(&shrunk[i], &faces[i].placement)?;
+        }
+        canvas.composite(&enlargement.background(band)?)
+    })
 }
 
 /// Pastes restored faces (`[3,R,R]` each, with the landmarks they were aligned from) into

@@ -36,6 +36,11 @@ pub const MAX_ROUNDS: usize = 8;
 /// rounds' work on the bench's photo and leave its largest difference where it is, 0.25 level).
 pub const STOP: f64 = 0.25 / 255.0;
 
+/// Output rows of a patch drawn at once ([`Enlargement::with_patches_by`]): 256 rows of an
+/// 8192-pixel photo are 25 MB as floats, where a whole face's canvas and its copies were several
+/// GB.
+pub const PATCH_ROWS: usize = 256;
+
 /// Side, in photo pixels, of the tiles whose residual decides what the next round corrects.
 const TILE: usize = 8;
 
@@ -116,33 +121,71 @@ impl Enlargement {
     /// The plain enlargement with each patch (`[3,h,w]`, values in [0,1]) in place of its
     /// pixels at its bounds, then corrected so that it downscales to the photo again.
     pub fn with_patches(&self, patches: &[(Tensor, [i64; 4])]) -> Result<Rows<'_>> {
-        let mut r = self.plain.clone();
+        let bounds: Vec<[i64; 4]> = patches.iter().map(|(_, b)| *b).collect();
+        self.with_patches_by(&bounds, |k, band| {
+            let [_, y0, _, y1] = patches[k].1;
+            debug_assert!(band[1] >= y0 && band[3] <= y1);
+            Ok(patches[k].0.narrow(1, band[1] - y0, band[3] - band[1]))
+        })
+    }
+
+    /// [`Enlargement::with_patches`] with each patch drawn in bands of at most [`PATCH_ROWS`]
+    /// rows: `draw(k, band)` gives patch `k`'s pixels over `band` (`[x0, y0, x1, y1]`, the
+    /// patch's columns, some of its rows), so a face as large as an 8192-pixel photo is never
+    /// held whole in any form besides the result.
+    pub fn with_patches_by(
+        &self,
+        bounds: &[[i64; 4]],
+        mut draw: impl FnMut(usize, [i64; 4]) -> Result<Tensor>,
+    ) -> Result<Rows<'_>> {
         let (s, h, w) = (self.factor, self.photo.h, self.photo.w);
-        let mut regions = vec![];
-        for (patch, bounds) in patches {
-            let rect = self.output_rect(*bounds)?;
-            let patch = Planes::from_tensor(patch)?;
-            ensure!(
-                (patch.c, patch.h, patch.w) == (r.c, rect.height(), rect.width()),
-                "a {}x{} patch does not fit its bounds {bounds:?}",
-                patch.w,
-                patch.h
-            );
-            r.paste(&patch, rect.y0, rect.x0);
-            // The photo pixels whose `D` reads the patch (it reaches 2 pixels; reflection at
-            // the edges reads no further than that).
-            let low = Rect {
-                y0: rect.y0 / s,
-                x0: rect.x0 / s,
-                y1: rect.y1.div_ceil(s),
-                x1: rect.x1.div_ceil(s),
+        let rects = bounds.iter().map(|b| self.output_rect(*b)).collect::<Result<Vec<_>>>()?;
+        // The photo pixels whose `D` reads each patch (it reaches 2 pixels; reflection at the
+        // edges reads no further than that).
+        let regions: Vec<Rect> = rects
+            .iter()
+            .map(|r| {
+                let low =
+                    Rect { y0: r.y0 / s, x0: r.x0 / s, y1: r.y1.div_ceil(s), x1: r.x1.div_ceil(s) };
+                low.grow(3, h, w)
+            })
+            .collect();
+        let mut bands = vec![];
+        for (y0, y1) in bands_of(&regions, h) {
+            // The band is a photo of its own: its top and bottom are at least BAND_MARGIN
+            // photo rows from anything measured or corrected (or are the photo's own edges),
+            // and start on a tile, so its rounds are the whole photo's rounds there.
+            let sub = Self {
+                filters: self.filters.clone(),
+                factor: s,
+                photo: self.photo.crop(Rect { y0, x0: 0, y1, x1: w }),
+                plain: Planes::zeros(0, 0, 0),
             };
-            regions.push(low.grow(3, h, w));
+            let mut r = self.plain.crop(Rect { y0: s * y0, x0: 0, y1: s * y1, x1: self.plain.w });
+            let mut reach = Tiles::new(TILE, y1 - y0, w);
+            for (k, (rect, region)) in rects.iter().zip(&regions).enumerate() {
+                if region.y0 < y0 || region.y1 > y1 {
+                    continue;
+                }
+                for y in (rect.y0..rect.y1).step_by(PATCH_ROWS) {
+                    let part = Rect { y0: y, y1: (y + PATCH_ROWS).min(rect.y1), ..*rect };
+                    let [a, b, c, d] = [part.x0, part.y0, part.x1, part.y1].map(|v| v as i64);
+                    let patch = Planes::from_tensor(&draw(k, [a, b, c, d])?)?;
+                    ensure!(
+                        (patch.c, patch.h, patch.w) == (r.c, part.height(), part.width()),
+                        "a {}x{} patch does not fit its bounds {:?}",
+                        patch.w,
+                        patch.h,
+                        bounds[k]
+                    );
+                    r.paste(&patch, part.y0 - s * y0, part.x0);
+                }
+                reach.add_rect(Rect { y0: region.y0 - y0, y1: region.y1 - y0, ..*region });
+            }
+            sub.project(&mut r, &reach, reach.clone())?;
+            bands.push((s * y0, r));
         }
-        let mut reach = Tiles::new(TILE, h, w);
-        regions.iter().for_each(|rect| reach.add_rect(*rect));
-        self.project(&mut r, &reach, reach.clone())?;
-        Ok(Rows { plain: &self.plain, bands: vec![(0, r)] })
+        Ok(Rows { plain: &self.plain, bands })
     }
 
     /// `bounds` as a rectangle of the enlarged photo, checked.
@@ -304,6 +347,31 @@ impl Rows<'_> {
     }
 }
 
+/// Photo rows kept around what a paste-back measures or corrects when it works on a band of
+/// rows: [`margin`]'s largest window (32) and `D`'s reach (2), rounded up to a tile.
+const BAND_MARGIN: usize = 40;
+
+/// The bands of photo rows (`[y0, y1)`, disjoint, starting on tiles) that hold each region
+/// grown by [`BAND_MARGIN`]: regions nearer than that share a band.
+fn bands_of(regions: &[Rect], h: usize) -> Vec<(usize, usize)> {
+    let mut spans: Vec<(usize, usize)> = regions
+        .iter()
+        .map(|r| {
+            let y0 = r.y0.saturating_sub(BAND_MARGIN) / TILE * TILE;
+            (y0, (r.y1 + BAND_MARGIN).min(h))
+        })
+        .collect();
+    spans.sort();
+    let mut bands: Vec<(usize, usize)> = vec![];
+    for (y0, y1) in spans {
+        match bands.last_mut() {
+            Some(last) if y0 <= last.1 => last.1 = last.1.max(y1),
+            _ => bands.push((y0, y1)),
+        }
+    }
+    bands
+}
+
 /// About how many multiply-adds `D`, or a solve and `U`, take over `rects` of `c` channels (a
 /// few dozen per value): what [`parallel_map`] weighs against starting threads.
 fn work(rects: &[Rect], c: usize) -> usize {
@@ -366,6 +434,40 @@ mod tests {
         assert!(far.max().double_value(&[]) < 1e-5, "{}", far.max().double_value(&[]));
         let near = (&r - e.plain()).narrow(1, 120, 64).narrow(2, 100, 48).abs().mean(Kind::Float);
         assert!(near.double_value(&[]) > 0.05);
+    }
+
+    /// Patches far apart are projected in bands of rows of their own; the result is the
+    /// projection over the whole photo at once, to float rounding.
+    #[test]
+    fn bands_are_the_whole_photo_projected() {
+        let x = photo(240, 48, 8);
+        let e = Enlargement::new(&x, 2).unwrap();
+        let (a, b) = (photo(24, 40, 9), photo(30, 36, 10));
+        let patches = [(a, [10, 20, 50, 44]), (b, [40, 400, 76, 430])];
+        let banded = e.with_patches(&patches).unwrap();
+        assert_eq!(
+            banded.bands.len(),
+            2,
+            "two bands: {:?}",
+            banded.bands.iter().map(|b| (b.0, b.1.h)).collect::<Vec<_>>()
+        );
+        let banded = banded.to_tensor();
+        // The same patches and rounds over the whole photo.
+        let mut whole = e.plain.clone();
+        let mut reach = Tiles::new(TILE, 240, 48);
+        for (patch, [x0, y0, x1, y1]) in &patches {
+            whole.paste(&Planes::from_tensor(patch).unwrap(), *y0 as usize, *x0 as usize);
+            let low = Rect {
+                y0: *y0 as usize / 2,
+                x0: *x0 as usize / 2,
+                y1: (*y1 as usize).div_ceil(2),
+                x1: (*x1 as usize).div_ceil(2),
+            };
+            reach.add_rect(low.grow(3, 240, 48));
+        }
+        e.project(&mut whole, &reach, reach.clone()).unwrap();
+        let diff = (banded - whole.to_tensor()).abs().max().double_value(&[]);
+        assert!(diff < 1e-6, "{diff}");
     }
 
     /// A photo with hard black and white edges, where the clamp matters: the rounds on the
