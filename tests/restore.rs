@@ -408,6 +408,30 @@ fn shards_share_one_folder_and_their_reports_merge() {
         .stdout(predicate::str::contains("0 missing inputs"));
 }
 
+/// Issue 32, item 10: shards of restore sharing one plain `--report` file would absorb each
+/// other's entries; the second is refused before any work, naming the first's report.
+#[test]
+fn shards_sharing_one_plain_report_file_are_refused() {
+    let dir = TestDir::new();
+    let photos = [fixture_photo("no_face.jpg"), fixture_photo("astronaut_small.jpg")];
+    let (out, report) = (dir.path("out"), dir.path("report.json"));
+    let run = |shard: &str| {
+        restore()
+            .args(photos.iter().map(|p| s(p)))
+            .args(["-o", s(&out), "--shard", shard, "--report", s(&report)])
+            .output()
+            .unwrap()
+    };
+    assert!(run("0/2").status.success());
+    let before = std::fs::read(&report).unwrap();
+    let second = run("1/2");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("report.json") && stderr.contains("shard 0/2"), "{stderr}");
+    assert!(!out.join("astronaut_small.png").exists(), "refused before any work");
+    assert_eq!(std::fs::read(&report).unwrap(), before);
+}
+
 /// The face entries of a report's photo whose input ends with `name`.
 fn photo_entry(report: &serde_json::Value, name: &str) -> serde_json::Value {
     report["photos"]

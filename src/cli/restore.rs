@@ -67,8 +67,11 @@ pub fn restore(a: RestoreArgs) -> anyhow::Result<Exit> {
     let RestoreArgs { search: u, upscale, only_center_face, max_faces, min_face } = a;
     refuse_upsample_only(&u)?;
     let shard = super::report::shard_of(&u.shard)?;
-    let report =
-        u.report.as_ref().map(|r| super::report::report_file(r, shard.as_ref(), "restore"));
+    let report = u
+        .report
+        .as_ref()
+        .map(|r| super::report::checked_report_file(r, shard.as_ref(), "restore"))
+        .transpose()?;
     let mut model = commands::load_model(&u.model)?;
     let mtcnn = Mtcnn::load(&mtcnn::default_dir(), model.device)?;
     let search = commands::search_config(&u, model.layout())?;
