@@ -428,7 +428,7 @@ fn shards_sharing_one_plain_report_file_are_refused() {
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert_eq!(second.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("report.json") && stderr.contains("shard 0/2"), "{stderr}");
-    assert!(!out.join("astronaut_small.png").exists(), "refused before any work");
+    assert!(!out.join("no_face.png").exists(), "refused before any work");
     assert_eq!(std::fs::read(&report).unwrap(), before);
 }
 
