@@ -480,6 +480,24 @@ fn upsample_ilo_on_stylegan2() {
     upsample_ilo_on(&bundled("test-sg2-1024"));
 }
 
+/// Without `-q`, each finished image's line gives ILO's best L2 (its MSE / 4), not "-".
+#[test]
+fn finished_lines_give_ilos_l2() {
+    let t = TestDir::new();
+    let report = t.path("r.json");
+    let o = pulse()
+        .args(["upsample", s(&target32()), "--seed", "5", "--model"])
+        .arg(bundled("test-sg2-1024"))
+        .args(["--method", "ilo", "--ilo-steps", "1,1", "--device", "cpu"])
+        .args(["-o", s(&t.path("out")), "--report", s(&report)])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let l2 = r["images"][0]["best"]["MSE"].as_f64().unwrap() / 4.0;
+    assert!(stderr.contains(&format!("best L2 {l2:.3e})")), "{stderr}");
+}
+
 /// `restore --method ilo` on both families: the faces searched by ILO, the report's face entry
 /// with its MSE; `--steps` refused with ILO.
 #[test]

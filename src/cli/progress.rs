@@ -110,7 +110,9 @@ impl UpsampleObserver for SearchBars {
     fn finished(&mut self, record: &ImageRecord) {
         self.overall.inc(1);
         if !self.visible && !self.quiet {
-            let l2 = match record.best.get("L2").and_then(|v| v.as_f64()) {
+            // ILO's loss has MSE on [-1, 1], 4x the L2 on [0, 1] that eps is compared with.
+            let best = |term: &str| record.best.get(term).and_then(|v| v.as_f64());
+            let l2 = match best("L2").or_else(|| best("MSE").map(|mse| mse / 4.0)) {
                 Some(l2) => format!("{l2:.3e}"),
                 None => "-".to_string(),
             };
