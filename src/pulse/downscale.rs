@@ -69,6 +69,15 @@ impl Downscaler {
         Ok(Self { factor, taps: Tensor::from_slice(&taps).to_device(device) })
     }
 
+    /// The downscaler from a `resolution` image to a target of side `side` (what a search's
+    /// loss compares), refused unless `side` is `resolution / 2^k`.
+    pub fn for_target(resolution: i64, side: i64, device: Device) -> anyhow::Result<Self> {
+        let Some(factor) = factor_for(resolution, side) else {
+            anyhow::bail!("target side {side} is not {resolution}/2^k");
+        };
+        Self::new(factor, device)
+    }
+
     pub fn factor(&self) -> i64 {
         self.factor
     }

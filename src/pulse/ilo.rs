@@ -13,7 +13,7 @@ use super::search::{to_w_plus, Progress, SearchConfig, SearchOutcome, Start, Ste
 use super::{Downscaler, GaussianFit, Outcome};
 use crate::stylegan::{BlockInput, SynthesisNetwork};
 use crate::Invalid;
-use anyhow::{bail, ensure};
+use anyhow::ensure;
 use std::f64::consts::PI;
 use tch::{Device, Kind, Tensor};
 
@@ -198,11 +198,7 @@ pub fn search(
         start.noise.len()
     );
     let batch = size[0];
-    let side = target.image.size()[3];
-    let Some(factor) = super::downscale::factor_for(resolution, side) else {
-        bail!("target side {side} is not {resolution}/2^k");
-    };
-    let down = Downscaler::new(factor, device)?;
+    let down = Downscaler::for_target(resolution, target.image.size()[3], device)?;
     let mse_col = config.loss.terms.iter().position(|(_, t)| *t == Term::Mse).expect("checked");
     let total_steps: usize = config.ilo.steps.iter().sum();
 

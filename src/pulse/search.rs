@@ -14,7 +14,7 @@ use super::GaussianFit;
 use super::Outcome;
 use crate::latent::LatentFile;
 use crate::stylegan::{Architecture, BlockInput, Layout, SynthesisNetwork, LATENT_DIM};
-use anyhow::{bail, ensure, Context};
+use anyhow::{ensure, Context};
 use tch::{Device, Kind, Tensor};
 
 /// How the per-layer noise inputs behave.
@@ -314,10 +314,6 @@ pub fn search(
     );
     ensure!(config.steps > 0, "the search needs at least one step");
     ensure!(!config.loss.terms.is_empty(), "the loss has no terms");
-    let side = target.image.size()[3];
-    let Some(factor) = super::downscale::factor_for(resolution, side) else {
-        bail!("target side {side} is not {resolution}/2^k");
-    };
     let graph = config.cuda_graph && device.is_cuda();
     if graph && !crate::ops::cuda_graphs_built() {
         return Err(crate::Invalid(
@@ -325,7 +321,7 @@ pub fn search(
         )
         .into());
     }
-    let down = Downscaler::new(factor, device)?;
+    let down = Downscaler::for_target(resolution, target.image.size()[3], device)?;
     let lrs: Vec<f64> = (0..config.steps)
         .map(|step| config.lr * config.schedule.factor(step, config.steps))
         .collect();

@@ -112,7 +112,7 @@ pub fn run(
 
     // 1. The truths and their low-resolution inputs, every one (each shard writes them all,
     //    identically, so that `upsample` plans the whole job's names and picks its shard).
-    let items = prepare(model, opts, factor, observer)?;
+    let items = prepare(model, opts, observer)?;
     // 2. Each method's searches, with `upsample`'s machinery.
     let inputs: Vec<PathBuf> = items.iter().map(|i| i.input.clone()).collect();
     let mut interrupted = false;
@@ -238,7 +238,6 @@ fn method_report(out: &Path, method: Method, shard: Option<&ShardInfo>) -> PathB
 fn prepare(
     model: &Model,
     opts: &EvalOptions,
-    factor: i64,
     observer: &mut dyn EvalObserver,
 ) -> anyhow::Result<Vec<Item>> {
     let resolution = model.layout().resolution;
@@ -248,7 +247,6 @@ fn prepare(
         std::fs::create_dir_all(d)
             .map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", escaped(d)))?;
     }
-    let down = Downscaler::new(factor, Device::Cpu)?;
     let mut items = vec![];
     let mut write_item =
         |stem: String, truth: &dyn Fn() -> anyhow::Result<Tensor>| -> anyhow::Result<()> {
@@ -262,8 +260,7 @@ fn prepare(
             }
             if opts.overwrite || !item.input.is_file() {
                 // The input is shrunk from the truth PNG as written, as a user's own file would be.
-                let t = crate::imageio::read_rgb(&item.truth)?;
-                let small = down.forward(&t.unsqueeze(0))?.squeeze_dim(0).clamp(0.0, 1.0);
+                let small = super::downscale::downscale_file(&item.truth, opts.scale)?;
                 crate::imageio::write_png(&small, &item.input)?;
             }
             items.push(item);
