@@ -1,7 +1,7 @@
 //! `pulse align` and `pulse upsample --align`: arguments, progress bar, summary.
 use super::args::{ShardArgs, UpsampleArgs};
 use super::commands::interrupt_flag;
-use super::exit::{input, Exit};
+use super::exit::Exit;
 use super::progress;
 use clap::Args;
 use indicatif::ProgressBar;
@@ -114,7 +114,7 @@ pub fn align(a: AlignArgs) -> anyhow::Result<Exit> {
 /// The MTCNN weights; a folder or file that cannot be used is refused like any weight file
 /// (exit code 2).
 fn load_mtcnn(dir: &Path, device: tch::Device) -> anyhow::Result<Mtcnn> {
-    input(Mtcnn::load(dir, device))
+    Mtcnn::load(dir, device)
 }
 
 /// `upsample --align`: align every input first, writing the largest face of each as

@@ -1,6 +1,6 @@
 //! One function per command: turn parsed arguments into the library's options, run, report.
 use super::args::*;
-use super::exit::{input, Exit};
+use super::exit::Exit;
 use super::progress::{self, SearchBars};
 use anyhow::Context;
 use pulse::files::{check_no_clobber, escaped};
@@ -36,7 +36,7 @@ pub(super) fn configure_device(device: tch::Device, nondeterministic: bool) -> a
 pub(super) fn load_model(args: &ModelArgs) -> anyhow::Result<Model> {
     let device = pulse::device::parse_device(&args.device)?;
     configure_device(device, args.nondeterministic)?;
-    input(Model::load(&args.model, device)).with_context(|| {
+    Model::load(&args.model, device).with_context(|| {
         if args.model == Path::new(model::DEFAULT_DIR) && !args.model.exists() {
             "no model: run `pulse download ffhq`, or name a model folder with --model DIR or $PULSE_MODEL (see models/README.md)"
         } else {
@@ -272,7 +272,7 @@ pub fn fit_gaussian(a: FitGaussianArgs) -> anyhow::Result<Exit> {
     // left from a previous network, which loading refuses).
     let device = pulse::device::parse_device(&a.model.device)?;
     configure_device(device, a.model.nondeterministic)?;
-    let model = input(Model::load_without_fit(&a.model.model, device))
+    let model = Model::load_without_fit(&a.model.model, device)
         .context("cannot load the model (see models/README.md)")?;
     let bar = progress::bar(a.samples as u64, "fit", false);
     let path =
@@ -300,7 +300,7 @@ pub fn generate(a: GenerateArgs) -> anyhow::Result<Exit> {
         }
         let latent_path = path.with_extension("latent.safetensors");
         if !a.overwrite && path.is_file() && latent_path.is_file() {
-            let meta = input(pulse::latent::read_metadata(&latent_path))?;
+            let meta = pulse::latent::read_metadata(&latent_path)?;
             let same = meta.get("model_sha256") == Some(&model.sha256)
                 && meta.get("truncation") == Some(&a.truncation.to_string())
                 && meta.get("seed") == Some(&generator.face_seed(k).to_string());
@@ -365,11 +365,11 @@ fn output_paths(out: &Path, count: usize, seed: u64) -> anyhow::Result<Vec<PathB
 
 pub fn render(a: RenderArgs) -> anyhow::Result<Exit> {
     check_outputs(&[&a.latent, &a.model.model], &[&a.out])?;
-    input(pulse::imageio::OutputFormat::from_path(&a.out))?;
-    let latent = input(LatentFile::read(&a.latent))?;
+    pulse::imageio::OutputFormat::from_path(&a.out)?;
+    let latent = LatentFile::read(&a.latent)?;
     let model = load_model(&a.model)?;
     warn_if_other_model(&a.latent, &latent, &model)?;
-    let image = input(pipelines::render(&model, &a.latent, &latent))?;
+    let image = pipelines::render(&model, &a.latent, &latent)?;
     pulse::imageio::write_image(&image, &a.out)?;
     eprintln!("pulse: wrote {}", escaped(&a.out));
     Ok(Exit::Success)
@@ -382,7 +382,7 @@ pub(super) fn warn_if_other_model(
     latent: &LatentFile,
     model: &Model,
 ) -> anyhow::Result<()> {
-    input(latent.check_layout(path, model.layout()))?;
+    latent.check_layout(path, model.layout())?;
     if latent.model_sha256() != model.sha256 {
         eprintln!(
             "pulse: warning: {} was made with another model (sha256 {}), rendering with {}",
@@ -396,7 +396,7 @@ pub(super) fn warn_if_other_model(
 
 pub fn convert(a: ConvertArgs) -> anyhow::Result<Exit> {
     check_outputs(&[&a.input], &[&a.out])?;
-    let sd = input(pulse::weights::load(&a.input))?;
+    let sd = pulse::weights::load(&a.input)?;
     let meta = [("source".to_string(), escaped(&a.input))].into();
     pulse::weights::save_safetensors(&sd, &a.out, Some(&meta))?;
     eprintln!("pulse: wrote {} ({} tensors)", escaped(&a.out), sd.len());

@@ -2,9 +2,8 @@
 //! (docs/editing.md). Thin: parse, call `pulse::editing`, write files, report.
 use super::args::{DirectionArgs, EditArgs, EmbedArgs, TargetArgs};
 use super::commands::{check_outputs, interrupt_flag, load_model, warn_if_other_model};
-use super::exit::{input, Exit};
+use super::exit::Exit;
 use super::progress;
-use anyhow::{bail, ensure, Context};
 use pulse::editing::edit::scale_label;
 use pulse::editing::embed::EmbedStep;
 use pulse::editing::target::{
@@ -21,16 +20,14 @@ use std::sync::atomic::Ordering;
 
 /// `FROM TO` pairs from the arguments and the `--pairs` file.
 fn direction_pairs(a: &DirectionArgs) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
-    ensure!(
-        a.latents.len().is_multiple_of(2),
-        "give latents in pairs (FROM TO ...); got {} files",
-        a.latents.len()
-    );
+    if !a.latents.len().is_multiple_of(2) {
+        pulse::invalid!("give latents in pairs (FROM TO ...); got {} files", a.latents.len());
+    }
     let mut pairs: Vec<(PathBuf, PathBuf)> =
         a.latents.chunks(2).map(|p| (p[0].clone(), p[1].clone())).collect();
     if let Some(file) = &a.pairs {
         let text = std::fs::read_to_string(file)
-            .with_context(|| format!("{}: cannot read", escaped(file)))?;
+            .map_err(|e| pulse::Invalid(format!("{}: cannot read: {e}", escaped(file))))?;
         let base = file.parent().unwrap_or(Path::new(""));
         for (n, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or("").trim();
@@ -43,7 +40,7 @@ fn direction_pairs(a: &DirectionArgs) -> anyhow::Result<Vec<(PathBuf, PathBuf)>>
                 line.split_whitespace().collect()
             };
             if fields.len() != 2 {
-                bail!(
+                pulse::invalid!(
                     "{}:{}: expected two latent files FROM TO, got {} fields",
                     escaped(file),
                     n + 1,
@@ -53,17 +50,19 @@ fn direction_pairs(a: &DirectionArgs) -> anyhow::Result<Vec<(PathBuf, PathBuf)>>
             pairs.push((base.join(fields[0]), base.join(fields[1])));
         }
     }
-    ensure!(!pairs.is_empty(), "no pairs: give FROM TO latents or --pairs FILE");
+    if pairs.is_empty() {
+        pulse::invalid!("no pairs: give FROM TO latents or --pairs FILE");
+    }
     Ok(pairs)
 }
 
 pub fn direction(a: DirectionArgs) -> anyhow::Result<Exit> {
-    let pairs = input(direction_pairs(&a))?;
+    let pairs = direction_pairs(&a)?;
     let mut inputs: Vec<&Path> =
         pairs.iter().flat_map(|(f, t)| [f.as_path(), t.as_path()]).collect();
     inputs.extend(a.pairs.as_deref());
     check_outputs(&inputs, &[&a.out])?;
-    let direction = input(Direction::between(&pairs))?;
+    let direction = Direction::between(&pairs)?;
     direction.write(&a.out)?;
     let norm = direction.vector.norm().double_value(&[]);
     eprintln!(
@@ -96,16 +95,16 @@ pub fn edit(a: EditArgs) -> anyhow::Result<Exit> {
         &[&a.latent, &a.direction, &a.model.model],
         &outputs.iter().map(PathBuf::as_path).collect::<Vec<_>>(),
     )?;
-    input(imageio::OutputFormat::from_path(&a.out))?;
-    let latent = input(LatentFile::read(&a.latent))?;
-    input(latent.require_w_plus(&a.latent))?;
-    let direction = input(Direction::read(&a.direction))?;
+    imageio::OutputFormat::from_path(&a.out)?;
+    let latent = LatentFile::read(&a.latent)?;
+    latent.require_w_plus(&a.latent)?;
+    let direction = Direction::read(&a.direction)?;
     let model = load_model(&a.model)?;
     let layers = model.layout().w_rows;
     let mask = LayerMask::parse(&a.layers, layers)
         .map_err(|e| pulse::Invalid(format!("--layers: {e}")))?;
     warn_if_other_model(&a.latent, &latent, &model)?;
-    let edits = input(editing::edit::edit(
+    let edits = editing::edit::edit(
         &model,
         &latent,
         &a.latent,
@@ -113,7 +112,7 @@ pub fn edit(a: EditArgs) -> anyhow::Result<Exit> {
         &a.direction,
         scales,
         &mask,
-    ))?;
+    )?;
     let resolution = model.layout().resolution;
     let tile = a.tile.unwrap_or(resolution.min(512));
     let mut sheet = Sheet::new(tile, edits.len());
@@ -148,12 +147,12 @@ pub fn embed(a: EmbedArgs) -> anyhow::Result<Exit> {
     outputs.extend(a.image.as_deref());
     check_outputs(&inputs, &outputs)?;
     if let Some(image) = &a.image {
-        input(imageio::OutputFormat::from_path(image))?;
+        imageio::OutputFormat::from_path(image)?;
     }
     let model = load_model(&a.model)?;
     let resolution = model.layout().resolution;
     let stop = interrupt_flag();
-    let (photo, resized) = input(imageio::read_photo(&a.photo, resolution))?;
+    let (photo, resized) = imageio::read_photo(&a.photo, resolution)?;
     if resized {
         eprintln!(
             "pulse: {} is not {resolution}x{resolution}: centre-cropped to a square and resized (align faces like FFHQ for good results)",
@@ -218,7 +217,7 @@ pub fn target(a: TargetArgs) -> anyhow::Result<Exit> {
     let mut inputs: Vec<&Path> = vec![&a.regions];
     inputs.extend(a.face.as_deref());
     check_outputs(&inputs, &[&a.out])?;
-    let format = input(imageio::OutputFormat::from_path(&a.out))?;
+    let format = imageio::OutputFormat::from_path(&a.out)?;
     if !format.has_alpha() {
         return Err(pulse::Invalid(format!(
             "{}: a target keeps its alpha channel: write it as .png or .webp",
@@ -226,9 +225,9 @@ pub fn target(a: TargetArgs) -> anyhow::Result<Exit> {
         ))
         .into());
     }
-    let map = input(RegionMap::read(&a.regions))?;
+    let map = RegionMap::read(&a.regions)?;
     let face = match &a.face {
-        Some(path) => Some(input(imageio::read_photo(path, map.side))?.0),
+        Some(path) => Some(imageio::read_photo(path, map.side)?.0),
         None => None,
     };
     let hair = target::parse_colour(&a.hair)

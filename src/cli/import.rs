@@ -1,6 +1,6 @@
 //! `pulse import` and `pulse download`: arguments and commands.
 use super::commands::interrupt_flag;
-use super::exit::{Exit, Refusal};
+use super::exit::Exit;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pulse::pipelines::download::{
@@ -111,25 +111,7 @@ pub fn import(a: ImportArgs) -> anyhow::Result<Exit> {
             eprintln!("pulse: interrupted; nothing was written");
             Ok(Exit::Interrupted)
         }
-        Err(e) => Err(import_error(e)),
-    }
-}
-
-/// An import's error as `main` reports it: refusals of the request or of an input exit 2.
-fn import_error(e: ImportError) -> anyhow::Error {
-    let refusal = |m: String| Refusal(anyhow::anyhow!(m)).into();
-    match e {
-        ImportError::Refused(m) | ImportError::Usage(m) => refusal(m),
-        ImportError::OtherModel(dir) => refusal(format!(
-            "{} already holds a model with other weights; --force replaces it (only the files pulse writes; nothing else is deleted)",
-            pulse::files::escaped(&dir)
-        )),
-        ImportError::NotAModelFolder(dir) => refusal(format!(
-            "{} is not empty and holds no model: give a new or empty folder (--force writes the model's files beside the others)",
-            pulse::files::escaped(&dir)
-        )),
-        e @ ImportError::Interrupted => anyhow::anyhow!(e),
-        ImportError::Other(e) => e,
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -444,12 +426,9 @@ fn download_vgg16(a: DownloadArgs) -> anyhow::Result<Exit> {
         [url] if url.starts_with("http://") || url.starts_with("https://") => {
             opts.url = Some(url.clone())
         }
-        _ => {
-            return Err(Refusal(anyhow::anyhow!(
-                "vgg16 has one built-in source (download.pytorch.org); --source takes one http(s) URL of a copy"
-            ))
-            .into())
-        }
+        _ => pulse::invalid!(
+            "vgg16 has one built-in source (download.pytorch.org); --source takes one http(s) URL of a copy"
+        ),
     }
     if opts.url.is_none() {
         if let Some(m) = &opts.mirror {
@@ -484,17 +463,7 @@ fn download_vgg16(a: DownloadArgs) -> anyhow::Result<Exit> {
             ));
             return Err(anyhow::anyhow!(msg));
         }
-        Err(DownloadError::OtherModel(file)) => {
-            return Err(Refusal(anyhow::anyhow!(
-                "{} exists and is not torchvision's VGG16; --force replaces it",
-                pulse::files::escaped(&file)
-            ))
-            .into())
-        }
-        Err(e @ (DownloadError::Usage(_) | DownloadError::Busy(_))) => {
-            return Err(Refusal(anyhow::anyhow!(e.to_string())).into())
-        }
-        Err(e) => return Err(anyhow::anyhow!(e)),
+        Err(e) => return Err(e.into()),
     };
     if r.already_installed {
         eprintln!("pulse: {out} already holds torchvision's VGG16 (--force downloads it again)");
@@ -512,13 +481,12 @@ fn download_vgg16(a: DownloadArgs) -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
-/// A download's error as `main` reports it: refusals of the request exit 2.
+/// A download's error as `main` reports it: when every source failed, what to do by hand.
 fn download_error(
     e: DownloadError,
     model: download::Model,
     out: &std::path::Path,
 ) -> anyhow::Error {
-    let refusal = |m: String| Refusal(anyhow::anyhow!(m)).into();
     match e {
         DownloadError::AllFailed { tried } => {
             let mut msg = format!("could not download {}; tried:\n", model.title());
@@ -543,12 +511,6 @@ fn download_error(
             ));
             anyhow::anyhow!(msg)
         }
-        DownloadError::OtherModel(dir) => refusal(format!(
-            "{} already holds another model; --force replaces it (or choose another folder with -o)",
-            pulse::files::escaped(&dir)
-        )),
-        e @ (DownloadError::Usage(_) | DownloadError::Busy(_)) => refusal(e.to_string()),
-        e @ DownloadError::Interrupted { .. } => anyhow::anyhow!(e),
-        DownloadError::Other(e) => e,
+        e => e.into(),
     }
 }
