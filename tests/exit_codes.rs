@@ -203,7 +203,10 @@ fn a_panic_is_one_line_and_exits_1() {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.starts_with("pulse: error: internal error: PULSE_TEST_PANIC is set"), "{stderr}");
+    assert!(
+        stderr.starts_with("pulse: error: internal error: PULSE_TEST_PANIC is set"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("Exception raised") && !stderr.contains("panicked"), "{stderr}");
     assert!(out.stdout.is_empty());
 }

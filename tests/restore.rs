@@ -400,7 +400,9 @@ fn bad_mtcnn_weights_are_refused_as_in_align() {
             .args([s(&photo), "-o", s(&dir.path("out"))])
             .assert()
             .code(2)
-            .stderr(predicate::str::contains(named).and(predicate::str::contains("panicked").not()));
+            .stderr(
+                predicate::str::contains(named).and(predicate::str::contains("panicked").not()),
+            );
     }
     assert!(!dir.path("out").join("astronaut.png").exists());
 }

@@ -1,8 +1,8 @@
 //! `pulse downscale IN -o OUT --size S`: an image shrunk the way PULSE's loss shrinks (see
 //! `pulse::pipelines::downscale`). With it, a face the model made (`pulse generate`) becomes a
 //! target the search can reach exactly: what the demo shows.
-use super::commands::check_outputs;
 use super::exit::Exit;
+use super::setup::check_outputs;
 use clap::Args;
 use pulse::files::escaped;
 use std::path::PathBuf;

@@ -73,9 +73,10 @@ fn refusal(e: &(dyn std::error::Error + 'static)) -> Option<bool> {
     }
     if let Some(e) = e.downcast_ref::<DownloadError>() {
         return match e {
-            DownloadError::Usage(_) | DownloadError::OtherModel(_) | DownloadError::Busy(_) => {
-                Some(true)
-            }
+            DownloadError::Usage(_)
+            | DownloadError::OtherModel(_)
+            | DownloadError::OtherFile(_)
+            | DownloadError::Busy(_) => Some(true),
             DownloadError::AllFailed { .. } | DownloadError::Interrupted { .. } => Some(false),
             DownloadError::Other(_) => None,
         };
@@ -153,7 +154,6 @@ mod tests {
 
     #[test]
     fn errors_are_classified_by_their_type_wherever_they_are_in_the_chain() {
-        use anyhow::Context;
         use std::path::Path;
         let plain = anyhow::anyhow!("disk on fire");
         assert_eq!(Exit::of_error(&plain), Exit::Failure);

@@ -139,7 +139,10 @@ impl Direction {
             .ok_or_else(|| crate::Invalid(format!("{}: missing 'direction'", path.display())))?;
         let size = vector.size();
         if size.len() != 2 || size[1] != LATENT_DIM || size[0] < 2 {
-            crate::invalid!("{}: 'direction' has shape {size:?}, expected [L, {LATENT_DIM}]", path.display());
+            crate::invalid!(
+                "{}: 'direction' has shape {size:?}, expected [L, {LATENT_DIM}]",
+                path.display()
+            );
         }
         let vector = vector.to_kind(Kind::Float);
         if !all_finite(&vector) {
