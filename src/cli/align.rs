@@ -74,17 +74,6 @@ pub(super) fn parse_min_face(s: &str) -> Result<f64, String> {
     }
 }
 
-/// How a run ended: interrupted, some photo refused or without a face, or every photo done.
-fn exit_of(report: &AlignReport) -> Exit {
-    if report.interrupted {
-        Exit::Interrupted
-    } else if report.count(Status::NoFace) + report.count(Status::Refused) > 0 {
-        Exit::Refused
-    } else {
-        Exit::Success
-    }
-}
-
 pub fn align(a: AlignArgs) -> anyhow::Result<Exit> {
     let device = parse_device(&a.device)?;
     let shard = super::report::shard_of(&a.shard)?;
@@ -108,7 +97,7 @@ pub fn align(a: AlignArgs) -> anyhow::Result<Exit> {
         device,
     };
     let report = run_with_bar(&mtcnn, &opts, a.quiet, &interrupt_flag())?;
-    Ok(exit_of(&report))
+    Ok(report.verdict().into())
 }
 
 /// The MTCNN weights; a folder or file that cannot be used is refused like any weight file

@@ -148,15 +148,7 @@ pub(super) fn upsample_run(
             if report.interrupted { "; interrupted, rerun to resume" } else { "" },
         );
     }
-    Ok(if report.interrupted {
-        Exit::Interrupted
-    } else if !report.refused.is_empty() {
-        Exit::Refused
-    } else if !report.all_converged() {
-        Exit::NotConverged
-    } else {
-        Exit::Success
-    })
+    Ok(report.verdict().into())
 }
 
 /// The search settings `upsample`'s flags give (`restore` takes the same flags), for a network
