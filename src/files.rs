@@ -61,6 +61,28 @@ pub fn escaped_name(name: &OsStr) -> String {
     escaped_bytes(name.as_bytes())
 }
 
+/// Writing paths into reports [`escaped`], for `#[serde(serialize_with = ...)]`: serde's own
+/// way fails on a name that is not UTF-8, which would lose the whole report.
+pub mod as_escaped {
+    use serde::Serializer;
+    use std::path::{Path, PathBuf};
+
+    pub fn path<S: Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::escaped(p))
+    }
+
+    pub fn paths<S: Serializer>(paths: &[PathBuf], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(paths.iter().map(|p| super::escaped(p)))
+    }
+
+    pub fn option<S: Serializer>(p: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+        match p {
+            Some(p) => s.serialize_str(&super::escaped(p)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
 fn escaped_bytes(bytes: &[u8]) -> String {
     if let Ok(s) = std::str::from_utf8(bytes) {
         return s.to_string();

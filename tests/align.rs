@@ -345,6 +345,28 @@ fn no_face_is_exit_2_and_no_output() {
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
 }
 
+/// A photo whose name is not UTF-8 aligns like any other, its output named byte for byte, and the
+/// report names it escaped as the other reports do (it used to fail to write the report).
+#[test]
+fn a_name_that_is_not_utf8_is_reported_escaped() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let t = TestDir::new();
+    let photos = t.path("photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    std::fs::copy(align_fixture("astronaut.jpg"), photos.join(OsStr::from_bytes(b"caf\xe9.jpg")))
+        .unwrap();
+    let (out, report) = (t.path("out"), t.path("report.json"));
+    align_cmd().args([s(&photos), "-o", s(&out), "--report", s(&report), "-q"]).assert().success();
+    assert!(out.join(OsStr::from_bytes(b"caf\xe9.png")).is_file());
+    let r = read_json(&report);
+    let entry = &r["inputs"][0];
+    assert!(entry["input"].as_str().unwrap().ends_with("caf\\xE9.jpg"), "{entry}");
+    assert!(entry["outputs"][0].as_str().unwrap().ends_with("caf\\xE9.png"), "{entry}");
+    assert!(entry["faces"][0]["output"].as_str().unwrap().ends_with("caf\\xE9.png"), "{entry}");
+    assert!(r["assigned"][0].as_str().unwrap().ends_with("caf\\xE9.jpg"), "{r}");
+}
+
 /// Tiny photos have no face; a header declaring more than the decoders accept is refused before
 /// decoding; grey, palette and EXIF-rotated photos align like any other.
 #[test]

@@ -632,7 +632,7 @@ mod interrupts {
     use super::*;
     use pulse::align::{DetectConfig, Mtcnn};
     use pulse::model::Model;
-    use pulse::pipelines::batches::SearchObserver;
+    use pulse::pipelines::engine::SearchObserver;
     use pulse::pipelines::restore::{self, Observer, RestoreOptions};
     use pulse::pipelines::RunConfig;
     use pulse::pulse::SearchConfig;

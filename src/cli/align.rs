@@ -63,17 +63,6 @@ fn parse_size(s: &str) -> Result<i64, String> {
     job::check_size(size).map(|()| size)
 }
 
-/// How a run ended: interrupted, some photo refused or without a face, or every photo done.
-fn exit_of(report: &AlignReport) -> Exit {
-    if report.interrupted {
-        Exit::Interrupted
-    } else if report.count(Status::NoFace) + report.count(Status::Refused) > 0 {
-        Exit::Refused
-    } else {
-        Exit::Success
-    }
-}
-
 pub fn align(a: AlignArgs) -> anyhow::Result<Exit> {
     let device = parse_device(&a.device)?;
     let shard = shard_of(&a.shard)?;
@@ -94,7 +83,7 @@ pub fn align(a: AlignArgs) -> anyhow::Result<Exit> {
         device,
     };
     let report = run_with_bar(&mtcnn, &opts, a.quiet, &interrupt_flag())?;
-    Ok(exit_of(&report))
+    Ok(report.verdict().into())
 }
 
 /// Runs the job with a progress bar over the photos and prints the summary.

@@ -10,7 +10,7 @@ use super::shared_args::{
 };
 use clap::{Args, Subcommand};
 use pulse::files::escaped;
-use pulse::pipelines::batches::SearchObserver;
+use pulse::pipelines::engine::SearchObserver;
 use pulse::pipelines::eval::{self, EvalObserver, EvalOptions, Truths};
 use pulse::pipelines::upsample::{ImageRecord, UpsampleObserver};
 use pulse::precision::Precision;
@@ -218,11 +218,11 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<Exit> {
     progress.bars.finish();
     if report.interrupted {
         eprintln!("pulse: interrupted; run the same command again to resume");
-        return Ok(Exit::Interrupted);
+        return Ok(report.verdict().into());
     }
     print_summary(&report, &a.out_dir, opts.shard.is_some());
     eprintln!("pulse: eval done in {:.1} s", started.elapsed().as_secs_f64());
-    Ok(Exit::Success)
+    Ok(report.verdict().into())
 }
 
 fn print_summary(report: &eval::EvalReport, out: &Path, shard: bool) {
@@ -244,7 +244,7 @@ fn print_summary(report: &eval::EvalReport, out: &Path, shard: bool) {
 fn merge(m: EvalMergeArgs) -> anyhow::Result<Exit> {
     let report = eval::merge(&m.dir, &m.files)?;
     print_summary(&report, &m.dir, false);
-    Ok(Exit::Success)
+    Ok(report.verdict().into())
 }
 
 /// `eval --align`: the photos' largest faces, aligned at the model's resolution into

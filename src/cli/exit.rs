@@ -84,6 +84,21 @@ fn refusal(e: &(dyn std::error::Error + 'static)) -> Option<bool> {
     None
 }
 
+/// The exit code of a run's (or a whole job's) verdict: the one place outcomes become codes.
+/// A job with a shard or an input missing exits 1, as a task that failed.
+impl From<pulse::pipelines::report::Verdict> for Exit {
+    fn from(v: pulse::pipelines::report::Verdict) -> Self {
+        use pulse::pipelines::report::Verdict;
+        match v {
+            Verdict::Success => Exit::Success,
+            Verdict::NotConverged => Exit::NotConverged,
+            Verdict::Refused => Exit::Refused,
+            Verdict::Incomplete => Exit::Failure,
+            Verdict::Interrupted => Exit::Interrupted,
+        }
+    }
+}
+
 impl From<Exit> for ExitCode {
     fn from(e: Exit) -> Self {
         ExitCode::from(e.code())

@@ -3,7 +3,7 @@
 //! `suspend` so they never tear the bars.
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pulse::files::escaped;
-use pulse::pipelines::batches::SearchObserver;
+use pulse::pipelines::engine::SearchObserver;
 use pulse::pipelines::restore::{self, PhotoRecord, Status};
 use pulse::pipelines::upsample::{ImageRecord, UpsampleObserver};
 use std::io::IsTerminal;

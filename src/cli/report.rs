@@ -32,19 +32,6 @@ pub struct SummaryArgs {
     pub dir: PathBuf,
 }
 
-/// The exit code of a whole job: as a single run's (0, 2 refused, 3 not converged), and for a
-/// job with a shard or input missing 1 (a task failed or has not run), or 130 when a shard was
-/// interrupted.
-fn exit_of(summary: &Summary) -> Exit {
-    match summary.verdict {
-        Verdict::Success => Exit::Success,
-        Verdict::NotConverged => Exit::NotConverged,
-        Verdict::Refused => Exit::Refused,
-        Verdict::Incomplete if summary.interrupted => Exit::Interrupted,
-        Verdict::Incomplete => Exit::Failure,
-    }
-}
-
 pub fn report(command: ReportCommand) -> anyhow::Result<Exit> {
     match command {
         ReportCommand::Merge(a) => merge(a),
@@ -75,12 +62,12 @@ fn merge(a: MergeArgs) -> anyhow::Result<Exit> {
     if let Some(out) = &a.out {
         eprintln!("pulse: wrote {}", escaped(out));
     }
-    Ok(exit_of(&summary))
+    Ok(summary.verdict.into())
 }
 
 fn summary(a: SummaryArgs) -> anyhow::Result<Exit> {
     // One line per command whose reports are there; the exit code of the worst.
-    let mut worst: Option<(Verdict, Exit)> = None;
+    let mut worst: Option<Verdict> = None;
     let (kinds, unreadable) = report::reports_in(&a.dir)?;
     for why in &unreadable {
         eprintln!("pulse: warning: {why}; left out of the summary");
@@ -88,12 +75,9 @@ fn summary(a: SummaryArgs) -> anyhow::Result<Exit> {
     for reports in kinds.values() {
         let (_, summary) = report::merge(reports)?;
         print_summary(&summary);
-        worst = Some(match worst {
-            Some((v, e)) if v.worst(summary.verdict) == v => (v, e),
-            _ => (summary.verdict, exit_of(&summary)),
-        });
+        worst = Some(worst.map_or(summary.verdict, |w| w.worst(summary.verdict)));
     }
-    Ok(worst.map_or(Exit::Success, |(_, e)| e))
+    Ok(worst.map_or(Exit::Success, Exit::from))
 }
 
 /// The summary line on stdout (scripts read it), the missing inputs on stderr.

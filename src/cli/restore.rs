@@ -114,13 +114,5 @@ pub fn restore(a: RestoreArgs) -> anyhow::Result<Exit> {
             if report.interrupted { "; interrupted, rerun to resume" } else { "" },
         );
     }
-    Ok(if report.interrupted {
-        Exit::Interrupted
-    } else if report.count(Status::Refused) > 0 {
-        Exit::Refused
-    } else if converged < faces {
-        Exit::NotConverged
-    } else {
-        Exit::Success
-    })
+    Ok(report.verdict().into())
 }

@@ -125,15 +125,7 @@ fn upsample_run(
             if report.interrupted { "; interrupted, rerun to resume" } else { "" },
         );
     }
-    Ok(if report.interrupted {
-        Exit::Interrupted
-    } else if !report.refused.is_empty() {
-        Exit::Refused
-    } else if !report.all_converged() {
-        Exit::NotConverged
-    } else {
-        Exit::Success
-    })
+    Ok(report.verdict().into())
 }
 
 /// `upsample --align`: align every input first, writing the largest face of each as

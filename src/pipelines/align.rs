@@ -3,10 +3,10 @@
 //! never stopping the rest, every output written atomically.
 use super::shard::ShardInfo;
 use crate::align::{self, DetectConfig, Face, Mtcnn};
-use crate::files::escaped;
+use crate::files::{as_escaped, escaped};
 use crate::imageio;
 use crate::invalid;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -74,6 +74,7 @@ pub struct AlignReport {
     pub shard: Option<ShardInfo>,
     /// The photos this run was given (its shard's): what `pulse report merge` checks every
     /// shard accounted for.
+    #[serde(serialize_with = "as_escaped::paths")]
     pub assigned: Vec<PathBuf>,
     pub settings: AlignSettings,
     pub inputs: Vec<InputRecord>,
@@ -92,7 +93,7 @@ pub struct AlignSettings {
 }
 
 /// What happened to one input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Faces found and written (or found and already there).
@@ -107,6 +108,7 @@ pub enum Status {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct InputRecord {
+    #[serde(serialize_with = "as_escaped::path")]
     pub input: PathBuf,
     pub status: Status,
     /// The refusal, on one line.
@@ -120,6 +122,7 @@ pub struct InputRecord {
     /// Every face found, largest first, with the files written for it.
     pub faces: Vec<FaceRecord>,
     /// The low-resolution faces of this input, written now or (skipped) found from before.
+    #[serde(serialize_with = "as_escaped::paths")]
     pub outputs: Vec<PathBuf>,
     pub seconds: f64,
 }
@@ -130,9 +133,10 @@ pub struct FaceRecord {
     pub face: Face,
     /// The low-resolution face; `None` for faces not output (all but the largest without
     /// `--all-faces`).
+    #[serde(serialize_with = "as_escaped::option")]
     pub output: Option<PathBuf>,
     /// The 1024x1024 aligned face, with `--save-aligned`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "as_escaped::option", skip_serializing_if = "Option::is_none")]
     pub aligned: Option<PathBuf>,
 }
 
@@ -152,6 +156,12 @@ impl AlignReport {
 
     pub fn count(&self, status: Status) -> usize {
         self.inputs.iter().filter(|r| r.status == status).count()
+    }
+
+    /// How the run ended: a photo without a face counts as refused (it has no output).
+    pub fn verdict(&self) -> super::report::Verdict {
+        let refused = self.count(Status::NoFace) + self.count(Status::Refused) > 0;
+        super::report::Verdict::of_run(self.interrupted, refused, false)
     }
 }
 

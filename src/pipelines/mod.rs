@@ -2,10 +2,10 @@
 //! formats. Each takes a plain options struct and reports through an observer; none prints.
 pub mod align;
 pub mod batch_size;
-pub mod batches;
 pub mod bench;
 pub mod download;
 pub mod downscale;
+pub mod engine;
 pub mod eval;
 pub mod generate;
 pub mod import;

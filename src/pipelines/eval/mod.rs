@@ -12,6 +12,7 @@ mod report;
 
 pub use report::{summarize, EvalReport, EvalRow, MetricSummary, METRICS};
 
+use super::report::{Entries, ImageEntry};
 use super::shard::ShardInfo;
 use super::upsample::{self, UpsampleObserver, UpsampleOptions};
 use super::RunConfig;
@@ -317,16 +318,14 @@ fn read_truth(path: &Path, resolution: i64) -> anyhow::Result<Tensor> {
     })
 }
 
-/// The image entries of a method's report, or none.
-fn read_records(path: &Path) -> anyhow::Result<Vec<serde_json::Value>> {
-    match std::fs::read(path) {
-        Ok(b) => {
-            let v: serde_json::Value = serde_json::from_slice(&b)
-                .map_err(|e| anyhow::anyhow!("{}: not a report: {e}", escaped(path)))?;
-            Ok(v["images"].as_array().cloned().unwrap_or_default())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(vec![]),
-        Err(e) => anyhow::bail!("{}: {e}", escaped(path)),
+/// The image entries of a method's report (read as `pulse report` reads it), or none.
+fn read_records(path: &Path) -> anyhow::Result<Vec<ImageEntry>> {
+    if !path.exists() {
+        return Ok(vec![]);
+    }
+    match super::report::ShardReport::read(path)?.report.entries {
+        Entries::Upsample { images, .. } => Ok(images),
+        _ => anyhow::bail!("{}: not a report of upsample", escaped(path)),
     }
 }
 
@@ -334,15 +333,14 @@ fn read_records(path: &Path) -> anyhow::Result<Vec<serde_json::Value>> {
 fn measure(
     item: &Item,
     search: &SearchConfig,
-    records: &[serde_json::Value],
+    records: &[ImageEntry],
     down: &Downscaler,
     lpips: Option<&Lpips>,
     device: Device,
 ) -> anyhow::Result<Vec<EvalRow>> {
     let input_key = escaped(&item.input);
-    let mut mine: Vec<&serde_json::Value> =
-        records.iter().filter(|r| r["input"].as_str() == Some(input_key.as_str())).collect();
-    mine.sort_by_key(|r| r["sample"].as_u64());
+    let mut mine: Vec<&ImageEntry> = records.iter().filter(|r| r.input == input_key).collect();
+    mine.sort_by_key(|r| r.sample);
     if mine.is_empty() {
         return Ok(vec![]);
     }
@@ -355,7 +353,8 @@ fn measure(
     let mut rows = vec![];
     let mut results = vec![];
     for r in mine {
-        let output = PathBuf::from(r["outputs"][0].as_str().unwrap_or_default());
+        let field = |k: &str| r.rest.get(k).unwrap_or(&serde_json::Value::Null);
+        let output = PathBuf::from(field("outputs")[0].as_str().unwrap_or_default());
         let result = crate::imageio::read_rgb(&output)?;
         let low = tch::no_grad(|| down.forward(&result.unsqueeze(0).to_device(device)))?
             .to_device(Device::Cpu)
@@ -371,11 +370,11 @@ fn measure(
         rows.push(EvalRow {
             image: item.stem.clone(),
             method: search.method.name().to_string(),
-            sample: r["sample"].as_u64().unwrap_or(0) as usize,
-            seed: r["seed"].as_u64().unwrap_or(0),
-            converged: r["converged"].as_bool().unwrap_or(false),
-            steps: r["history"].as_array().map_or(0, |h| h.len()),
-            seconds: r["seconds"].as_f64().unwrap_or(f64::NAN),
+            sample: r.sample as usize,
+            seed: field("seed").as_u64().unwrap_or(0),
+            converged: r.converged,
+            steps: field("history").as_array().map_or(0, |h| h.len()),
+            seconds: field("seconds").as_f64().unwrap_or(f64::NAN),
             lr_l2,
             psnr: metrics::psnr(&truth, &result),
             ssim: metrics::ssim(&truth, &result),

@@ -106,6 +106,12 @@ pub struct EvalReport {
 }
 
 impl EvalReport {
+    /// How the run ended: interrupted, or done (searches that did not converge are results of
+    /// the protocol, counted in the table, not a failure).
+    pub fn verdict(&self) -> crate::pipelines::report::Verdict {
+        crate::pipelines::report::Verdict::of_run(self.interrupted, false, false)
+    }
+
     pub(super) fn new(model: &Model, opts: &EvalOptions, layout: &crate::stylegan::Layout) -> Self {
         let methods: Vec<serde_json::Value> = opts
             .methods

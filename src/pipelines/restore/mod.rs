@@ -4,17 +4,18 @@
 //!
 //! A run goes: list the photos, and for each read it, find its faces (MTCNN), align each
 //! (FFHQ's recipe) and make its low-resolution target at the side its crop resolves
-//! ([`crate::align::paste::input_side`]); then search every face of the run, batched by target
-//! side; as soon as a photo's faces are all found, paste them into the enlarged photo
+//! ([`crate::align::paste::input_side`]); then search every face of the run with the search
+//! engine ([`super::engine`], which also runs the preamble), batched by target side; as soon as
+//! a photo's faces are all found, paste them into the enlarged photo
 //! ([`crate::align::paste`]), project onto the photo's consistency set ([`enlarge`]) and write.
 //! Photos whose outputs exist are skipped; one bad photo never stops the rest.
 pub mod enlarge;
 mod made;
 mod report;
 
-pub use report::{FaceRecord, PhotoRecord, Report, Settings, Status};
+pub use report::{FaceRecord, PhotoRecord, Report, Settings, Status, KIND};
 
-use super::batches::{self, SearchObserver};
+use super::engine::{self, Best, Jobs, SearchObserver, Searched, Target};
 use super::RunConfig;
 use crate::align::ffhq::{self, Quad};
 use crate::align::paste::{self, Canvas, Placement};
@@ -23,11 +24,10 @@ use crate::files::escaped;
 use crate::imageio;
 use crate::invalid;
 use crate::model::Model;
-use crate::pulse::search::SearchOutcome;
-use crate::pulse::{SearchConfig, Start};
+use crate::pulse::{GaussianFit, SearchConfig, Start};
 use enlarge::{Enlargement, Rows};
 use made::Made;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -150,14 +150,11 @@ struct Pending {
     started: Instant,
 }
 
-/// One search to run: a sample of a face of a photo, with its best result over attempts.
+/// One search to run: a sample of a face of a photo.
 struct Job {
     photo: usize,
     face: usize,
     sample: usize,
-    attempt: usize,
-    best: Option<(SearchOutcome, u64, usize)>,
-    seconds: f64,
 }
 
 /// Restores every photo. Refused photos are reported and skipped; `stop` (Ctrl-C) ends the run
@@ -170,44 +167,22 @@ pub fn run(
     observer: &mut dyn Observer,
     stop: &AtomicBool,
 ) -> anyhow::Result<Report> {
-    check_options(opts, model)?;
-    if model.synthesis.precision() != opts.run.precision {
-        model.synthesis.set_precision(opts.run.precision);
-    }
-    let mut files = collect_photos(opts)?;
+    check_options(opts)?;
+    engine::prepare_model(model, &opts.run, &opts.search, opts.shard.as_ref())?;
+    let files = collect_photos(opts)?;
     if files.is_empty() {
-        invalid!(
-            "nothing to do: no photo in {} (photos are {})",
-            opts.inputs.iter().map(|p| escaped(p)).collect::<Vec<_>>().join(", "),
-            imageio::INPUT_EXTENSIONS.join(", ")
-        );
+        return Err(engine::nothing_to_do(&opts.inputs, "photo"));
     }
-    if let Some(shard) = &opts.shard {
-        files = shard.shard().select(files);
-    }
-    crate::files::check_writable_dir(&opts.out_dir).map_err(|e| {
-        crate::Invalid(format!(
-            "{}: cannot write in the output folder: {e}",
-            escaped(&opts.out_dir)
-        ))
-    })?;
+    let files = engine::shard_inputs(&files, opts.shard.as_ref());
     let protected: Vec<PathBuf> = files.iter().chain(&model.files).cloned().collect();
     let protected: Vec<&Path> = protected.iter().map(PathBuf::as_path).collect();
-    if let Some(report) = &opts.report {
-        crate::files::check_writable_dir(crate::files::parent_dir(report)).map_err(|e| {
-            crate::Invalid(format!("{}: cannot write the report there: {e}", escaped(report)))
-        })?;
-        crate::files::check_no_clobber(&protected, &[report])?;
-    }
+    engine::check_output_places(&opts.out_dir, opts.report.as_deref(), &protected)?;
     // The earlier report's entries, kept for the photos this run skips (README, resuming).
     let earlier = match &opts.report {
         Some(path) => report::read_earlier(path, &model.sha256)?,
         None => report::Earlier::new(),
     };
-    // One lock per shard, as upsample and align take (docs/design.md, "Shards").
-    let _lock =
-        super::shard::lock_output_dir(&opts.out_dir, opts.shard.as_ref().map(|s| s.shard()))?;
-    model.ensure_fit(&mut |_, _| {})?;
+    let _lock = engine::lock_and_fit(model, &opts.out_dir, opts.shard.as_ref())?;
     let mut report = Report {
         kind: report::KIND,
         shard: opts.shard.clone(),
@@ -224,7 +199,7 @@ pub fn run(
     };
     observer.started(files.len());
     let mut pending: Vec<Option<Pending>> = vec![];
-    let mut queue = VecDeque::new();
+    let mut queue = vec![];
     let mut stems = BTreeMap::new();
     for path in files {
         if stop.load(Ordering::SeqCst) {
@@ -273,15 +248,7 @@ pub fn run(
                 p.started = started;
                 for face in 0..p.faces.len() {
                     for sample in 0..opts.run.samples {
-                        let photo = pending.len();
-                        queue.push_back(Job {
-                            photo,
-                            face,
-                            sample,
-                            attempt: 0,
-                            best: None,
-                            seconds: 0.0,
-                        });
+                        queue.push(Job { photo: pending.len(), face, sample });
                     }
                 }
                 pending.push(Some(*p));
@@ -290,7 +257,10 @@ pub fn run(
     }
     observer.searching(queue.len());
     if !report.interrupted {
-        search_all(model, opts, &mut pending, queue, &mut report, observer, stop)?;
+        let mut faces = Faces { model, opts, pending: &mut pending, report: &mut report };
+        let (search, run) = (&opts.search, &opts.run);
+        let searched = engine::search_all(model, search, run, &mut faces, queue, observer, stop)?;
+        report.interrupted = searched == Searched::Interrupted;
     }
     // Ctrl-C after the last search (while the last photo was pasted together, which is
     // finished and written) still ends the run as interrupted: exit 130, whatever converged.
@@ -516,92 +486,73 @@ fn select_faces(mut faces: Vec<Face>, opts: &RestoreOptions, width: i64, height:
     faces
 }
 
-/// Searches every queued face, batch by batch (faces whose targets have one side go together);
-/// a face that did not converge goes back in the queue while it has restarts left; each photo
-/// is assembled and written as soon as its last face is done.
-fn search_all(
-    model: &Model,
-    opts: &RestoreOptions,
-    pending: &mut [Option<Pending>],
-    mut queue: VecDeque<Job>,
-    report: &mut Report,
-    observer: &mut dyn Observer,
-    stop: &AtomicBool,
-) -> anyhow::Result<()> {
-    let device = model.device;
-    let fit = model.fit.as_ref().expect("ensured by run").to_device(device);
-    let side = |j: &Job, pending: &[Option<Pending>]| {
-        pending[j.photo].as_ref().expect("queued photos are pending").faces[j.face].target.size()[2]
-    };
-    loop {
-        let batch = batches::take_batch(&mut queue, opts.run.batch_size, |j| side(j, pending));
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let names: Vec<String> = batch
-            .iter()
-            .map(|j| {
-                let p = pending[j.photo].as_ref().expect("pending");
-                format!("{} face {}", escaped(&p.path), j.face)
-            })
-            .collect();
-        observer.batch_started(&names, opts.search.total_steps());
-        let seeds: Vec<u64> = batch.iter().map(|j| job_seed(j, opts, pending)).collect();
-        let starts: Vec<Start> = seeds
-            .iter()
-            .map(|&s| Start::random(s, model.layout(), opts.search.tile_latent))
-            .collect();
-        let image = Tensor::stack(
-            &batch
-                .iter()
-                .map(|j| {
-                    pending[j.photo].as_ref().expect("pending").faces[j.face].target.shallow_clone()
-                })
-                .collect::<Vec<_>>(),
-            0,
-        )
-        .to_device(device);
-        let target = crate::pulse::LossTarget { image, weight: None };
-        let searched =
-            batches::search_batch(model, &fit, &opts.search, &target, &starts, stop, observer)?;
-        let Some((outcomes, share)) = searched else {
-            report.interrupted = true;
-            return Ok(());
-        };
-        for ((mut job, outcome), seed) in batch.into_iter().zip(outcomes).zip(seeds) {
-            job.seconds += share;
-            let loss = &opts.search.loss;
-            if job.best.as_ref().is_none_or(|(old, ..)| batches::beats(&outcome, old, loss)) {
-                job.best = Some((outcome, seed, job.attempt));
-            }
-            let converged = job.best.as_ref().is_some_and(|b| b.0.converged);
-            if !converged && job.attempt < opts.run.restarts {
-                job.attempt += 1;
-                queue.push_back(job);
-                continue;
-            }
-            observer.face_done();
-            let photo = job.photo;
-            let done = {
-                let p = pending[photo].as_mut().expect("pending");
-                face_finished(model, opts, p, job)?;
-                p.faces.iter().all(|f| f.results.iter().all(Option::is_some))
-            };
-            if done {
-                let p = pending[photo].take().expect("pending");
-                let record = assemble(opts, p)?;
-                finish(report, record, observer, opts)?;
-            }
-        }
+/// What `restore`'s face searches contribute to the search engine: faces whose targets have
+/// one side go together; each photo is assembled and written as soon as its last face is done.
+struct Faces<'a> {
+    model: &'a Model,
+    opts: &'a RestoreOptions,
+    pending: &'a mut [Option<Pending>],
+    report: &'a mut Report,
+}
+
+impl Faces<'_> {
+    fn face(&self, job: &Job) -> (&Pending, &PendingFace) {
+        let p = self.pending[job.photo].as_ref().expect("queued photos are pending");
+        (p, &p.faces[job.face])
     }
 }
 
-/// The seed of a job's current attempt: from the run's seed, the photo's file name, the face
-/// and the sample, so a face's result does not depend on the batch or the order of the photos.
-fn job_seed(job: &Job, opts: &RestoreOptions, pending: &[Option<Pending>]) -> u64 {
-    let p = pending[job.photo].as_ref().expect("pending");
-    let name = p.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    super::item_seed(opts.run.seed, &format!("{name}#face{}", job.face), job.sample, job.attempt)
+impl<'a> Jobs for Faces<'a> {
+    type Job = Job;
+    type Key = i64;
+    type Observer = dyn Observer + 'a;
+
+    fn key(&self, job: &Job) -> i64 {
+        self.face(job).1.target.size()[2]
+    }
+
+    fn name(&self, job: &Job) -> String {
+        format!("{} face {}", escaped(&self.face(job).0.path), job.face)
+    }
+
+    /// From the run's seed, the photo's file name, the face and the sample, so a face's result
+    /// does not depend on the batch or the order of the photos.
+    fn seed(&self, job: &Job, attempt: usize) -> u64 {
+        let path = &self.face(job).0.path;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = format!("{name}#face{}", job.face);
+        super::item_seed(self.opts.run.seed, &name, job.sample, attempt)
+    }
+
+    fn start(&self, _: &Job, _: usize, seed: u64, _: &GaussianFit) -> anyhow::Result<Start> {
+        Ok(Start::random(seed, self.model.layout(), self.opts.search.tile_latent))
+    }
+
+    fn target(&self, job: &Job) -> Target {
+        Target { image: self.face(job).1.target.shallow_clone(), weight: None }
+    }
+
+    fn finish(
+        &mut self,
+        job: Job,
+        best: Best,
+        seconds: f64,
+        observer: &mut Self::Observer,
+    ) -> anyhow::Result<()> {
+        observer.face_done();
+        let photo = job.photo;
+        let done = {
+            let p = self.pending[photo].as_mut().expect("pending");
+            face_finished(self.model, self.opts, p, job, best, seconds)?;
+            p.faces.iter().all(|f| f.results.iter().all(Option::is_some))
+        };
+        if done {
+            let p = self.pending[photo].take().expect("pending");
+            let record = assemble(self.opts, p)?;
+            finish(self.report, record, observer, self.opts)?;
+        }
+        Ok(())
+    }
 }
 
 /// Writes a face's result and latent file and records it.
@@ -610,8 +561,10 @@ fn face_finished(
     opts: &RestoreOptions,
     p: &mut Pending,
     job: Job,
+    best: Best,
+    seconds: f64,
 ) -> anyhow::Result<()> {
-    let (outcome, seed, attempt) = job.best.expect("a finished job has a result");
+    let Best { outcome, attempt, seed } = best;
     let (png, latent_path) = p.outputs.result(job.face, job.sample, opts.run.samples);
     imageio::write_png(&outcome.image, &png)?;
     let mut latent = outcome.latent_file(&model.sha256, model.architecture(), seed);
@@ -640,7 +593,7 @@ fn face_finished(
         converged: outcome.converged,
         best_step: outcome.best_step,
         loss,
-        seconds: job.seconds,
+        seconds,
     });
     f.results[job.sample] = Some(outcome.image);
     Ok(())
@@ -763,8 +716,9 @@ pub fn write_rows(image: &Rows, path: &Path) -> anyhow::Result<()> {
     Ok(imageio::write_png_rows(path, w, h, &[], |y, row| image.rgb8(y, row))?)
 }
 
-/// Refuses settings that cannot run, before anything is read.
-fn check_options(opts: &RestoreOptions, model: &Model) -> anyhow::Result<()> {
+/// Refuses restore's own settings that cannot run, before anything is read (the search's are
+/// [`engine::prepare_model`]'s).
+fn check_options(opts: &RestoreOptions) -> anyhow::Result<()> {
     if !UPSCALES.contains(&opts.upscale) {
         invalid!("the enlargement must be 2, 4 or 8 (a power of two), got {}", opts.upscale);
     }
@@ -774,10 +728,5 @@ fn check_options(opts: &RestoreOptions, model: &Model) -> anyhow::Result<()> {
     if opts.detect.min_face.is_nan() || opts.detect.min_face < 1.0 {
         invalid!("the smallest face size must be at least 1 pixel");
     }
-    opts.run.check(model.device)?;
-    if let Some(shard) = &opts.shard {
-        super::shard::Shard::new(shard.index, shard.count)?;
-    }
-    opts.search.check(model.layout())?;
     Ok(())
 }

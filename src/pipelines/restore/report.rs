@@ -2,9 +2,11 @@
 //! and per photo its status, outputs and one entry per face and sample.
 use super::RestoreOptions;
 use crate::align::Face;
+use crate::files::as_escaped;
 use crate::files::escaped;
+use crate::pipelines::report::Verdict;
 use crate::pipelines::upsample::ModelInfo;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,7 +24,7 @@ pub struct Report {
     pub shard: Option<crate::pipelines::shard::ShardInfo>,
     /// The photos this run was given (its shard's): what `pulse report merge` checks every
     /// shard accounted for.
-    #[serde(serialize_with = "escaped_paths")]
+    #[serde(serialize_with = "as_escaped::paths")]
     pub assigned: Vec<PathBuf>,
     pub settings: Settings,
     pub model: ModelInfo,
@@ -47,7 +49,7 @@ pub struct Settings {
 }
 
 /// What happened to one photo.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Its faces were restored and the photo written.
@@ -62,7 +64,7 @@ pub enum Status {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PhotoRecord {
-    #[serde(serialize_with = "escaped_path")]
+    #[serde(serialize_with = "as_escaped::path")]
     pub input: PathBuf,
     pub status: Status,
     /// The refusal, or the note that no face was found, on one line.
@@ -74,11 +76,11 @@ pub struct PhotoRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub height: Option<i64>,
     /// The restored photos (one per sample).
-    #[serde(serialize_with = "escaped_paths")]
+    #[serde(serialize_with = "as_escaped::paths")]
     pub outputs: Vec<PathBuf>,
-    #[serde(serialize_with = "escaped_paths", skip_serializing_if = "Vec::is_empty")]
+    #[serde(serialize_with = "as_escaped::paths", skip_serializing_if = "Vec::is_empty")]
     pub compare: Vec<PathBuf>,
-    #[serde(serialize_with = "escaped_opt", skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "as_escaped::option", skip_serializing_if = "Option::is_none")]
     pub faces_dir: Option<PathBuf>,
     /// One entry per face and sample, faces largest first.
     pub faces: Vec<FaceRecord>,
@@ -120,11 +122,11 @@ pub struct FaceRecord {
     pub quad_size: f64,
     /// The side of the low-resolution target PULSE matched.
     pub input_size: i64,
-    #[serde(serialize_with = "escaped_path")]
+    #[serde(serialize_with = "as_escaped::path")]
     pub crop: PathBuf,
-    #[serde(serialize_with = "escaped_path")]
+    #[serde(serialize_with = "as_escaped::path")]
     pub result: PathBuf,
-    #[serde(serialize_with = "escaped_path")]
+    #[serde(serialize_with = "as_escaped::path")]
     pub latent: PathBuf,
     pub seed: u64,
     pub attempt: usize,
@@ -139,6 +141,13 @@ pub struct FaceRecord {
 impl Report {
     pub fn count(&self, status: Status) -> usize {
         self.photos.iter().filter(|r| r.status == status).count()
+    }
+
+    /// How the run ended: a photo without a face is done (its enlargement was written); the
+    /// faces counted are those of [`Report::faces`].
+    pub fn verdict(&self) -> Verdict {
+        let (faces, converged) = self.faces();
+        Verdict::of_run(self.interrupted, self.count(Status::Refused) > 0, converged < faces)
     }
 
     /// Faces in the report, and how many of them converged: this run's, and those of the
@@ -263,20 +272,5 @@ pub(super) fn settings(
         only_center_face: opts.only_center_face,
         max_faces: opts.max_faces,
         min_face: opts.detect.min_face,
-    }
-}
-
-fn escaped_path<S: Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&escaped(p))
-}
-
-fn escaped_paths<S: Serializer>(paths: &[PathBuf], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(paths.iter().map(|p| escaped(p)))
-}
-
-fn escaped_opt<S: Serializer>(p: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
-    match p {
-        Some(p) => s.serialize_str(&escaped(p)),
-        None => s.serialize_none(),
     }
 }

@@ -1,81 +1,92 @@
-//! Grouping jobs into batches and giving each its start: a batch holds jobs whose targets have
-//! the same side and weighting; each job starts from its own seed (or its `--init` latent), so
-//! its result does not depend on the batch it runs in.
+//! What `upsample`'s jobs contribute to the search engine ([`crate::pipelines::engine`]): a
+//! batch holds jobs whose targets have the same side and weighting; each job starts from its
+//! own seed (or its `--init` latent), so its result does not depend on the batch it runs in;
+//! a finished job's outputs and report entry are written at once.
 use super::inputs::Input;
-use super::outputs::Best;
 use super::plan::Outputs;
-use super::UpsampleOptions;
-use crate::pipelines::batches::{beats, take_batch};
-use crate::pulse::search::{from_w_plus, SearchOutcome};
-use crate::pulse::{GaussianFit, LossTarget, Start};
+use super::report::UpsampleReport;
+use super::{UpsampleObserver, UpsampleOptions};
+use crate::model::Model;
+use crate::pipelines::engine::{Best, Jobs, Target};
+use crate::pulse::search::from_w_plus;
+use crate::pulse::{GaussianFit, Start};
 use crate::stylegan::Layout;
 use anyhow::bail;
-use std::collections::VecDeque;
-use tch::{Device, Tensor};
+use tch::Device;
 
-/// One search to run: a sample of an input, with its best result so far over attempts.
+/// One search to run: a sample of an input, and the files it gives.
 pub(super) struct Job {
     pub input: usize,
     pub sample: usize,
     pub outputs: Outputs,
-    pub attempt: usize,
-    pub best: Option<Best>,
-    pub seconds: f64,
 }
 
-impl Job {
-    pub fn new(input: usize, sample: usize, outputs: Outputs) -> Self {
-        Self { input, sample, outputs, attempt: 0, best: None, seconds: 0.0 }
+/// A run's searches: its inputs, and the report their results go in.
+pub(super) struct Searches<'a> {
+    pub model: &'a Model,
+    pub opts: &'a UpsampleOptions,
+    pub inputs: &'a [Input],
+    pub report: &'a mut UpsampleReport,
+}
+
+impl<'a> Jobs for Searches<'a> {
+    type Job = Job;
+    type Key = (i64, bool);
+    type Observer = dyn UpsampleObserver + 'a;
+
+    fn key(&self, job: &Job) -> (i64, bool) {
+        let input = &self.inputs[job.input];
+        (input.target.rgb.size()[2], input.weight.is_some())
     }
 
-    /// The seed of this job's current attempt.
-    pub fn seed(&self, opts: &UpsampleOptions, inputs: &[Input]) -> u64 {
-        crate::pipelines::item_seed(
-            opts.run.seed,
-            &inputs[self.input].name(),
-            self.sample,
-            self.attempt,
-        )
+    fn name(&self, job: &Job) -> String {
+        job.outputs.name()
     }
 
-    /// Keeps `outcome` if it beats the best so far ([`crate::pipelines::batches::beats`]).
-    pub fn offer(&mut self, outcome: SearchOutcome, seed: u64, opts: &UpsampleOptions) {
-        let loss = &opts.search.loss;
-        if self.best.as_ref().is_none_or(|b| beats(&outcome, &b.outcome, loss)) {
-            self.best = Some(Best { outcome, attempt: self.attempt, seed });
+    fn seed(&self, job: &Job, attempt: usize) -> u64 {
+        let name = self.inputs[job.input].name();
+        crate::pipelines::item_seed(self.opts.run.seed, &name, job.sample, attempt)
+    }
+
+    fn start(
+        &self,
+        job: &Job,
+        attempt: usize,
+        seed: u64,
+        fit: &GaussianFit,
+    ) -> anyhow::Result<Start> {
+        let (layout, tile) = (self.model.layout(), self.opts.search.tile_latent);
+        start(&self.inputs[job.input], attempt, seed, layout, tile, fit)
+    }
+
+    fn target(&self, job: &Job) -> Target {
+        let input = &self.inputs[job.input];
+        Target {
+            image: input.target.rgb.shallow_clone(),
+            weight: input.weight.as_ref().map(|w| w.shallow_clone()),
         }
     }
 
-    pub fn converged(&self) -> bool {
-        self.best.as_ref().is_some_and(|b| b.outcome.converged)
-    }
-}
-
-fn batch_key(input: &Input) -> (i64, bool) {
-    (input.target.rgb.size()[2], input.weight.is_some())
-}
-
-/// Takes the next batch from the queue: its first job and up to `size - 1` more that fit with it.
-pub(super) fn next_batch(queue: &mut VecDeque<Job>, inputs: &[Input], size: usize) -> Vec<Job> {
-    take_batch(queue, size, |j| batch_key(&inputs[j.input]))
-}
-
-/// The stacked targets (and weights) of a batch, on `device`.
-pub(super) fn target(batch: &[Job], inputs: &[Input], device: Device) -> LossTarget {
-    let stack = |t: &dyn Fn(&Input) -> Tensor| {
-        Tensor::stack(&batch.iter().map(|j| t(&inputs[j.input])).collect::<Vec<_>>(), 0)
-            .to_device(device)
-    };
-    LossTarget {
-        image: stack(&|i| i.target.rgb.shallow_clone()),
-        weight: inputs[batch[0].input].weight.is_some().then(|| {
-            stack(&|i| i.weight.as_ref().expect("a batch shares its weighting").shallow_clone())
-        }),
+    fn finish(
+        &mut self,
+        job: Job,
+        best: Best,
+        seconds: f64,
+        observer: &mut Self::Observer,
+    ) -> anyhow::Result<()> {
+        let input = &self.inputs[job.input];
+        let record = super::outputs::write(self.model, self.opts, input, job, best, seconds)?;
+        observer.finished(&record);
+        self.report.images.push(record);
+        if let Some(path) = &self.opts.report {
+            self.report.write(path)?;
+        }
+        Ok(())
     }
 }
 
 /// The starting point of one job: its `--init` latent on the first attempt, else a seeded draw.
-pub(super) fn start(
+fn start(
     input: &Input,
     attempt: usize,
     seed: u64,

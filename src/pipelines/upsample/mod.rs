@@ -1,31 +1,29 @@
 //! `pulse upsample`: PULSE on every input image (and several samples each), batched, resumable,
 //! one bad file never stopping the rest (docs/design.md, "Data flow").
 //!
-//! A run goes: collect the inputs ([`inputs`]), read and check each, name every output and refuse
-//! clashes ([`plan`]), lock the output folder, then search batch by batch ([`batch`]) and write
-//! each finished image's outputs ([`outputs`]) and the report ([`report`]) as it goes.
+//! A run goes: the search engine's preamble ([`super::engine`]: settings, inputs, output checks,
+//! lock, fit); read and check each input ([`inputs`]), name every output and refuse clashes
+//! ([`plan`]); then the engine searches batch by batch what the jobs contribute ([`batch`]),
+//! and each finished image's outputs ([`outputs`]) and the report ([`report`]) are written as
+//! it goes.
 mod batch;
 mod inputs;
 mod outputs;
 mod plan;
 mod report;
 
-pub use report::{ImageRecord, ModelInfo, RefusedInput, UpsampleReport, UpsampleSettings};
+pub use report::{ImageRecord, ModelInfo, RefusedInput, UpsampleReport, UpsampleSettings, KIND};
 
-use super::batches::{self, SearchObserver};
+use super::engine::{self, SearchObserver, Searched};
 use super::shard::ShardInfo;
 use super::RunConfig;
-use crate::files::escaped;
 use crate::invalid;
 use crate::model::Model;
 use crate::pulse::SearchConfig;
-use crate::stylegan::Layout;
-use batch::Job;
+use batch::{Job, Searches};
 use plan::Decision;
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use tch::Device;
 
 /// Everything `upsample` needs besides the model; filled from the command line.
 #[derive(Debug, Clone)]
@@ -78,18 +76,13 @@ pub fn run(
     observer: &mut dyn UpsampleObserver,
     stop: &AtomicBool,
 ) -> anyhow::Result<UpsampleReport> {
-    check_options(opts, model.device, model.layout())?;
-    if model.synthesis.precision() != opts.run.precision {
-        model.synthesis.set_precision(opts.run.precision);
-    }
+    engine::prepare_model(model, &opts.run, &opts.search, opts.shard.as_ref())?;
     let (all, files) = list_inputs(opts)?;
     let protected = check_output_places(model, opts, &all)?;
     // Names are planned over every input of the job (all shards), so that no two shards write
     // the same file and a clash is refused the same way whatever the split.
     let clashes = plan::check_names(&all, opts, &protected, &|_| vec![])?;
-    let _lock =
-        super::shard::lock_output_dir(&opts.out_dir, opts.shard.as_ref().map(|s| s.shard()))?;
-    model.ensure_fit(&mut |_, _| {})?;
+    let _lock = engine::lock_and_fit(model, &opts.out_dir, opts.shard.as_ref())?;
     let mut report = UpsampleReport {
         kind: report::KIND,
         shard: opts.shard.clone(),
@@ -119,7 +112,10 @@ pub fn run(
     if let Some(path) = &opts.report {
         report.write(path)?;
     }
-    search_all(model, opts, &inputs, queue, &mut report, observer, stop)?;
+    let mut searches = Searches { model, opts, inputs: &inputs, report: &mut report };
+    let searched =
+        engine::search_all(model, &opts.search, &opts.run, &mut searches, queue, observer, stop)?;
+    report.interrupted = searched == Searched::Interrupted;
     if let Some(path) = &opts.report {
         report.write(path)?;
     }
@@ -157,16 +153,11 @@ pub fn plan_photos(
 fn list_inputs(opts: &UpsampleOptions) -> anyhow::Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     let all = super::collect_inputs(&opts.inputs)?;
     if all.is_empty() && opts.aligned.is_none() {
-        invalid!(
-            "nothing to do: no image in {} (images are {})",
-            opts.inputs.iter().map(|p| escaped(p)).collect::<Vec<_>>().join(", "),
-            crate::imageio::INPUT_EXTENSIONS.join(", ")
-        );
+        return Err(engine::nothing_to_do(&opts.inputs, "image"));
     }
-    let files = match (&opts.shard, &opts.aligned) {
-        (Some(shard), None) => shard.shard().select(all.clone()),
-        _ => all.clone(),
-    };
+    // With --align the inputs are this shard's faces already.
+    let shard = opts.shard.as_ref().filter(|_| opts.aligned.is_none());
+    let files = engine::shard_inputs(&all, shard);
     if opts.init.as_ref().is_some_and(|p| !p.is_dir()) && all.len() > 1 {
         invalid!("a single init latent file starts one input; give a folder of <stem>.latent.safetensors for several");
     }
@@ -181,12 +172,6 @@ fn check_output_places(
     opts: &UpsampleOptions,
     files: &[PathBuf],
 ) -> anyhow::Result<plan::Protected> {
-    crate::files::check_writable_dir(&opts.out_dir).map_err(|e| {
-        crate::Invalid(format!(
-            "{}: cannot write in the output folder: {e}",
-            escaped(&opts.out_dir)
-        ))
-    })?;
     let mut protected: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
     protected.extend(opts.mask.as_deref());
     protected.extend(opts.init.as_deref().filter(|p| p.is_file()));
@@ -194,12 +179,7 @@ fn check_output_places(
     if let Some(aligned) = &opts.aligned {
         protected.extend(aligned.photos.iter().map(PathBuf::as_path));
     }
-    if let Some(report) = &opts.report {
-        crate::files::check_writable_dir(crate::files::parent_dir(report)).map_err(|e| {
-            crate::Invalid(format!("{}: cannot write the report there: {e}", escaped(report)))
-        })?;
-        crate::files::check_no_clobber(&protected, &[report])?;
-    }
+    engine::check_output_places(&opts.out_dir, opts.report.as_deref(), &protected)?;
     Ok(plan::Protected::new(protected))
 }
 
@@ -214,7 +194,7 @@ fn plan_jobs(
     mut clashes: std::collections::HashMap<PathBuf, anyhow::Error>,
     report: &mut UpsampleReport,
     observer: &mut dyn UpsampleObserver,
-) -> anyhow::Result<(Vec<inputs::Input>, VecDeque<Job>)> {
+) -> anyhow::Result<(Vec<inputs::Input>, Vec<Job>)> {
     let init_dir = opts.init.as_deref().filter(|p| p.is_dir());
     let mut refused: Vec<(PathBuf, anyhow::Error)> = vec![];
     let mut accepted = vec![];
@@ -229,7 +209,7 @@ fn plan_jobs(
         }
     }
     let mut inputs = vec![];
-    let mut queue = VecDeque::new();
+    let mut queue = vec![];
     let plans = plan::plan(&accepted, opts, &model.sha256);
     for (input, decisions) in accepted.into_iter().zip(plans) {
         let decisions = match decisions {
@@ -248,7 +228,7 @@ fn plan_jobs(
                     observer.skipped(&input.path, &o.png);
                     report.skipped.push(o.png);
                 }
-                Decision::Run(o) => queue.push_back(Job::new(inputs.len(), sample, o)),
+                Decision::Run(o) => queue.push(Job { input: inputs.len(), sample, outputs: o }),
             }
         }
         inputs.push(input);
@@ -273,69 +253,4 @@ fn plan_jobs(
         crate::files::remove_stale_temporaries(crate::files::parent_dir(path), &names)?;
     }
     Ok((inputs, queue))
-}
-
-/// Searches the queued jobs batch by batch; a job that did not converge goes back in the queue
-/// for another attempt while it has restarts left; each finished job's outputs and report entry
-/// are written as soon as it is done. Ctrl-C marks the report interrupted and returns.
-fn search_all(
-    model: &Model,
-    opts: &UpsampleOptions,
-    inputs: &[inputs::Input],
-    mut queue: VecDeque<Job>,
-    report: &mut UpsampleReport,
-    observer: &mut dyn UpsampleObserver,
-    stop: &AtomicBool,
-) -> anyhow::Result<()> {
-    let device = model.device;
-    let fit = model.fit.as_ref().expect("ensured by run").to_device(device);
-    loop {
-        let batch = batch::next_batch(&mut queue, inputs, opts.run.batch_size);
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let names: Vec<String> = batch.iter().map(|j| j.outputs.name()).collect();
-        observer.batch_started(&names, opts.search.total_steps());
-        let seeds: Vec<u64> = batch.iter().map(|j| j.seed(opts, inputs)).collect();
-        let starts = batch
-            .iter()
-            .zip(&seeds)
-            .map(|(j, &seed)| {
-                let tile = opts.search.tile_latent;
-                batch::start(&inputs[j.input], j.attempt, seed, model.layout(), tile, &fit)
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let target = batch::target(&batch, inputs, device);
-        let searched =
-            batches::search_batch(model, &fit, &opts.search, &target, &starts, stop, observer)?;
-        let Some((outcomes, share)) = searched else {
-            report.interrupted = true;
-            return Ok(());
-        };
-        for ((mut job, outcome), seed) in batch.into_iter().zip(outcomes).zip(seeds) {
-            job.seconds += share;
-            job.offer(outcome, seed, opts);
-            if !job.converged() && job.attempt < opts.run.restarts {
-                job.attempt += 1;
-                queue.push_back(job);
-                continue;
-            }
-            let record = outputs::write(model, opts, &inputs[job.input], job)?;
-            observer.finished(&record);
-            report.images.push(record);
-            if let Some(path) = &opts.report {
-                report.write(path)?;
-            }
-        }
-    }
-}
-
-/// Refuses settings that cannot run on this model and device, before anything is read.
-fn check_options(opts: &UpsampleOptions, device: Device, layout: &Layout) -> anyhow::Result<()> {
-    opts.run.check(device)?;
-    if let Some(s) = &opts.shard {
-        super::shard::Shard::new(s.index, s.count)?;
-    }
-    opts.search.check(layout)?;
-    Ok(())
 }

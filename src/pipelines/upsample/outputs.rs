@@ -5,26 +5,23 @@ use super::inputs::Input;
 use super::report::ImageRecord;
 use super::UpsampleOptions;
 use crate::imageio;
-use crate::pulse::search::{SearchOutcome, StepValues};
+use crate::pipelines::engine::Best;
+use crate::pulse::search::StepValues;
 use std::collections::BTreeMap;
 use tch::{Device, Kind, Tensor};
 
-/// The winning search of a job: its outcome, the attempt that found it and that attempt's seed.
-pub(super) struct Best {
-    pub outcome: SearchOutcome,
-    pub attempt: usize,
-    pub seed: u64,
-}
-
-/// Writes the outputs of one finished job and returns its report entry.
+/// Writes the outputs of one finished job (its best attempt, its searches' `seconds`) and
+/// returns its report entry.
 pub(super) fn write(
     model: &crate::model::Model,
     opts: &UpsampleOptions,
     input: &Input,
     job: Job,
+    best: Best,
+    seconds: f64,
 ) -> anyhow::Result<ImageRecord> {
-    let Job { sample, outputs, best, seconds, .. } = job;
-    let Best { outcome, attempt, seed } = best.expect("a finished job has a result");
+    let Job { sample, outputs, .. } = job;
+    let Best { outcome, attempt, seed } = best;
     let (model_sha256, resolution) = (&model.sha256, model.layout().resolution);
     imageio::write_png(&outcome.image, &outputs.png)?;
 

@@ -1,8 +1,10 @@
 //! The JSON report of `upsample --report` (README, "The report"): the settings, the model, one
 //! entry per image and sample with its loss history. It describes the whole output folder: a
 //! resumed run keeps the entries of earlier runs for the images it did not redo.
+use crate::files::as_escaped;
 use crate::files::escaped;
-use serde::{Serialize, Serializer};
+use crate::pipelines::report::Verdict;
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -18,17 +20,17 @@ pub struct UpsampleReport {
     pub shard: Option<crate::pipelines::shard::ShardInfo>,
     /// The input files this run was given (its shard's), accepted or not: what `pulse report
     /// merge` checks every shard accounted for.
-    #[serde(serialize_with = "escaped_paths")]
+    #[serde(serialize_with = "as_escaped::paths")]
     pub assigned: Vec<PathBuf>,
     pub settings: UpsampleSettings,
     pub model: ModelInfo,
     /// This run's images; [`UpsampleReport::to_json`] adds earlier runs' entries.
     pub images: Vec<ImageRecord>,
     pub refused: Vec<RefusedInput>,
-    #[serde(serialize_with = "escaped_paths")]
+    #[serde(serialize_with = "as_escaped::paths")]
     pub skipped: Vec<PathBuf>,
     /// Inputs all of whose samples were finished by an earlier run.
-    #[serde(serialize_with = "escaped_paths")]
+    #[serde(serialize_with = "as_escaped::paths")]
     pub skipped_inputs: Vec<PathBuf>,
     pub interrupted: bool,
     /// Entries of an earlier report at the same path, for images this run has not redone.
@@ -105,7 +107,7 @@ impl UpsampleSettings {
 
 #[derive(Debug, Serialize)]
 pub struct ModelInfo {
-    #[serde(serialize_with = "escaped_path")]
+    #[serde(serialize_with = "as_escaped::path")]
     pub dir: PathBuf,
     pub sha256: String,
     pub resolution: i64,
@@ -113,7 +115,7 @@ pub struct ModelInfo {
 
 #[derive(Debug, Serialize)]
 pub struct RefusedInput {
-    #[serde(serialize_with = "escaped_path")]
+    #[serde(serialize_with = "as_escaped::path")]
     pub input: PathBuf,
     pub error: String,
 }
@@ -121,9 +123,9 @@ pub struct RefusedInput {
 /// One finished image (one sample of one input).
 #[derive(Debug, Clone, Serialize)]
 pub struct ImageRecord {
-    #[serde(serialize_with = "escaped_path")]
+    #[serde(serialize_with = "as_escaped::path")]
     pub input: PathBuf,
-    #[serde(serialize_with = "escaped_paths")]
+    #[serde(serialize_with = "as_escaped::paths")]
     pub outputs: Vec<PathBuf>,
     pub sample: usize,
     /// The seed that drew this image's starting latent and noise (of the winning attempt).
@@ -154,6 +156,11 @@ impl UpsampleReport {
     /// Whether every image in the report converged.
     pub fn all_converged(&self) -> bool {
         self.converged_flags().into_iter().all(|c| c)
+    }
+
+    /// How the run ended; a resumed run's counts the images an earlier run finished too.
+    pub fn verdict(&self) -> Verdict {
+        Verdict::of_run(self.interrupted, !self.refused.is_empty(), !self.all_converged())
     }
 
     fn converged_flags(&self) -> Vec<bool> {
@@ -214,12 +221,4 @@ fn record_key(input: &str, sample: usize) -> String {
 
 fn value_key(v: &serde_json::Value) -> Option<String> {
     Some(record_key(v.get("input")?.as_str()?, v.get("sample")?.as_u64()? as usize))
-}
-
-fn escaped_path<S: Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&escaped(p))
-}
-
-fn escaped_paths<S: Serializer>(paths: &[PathBuf], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(paths.iter().map(|p| escaped(p)))
 }
