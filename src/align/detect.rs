@@ -464,6 +464,36 @@ mod tests {
         Candidate { corners, score, reg: [0.0; 4] }
     }
 
+    /// R-Net and O-Net in batches give what one call on every crop gives.
+    #[test]
+    fn networks_in_batches_are_one_call() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/mtcnn");
+        let mtcnn = Mtcnn::load(&dir, Device::Cpu).unwrap();
+        tch::manual_seed(3);
+        let n = 2 * NET_BATCH + 7;
+        let x24 = Tensor::rand([n, 3, 24, 24], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+        let x48 = Tensor::rand([n, 3, 48, 48], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+        let rnet = |x: &Tensor| {
+            let (a, b) = mtcnn.rnet.forward(x);
+            [a, b]
+        };
+        let onet = |x: &Tensor| {
+            let (a, b, c) = mtcnn.onet.forward(x);
+            [a, b, c]
+        };
+        let close = |a: &Tensor, b: &Tensor| {
+            assert_eq!(a.size(), b.size());
+            let d = (a - b).abs().max().double_value(&[]);
+            assert!(d < 1e-5, "{d}");
+        };
+        for (got, want) in in_batches(&x24, rnet).iter().zip(rnet(&x24).iter()) {
+            close(got, want);
+        }
+        for (got, want) in in_batches(&x48, onet).iter().zip(onet(&x48).iter()) {
+            close(got, want);
+        }
+    }
+
     #[test]
     fn pyramid_matches_facenet_for_a_512_image() {
         // 512 * 0.6 = 307.2 first; stops once the short side would fall under 12 px.
