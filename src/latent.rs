@@ -93,7 +93,7 @@ impl LatentFile {
     /// none (files written before StyleGAN2), `None` when it names an unknown one.
     pub fn architecture(&self) -> Option<Architecture> {
         match self.metadata.get("architecture") {
-            None => Some(Architecture::StyleGan1),
+            None => Some(Architecture::default()),
             Some(name) => Architecture::from_name(name),
         }
     }
@@ -202,7 +202,7 @@ impl LatentFile {
     }
 
     /// Writes the file atomically; the same latent always gives the same bytes.
-    pub fn write(&self, path: &Path) -> Result<(), LatentError> {
+    pub fn write(&self, path: &Path) -> Result<(), crate::weights::WeightError> {
         let mut named: Vec<(String, Tensor)> = vec![("w_plus".into(), self.w_plus.shallow_clone())];
         if let Some(l) = &self.latent {
             named.push(("latent".into(), l.shallow_clone()));
@@ -222,10 +222,6 @@ impl LatentFile {
             path,
             Some(&meta),
         )
-        .map_err(|e| LatentError {
-            path: path.to_path_buf(),
-            reason: format!("cannot write: {}", e.kind),
-        })
     }
 
     /// Checks that this latent fits a generator of `layout`: the same family, its W+ rows and
@@ -282,7 +278,7 @@ impl LatentFile {
                     input.block
                 )));
             }
-            let wants_skip = layout.architecture == Architecture::StyleGan2;
+            let wants_skip = layout.architecture.has_skip();
             if input.skip.is_some() != wants_skip {
                 return Err(err(format!(
                     "ILO state {} an RGB 'skip', which a {} model {}",

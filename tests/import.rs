@@ -17,8 +17,7 @@ mod common;
 
 use common::pickle::{network, values, TfVar, Writer, MARKER};
 use common::{fixture, pulse, s, TestDir};
-use pulse::model::build_synthesis;
-use pulse::stylegan::Mapping;
+use pulse::stylegan::stylegan1::{build_synthesis, Mapping};
 use pulse::weights::{self, SourceFormat, StateDict};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -22,7 +22,7 @@ mod torch_file;
 
 use error::malformed;
 pub use error::{ErrorKind, WeightError};
-pub use source::{load_source, Architecture, Source, SourceFormat};
+pub use source::{load_source, Source, SourceFormat};
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -226,7 +226,8 @@ pub fn save_safetensors(
     path: &Path,
     metadata: Option<&HashMap<String, String>>,
 ) -> Result<(), WeightError> {
-    self::safetensors::save(&sd.entries, path, metadata).map_err(|k| WeightError::new(path, k))
+    self::safetensors::save(&sd.entries, path, metadata)
+        .map_err(|k| WeightError::new(path, ErrorKind::Write(Box::new(k))))
 }
 
 /// Copies a state dict into every variable of `vs`, matched by name (tch joins path
