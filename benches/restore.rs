@@ -5,7 +5,7 @@
 //! docs/performance.md).
 use criterion::{criterion_group, Criterion};
 use pulse::align::{downscale, ffhq, find_faces, DetectConfig, Mtcnn};
-use pulse::pipelines::restore::{enlarge::Enlargement, paste_faces, paste_into};
+use pulse::pipelines::restore::{enlarge::Enlargement, paste_faces, paste_into_owned};
 use std::path::Path;
 use std::time::Duration;
 use tch::Device;
@@ -42,12 +42,12 @@ fn restore(c: &mut Criterion) {
     g.bench_function("paste_1024_x4", |b| {
         b.iter(|| paste_faces(&photo, 4, &[(landmarks, restored.shallow_clone())]).unwrap())
     });
-    // The largest output (8192x8192): enlargement, paste-back in bands and the 8-bit rows a
-    // PNG is written from, as restore does it (peak memory: README, *Restoring photos*).
+    // The largest output (8192x8192): enlargement, paste-back into it and the 8-bit rows a PNG
+    // is written from, as restore does it (peak memory: README, *Restoring photos*).
     g.bench_function("enlarge_paste_1024_x8_rows", |b| {
         b.iter(|| {
             let e = Enlargement::new(&photo, 8).unwrap();
-            let rows = paste_into(&e, &[(landmarks, restored.shallow_clone())]).unwrap();
+            let rows = paste_into_owned(e, &[(landmarks, restored.shallow_clone())]).unwrap();
             let mut buf = vec![0u8; 3 * rows.width()];
             (0..rows.height()).for_each(|y| rows.rgb8(y, &mut buf));
             buf[0]

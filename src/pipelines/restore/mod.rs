@@ -423,7 +423,7 @@ fn prepare(
         drop(photo);
         let plain = enlargement.plain_rows();
         for sample in 0..opts.run.samples {
-            write_outputs(&plain, &plain, sample, &outputs, &made, &mut record)?;
+            write_outputs(&plain, Some(&plain), sample, &outputs, &made, &mut record)?;
         }
         return Ok(Prepared::Done(Box::new(record)));
     }
@@ -609,21 +609,26 @@ fn assemble(opts: &RestoreOptions, mut p: Pending) -> anyhow::Result<PhotoRecord
     let enlargement = Enlargement::new(&photo, opts.upscale)?;
     drop(photo);
     p.record.faces.sort_by_key(|f| (f.face, f.sample));
-    let plain = enlargement.plain_rows();
-    for sample in 0..opts.run.samples {
+    // The last sample is pasted into the enlargement itself (no copy of its rows): the compare
+    // sheets' plain half is kept in 8 bits, all they show of it.
+    let plain = opts.compare.then(|| enlargement.plain_rgb8());
+    let last = opts.run.samples - 1;
+    for sample in 0..last {
         let restored = compose(&enlargement, &p.faces, sample)?;
-        write_outputs(&restored, &plain, sample, &p.outputs, &p.made, &mut p.record)?;
+        write_outputs(&restored, plain.as_ref(), sample, &p.outputs, &p.made, &mut p.record)?;
     }
+    let restored = compose_into(enlargement, &p.faces, last)?;
+    write_outputs(&restored, plain.as_ref(), last, &p.outputs, &p.made, &mut p.record)?;
     p.record.faces_dir = Some(p.outputs.faces_dir.clone());
     p.record.seconds = p.started.elapsed().as_secs_f64();
     Ok(p.record)
 }
 
-/// Writes one sample's restored photo and, where asked, its compare sheet (the plain
-/// enlargement beside it), row by row, each recording how it was made ([`made::KEY`]).
+/// Writes one sample's restored photo and, where asked, its compare sheet (`plain`, the plain
+/// enlargement, beside it), row by row, each recording how it was made ([`made::KEY`]).
 fn write_outputs(
     image: &Rows,
-    plain: &Rows,
+    plain: Option<&Rows>,
     sample: usize,
     outputs: &Outputs,
     made: &Made,
@@ -635,7 +640,7 @@ fn write_outputs(
     let (w, h) = (image.width(), image.height());
     imageio::write_png_rows(path, w, h, &tag, |y, row| image.rgb8(y, row))?;
     record.outputs.push(path.clone());
-    if let Some(cmp) = outputs.compare.get(sample) {
+    if let (Some(cmp), Some(plain)) = (outputs.compare.get(sample), plain) {
         imageio::write_png_rows(cmp, 2 * w, h, &tag, |y, row| {
             let (left, right) = row.split_at_mut(3 * w);
             plain.rgb8(y, left);
@@ -654,9 +659,29 @@ fn compose<'a>(
     faces: &[PendingFace],
     sample: usize,
 ) -> anyhow::Result<Rows<'a>> {
+    let (bounds, draw) = drawing(faces, sample);
+    enlargement.with_patches_by(&bounds, draw)
+}
+
+/// [`compose`] into the enlargement itself, for its last use.
+fn compose_into(
+    enlargement: Enlargement,
+    faces: &[PendingFace],
+    sample: usize,
+) -> anyhow::Result<Rows<'static>> {
+    let (bounds, draw) = drawing(faces, sample);
+    enlargement.into_patched_by(&bounds, draw)
+}
+
+/// The bounds of each group of overlapping faces, and what draws group `k` over a band of its
+/// bounds: each face shrunk once, then sampled band by band over its group's bounds.
+#[allow(clippy::type_complexity)]
+fn drawing(
+    faces: &[PendingFace],
+    sample: usize,
+) -> (Vec<[i64; 4]>, impl FnMut(usize, [i64; 4], &Tensor) -> anyhow::Result<Tensor> + '_) {
     let placements: Vec<Placement> = faces.iter().map(|f| f.placement).collect();
     let groups = paste::overlap_groups(&placements);
-    // Each face shrunk once, then drawn band by band over its group's bounds.
     let shrunk: Vec<Tensor> = faces
         .iter()
         .map(|f| {
@@ -665,13 +690,14 @@ fn compose<'a>(
         })
         .collect();
     let bounds: Vec<[i64; 4]> = groups.iter().map(|(_, b)| *b).collect();
-    enlargement.with_patches_by(&bounds, |k, band| {
+    let draw = move |k: usize, band: [i64; 4], background: &Tensor| {
         let mut canvas = Canvas::new(band);
         for &i in &groups[k].0 {
             canvas.add(&shrunk[i], &faces[i].placement)?;
         }
-        canvas.composite(&enlargement.background(band)?)
-    })
+        canvas.composite(background)
+    };
+    (bounds, draw)
 }
 
 /// Pastes restored faces (`[3,R,R]` each, with the landmarks they were aligned from) into
@@ -691,10 +717,19 @@ pub fn paste_into<'a>(
     enlargement: &'a Enlargement,
     faces: &[(crate::align::Landmarks, Tensor)],
 ) -> anyhow::Result<Rows<'a>> {
+    let pending = pending_faces(enlargement, faces)?;
+    compose(enlargement, &pending, 0)
+}
+
+/// Faces with their landmarks as pending faces of `enlargement`'s photo, each with its result.
+fn pending_faces(
+    enlargement: &Enlargement,
+    faces: &[(crate::align::Landmarks, Tensor)],
+) -> anyhow::Result<Vec<PendingFace>> {
     let upscale = enlargement.factor();
     let rows = enlargement.plain_rows();
     let (h, w) = (rows.height() as i64 / upscale, rows.width() as i64 / upscale);
-    let pending = faces
+    faces
         .iter()
         .map(|(landmarks, image)| {
             let quad = ffhq::quad(landmarks)?;
@@ -706,8 +741,17 @@ pub fn paste_into<'a>(
                 results: vec![Some(image.shallow_clone())],
             })
         })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    compose(enlargement, &pending, 0)
+        .collect()
+}
+
+/// [`paste_into`] the enlargement itself, its last use (what restore does for a photo's last
+/// sample): no copy of its rows.
+pub fn paste_into_owned(
+    enlargement: Enlargement,
+    faces: &[(crate::align::Landmarks, Tensor)],
+) -> anyhow::Result<Rows<'static>> {
+    let pending = pending_faces(&enlargement, faces)?;
+    compose_into(enlargement, &pending, 0)
 }
 
 /// Writes `image` as an 8-bit PNG row by row (restore's way of writing its largest outputs).

@@ -6,6 +6,7 @@ use super::planes::{Planes, Rect};
 use crate::parallel::parallel;
 use crate::pulse::downscale::{keys_cubic, reflect_index as reflect, taps as down_taps};
 use anyhow::{ensure, Result};
+use std::ops::Range;
 
 /// Half-band of `A = D U`: `D`'s 4s taps and `U`'s 4 taps reach 3 low-resolution pixels (4
 /// where the reflected and the repeated edges meet).
@@ -27,6 +28,17 @@ fn up_taps(factor: usize) -> Vec<[f64; 5]> {
             std::array::from_fn(|t| keys_cubic(delta - (t as f64 - 2.0), UP_A))
         })
         .collect()
+}
+
+/// A window of low-resolution values widened by `U` along rows ([`Filters::widened`]), to be
+/// added to the enlarged rows `out`: `wide` holds the window's rows from `first` on, those
+/// rows read.
+#[derive(Debug)]
+pub struct Widened {
+    win: Rect,
+    out: Range<usize>,
+    first: usize,
+    wide: Planes,
 }
 
 /// `y += a x`.
@@ -87,21 +99,24 @@ impl Filters {
 
     /// `x <- x + U(y)` over the window `win` (low-resolution; `y` holds its values), then
     /// clamped to [0,1] if `clamp`.
+    #[cfg(test)]
     pub fn add_enlarged(&self, x: &mut Planes, y: &Planes, win: Rect, clamp: bool) {
-        self.add_columns(x, &[(win, self.widen(y))], clamp);
+        let fix = self.widened(win, y, 0..x.h).expect("the window is in the image");
+        self.add_columns(x, 0, &[fix], clamp);
     }
 
-    /// `U` along rows: every row of `y` enlarged to `s` times its width, one phase at a time
-    /// over the row padded by its edge values (two each side), then interleaved. `U` reads a
-    /// window's values with its indices clamped to the window, which is `U` itself where the
-    /// window's edges are the image's; elsewhere its values have decayed to nothing at the
-    /// window's edge ([`super::margin`]).
-    pub fn widen(&self, y: &Planes) -> Planes {
+    /// `U` along rows, for `y`'s rows `rows` only: every row enlarged to `s` times its width,
+    /// one phase at a time over the row padded by its edge values (two each side), then
+    /// interleaved. `U` reads a window's values with its indices clamped to the window, which
+    /// is `U` itself where the window's edges are the image's; elsewhere its values have
+    /// decayed to nothing at the window's edge ([`super::margin`]).
+    pub fn widen_rows(&self, y: &Planes, rows: Range<usize>) -> Planes {
         let (s, ww) = (self.factor, y.w);
-        let mut wide = Planes::zeros(y.c, y.h, s * ww);
+        let first = rows.start;
+        let mut wide = Planes::zeros(y.c, rows.len(), s * ww);
         let work = wide.data.len() * 4;
         parallel(wide.rows_mut(), work, |(ch, j, row)| {
-            let src = y.row(ch, j);
+            let src = y.row(ch, first + j);
             let mut padded = Vec::with_capacity(ww + 4);
             padded.extend([src[0]; 2]);
             padded.extend_from_slice(src);
@@ -120,30 +135,51 @@ impl Filters {
         wide
     }
 
-    /// `U` along columns for every `(window, widened values)`, added into `x` (each output row
-    /// `s j + q` gets a weighted sum of 4 widened rows), then clamped to [0,1] if `clamp`:
-    /// the windows may overlap, so `x`'s rows are what the threads share out.
-    pub fn add_columns(&self, x: &mut Planes, fixes: &[(Rect, Planes)], clamp: bool) {
+    /// Window `win`'s values `y` widened by `U` along rows, as much of them as the enlarged
+    /// rows `rows` read; `None` when those rows are outside the window.
+    pub fn widened(&self, win: Rect, y: &Planes, rows: Range<usize>) -> Option<Widened> {
+        let s = self.factor;
+        let out = rows.start.max(s * win.y0)..rows.end.min(s * win.y1);
+        if out.is_empty() {
+            return None;
+        }
+        // Row `s j + q` reads window rows `j - 2 ..= j + 2`, clamped to the window.
+        let first = (out.start / s - win.y0).saturating_sub(2);
+        let last = ((out.end - 1) / s - win.y0 + 2).min(win.height() - 1);
+        Some(Widened { win, out, first, wide: self.widen_rows(y, first..last + 1) })
+    }
+
+    /// `U` along columns for every widened window, added into its rows of `x`, which holds the
+    /// enlarged rows from `row0` on (each output row `s j + q` gets a weighted sum of 4 widened rows),
+    /// then clamped to [0,1] if `clamp`: the windows may overlap, so `x`'s rows are what the
+    /// threads share out. Each row's sums and clamps are its own, in the windows' order, so
+    /// the rows of an image come out the same made all at once or a few at a time.
+    pub fn add_columns(&self, x: &mut Planes, row0: usize, fixes: &[Widened], clamp: bool) {
         let s = self.factor;
         // The windows each row of `x` is in.
         let mut covering: Vec<Vec<usize>> = vec![vec![]; x.h];
-        for (k, (win, _)) in fixes.iter().enumerate() {
-            covering[s * win.y0..s * win.y1].iter_mut().for_each(|c| c.push(k));
+        for (k, f) in fixes.iter().enumerate() {
+            let (a, b) = (f.out.start.max(row0), f.out.end.min(row0 + x.h));
+            if a < b {
+                covering[a - row0..b - row0].iter_mut().for_each(|c| c.push(k));
+            }
         }
         let rows: Vec<_> =
             x.rows_mut().into_iter().filter(|(_, r, _)| !covering[*r].is_empty()).collect();
-        let work = fixes.iter().map(|(_, wide)| wide.data.len() * s * 4).sum();
-        parallel(rows, work, |(ch, r, row)| {
-            for (win, wide) in covering[r].iter().map(|&k| &fixes[k]) {
-                let (j, q) = (r / s - win.y0, r % s);
-                let seg = &mut row[s * win.x0..s * win.x1];
+        let work = fixes.iter().map(|f| f.wide.data.len() * s * 4).sum();
+        parallel(rows, work, |(ch, n, row)| {
+            let r = row0 + n;
+            for f in covering[n].iter().map(|&k| &fixes[k]) {
+                let (j, q) = (r / s - f.win.y0, r % s);
+                let seg = &mut row[s * f.win.x0..s * f.win.x1];
                 for (t, &u) in self.up[q].iter().enumerate().filter(|(_, &u)| u != 0.0) {
-                    axpy(seg, u, wide.row(ch, (j + t).saturating_sub(2).min(win.height() - 1)));
+                    let src = (j + t).saturating_sub(2).min(f.win.height() - 1);
+                    axpy(seg, u, f.wide.row(ch, src - f.first));
                 }
             }
             if clamp {
-                for (win, _) in covering[r].iter().map(|&k| &fixes[k]) {
-                    row[s * win.x0..s * win.x1].iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
+                for f in covering[n].iter().map(|&k| &fixes[k]) {
+                    row[s * f.win.x0..s * f.win.x1].iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
                 }
             }
         });

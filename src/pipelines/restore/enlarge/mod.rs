@@ -11,17 +11,18 @@
 //! `A^-1` falls about 64-fold every 4 pixels, so a residual's correction is computed over the
 //! residual's rectangle grown by a few pixels only ([`margin`]), and after the first round only
 //! the tiles where something is left are corrected again: the whole enlarged image is passed
-//! over a few times (`E(x)`, a scan for clamped values, a copy per sample), not once per
-//! round. The filters are plain loops over `f32` slices ([`filters`]) on the CPU, whatever
-//! device searched.
+//! over a few times (`E(x)`, a scan for clamped values, its rows made again for each output),
+//! not once per round. The filters are plain loops over `f32` slices ([`filters`]) on the CPU,
+//! whatever device searched.
 mod filters;
 mod planes;
 mod tiles;
 
 use crate::parallel::parallel_map;
 use anyhow::{ensure, Result};
-use filters::Filters;
+use filters::{Filters, Widened};
 use planes::{Planes, Rect};
+use std::borrow::Cow;
 use tch::Tensor;
 use tiles::Tiles;
 
@@ -57,6 +58,14 @@ fn margin(largest: f64) -> usize {
     m
 }
 
+/// Enlarged rows a round's corrections are widened for at a time ([`Enlargement::add_round`]):
+/// widening them all at once took several times the photo's size in the output's width.
+const CHUNK_ROWS: usize = 256;
+
+/// The corrections of one projection round: each window (photo pixels) with `A^-1` of the
+/// residual it corrects (before `U`).
+type Round = Vec<(Rect, Planes)>;
+
 /// One photo and its plain enlargement `E(x)` (projected onto [0,1] like every result), from
 /// which restored photos are made by pasting faces over it ([`Enlargement::with_patches`]).
 #[derive(Debug)]
@@ -86,9 +95,9 @@ impl Enlargement {
         let filters = Filters::new(factor);
         let all = Rect::all(photo.h, photo.w);
         let mut plain = Planes::zeros(photo.c, photo.h * factor, photo.w * factor);
-        let y = filters.solve(&photo)?;
-        filters.add_enlarged(&mut plain, &y, all, true);
         let mut this = Self { filters, factor, photo, plain: Planes::zeros(0, 0, 0) };
+        let y = this.filters.solve(&this.photo)?;
+        this.add_round(&mut plain, &[(all, y)]);
         // `E(x)` downscales to `x` but where the clamp cut it: the rounds start there.
         let mut everywhere = Tiles::new(TILE, this.photo.h, this.photo.w);
         everywhere.add_rect(all);
@@ -109,20 +118,46 @@ impl Enlargement {
 
     /// The plain enlargement, read row by row (no copy).
     pub fn plain_rows(&self) -> Rows<'_> {
-        Rows { plain: &self.plain, bands: vec![] }
+        Rows { base: Base::Float(Cow::Borrowed(&self.plain)), bands: vec![] }
     }
 
-    /// The plain enlargement's pixels within `bounds` (`[x0, y0, x1, y1]`, output pixels,
-    /// exclusive ends): what a patch is composited over.
-    pub fn background(&self, bounds: [i64; 4]) -> Result<Tensor> {
-        Ok(self.plain.crop(self.output_rect(bounds)?).to_tensor())
+    /// The plain enlargement in 8 bits, as [`Rows::rgb8`] gives it (a quarter of its size as
+    /// floats): what a compare sheet shows beside the photo pasted into the enlargement itself
+    /// ([`Enlargement::into_patched_by`]).
+    pub fn plain_rgb8(&self) -> Rows<'static> {
+        let (w, h) = (self.plain.w, self.plain.h);
+        let mut data = vec![0u8; 3 * w * h];
+        let plain = self.plain_rows();
+        for (y, row) in data.chunks_mut(3 * w).enumerate() {
+            plain.rgb8(y, row);
+        }
+        Rows { base: Base::Bytes { w, h, data }, bands: vec![] }
+    }
+
+    /// `x <- clamp(x + U(values))` for every `(window, values)` of `round`, [`CHUNK_ROWS`] rows
+    /// of `x` at a time, so that what `U` widens stays small (a row's sums and clamps are its
+    /// own: the result is the same).
+    fn add_round(&self, x: &mut Planes, round: &[(Rect, Planes)]) {
+        for a in (0..x.h).step_by(CHUNK_ROWS) {
+            let rows = a..(a + CHUNK_ROWS).min(x.h);
+            let work = rows.len() * x.w * x.c * 4;
+            let widened: Vec<Widened> = parallel_map(round, work, |(win, values)| {
+                self.filters.widened(*win, values, rows.clone())
+            })
+            .into_iter()
+            .flatten()
+            .collect();
+            if !widened.is_empty() {
+                self.filters.add_columns(x, 0, &widened, true);
+            }
+        }
     }
 
     /// The plain enlargement with each patch (`[3,h,w]`, values in [0,1]) in place of its
     /// pixels at its bounds, then corrected so that it downscales to the photo again.
     pub fn with_patches(&self, patches: &[(Tensor, [i64; 4])]) -> Result<Rows<'_>> {
         let bounds: Vec<[i64; 4]> = patches.iter().map(|(_, b)| *b).collect();
-        self.with_patches_by(&bounds, |k, band| {
+        self.with_patches_by(&bounds, |k, band, _| {
             let [_, y0, _, y1] = patches[k].1;
             debug_assert!(band[1] >= y0 && band[3] <= y1);
             Ok(patches[k].0.narrow(1, band[1] - y0, band[3] - band[1]))
@@ -130,18 +165,50 @@ impl Enlargement {
     }
 
     /// [`Enlargement::with_patches`] with each patch drawn in bands of at most [`PATCH_ROWS`]
-    /// rows: `draw(k, band)` gives patch `k`'s pixels over `band` (`[x0, y0, x1, y1]`, the
-    /// patch's columns, some of its rows), so a face as large as an 8192-pixel photo is never
-    /// held whole in any form besides the result.
+    /// rows: `draw(k, band, background)` gives patch `k`'s pixels over `band` (`[x0, y0, x1,
+    /// y1]`, the patch's columns, some of its rows) from the plain enlargement's pixels there
+    /// (`[3,h,w]`), so a face as large as an 8192-pixel photo is never held whole in any form
+    /// besides the result. Bounds must not overlap. The rows changed are copies, in bands
+    /// around the patches: the enlargement stays as it is, for the next sample.
     pub fn with_patches_by(
         &self,
         bounds: &[[i64; 4]],
-        mut draw: impl FnMut(usize, [i64; 4]) -> Result<Tensor>,
+        mut draw: impl FnMut(usize, [i64; 4], &Tensor) -> Result<Tensor>,
     ) -> Result<Rows<'_>> {
+        let (rects, regions) = self.regions(bounds)?;
+        let mut bands = vec![];
+        for (y0, y1) in bands_of(&regions, self.photo.h) {
+            let s = self.factor;
+            let mut r = self.plain.crop(Rect { y0: s * y0, x0: 0, y1: s * y1, x1: self.plain.w });
+            self.patch_band(&mut r, (y0, y1), &rects, &regions, bounds, &mut draw)?;
+            bands.push((s * y0, r));
+        }
+        Ok(Rows { base: Base::Float(Cow::Borrowed(&self.plain)), bands })
+    }
+
+    /// [`Enlargement::with_patches_by`] into the enlargement itself, which it consumes: no
+    /// copy of any rows (an 8192-pixel photo whose face fills it needed a second 0.8 GB). It
+    /// projects the whole photo at once, which gives the bands' pixels to the bit: tiles outside
+    /// every patch's reach are never measured or corrected, and the bands hold everything that
+    /// their rounds measure or correct.
+    pub fn into_patched_by(
+        self,
+        bounds: &[[i64; 4]],
+        mut draw: impl FnMut(usize, [i64; 4], &Tensor) -> Result<Tensor>,
+    ) -> Result<Rows<'static>> {
+        let (rects, regions) = self.regions(bounds)?;
+        let Self { filters, factor, photo, mut plain } = self;
+        let this = Self { filters, factor, photo, plain: Planes::zeros(0, 0, 0) };
+        let rows = (0, this.photo.h);
+        this.patch_band(&mut plain, rows, &rects, &regions, bounds, &mut draw)?;
+        Ok(Rows { base: Base::Float(Cow::Owned(plain)), bands: vec![] })
+    }
+
+    /// The bounds as rectangles of the enlarged photo, and the photo pixels whose `D` reads
+    /// each (it reaches 2 pixels; reflection at the edges reads no further than that).
+    fn regions(&self, bounds: &[[i64; 4]]) -> Result<(Vec<Rect>, Vec<Rect>)> {
         let (s, h, w) = (self.factor, self.photo.h, self.photo.w);
         let rects = bounds.iter().map(|b| self.output_rect(*b)).collect::<Result<Vec<_>>>()?;
-        // The photo pixels whose `D` reads each patch (it reaches 2 pixels; reflection at the
-        // edges reads no further than that).
         let regions: Vec<Rect> = rects
             .iter()
             .map(|r| {
@@ -150,47 +217,62 @@ impl Enlargement {
                 low.grow(3, h, w)
             })
             .collect();
-        let mut bands = vec![];
-        for (y0, y1) in bands_of(&regions, h) {
-            // The band is a photo of its own: its top and bottom are at least BAND_MARGIN
-            // photo rows from anything measured or corrected (or are the photo's own edges),
-            // and start on a tile, so its rounds are the whole photo's rounds there.
-            let sub = Self {
-                filters: self.filters.clone(),
-                factor: s,
-                photo: self.photo.crop(Rect { y0, x0: 0, y1, x1: w }),
-                plain: Planes::zeros(0, 0, 0),
-            };
-            let mut r = self.plain.crop(Rect { y0: s * y0, x0: 0, y1: s * y1, x1: self.plain.w });
-            let mut reach = Tiles::new(TILE, y1 - y0, w);
-            for (k, (rect, region)) in rects.iter().zip(&regions).enumerate() {
-                if region.y0 < y0 || region.y1 > y1 {
-                    continue;
-                }
-                for y in (rect.y0..rect.y1).step_by(PATCH_ROWS) {
-                    let part = Rect { y0: y, y1: (y + PATCH_ROWS).min(rect.y1), ..*rect };
-                    let [a, b, c, d] = [part.x0, part.y0, part.x1, part.y1].map(|v| v as i64);
-                    let patch = Planes::from_tensor(&draw(k, [a, b, c, d])?)?;
-                    ensure!(
-                        (patch.c, patch.h, patch.w) == (r.c, part.height(), part.width()),
-                        "a {}x{} patch does not fit its bounds {:?}",
-                        patch.w,
-                        patch.h,
-                        bounds[k]
-                    );
-                    r.paste(&patch, part.y0 - s * y0, part.x0);
-                }
-                reach.add_rect(Rect { y0: region.y0 - y0, y1: region.y1 - y0, ..*region });
+        Ok((rects, regions))
+    }
+
+    /// Draws the patches whose regions lie in photo rows `[y0, y1)` into `r` (those rows of
+    /// the plain enlargement) and projects it. The band is a photo of its own: its top and
+    /// bottom are at least [`BAND_MARGIN`] photo rows from anything measured or corrected (or
+    /// are the photo's own edges), and start on a tile, so its rounds are the whole photo's
+    /// rounds there.
+    fn patch_band(
+        &self,
+        r: &mut Planes,
+        (y0, y1): (usize, usize),
+        rects: &[Rect],
+        regions: &[Rect],
+        bounds: &[[i64; 4]],
+        draw: &mut impl FnMut(usize, [i64; 4], &Tensor) -> Result<Tensor>,
+    ) -> Result<()> {
+        let (s, w) = (self.factor, self.photo.w);
+        let mut reach = Tiles::new(TILE, y1 - y0, w);
+        for (k, (rect, region)) in rects.iter().zip(regions).enumerate() {
+            if region.y0 < y0 || region.y1 > y1 {
+                continue;
             }
-            sub.project(&mut r, &reach, reach.clone())?;
-            bands.push((s * y0, r));
+            for y in (rect.y0..rect.y1).step_by(PATCH_ROWS) {
+                let part = Rect { y0: y, y1: (y + PATCH_ROWS).min(rect.y1), ..*rect };
+                let local = Rect { y0: part.y0 - s * y0, y1: part.y1 - s * y0, ..part };
+                // Not pasted over yet: the bounds do not overlap.
+                let background = r.crop(local).to_tensor();
+                let [a, b, c, d] = [part.x0, part.y0, part.x1, part.y1].map(|v| v as i64);
+                let patch = Planes::from_tensor(&draw(k, [a, b, c, d], &background)?)?;
+                ensure!(
+                    (patch.c, patch.h, patch.w) == (r.c, part.height(), part.width()),
+                    "a {}x{} patch does not fit its bounds {:?}",
+                    patch.w,
+                    patch.h,
+                    bounds[k]
+                );
+                r.paste(&patch, local.y0, part.x0);
+            }
+            reach.add_rect(Rect { y0: region.y0 - y0, y1: region.y1 - y0, ..*region });
         }
-        Ok(Rows { plain: &self.plain, bands })
+        if (y0, y1) == (0, self.photo.h) {
+            return self.project(r, &reach, reach.clone());
+        }
+        let sub = Self {
+            filters: self.filters.clone(),
+            factor: s,
+            photo: self.photo.crop(Rect { y0, x0: 0, y1, x1: w }),
+            plain: Planes::zeros(0, 0, 0),
+        };
+        sub.project(r, &reach, reach.clone())
     }
 
     /// `bounds` as a rectangle of the enlarged photo, checked.
     fn output_rect(&self, [x0, y0, x1, y1]: [i64; 4]) -> Result<Rect> {
-        let (h, w) = (self.plain.h as i64, self.plain.w as i64);
+        let (h, w) = ((self.factor * self.photo.h) as i64, (self.factor * self.photo.w) as i64);
         ensure!(
             0 <= x0 && x0 < x1 && x1 <= w && 0 <= y0 && y0 < y1 && y1 <= h,
             "the bounds {:?} are not inside the {w}x{h} enlargement",
@@ -224,10 +306,10 @@ impl Enlargement {
             if off.is_empty() {
                 break;
             }
-            let fixes = self.corrections(&residual, &off)?;
-            self.filters.add_columns(r, &fixes, true);
+            let round = self.corrections(&residual, &off)?;
+            self.add_round(r, &round);
             todo = Tiles::new(TILE, h, w);
-            for (win, _) in &fixes {
+            for (win, _) in &round {
                 // `D` reaches 2 pixels past what changed.
                 todo.add_rect(win.grow(2, h, w));
             }
@@ -280,9 +362,9 @@ impl Enlargement {
     }
 
     /// The correction of the residual on the tiles of `off`: for each of the disjoint
-    /// rectangles covering them, its window and `A^-1` of its residual widened by `U` (so their
-    /// sum is the correction of the whole residual there).
-    fn corrections(&self, residual: &Planes, off: &Tiles) -> Result<Vec<(Rect, Planes)>> {
+    /// rectangles covering them, its window and `A^-1` of its residual (so the sum of their
+    /// `U` is the correction of the whole residual there).
+    fn corrections(&self, residual: &Planes, off: &Tiles) -> Result<Round> {
         let (h, w) = (self.photo.h, self.photo.w);
         let rects = off.cover();
         parallel_map(&rects, work(&rects, residual.c), |rect| {
@@ -291,55 +373,79 @@ impl Enlargement {
             let win = rect.grow(margin(largest as f64), h, w);
             let mut padded = Planes::zeros(res.c, win.height(), win.width());
             padded.paste(&res, rect.y0 - win.y0, rect.x0 - win.x0);
-            Ok((win, self.filters.widen(&self.filters.solve(&padded)?)))
+            Ok((win, self.filters.solve(&padded)?))
         })
         .into_iter()
         .collect()
     }
 }
 
-/// An enlarged photo read row by row: the plain enlargement, but for the bands of rows a
-/// paste-back changed (`(first row, rows)`, disjoint), so a restored photo never needs a second
-/// whole copy of the enlargement.
+/// An enlarged photo read row by row: the plain enlargement (or the photo pasted into it), but
+/// for the bands of rows a paste-back changed (`(first row, rows)`, disjoint), so a restored
+/// photo never needs a second whole copy of the enlargement.
 #[derive(Debug)]
 pub struct Rows<'a> {
-    plain: &'a Planes,
+    base: Base<'a>,
     bands: Vec<(usize, Planes)>,
+}
+
+/// What [`Rows`] reads outside its bands.
+#[derive(Debug)]
+enum Base<'a> {
+    Float(Cow<'a, Planes>),
+    /// RGB, interleaved, row by row.
+    Bytes {
+        w: usize,
+        h: usize,
+        data: Vec<u8>,
+    },
 }
 
 impl Rows<'_> {
     pub fn width(&self) -> usize {
-        self.plain.w
+        match &self.base {
+            Base::Float(p) => p.w,
+            Base::Bytes { w, .. } => *w,
+        }
     }
 
     pub fn height(&self) -> usize {
-        self.plain.h
-    }
-
-    /// Row `y` of channel `ch`.
-    pub fn row(&self, ch: usize, y: usize) -> &[f32] {
-        for (y0, band) in &self.bands {
-            if (*y0..y0 + band.h).contains(&y) {
-                return band.row(ch, y - y0);
-            }
+        match &self.base {
+            Base::Float(p) => p.h,
+            Base::Bytes { h, .. } => *h,
         }
-        self.plain.row(ch, y)
     }
 
     /// Row `y` in 8 bits, RGB interleaved, into `out` (`3 * width` bytes), rounded as
     /// [`crate::imageio::write_png`] rounds a tensor (ties to even; NaN as 0).
     pub fn rgb8(&self, y: usize, out: &mut [u8]) {
-        for ch in 0..self.plain.c.min(3) {
-            for (o, v) in out.iter_mut().skip(ch).step_by(3).zip(self.row(ch, y)) {
-                let v = if v.is_nan() { 0.0 } else { (v * 255.0).round_ties_even() };
-                *o = v.clamp(0.0, 255.0) as u8;
+        let write = |planes: &Planes, row: usize, out: &mut [u8]| {
+            for ch in 0..planes.c.min(3) {
+                for (o, v) in out.iter_mut().skip(ch).step_by(3).zip(planes.row(ch, row)) {
+                    let v = if v.is_nan() { 0.0 } else { (v * 255.0).round_ties_even() };
+                    *o = v.clamp(0.0, 255.0) as u8;
+                }
             }
+        };
+        if let Some((y0, band)) = self.bands.iter().find(|(y0, b)| (*y0..y0 + b.h).contains(&y)) {
+            return write(band, y - y0, out);
+        }
+        match &self.base {
+            Base::Float(plain) => write(plain, y, out),
+            Base::Bytes { w, data, .. } => out.copy_from_slice(&data[3 * w * y..3 * w * (y + 1)]),
         }
     }
 
     /// The image as a `[C,H,W]` tensor on the CPU (a whole copy: for tests and small images).
     pub fn to_tensor(&self) -> Tensor {
-        let mut whole = self.plain.clone();
+        let mut whole = match &self.base {
+            Base::Float(p) => p.clone().into_owned(),
+            Base::Bytes { w, h, data } => {
+                let t = Tensor::from_slice(data).view([*h as i64, *w as i64, 3]);
+                Planes::from_tensor(&(t.permute([2, 0, 1]).to_kind(tch::Kind::Float) / 255.0))
+                    .expect("a [3,H,W] tensor")
+            }
+        };
         for (y0, band) in &self.bands {
             whole.paste(band, *y0, 0);
         }
@@ -453,7 +559,7 @@ mod tests {
         );
         let banded = banded.to_tensor();
         // The same patches and rounds over the whole photo.
-        let mut whole = e.plain.clone();
+        let mut whole = Planes::from_tensor(&e.plain()).unwrap();
         let mut reach = Tiles::new(TILE, 240, 48);
         for (patch, [x0, y0, x1, y1]) in &patches {
             whole.paste(&Planes::from_tensor(patch).unwrap(), *y0 as usize, *x0 as usize);
@@ -468,6 +574,33 @@ mod tests {
         e.project(&mut whole, &reach, reach.clone()).unwrap();
         let diff = (banded - whole.to_tensor()).abs().max().double_value(&[]);
         assert!(diff < 1e-6, "{diff}");
+    }
+
+    /// Patches pasted into the enlargement itself, projected over the whole photo at once, give
+    /// the banded copies' pixels to the bit, with one band or several, and with a patch at the
+    /// photo's edge.
+    #[test]
+    fn patched_in_place_is_patched_in_bands() {
+        let x = photo(240, 48, 8);
+        let _ = x.narrow(1, 100, 10).narrow(2, 5, 30).fill_(0.0);
+        let (a, b, c) = (photo(24, 40, 9), photo(30, 36, 10), photo(20, 16, 11));
+        let far = vec![(a.shallow_clone(), [10, 20, 50, 44]), (b, [40, 400, 76, 430])];
+        let near = vec![(a, [10, 180, 50, 204]), (c, [80, 460, 96, 480])];
+        for patches in [far, near] {
+            let e = Enlargement::new(&x, 2).unwrap();
+            let banded = e.with_patches(&patches).unwrap();
+            assert!(!banded.bands.is_empty());
+            let banded = banded.to_tensor();
+            let bounds: Vec<[i64; 4]> = patches.iter().map(|(_, b)| *b).collect();
+            let in_place = e
+                .into_patched_by(&bounds, |k, band, _| {
+                    let [_, y0, _, _] = patches[k].1;
+                    Ok(patches[k].0.narrow(1, band[1] - y0, band[3] - band[1]))
+                })
+                .unwrap()
+                .to_tensor();
+            assert!(in_place.equal(&banded), "{}", (in_place - banded).abs().max());
+        }
     }
 
     /// A photo with hard black and white edges, where the clamp matters: the rounds on the
