@@ -6,9 +6,8 @@
 use criterion::{criterion_group, BenchmarkId, Criterion};
 use pulse::pulse::search::{search, SearchConfig, Start};
 use pulse::pulse::{Downscaler, GaussianFit, LossTarget};
-use pulse::stylegan::{
-    stylegan2, Layout, Mapping, Synthesis, SynthesisConfig, SynthesisNetwork, LATENT_DIM,
-};
+use pulse::stylegan::stylegan1::{Mapping, Synthesis, SynthesisConfig};
+use pulse::stylegan::{stylegan2, Layout, SynthesisNetwork, LATENT_DIM};
 use std::path::Path;
 use std::time::Duration;
 use tch::{nn, Device, Kind, Tensor};
@@ -19,8 +18,8 @@ fn networks() -> Vec<(&'static str, Net, Vec<nn::VarStore>)> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/synthesis_128_c32.pt");
     let mut nets = vec![];
     if let Ok(sd) = pulse::weights::load(&path) {
-        let (s, vs) =
-            pulse::model::build_synthesis(&sd, &path, Device::Cpu).expect("fixture network");
+        let (s, vs) = pulse::stylegan::stylegan1::build_synthesis(&sd, &path, Device::Cpu)
+            .expect("fixture network");
         nets.push(("small-128", Box::new(s) as Net, vec![vs]));
     }
     let (s, vs) = Synthesis::random(&SynthesisConfig::ffhq(), Device::Cpu, 0);
@@ -59,7 +58,7 @@ fn synthesis(c: &mut Criterion) {
             image: Tensor::rand([1, 3, 32, 32], (Kind::Float, Device::Cpu)),
             weight: None,
         };
-        let config = SearchConfig { steps: 1, ..SearchConfig::for_layout(net.layout()) };
+        let config = SearchConfig { steps: 1, ..SearchConfig::default() };
         g.bench_function(BenchmarkId::new("pulse_step", name), |b| {
             b.iter(|| {
                 let start = Start::random(5, net.layout(), false);

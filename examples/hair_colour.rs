@@ -102,7 +102,7 @@ pub fn run(opts: &Options, log: &mut dyn FnMut(&str)) -> anyhow::Result<Outputs>
         std::fs::create_dir_all(opts.out.join(dir))
             .with_context(|| format!("{}: cannot create", opts.out.display()))?;
     }
-    let search = SearchConfig { steps: opts.steps, ..SearchConfig::for_layout(model.layout()) };
+    let search = SearchConfig { steps: opts.steps, ..SearchConfig::default() };
 
     // 1. Targets: hair in each colour; skin and background sampled from the reference face.
     let regions = imageio::read_target(&opts.regions, imageio::MAX_SIDE)?;

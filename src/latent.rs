@@ -93,7 +93,7 @@ impl LatentFile {
     /// none (files written before StyleGAN2), `None` when it names an unknown one.
     pub fn architecture(&self) -> Option<Architecture> {
         match self.metadata.get("architecture") {
-            None => Some(Architecture::StyleGan1),
+            None => Some(Architecture::default()),
             Some(name) => Architecture::from_name(name),
         }
     }
@@ -282,7 +282,7 @@ impl LatentFile {
                     input.block
                 )));
             }
-            let wants_skip = layout.architecture == Architecture::StyleGan2;
+            let wants_skip = layout.architecture.has_skip();
             if input.skip.is_some() != wants_skip {
                 return Err(err(format!(
                     "ILO state {} an RGB 'skip', which a {} model {}",

@@ -2,10 +2,7 @@
 //! `gaussian_fit.{pt,safetensors}` (each optional), and `model.json`, whose `architecture` names
 //! the generator family (without it, the synthesis file's keys tell). See models/README.md.
 use crate::pulse::GaussianFit;
-use crate::stylegan::{
-    stylegan2, Architecture, Layout, Mapping, MappingNetwork, Synthesis, SynthesisConfig,
-    SynthesisNetwork, LATENT_DIM,
-};
+use crate::stylegan::{Architecture, Layout, MappingNetwork, SynthesisNetwork, LATENT_DIM};
 use crate::weights::{self, StateDict};
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
@@ -78,11 +75,8 @@ impl Model {
             info.check_file(&synth_path, &sha256)?;
         }
         let sd = weights::load(&synth_path)?;
-        let architecture = match crate::model_info::read_architecture(dir)? {
-            Some(a) => a,
-            None => architecture_of(&sd),
-        };
-        let (synthesis, synth_vs) = build_network(&sd, &synth_path, architecture, device)?;
+        let architecture = architecture(dir, &sd)?;
+        let (synthesis, synth_vs) = architecture.build_synthesis(&sd, &synth_path, device)?;
         let mut stores = vec![synth_vs];
         let mut files = vec![synth_path];
         let mapping = match find_file(dir, "mapping") {
@@ -93,7 +87,7 @@ impl Model {
                     info.check_file(&path, &sha)?;
                 }
                 let (mapping, vs) =
-                    build_mapping(&weights::load(&path)?, &path, architecture, device)?;
+                    architecture.build_mapping(&weights::load(&path)?, &path, device)?;
                 stores.push(vs);
                 files.push(path);
                 Some(mapping)
@@ -202,88 +196,12 @@ pub fn save_fit(
     Ok(path)
 }
 
-/// Builds the StyleGAN (v1) synthesis network whose shape the state dict describes.
-pub fn build_synthesis(
-    sd: &StateDict,
-    path: &Path,
-    device: Device,
-) -> anyhow::Result<(Synthesis, nn::VarStore)> {
-    let config = SynthesisConfig::from_shapes(sd.iter().map(|(k, t)| (k, t.size())))
-        .with_context(|| format!("{}: not a StyleGAN synthesis network", path.display()))?;
-    let mut vs = nn::VarStore::new(device);
-    let mut synthesis = Synthesis::new(vs.root(), &config);
-    weights::load_into(&mut vs, sd)?;
-    vs.freeze();
-    synthesis.prepare();
-    Ok((synthesis, vs))
-}
-
-/// The family the synthesis weights belong to, by their keys: StyleGAN2's have
-/// `synthesis.b4.const`.
-pub fn architecture_of(sd: &StateDict) -> Architecture {
-    if sd.get(stylegan2::MARKER_KEY).is_some() {
-        Architecture::StyleGan2
-    } else {
-        Architecture::StyleGan1
-    }
-}
-
-/// Builds the synthesis network of family `architecture` whose shape the state dict describes.
-pub fn build_network(
-    sd: &StateDict,
-    path: &Path,
-    architecture: Architecture,
-    device: Device,
-) -> anyhow::Result<(Box<dyn SynthesisNetwork>, nn::VarStore)> {
-    Ok(match architecture {
-        Architecture::StyleGan1 => {
-            let (s, vs) = build_synthesis(sd, path, device)?;
-            (Box::new(s), vs)
-        }
-        Architecture::StyleGan2 => {
-            let config =
-                stylegan2::SynthesisConfig::from_shapes(sd.iter().map(|(k, t)| (k, t.size())))
-                    .with_context(|| {
-                        format!("{}: not a StyleGAN2 synthesis network", path.display())
-                    })?;
-            let mut vs = nn::VarStore::new(device);
-            let mut synthesis = stylegan2::Synthesis::new(vs.root(), &config);
-            weights::load_into(&mut vs, sd)?;
-            vs.freeze();
-            synthesis.prepare();
-            (Box::new(synthesis), vs)
-        }
-    })
-}
-
-/// Builds the mapping network of family `architecture` from its state dict.
-pub fn build_mapping(
-    sd: &StateDict,
-    path: &Path,
-    architecture: Architecture,
-    device: Device,
-) -> anyhow::Result<(Box<dyn MappingNetwork>, nn::VarStore)> {
-    let mut vs = nn::VarStore::new(device);
-    Ok(match architecture {
-        Architecture::StyleGan1 => {
-            let mut mapping = Mapping::new(vs.root());
-            weights::load_into(&mut vs, sd)?;
-            vs.freeze();
-            mapping.prepare();
-            (Box::new(mapping), vs)
-        }
-        Architecture::StyleGan2 => {
-            let config =
-                stylegan2::MappingConfig::from_shapes(sd.iter().map(|(k, t)| (k, t.size())))
-                    .with_context(|| {
-                        format!("{}: not a StyleGAN2 mapping network", path.display())
-                    })?;
-            let mut mapping = stylegan2::Mapping::new(vs.root(), &config);
-            weights::load_into(&mut vs, sd)?;
-            vs.freeze();
-            mapping.prepare();
-            (Box::new(mapping), vs)
-        }
+/// The family of a model folder's generator: what `model.json` records, else what the keys of
+/// its synthesis weights `synthesis` say.
+pub fn architecture(dir: &Path, synthesis: &StateDict) -> anyhow::Result<Architecture> {
+    Ok(match crate::model_info::read_architecture(dir)? {
+        Some(a) => a,
+        None => Architecture::of_synthesis(synthesis),
     })
 }
 

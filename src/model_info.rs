@@ -2,7 +2,7 @@
 //! the weights are (family, resolution, parameter counts), where they came from, under which
 //! licence, and the sha256 of every file pulse wrote there. Read and written only here
 //! (models/README.md describes the fields).
-use crate::weights::Architecture;
+use crate::stylegan::Architecture;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

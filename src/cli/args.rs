@@ -382,7 +382,8 @@ pub struct GenerateArgs {
     /// Seed of the faces (face k draws from the seed and k).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Truncation psi on layers 0..7 (1 = none).
+    /// Truncation psi (1 = none): on layers 0..7 of a StyleGAN (v1), on every layer of a
+    /// StyleGAN2.
     #[arg(long, default_value = "0.7", value_parser = finite, allow_negative_numbers = true)]
     pub truncation: f64,
     /// Number of faces.

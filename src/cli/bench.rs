@@ -21,14 +21,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<Exit> {
         tch::set_num_threads(a.threads);
     }
     // `auto` sizes from the FFHQ estimate even with --model: conservative for smaller networks.
-    let ffhq = match a.architecture {
-        pulse::stylegan::Architecture::StyleGan1 => {
-            pulse::stylegan::SynthesisConfig::ffhq().layout()
-        }
-        pulse::stylegan::Architecture::StyleGan2 => {
-            pulse::stylegan::stylegan2::SynthesisConfig::ffhq().layout()
-        }
-    };
+    let ffhq = a.architecture.ffhq_layout();
     let batch_size = super::commands::batch_size(a.batch_size, &ffhq, device, a.precision);
     let opts = BenchOptions {
         device,

@@ -216,11 +216,11 @@ pub(super) fn search_config(
         eps: a.eps,
         noise: a.noise.unwrap_or(defaults.noise),
         trainable_noise: a.trainable_noise.unwrap_or(defaults.trainable_noise),
-        bad_noise_layers: match (&a.bad_noise_layers, ilo) {
+        bad_noise_layers: Some(match (&a.bad_noise_layers, ilo) {
             (Some(list), _) => list.0.clone(),
             (None, true) => vec![],
             (None, false) => layout.default_bad_noise.clone(),
-        },
+        }),
         tile_latent: a.tile_latent,
         keep_intermediate: a.save_intermediate,
         keep_final: false,

@@ -156,11 +156,11 @@ fn search_config(a: &EvalArgs, method: Method, layout: &pulse::stylegan::Layout)
         eps: a.eps,
         noise: if ilo { defaults.noise } else { a.noise },
         trainable_noise: if ilo { defaults.trainable_noise } else { a.trainable_noise },
-        bad_noise_layers: match (&a.bad_noise_layers, ilo) {
+        bad_noise_layers: Some(match (&a.bad_noise_layers, ilo) {
             (_, true) => vec![],
             (Some(list), false) => list.0.clone(),
             (None, false) => layout.default_bad_noise.clone(),
-        },
+        }),
         tile_latent: pulse_only(a.tile_latent),
         keep_intermediate: false,
         keep_final: false,

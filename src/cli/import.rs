@@ -171,10 +171,7 @@ fn print_report(r: &ImportReport, quiet: bool) {
         counts.push(count_text("TensorFlow Gs trainables", t));
     }
     let arch = if r.ffhq_architecture { "FFHQ architecture" } else { "not FFHQ's architecture" };
-    let family = match r.architecture {
-        pulse::weights::Architecture::StyleGan1 => "StyleGAN",
-        pulse::weights::Architecture::StyleGan2 => "StyleGAN2",
-    };
+    let family = r.architecture.title();
     eprintln!(
         "pulse: {family} {}x{} network ({arch}); parameters: {}",
         r.resolution,

@@ -156,10 +156,20 @@ impl FolderCheck {
         }
     }
 
-    /// `model.json`'s `architecture`; a folder without one is StyleGAN (v1), the only family
-    /// older folders can hold.
-    fn architecture(&self) -> String {
-        self.meta_str("architecture").unwrap_or_else(|| "stylegan1".into())
+    /// The generator's family as commands see it: the loaded model's, else `model.json`'s
+    /// record, else what the synthesis file's keys say.
+    fn architecture(&self, loaded: Option<&anyhow::Result<Model>>) -> String {
+        if let Some(Ok(model)) = loaded {
+            return model.architecture().to_string();
+        }
+        if let Some(recorded) = self.meta_str("architecture") {
+            return recorded;
+        }
+        let sd = self.synthesis.as_deref().map(pulse::weights::load);
+        match sd {
+            Some(Ok(sd)) => pulse::stylegan::Architecture::of_synthesis(&sd).to_string(),
+            _ => "family unknown".into(),
+        }
     }
 
     fn meta_str(&self, field: &str) -> Option<String> {
@@ -213,7 +223,7 @@ impl FolderCheck {
         }
         let resolution =
             self.meta_str("resolution").map(|r| format!(", {r}x{r}")).unwrap_or_default();
-        line(format!("  {shown} ({found_as}): {}{resolution}", self.architecture()));
+        line(format!("  {shown} ({found_as}): {}{resolution}", self.architecture(loaded)));
         let licence = match (&self.meta, &self.meta_error) {
             (Some(_), _) => {
                 self.meta_str("licence").unwrap_or_else(|| "not recorded in model.json".into())

@@ -48,7 +48,7 @@ pub fn search_bytes_per_image(config: &Layout) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stylegan::SynthesisConfig;
+    use crate::stylegan::stylegan1::SynthesisConfig;
 
     /// The CPU never batches automatically, and the FFHQ estimate stays above what a search
     /// really took (1.79 GiB per image measured at batch 2, docs/performance.md) without

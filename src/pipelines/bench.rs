@@ -6,9 +6,7 @@ use crate::model::Model;
 use crate::precision::Precision;
 use crate::pulse::search::{search, SearchConfig, Start, GRAPH_WARMUP_STEPS};
 use crate::pulse::{GaussianFit, LossTarget, Method};
-use crate::stylegan::{
-    stylegan2, Architecture, Synthesis, SynthesisConfig, SynthesisNetwork, Tuning, LATENT_DIM,
-};
+use crate::stylegan::{Architecture, SynthesisNetwork, Tuning, LATENT_DIM};
 use crate::system;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -54,7 +52,7 @@ impl Default for BenchOptions {
             warmup: 1,
             precision: Precision::Fp32,
             model: None,
-            architecture: Architecture::StyleGan1,
+            architecture: Architecture::default(),
             target_side: 32,
             parity: true,
             tuning: Tuning::ALL_ON,
@@ -97,7 +95,7 @@ pub struct BenchReport {
     /// The same as a fraction of the float32 image's largest magnitude.
     pub parity_rel: Option<f64>,
     pub threads: i32,
-    /// "random FFHQ-size" or the model folder.
+    /// "random FFHQ-size StyleGAN" (or StyleGAN2), or the model folder.
     pub network: String,
     /// Speed rewrites switched off for this run (`--untuned`), empty normally.
     pub untuned: Vec<&'static str>,
@@ -138,20 +136,8 @@ fn network(opts: &BenchOptions) -> anyhow::Result<(Network, GaussianFit, String)
             m.fit.as_ref().map(|f| f.to_device(dev)).unwrap_or_else(|| GaussianFit::random(dev));
         return Ok((Network::Model(m), fit, dir.display().to_string()));
     }
-    let (synthesis, vs): (Box<dyn SynthesisNetwork>, _) = match opts.architecture {
-        Architecture::StyleGan1 => {
-            let (s, vs) = Synthesis::random(&SynthesisConfig::ffhq(), dev, 0);
-            (Box::new(s), vs)
-        }
-        Architecture::StyleGan2 => {
-            let (s, vs) = stylegan2::Synthesis::random(&stylegan2::SynthesisConfig::ffhq(), dev, 0);
-            (Box::new(s), vs)
-        }
-    };
-    let name = match opts.architecture {
-        Architecture::StyleGan1 => "random FFHQ-size".to_string(),
-        a => format!("random FFHQ-size {a}"),
-    };
+    let (synthesis, vs) = opts.architecture.random_ffhq(dev, 0);
+    let name = format!("random FFHQ-size {}", opts.architecture.title());
     Ok((Network::Random { synthesis, _weights: vs }, GaussianFit::random(dev), name))
 }
 
@@ -248,9 +234,7 @@ pub fn run(
     };
     let total = warmup + opts.steps + 1;
     let search_config = match opts.method {
-        Method::Pulse => {
-            SearchConfig { steps: total, cuda_graph, ..SearchConfig::for_layout(&layout) }
-        }
+        Method::Pulse => SearchConfig { steps: total, cuda_graph, ..SearchConfig::default() },
         Method::Ilo => {
             if cuda_graph {
                 return Err(crate::Invalid(
@@ -266,7 +250,7 @@ pub fn run(
                 lr: 0.1,
                 loss: "1*MSE+0.01*GEOCROSS".parse().expect("ILO's loss parses"),
                 eps: 1e-12,
-                ..SearchConfig::for_layout(&layout)
+                ..SearchConfig::default()
             };
             config.ilo.steps = vec![total.div_ceil(rounds); rounds];
             config

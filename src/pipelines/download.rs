@@ -35,6 +35,7 @@ use super::import::{self, ImportError, ImportEvent, ImportOptions, ImportReport}
 use crate::files::escaped;
 use crate::http::{self, FetchError, FetchObserver, Timeouts};
 use crate::model_info::ModelInfo;
+use crate::stylegan::Architecture;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
@@ -62,6 +63,16 @@ impl Model {
             Model::Ffhq => "the FFHQ StyleGAN model",
             Model::FfhqStylegan2 => "the FFHQ StyleGAN2 model",
         }
+    }
+
+    /// The generator family of the network, by the name `model.json` records (the family
+    /// module says what that family is).
+    pub fn architecture(self) -> Architecture {
+        let name = match self {
+            Model::Ffhq => "stylegan1",
+            Model::FfhqStylegan2 => "stylegan2",
+        };
+        Architecture::from_name(name).expect("a family's recorded name")
     }
 
     /// The built-in source names, in the order they are tried.
@@ -591,11 +602,7 @@ fn import_download(
     import_opts.fit_samples = opts.fit_samples;
     import_opts.require_ffhq = candidate.verify == Verify::Ffhq;
     import_opts.origins.insert(file.to_path_buf(), candidate.url.clone());
-    let wanted = match opts.model {
-        Model::Ffhq => crate::weights::Architecture::StyleGan1,
-        Model::FfhqStylegan2 => crate::weights::Architecture::StyleGan2,
-    };
-    import_opts.model_name = Some((opts.model.name().to_string(), wanted));
+    import_opts.model_name = Some((opts.model.name().to_string(), opts.model.architecture()));
     let report = import::run(&import_opts, &mut |e| observer.import_event(&e), stop)?;
     let is_model = report.is_named_model(&import_opts);
     Ok((report, is_model))

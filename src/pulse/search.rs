@@ -53,9 +53,10 @@ pub struct SearchConfig {
     pub noise: NoiseMode,
     /// Noise maps i < this are optimized (trainable mode).
     pub trainable_noise: usize,
-    /// Noise maps that are always zero and never optimized (checked first); the model's
-    /// default is [`Layout::default_bad_noise`].
-    pub bad_noise_layers: Vec<usize>,
+    /// Noise maps that are always zero and never optimized (checked first); `None` (the
+    /// default) zeroes the generator's own ([`Layout::default_bad_noise`]: PULSE's map 17 on a
+    /// 1024 StyleGAN, the last map on a StyleGAN2), so one configuration suits every model.
+    pub bad_noise_layers: Option<Vec<usize>>,
     /// Optimize one 512-vector per image, tiled over all layers.
     pub tile_latent: bool,
     /// Keep the best image after every step (for an animation of the search).
@@ -71,11 +72,9 @@ pub struct SearchConfig {
 }
 
 impl SearchConfig {
-    /// PULSE's published settings with the noise map the generator of `layout` zeroes by
-    /// default ([`Layout::default_bad_noise`]); `Default` is PULSE's own, for StyleGAN v1 at
-    /// 1024 (map 17).
-    pub fn for_layout(layout: &Layout) -> Self {
-        Self { bad_noise_layers: layout.default_bad_noise.clone(), ..Self::default() }
+    /// The noise maps kept at zero on the generator of `layout`.
+    pub fn bad_noise<'a>(&'a self, layout: &'a Layout) -> &'a [usize] {
+        self.bad_noise_layers.as_deref().unwrap_or(&layout.default_bad_noise)
     }
 
     /// Steps a search runs (ILO: the rounds' steps together), unless it stops early.
@@ -115,7 +114,7 @@ impl SearchConfig {
                 self.trainable_noise
             ));
         }
-        if let Some(l) = self.bad_noise_layers.iter().find(|&&l| l >= layers) {
+        if let Some(l) = self.bad_noise(layout).iter().find(|&&l| l >= layers) {
             return bad(format!(
                 "noise layer {l} does not exist: the network has noise maps 0 to {}",
                 layers - 1
@@ -138,7 +137,7 @@ impl Default for SearchConfig {
             eps: 2e-3,
             noise: NoiseMode::Trainable,
             trainable_noise: 5,
-            bad_noise_layers: vec![17],
+            bad_noise_layers: None,
             tile_latent: false,
             keep_intermediate: false,
             keep_final: false,
@@ -326,7 +325,7 @@ pub fn search(
     let lrs: Vec<f64> = (0..config.steps)
         .map(|step| config.lr * config.schedule.factor(step, config.steps))
         .collect();
-    let mut state = State::new(config, &start, &lrs, resolution, device)?;
+    let mut state = State::new(config, config.bad_noise(layout), &start, &lrs, resolution, device)?;
     let inputs = Inputs { synthesis, fit, config, target, down: &down, layers };
     let image_term = config.loss.terms.iter().position(|(_, t)| *t == Term::L2).unwrap_or(0);
     let mut intermediate = Frames::default();
@@ -488,6 +487,52 @@ pub(super) fn preview(images: &Tensor) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `SearchConfig::default()` zeroes the generator's own bad noise map, from its layout: map
+    /// 17 of a 1024 StyleGAN (v1), map 16 of a 1024 StyleGAN2, which has no map 17 (a default
+    /// search used to be refused there). Small channel counts keep the 1024 networks cheap.
+    #[test]
+    fn the_default_search_zeroes_the_generators_own_bad_noise_map() {
+        use crate::stylegan::{stylegan1, stylegan2};
+        let v1 = stylegan1::Synthesis::random(
+            &stylegan1::SynthesisConfig::with_fmap_max(1024, 4),
+            Device::Cpu,
+            1,
+        );
+        let sg2 = stylegan2::Synthesis::random(
+            &stylegan2::SynthesisConfig::with_channels(1024, 4096, 4),
+            Device::Cpu,
+            2,
+        );
+        let nets: [(&dyn SynthesisNetwork, usize, usize); 2] = [(&v1.0, 18, 17), (&sg2.0, 17, 16)];
+        let config = SearchConfig { steps: 2, ..SearchConfig::default() };
+        let fit = GaussianFit::random(Device::Cpu);
+        for (net, maps, bad) in nets {
+            let layout = net.layout();
+            assert_eq!(layout.noise_maps(), maps);
+            config.check(layout).unwrap_or_else(|e| panic!("{:?}: {e}", layout.architecture));
+            assert_eq!(config.bad_noise(layout), [bad]);
+            tch::manual_seed(3);
+            let target = LossTarget {
+                image: Tensor::rand([1, 3, 32, 32], (Kind::Float, Device::Cpu)),
+                weight: None,
+            };
+            let start = Start::random(4, layout, false);
+            let found = search(net, &fit, &config, &target, start, Device::Cpu, &mut |_| true)
+                .unwrap()
+                .completed()
+                .unwrap();
+            let noise = &found[0].noise;
+            let largest = |l: usize| noise[l].abs().max().double_value(&[]);
+            assert_eq!(largest(bad), 0.0, "{:?}: map {bad} not zeroed", layout.architecture);
+            for l in (0..maps).filter(|&l| l != bad) {
+                assert!(largest(l) > 0.0, "{:?}: map {l} zeroed", layout.architecture);
+            }
+        }
+        // Named maps are kept as given.
+        let named = SearchConfig { bad_noise_layers: Some(vec![3]), ..SearchConfig::default() };
+        assert_eq!(named.bad_noise(v1.0.layout()), [3]);
+    }
 
     /// However long the search, the animation keeps at most MAX_FRAMES frames, 8-bit, evenly
     /// spaced and starting at the first step.

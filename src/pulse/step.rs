@@ -55,9 +55,10 @@ pub(super) struct State {
 
 impl State {
     /// Allocates the state of a search of `config.steps` steps from `start` on `device`; `lrs`
-    /// is the learning rate of each step.
+    /// is the learning rate of each step, `bad_noise` the noise maps kept at zero.
     pub fn new(
         config: &SearchConfig,
+        bad_noise: &[usize],
         start: &Start,
         lrs: &[f64],
         resolution: i64,
@@ -74,7 +75,7 @@ impl State {
             .enumerate()
             .map(|(l, n)| {
                 let n = n.to_device(device);
-                if config.noise == NoiseMode::Zero || config.bad_noise_layers.contains(&l) {
+                if config.noise == NoiseMode::Zero || bad_noise.contains(&l) {
                     n.zeros_like()
                 } else if config.noise == NoiseMode::Trainable && l < config.trainable_noise {
                     let v = (&root / "noise").var_copy(&l.to_string(), &n);
@@ -167,7 +168,7 @@ impl State {
 mod tests {
     use super::*;
     use crate::pulse::OptimizerKind;
-    use crate::stylegan::{Synthesis, SynthesisConfig};
+    use crate::stylegan::stylegan1::{Synthesis, SynthesisConfig};
 
     /// The device-side formulation (step counter, per-step tables, one-hot history row, best
     /// iterate updated in place) computes what a loop driven by the host's step number computes,
@@ -189,7 +190,7 @@ mod tests {
             let config = SearchConfig {
                 steps: 5,
                 optimizer: kind,
-                bad_noise_layers: vec![],
+                bad_noise_layers: Some(vec![]),
                 ..SearchConfig::default()
             };
             let start =
@@ -205,13 +206,13 @@ mod tests {
                 down: &down,
                 layers,
             };
-            let mut state = State::new(&config, &start, &lrs, 32, Device::Cpu).unwrap();
+            let mut state = State::new(&config, &[], &start, &lrs, 32, Device::Cpu).unwrap();
             for _ in 0..config.steps {
                 state.step(&inputs).unwrap();
             }
 
             // The host-driven loop: step number, learning rate and history rows on the host.
-            let reference = State::new(&config, &start, &lrs, 32, Device::Cpu).unwrap();
+            let reference = State::new(&config, &[], &start, &lrs, 32, Device::Cpu).unwrap();
             let mut opt = SphericalOptimizer::new(
                 kind,
                 reference.opt.params().iter().map(|p| p.shallow_clone()).collect(),

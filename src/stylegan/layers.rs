@@ -30,12 +30,6 @@ impl ScaledWeight {
     }
 }
 
-/// A frozen bias vector (equalized learning rate applies no bias multiplier except in the mapping
-/// network, whose caller scales it).
-pub(crate) fn bias(vs: &nn::Path, name: &str, n: i64) -> Tensor {
-    vs.zeros_no_train(name, &[n])
-}
-
 /// `leaky_relu(x, slope)`. tch exposes leaky ReLU only at its default slope 0.01; this calls
 /// libtorch's own through `crate::ops`.
 pub fn leaky_relu(x: &Tensor, slope: f64) -> anyhow::Result<Tensor> {

@@ -3,13 +3,9 @@
 //! maps W+ and noise to an image, and a mapping network z -> w. The search, embedding, editing,
 //! latent files and commands ask these, never a family's own types, so a new family is one new
 //! module.
-use super::Tuning;
+use super::{Architecture, Tuning};
 use crate::precision::Precision;
 use tch::{Device, Kind, Tensor};
-
-/// The generator families `pulse` runs; defined with the weight formats, which are read
-/// below the networks, and named here for everything above.
-pub use crate::weights::Architecture;
 
 /// What the rest of the code needs to know about a synthesis network.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,7 +151,7 @@ pub trait MappingNetwork: std::fmt::Debug + Send {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stylegan::{stylegan2, Synthesis, SynthesisConfig};
+    use crate::stylegan::{stylegan1, stylegan2};
 
     fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
         (a - b).abs().max().double_value(&[])
@@ -168,8 +164,8 @@ mod tests {
     /// image at the start of ILO's round k is the image its round k-1 ended with.
     #[test]
     fn full_forward_equals_features_entering_block_k_then_forward_from_k() {
-        let v1 = Synthesis::random(
-            &SynthesisConfig { resolution: 256, channels: vec![8; 7] },
+        let v1 = stylegan1::Synthesis::random(
+            &stylegan1::SynthesisConfig { resolution: 256, channels: vec![8; 7] },
             Device::Cpu,
             3,
         );

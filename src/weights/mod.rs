@@ -22,7 +22,7 @@ mod torch_file;
 
 use error::malformed;
 pub use error::{ErrorKind, WeightError};
-pub use source::{load_source, Architecture, Source, SourceFormat};
+pub use source::{load_source, Source, SourceFormat};
 
 use std::collections::HashMap;
 use std::io::Read;

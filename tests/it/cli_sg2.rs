@@ -28,6 +28,33 @@ fn info_describes_the_stylegan2_folder() {
         .stdout(predicate::str::contains("default bad noise maps: [16]"));
 }
 
+/// A StyleGAN2 folder without `model.json` (made by hand, not by `pulse import`) is labelled by
+/// what its synthesis file's keys say, as `Model::load` finds it: loaded or not.
+#[test]
+fn info_labels_a_stylegan2_folder_without_model_json_by_its_weights() {
+    let t = TestDir::new();
+    let dir = t.path("hand-made");
+    std::fs::create_dir(&dir).unwrap();
+    for f in ["synthesis.safetensors", "mapping.safetensors", "gaussian_fit.safetensors"] {
+        std::fs::copy(sg2_model().join(f), dir.join(f)).unwrap();
+    }
+    let info = |dir: &Path| {
+        let out = pulse().current_dir(t.path("")).args(["info", "--model", s(dir)]).output();
+        String::from_utf8_lossy(&out.unwrap().stdout).into_owned()
+    };
+    let stdout = info(&dir);
+    assert!(stdout.contains("(--model): stylegan2"), "{stdout}");
+    assert!(stdout.contains("architecture: stylegan2"), "{stdout}");
+    assert!(!stdout.contains("stylegan1"), "{stdout}");
+    // A mapping file that cannot be read: the folder does not load, its label still comes from
+    // the synthesis weights.
+    std::fs::write(dir.join("mapping.safetensors"), b"not weights").unwrap();
+    let stdout = info(&dir);
+    assert!(stdout.contains("cannot load"), "{stdout}");
+    assert!(stdout.contains("(--model): stylegan2"), "{stdout}");
+    assert!(!stdout.contains("stylegan1"), "{stdout}");
+}
+
 /// generate then render give the same image; the latent is `pulse-latent/1` with 18 W+ rows,
 /// 17 noise maps and `architecture` stylegan2; truncation moves every row (NVIDIA's cutoff).
 #[test]

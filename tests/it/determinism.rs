@@ -7,10 +7,11 @@
 use crate::common::{face, fixture, pulse, read_json, s, TestDir};
 use pulse::device::{configure, Determinism};
 use pulse::editing::embed::{embed, EmbedNoise, EmbedOptions};
-use pulse::model::{build_synthesis, read_fit, Model};
+use pulse::model::{read_fit, Model};
 use pulse::pulse::search::{search, SearchOutcome, GRAPH_WARMUP_STEPS};
 use pulse::pulse::{LossTarget, Outcome, SearchConfig, Start};
-use pulse::stylegan::{Synthesis, Tuning};
+use pulse::stylegan::stylegan1::{build_synthesis, Synthesis};
+use pulse::stylegan::Tuning;
 use std::path::{Path, PathBuf};
 use tch::{nn, Device, Kind, Tensor};
 
@@ -62,7 +63,7 @@ fn run(
         keep_intermediate: true,
         keep_final: true,
         cuda_graph,
-        bad_noise_layers: vec![],
+        bad_noise_layers: Some(vec![]),
         ..SearchConfig::default()
     };
     let starts: Vec<Start> =

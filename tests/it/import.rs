@@ -16,8 +16,7 @@
 
 use crate::common::pickle::{network, values, TfVar, Writer, MARKER};
 use crate::common::{fixture, pulse, s, TestDir};
-use pulse::model::build_synthesis;
-use pulse::stylegan::Mapping;
+use pulse::stylegan::stylegan1::{build_synthesis, Mapping};
 use pulse::weights::{self, SourceFormat, StateDict};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

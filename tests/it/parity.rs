@@ -9,10 +9,10 @@
 //! first GPU run after that change.
 
 use crate::common::fixture;
-use pulse::model::{build_synthesis, read_fit};
+use pulse::model::read_fit;
 use pulse::pulse::search::{search, SearchOutcome};
 use pulse::pulse::{loss, Downscaler, LossTarget, OptimizerKind, SearchConfig, Start};
-use pulse::stylegan::Mapping;
+use pulse::stylegan::stylegan1::{build_synthesis, Mapping};
 use pulse::weights;
 use std::collections::HashMap;
 use tch::{nn, Device, Kind, Tensor};
@@ -153,12 +153,14 @@ fn run_case(name: &str) -> (HashMap<String, Tensor>, SearchOutcome) {
         eps: case["eps"].as_f64().unwrap(),
         noise: case["noise_type"].as_str().unwrap().parse().unwrap(),
         trainable_noise: case["trainable_noise_layers"].as_u64().unwrap() as usize,
-        bad_noise_layers: case["bad_noise_layers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as usize)
-            .collect(),
+        bad_noise_layers: Some(
+            case["bad_noise_layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as usize)
+                .collect(),
+        ),
         tile_latent: case["tile_latent"].as_bool().unwrap(),
         keep_intermediate: false,
         keep_final: true,

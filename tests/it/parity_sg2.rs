@@ -223,11 +223,9 @@ fn shared_generator(
 ) -> (Box<dyn pulse::stylegan::MappingNetwork>, Box<dyn SynthesisNetwork>, Vec<nn::VarStore>) {
     let path = dir.join(format!("sg2_{name}_weights.safetensors"));
     let sd = weights::load(&path).unwrap();
-    assert_eq!(pulse::model::architecture_of(&sd), Architecture::StyleGan2);
-    let (s, vs1) =
-        pulse::model::build_network(&sd, &path, Architecture::StyleGan2, device()).unwrap();
-    let (m, vs2) =
-        pulse::model::build_mapping(&sd, &path, Architecture::StyleGan2, device()).unwrap();
+    assert_eq!(Architecture::of_synthesis(&sd), Architecture::StyleGan2);
+    let (s, vs1) = Architecture::StyleGan2.build_synthesis(&sd, &path, device()).unwrap();
+    let (m, vs2) = Architecture::StyleGan2.build_mapping(&sd, &path, device()).unwrap();
     (m, s, vec![vs1, vs2])
 }
 
@@ -326,7 +324,7 @@ fn run_shared_case(
         eps: case["eps"].as_f64().unwrap(),
         noise: case["noise_type"].as_str().unwrap().parse().unwrap(),
         trainable_noise: case["trainable_noise_layers"].as_u64().unwrap() as usize,
-        bad_noise_layers: bad,
+        bad_noise_layers: Some(bad),
         tile_latent: case["tile_latent"].as_bool().unwrap(),
         keep_intermediate: false,
         keep_final: true,
@@ -440,7 +438,7 @@ fn trainable_noise_changes_the_image_and_receives_a_gradient() {
     let config = SearchConfig {
         steps: 2,
         trainable_noise: 3,
-        bad_noise_layers: layout.default_bad_noise.clone(),
+        bad_noise_layers: None,
         keep_final: true,
         ..SearchConfig::default()
     };

@@ -111,8 +111,12 @@ impl EvalReport {
             .methods
             .iter()
             .map(|s| {
-                let u =
-                    crate::pipelines::upsample::UpsampleSettings::new(s, &opts.run, model.device);
+                let u = crate::pipelines::upsample::UpsampleSettings::new(
+                    s,
+                    layout,
+                    &opts.run,
+                    model.device,
+                );
                 let mut v = serde_json::to_value(u).unwrap_or_default();
                 v["method"] = s.method.name().into();
                 if s.method == crate::pulse::Method::Ilo {

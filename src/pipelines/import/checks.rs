@@ -1,8 +1,9 @@
 //! What every import checks of its sources before anything is written: finite values, one file
 //! per network, one generator family, the Gaussian fit's shape.
 use super::{refused, ImportError};
+use crate::stylegan::Architecture;
 use crate::stylegan::LATENT_DIM;
-use crate::weights::{Architecture, Source, StateDict};
+use crate::weights::{Source, StateDict};
 use tch::Tensor;
 
 /// The networks taken from the sources: each with the index of its source.

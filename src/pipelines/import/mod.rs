@@ -7,44 +7,37 @@
 //! ([`crate::model_info`]) recording the family and where it all came from.
 //!
 //! Nothing is trusted before it is checked: every tensor must be finite, the networks must
-//! build from the shapes (StyleGAN: the same checks `Model::load` makes; StyleGAN2: the layout
-//! check of [`stylegan2`]), and the parameter counts are compared with the known FFHQ totals.
-//! Since a forgotten transpose keeps a square matrix's shape, a StyleGAN mapping network is
-//! also checked by its output statistics against PULSE's published Gaussian fit of the real
-//! FFHQ mapping (docs/design.md, "The latent space").
+//! pass their family's checks ([`Architecture::check_import`]: what their constructors will ask
+//! of the files), and the parameter counts are compared with the family's FFHQ totals. Since a
+//! forgotten transpose keeps a square matrix's shape, a StyleGAN mapping network is also checked
+//! by its output statistics against PULSE's published Gaussian fit of the real FFHQ mapping
+//! (docs/design.md, "The latent space").
 //!
-//! The jobs: this file orchestrates, [`checks`] vets the sources, [`stylegan2`] the StyleGAN2
-//! layout, [`folder`] writes and installs the folder so that an interrupted or failed import
-//! leaves no half model and deletes nothing pulse did not write.
+//! The jobs: this file orchestrates, [`checks`] vets the sources, [`folder`] writes and
+//! installs the folder so that an interrupted or failed import leaves no half model and
+//! deletes nothing pulse did not write.
 mod checks;
 mod folder;
-pub mod stylegan2;
 
 use crate::model;
 use crate::model_info::{self, FitRecord, ModelInfo, Parameters};
 pub use crate::model_info::{Count, FitAgreement, SourceRecord};
 use crate::pulse::GaussianFit;
-use crate::stylegan::{Mapping, SynthesisConfig};
-use crate::weights::{self, Architecture, Source, SourceFormat, StateDict};
+use crate::stylegan::family::ImportFit;
+use crate::stylegan::{Architecture, MappingNetwork};
+use crate::weights::{self, Source, SourceFormat};
 use checks::Gathered;
 use folder::OutputFile;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use tch::{nn, Device, Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// PULSE's `gaussian_fit.pt`: mean and std of `leaky_relu(mapping(z), 5)` over 1,000,000 z of
 /// the real FFHQ mapping network (adamian98/pulse, shipped with the repository; also
 /// models/test-1024/gaussian_fit.pt). It is the fit for NVIDIA's FFHQ generator whichever file
 /// its synthesis network comes from.
 pub const PULSE_FFHQ_FIT: &[u8] = include_bytes!("../../../models/test-1024/gaussian_fit.pt");
-
-/// Parameters of the FFHQ-1024 networks, blur buffers excluded. Gs has 26,219,627 trainables
-/// (NVlabs/stylegan README); mapping is 8 x (512 x 512 + 512); the synthesis is the rest less
-/// the eight low-resolution ToRGB layers PULSE drops (7,608 parameters).
-pub const FFHQ_SYNTHESIS_PARAMS: i64 = 24_110_771;
-pub const FFHQ_MAPPING_PARAMS: i64 = 2_101_248;
-pub use crate::weights::nvidia::FFHQ_TF_TRAINABLES;
 
 /// Samples of z for the agreement check: the standard error of a mean is then std/64, so the
 /// largest of 512 offsets stays near 0.05 std for the right network, while a transposed or
@@ -54,11 +47,6 @@ pub const AGREEMENT_SAMPLES: i64 = 4096;
 /// count as agreeing: about five times the sampling spread at [`AGREEMENT_SAMPLES`].
 pub const AGREEMENT_TOL: f64 = 0.25;
 
-/// The licence of NVIDIA's StyleGAN weights and everything converted from them.
-pub const NVIDIA_LICENCE: &str = "CC BY-NC 4.0 (NVIDIA's StyleGAN FFHQ weights, NVlabs/stylegan): non-commercial use only, with attribution";
-/// The licence of NVIDIA's StyleGAN2 weights (NVlabs/stylegan2 and stylegan2-ada-pytorch
-/// LICENSE.txt, section 3.3) and of what is converted from them (rosinality's checkpoints).
-pub const NVIDIA_SG2_LICENCE: &str = "NVIDIA Source Code License-NC (NVIDIA's StyleGAN2 weights, NVlabs/stylegan2, NVlabs/stylegan2-ada-pytorch): non-commercial use only (research or evaluation)";
 /// The smallest `--fit-samples`: a standard deviation needs two samples.
 pub const MIN_FIT_SAMPLES: i64 = 2;
 
@@ -246,10 +234,7 @@ pub fn run(
     progress(ImportEvent::Checking);
     let g = checks::gather(&sources)?;
     let records = source_records(opts, &sources)?;
-    let mut prepared = match g.architecture {
-        Architecture::StyleGan1 => prepare_stylegan1(opts, &sources, g, progress, stop)?,
-        Architecture::StyleGan2 => prepare_stylegan2(opts, &sources, g)?,
-    };
+    let mut prepared = prepare(opts, &sources, g, progress, stop)?;
     prepared.report.sources = records;
     if interrupted() {
         return Err(ImportError::Interrupted);
@@ -296,48 +281,49 @@ fn source_fit(
     Ok(Some((GaussianFit { mean: get("mean"), std: get("std") }, path.clone())))
 }
 
-fn prepare_stylegan1(
+/// Checks the networks as their family says, then finds their Gaussian fit: the sources',
+/// else as the family's [`ImportFit`] says.
+fn prepare(
     opts: &ImportOptions,
     sources: &[Source],
     g: Gathered,
     progress: &mut dyn FnMut(ImportEvent),
     stop: &AtomicBool,
 ) -> Result<Prepared, ImportError> {
+    let family = g.architecture;
     let synth_path = sources[g.synthesis.1].path.clone();
-    let synth_sd = &g.synthesis.0;
-    let (synthesis, synth_vs) = model::build_synthesis(synth_sd, &synth_path, Device::Cpu)
-        .map_err(|e| ImportError::Refused(format!("{e:#}")))?;
-    let config = synthesis.config().clone();
-    let ffhq = config == SynthesisConfig::ffhq();
-    let synth_out = canonical(synth_sd, &synth_vs, true);
-
-    let mut mapping_net = None;
-    let mut mapping_out = None;
-    if let Some((sd, i)) = &g.mapping {
-        let mut vs = nn::VarStore::new(Device::Cpu);
-        let mut mapping = Mapping::new(vs.root());
-        weights::load_into(&mut vs, sd).map_err(|e| refused(&sources[*i].path, &e.kind))?;
-        mapping.prepare();
-        mapping_out = Some(canonical(sd, &vs, false));
-        mapping_net = Some((mapping, vs));
-    }
+    let mapping_sd = g.mapping.as_ref().map(|(sd, _)| sd);
+    let checked = family.check_import(&g.synthesis.0, mapping_sd).map_err(|e| {
+        let path = match (&g.mapping, e.in_mapping) {
+            (Some((_, i)), true) => &sources[*i].path,
+            _ => &synth_path,
+        };
+        refused(path, e.message)
+    })?;
+    let mapping_net = checked.mapping_network.as_ref().map(|(m, _)| m.as_ref());
     let from_source = source_fit(sources, &g)?;
     if let Some(w) = &g.w_avg {
         checks::check_latent_vector(&synth_path, "dlatent_avg", Some(w))?;
     }
-    let shipped = shipped_fit()?;
-    let agreement = mapping_net
-        .as_ref()
-        .map(|(m, _)| fit_agreement(m, &shipped, AGREEMENT_SAMPLES, model::FIT_SEED))
-        .transpose()
-        .map_err(ImportError::Other)?;
-
-    // The fit: the sources' own, else PULSE's for the FFHQ network, else computed.
+    let ffhq = checked.ffhq;
+    let policy = family.import_fit();
+    let (shipped, agreement) = match (policy, mapping_net) {
+        (ImportFit::PulseOrComputed, m) => {
+            let shipped = shipped_fit()?;
+            let agreement = m
+                .map(|m| fit_agreement(m, &shipped, AGREEMENT_SAMPLES, model::FIT_SEED))
+                .transpose()
+                .map_err(ImportError::Other)?;
+            (Some(shipped), agreement)
+        }
+        (ImportFit::FirstUse, _) => (None, None),
+    };
+    // The fit: the sources' own, else as the family says.
     let (fit, fit_origin) = if let Some((fit, path)) = from_source {
         (Some(fit), FitOrigin::Source(path))
-    } else if ffhq {
+    } else if let (Some(shipped), true) = (shipped, ffhq) {
         (Some(shipped), FitOrigin::PulseFfhq)
-    } else if let Some((m, _)) = &mapping_net {
+    } else if let (ImportFit::PulseOrComputed, Some(m)) = (policy, mapping_net) {
         let total = opts.fit_samples;
         let fit = GaussianFit::compute_until(
             m,
@@ -351,119 +337,40 @@ fn prepare_stylegan1(
         .map_err(ImportError::Other)?
         .ok_or(ImportError::Interrupted)?;
         (Some(fit), FitOrigin::Computed { samples: total })
+    } else if g.mapping.is_some() {
+        (None, FitOrigin::FirstUse)
     } else {
         (None, FitOrigin::None)
     };
 
+    let counts = family.ffhq_counts();
     let expected = |n: i64| ffhq.then_some(n);
-    let nvidia = sources
-        .iter()
-        .any(|s| matches!(s.format, SourceFormat::NvidiaPickle | SourceFormat::Lernapparat));
-    let report = ImportReport {
-        out: opts.out.clone(),
-        architecture: Architecture::StyleGan1,
-        resolution: config.resolution,
-        ffhq_architecture: ffhq,
-        synthesis: Count { found: count(&synth_out), expected: expected(FFHQ_SYNTHESIS_PARAMS) },
-        mapping: mapping_out
-            .as_ref()
-            .map(|m| Count { found: count(m), expected: expected(FFHQ_MAPPING_PARAMS) }),
-        tf_trainables: g
-            .tf_trainables
-            .map(|n| Count { found: n, expected: expected(FFHQ_TF_TRAINABLES) }),
-        fit: fit_origin,
-        agreement,
-        w_avg: g.w_avg.is_some(),
-        licence: licence(ffhq || nvidia, NVIDIA_LICENCE),
-        sources: Vec::new(),
-        files: Vec::new(),
-        unchanged: false,
-        replaced: false,
-        replaced_files: Vec::new(),
-        superseded: Vec::new(),
-    };
-    if opts.require_ffhq && report.counts_match() != Some(true) {
-        return Err(refused(
-            &synth_path,
-            format!(
-                "not NVIDIA's FFHQ-1024 StyleGAN generator (resolution {}, {} synthesis parameters; FFHQ has {FFHQ_SYNTHESIS_PARAMS} and {FFHQ_TF_TRAINABLES} in TensorFlow's Gs)",
-                report.resolution, report.synthesis.found
-            ),
-        ));
-    }
-    Ok(Prepared { report, synthesis: synth_out, mapping: mapping_out, fit, w_avg: g.w_avg })
-}
-
-/// StyleGAN2: the layout is checked from the tensors; the Gaussian fit is a source's, or is
-/// left to the first command that needs it.
-fn prepare_stylegan2(
-    opts: &ImportOptions,
-    sources: &[Source],
-    g: Gathered,
-) -> Result<Prepared, ImportError> {
-    let synth_path = sources[g.synthesis.1].path.clone();
-    let mapping_sd = g.mapping.as_ref().map(|(sd, _)| sd);
-    let layout = stylegan2::check(&g.synthesis.0, mapping_sd).map_err(|e| {
-        let path = match (&g.mapping, e.contains("mapping")) {
-            (Some((_, i)), true) => &sources[*i].path,
-            _ => &synth_path,
-        };
-        refused(path, format!("not a StyleGAN2 generator: {e}"))
-    })?;
-    // The search, the Gaussian fit and latent files are 512 wide (PULSE's space, as NVIDIA's
-    // generators): a network of another latent size would import, then fail in every command.
-    let latent = crate::stylegan::LATENT_DIM;
-    if layout.w_dim != latent {
-        return Err(refused(
-            &synth_path,
-            format!(
-                "its styles take w of {} values; pulse works with a latent size of {latent} (NVIDIA's generators), so this network cannot be used",
-                layout.w_dim
-            ),
-        ));
-    }
-    if let (Some((_, i)), true) = (&g.mapping, layout.z_dim != latent) {
-        return Err(refused(
-            &sources[*i].path,
-            format!(
-                "its mapping network takes z of {} values; pulse works with a latent size of {latent} (NVIDIA's generators), so this network cannot be used",
-                layout.z_dim
-            ),
-        ));
-    }
-    let ffhq = layout.is_ffhq();
-    let (ffhq_synthesis, ffhq_mapping) = stylegan2::ffhq_params();
-    let expected = |n: i64| ffhq.then_some(n);
-    let from_source = source_fit(sources, &g)?;
-    let as_float = |sd: &StateDict| -> Vec<(String, Tensor)> {
-        sd.iter().map(|(k, t)| (k.to_string(), t.to_kind(Kind::Float).contiguous())).collect()
-    };
     let nvidia = sources.iter().any(|s| {
         matches!(
             s.format,
-            SourceFormat::NvidiaPickle | SourceFormat::AdaPickle | SourceFormat::Rosinality
+            SourceFormat::NvidiaPickle
+                | SourceFormat::AdaPickle
+                | SourceFormat::Rosinality
+                | SourceFormat::Lernapparat
         )
     });
-    let fit_origin = match (&from_source, &g.mapping) {
-        (Some((_, path)), _) => FitOrigin::Source(path.clone()),
-        (None, Some(_)) => FitOrigin::FirstUse,
-        (None, None) => FitOrigin::None,
-    };
     let report = ImportReport {
         out: opts.out.clone(),
-        architecture: Architecture::StyleGan2,
-        resolution: layout.resolution,
+        architecture: family,
+        resolution: checked.resolution,
         ffhq_architecture: ffhq,
-        synthesis: Count { found: layout.synthesis_params, expected: expected(ffhq_synthesis) },
-        mapping: g
-            .mapping
-            .as_ref()
-            .map(|_| Count { found: layout.mapping_params, expected: expected(ffhq_mapping) }),
-        tf_trainables: None,
+        synthesis: Count { found: checked.synthesis_params, expected: expected(counts.synthesis) },
+        mapping: checked
+            .mapping_params
+            .map(|found| Count { found, expected: expected(counts.mapping) }),
+        tf_trainables: g
+            .tf_trainables
+            .zip(counts.tf_trainables)
+            .map(|(found, ffhq_count)| Count { found, expected: expected(ffhq_count) }),
         fit: fit_origin,
-        agreement: None,
-        w_avg: g.mapping.is_some(),
-        licence: licence(nvidia || ffhq, NVIDIA_SG2_LICENCE),
+        agreement,
+        w_avg: g.w_avg.is_some() || checked.stored_w_avg,
+        licence: licence(nvidia || ffhq, family.nvidia_licence()),
         sources: Vec::new(),
         files: Vec::new(),
         unchanged: false,
@@ -471,21 +378,30 @@ fn prepare_stylegan2(
         replaced_files: Vec::new(),
         superseded: Vec::new(),
     };
-    if opts.require_ffhq && !(ffhq && g.mapping.is_some() && report.counts_match() == Some(true)) {
+    // A named model must be the FFHQ network, complete enough to search with.
+    if opts.require_ffhq
+        && !(ffhq && report.counts_match() == Some(true) && report.fit != FitOrigin::None)
+    {
         return Err(refused(
             &synth_path,
             format!(
-                "not NVIDIA's FFHQ-1024 StyleGAN2 generator (config-f: {ffhq_synthesis} synthesis and {ffhq_mapping} mapping parameters; this one: {}x{}, {} synthesis parameters)",
-                layout.resolution, layout.resolution, layout.synthesis_params
+                "not NVIDIA's FFHQ-1024 {} generator (FFHQ has {} synthesis and {} mapping parameters; this one: {}x{}, {} synthesis parameters{})",
+                family.title(),
+                counts.synthesis,
+                counts.mapping,
+                report.resolution,
+                report.resolution,
+                report.synthesis.found,
+                if report.mapping.is_none() { ", no mapping network" } else { "" },
             ),
         ));
     }
     Ok(Prepared {
         report,
-        synthesis: as_float(&g.synthesis.0),
-        mapping: g.mapping.as_ref().map(|(sd, _)| as_float(sd)),
-        fit: from_source.map(|(f, _)| f),
-        w_avg: None,
+        synthesis: checked.synthesis,
+        mapping: checked.mapping,
+        fit,
+        w_avg: g.w_avg,
     })
 }
 
@@ -541,25 +457,6 @@ fn write(
     Ok(report)
 }
 
-/// The tensors a network really uses, as float32 in the file's key order (plus PULSE's blur
-/// buffers for a synthesis network): extra keys of the source are left out.
-fn canonical(sd: &StateDict, vs: &nn::VarStore, synthesis: bool) -> Vec<(String, Tensor)> {
-    let names: std::collections::HashSet<String> = vs.variables().into_keys().collect();
-    sd.iter()
-        .filter(|(k, _)| names.contains(*k) || (synthesis && k.ends_with(".intermediate.kernel")))
-        .map(|(k, t)| (k.to_string(), t.to_kind(Kind::Float).contiguous()))
-        .collect()
-}
-
-/// Parameters, PULSE's constant blur buffers excluded.
-fn count(tensors: &[(String, Tensor)]) -> i64 {
-    tensors
-        .iter()
-        .filter(|(k, _)| !k.ends_with(".intermediate.kernel"))
-        .map(|(_, t)| t.numel() as i64)
-        .sum()
-}
-
 /// PULSE's published FFHQ fit.
 pub fn shipped_fit() -> Result<GaussianFit, ImportError> {
     let sd = weights::load_bytes(PULSE_FFHQ_FIT, Path::new("gaussian_fit.pt"))
@@ -575,7 +472,7 @@ pub fn shipped_fit() -> Result<GaussianFit, ImportError> {
 /// Compares the output statistics of `mapping` (`samples` draws) with a published fit. A
 /// statistic that is not finite (a mapping that overflows) is `None` and never agrees.
 pub fn fit_agreement(
-    mapping: &Mapping,
+    mapping: &dyn MappingNetwork,
     published: &GaussianFit,
     samples: i64,
     seed: i64,
@@ -638,18 +535,5 @@ fn model_info(opts: &ImportOptions, r: &ImportReport, files: &[(String, String)]
         superseded: Default::default(),
         date: model_info::utc_now(),
         pulse_version: env!("CARGO_PKG_VERSION").into(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ffhq_totals_add_up_to_nvidia_count() {
-        // The eight dropped ToRGB_lod layers: 4 at 512 channels, then 256, 128, 64, 32.
-        let torgb: i64 = [512, 512, 512, 512, 256, 128, 64, 32].iter().map(|c| c * 3 + 3).sum();
-        assert_eq!(FFHQ_SYNTHESIS_PARAMS + FFHQ_MAPPING_PARAMS + torgb, FFHQ_TF_TRAINABLES);
-        assert_eq!(FFHQ_MAPPING_PARAMS, 8 * (512 * 512 + 512));
     }
 }

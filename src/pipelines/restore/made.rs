@@ -6,7 +6,6 @@ use crate::files::escaped;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::path::Path;
-use tch::Device;
 
 /// The PNG text chunk's keyword.
 pub const KEY: &str = "pulse-restore";
@@ -30,15 +29,16 @@ pub struct Made {
 }
 
 impl Made {
-    pub fn new(opts: &RestoreOptions, sha256: &str, device: Device, photo: &Path) -> Self {
-        let mut settings = match serde_json::to_value(super::report::settings(opts, device)) {
+    pub fn new(opts: &RestoreOptions, model: &crate::model::Model, photo: &Path) -> Self {
+        let settings = super::report::settings(opts, model.layout(), model.device);
+        let mut settings = match serde_json::to_value(settings) {
             Ok(Value::Object(m)) => m,
             _ => Map::new(),
         };
         PER_MACHINE.iter().for_each(|k| drop(settings.remove(*k)));
         Self {
             source: photo.file_name().map(crate::files::escaped_name).unwrap_or_default(),
-            model_sha256: sha256.to_string(),
+            model_sha256: model.sha256.clone(),
             upscale: opts.upscale,
             faces: 0,
             settings,

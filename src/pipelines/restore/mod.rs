@@ -212,7 +212,7 @@ pub fn run(
         kind: report::KIND,
         shard: opts.shard.clone(),
         assigned: files.clone(),
-        settings: report::settings(opts, model.device),
+        settings: report::settings(opts, model.layout(), model.device),
         model: super::upsample::ModelInfo {
             dir: model.dir.clone(),
             sha256: model.sha256.clone(),
@@ -246,7 +246,7 @@ pub fn run(
             finish(&mut report, refusal(&path, e), observer, opts)?;
             continue;
         }
-        let made = Made::new(opts, &model.sha256, model.device, &path);
+        let made = Made::new(opts, model, &path);
         if let Err(e) = check_existing(&path, &outputs, &made, opts) {
             finish(&mut report, refusal(&path, e), observer, opts)?;
             continue;

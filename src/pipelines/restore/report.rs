@@ -247,9 +247,18 @@ pub(super) fn earlier_entry(
     (listed == named).then(|| entry.clone())
 }
 
-pub(super) fn settings(opts: &RestoreOptions, device: Device) -> Settings {
+pub(super) fn settings(
+    opts: &RestoreOptions,
+    layout: &crate::stylegan::Layout,
+    device: Device,
+) -> Settings {
     Settings {
-        search: crate::pipelines::upsample::UpsampleSettings::new(&opts.search, &opts.run, device),
+        search: crate::pipelines::upsample::UpsampleSettings::new(
+            &opts.search,
+            layout,
+            &opts.run,
+            device,
+        ),
         upscale: opts.upscale,
         only_center_face: opts.only_center_face,
         max_faces: opts.max_faces,

@@ -94,7 +94,7 @@ pub fn run(
         kind: report::KIND,
         shard: opts.shard.clone(),
         assigned: files.clone(),
-        settings: UpsampleSettings::new(&opts.search, &opts.run, model.device),
+        settings: UpsampleSettings::new(&opts.search, model.layout(), &opts.run, model.device),
         model: ModelInfo {
             dir: model.dir.clone(),
             sha256: model.sha256.clone(),

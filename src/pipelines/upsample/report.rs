@@ -72,6 +72,7 @@ impl UpsampleSettings {
     /// The settings of a run searching with `search` as `run` says on `device`.
     pub fn new(
         search: &crate::pulse::SearchConfig,
+        layout: &crate::stylegan::Layout,
         run: &super::super::RunConfig,
         device: tch::Device,
     ) -> Self {
@@ -88,7 +89,7 @@ impl UpsampleSettings {
             eps: search.eps,
             noise: search.noise.name(),
             trainable_noise: search.trainable_noise,
-            bad_noise_layers: search.bad_noise_layers.clone(),
+            bad_noise_layers: search.bad_noise(layout).to_vec(),
             tile_latent: search.tile_latent,
             seed: run.seed,
             samples: run.samples,

@@ -8,8 +8,8 @@
 //! The weight is frozen, so no weight gradient is ever computed, only the style's.
 use crate::precision::Precision;
 use crate::stylegan::layers::{leaky_relu, leaky_relu_reference, ScaledWeight};
-use crate::stylegan::network::{Architecture, BlockInput, Layout, SynthesisNetwork};
-use crate::stylegan::{Tuning, LATENT_DIM};
+use crate::stylegan::network::{BlockInput, Layout, SynthesisNetwork};
+use crate::stylegan::{Architecture, Tuning, LATENT_DIM};
 use anyhow::bail;
 use std::f64::consts::SQRT_2;
 use tch::{nn, Kind, Tensor};

@@ -3,10 +3,10 @@
 //! Blocks `4x4 .. RxR`, two style layers (epilogues) per block; block `SxS` upsamples with a
 //! nearest-neighbour 2x upsample and a 3x3 conv below 128, and with a fused transposed conv from
 //! 128 on, then blurs. The architecture (resolution, channels per block) is read off the weights.
-use super::layers::{bias, leaky_relu, leaky_relu_reference, ScaledWeight};
-use super::network::{Architecture, BlockInput, Layout, SynthesisNetwork};
-use super::LATENT_DIM;
 use crate::precision::Precision;
+use crate::stylegan::layers::ScaledWeight;
+use crate::stylegan::network::{BlockInput, Layout, SynthesisNetwork};
+use crate::stylegan::{Architecture, Tuning, LATENT_DIM};
 use anyhow::bail;
 use tch::{nn, Kind, Tensor};
 
@@ -94,64 +94,10 @@ impl SynthesisConfig {
 /// Layers that truncation applies to (StyleGAN's `truncation_cutoff`).
 pub const TRUNCATION_LAYERS: usize = 8;
 
-/// The speed rewrites of the forward pass, each an exact reformulation of PULSE's form (the
-/// reference form is kept beside it and tested against it, forward and backward, in float64).
-/// All on by default; `pulse bench` switches them off one at a time to measure each
-/// (docs/performance.md). StyleGAN2 honours `epilogue` and `leaky` (docs/design.md,
-/// "StyleGAN2"); `convt` and `blurbias` are v1's alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Tuning {
-    /// Noise as one `addcmul`, instance norm and style modulation as one batch norm.
-    pub epilogue: bool,
-    /// libtorch's leaky ReLU (instead of PReLU with a one-element weight).
-    pub leaky: bool,
-    /// Nearest 2x upsample + 3x3 conv as one stride-2 transposed conv (blocks below 128).
-    pub convt: bool,
-    /// The conv bias added inside the blur's conv.
-    pub blurbias: bool,
-}
-
-impl Default for Tuning {
-    fn default() -> Self {
-        Self::ALL_ON
-    }
-}
-
-impl Tuning {
-    pub const ALL_ON: Tuning = Tuning { epilogue: true, leaky: true, convt: true, blurbias: true };
-    pub const ALL_OFF: Tuning =
-        Tuning { epilogue: false, leaky: false, convt: false, blurbias: false };
-    /// The names `pulse bench --untuned` takes.
-    pub const NAMES: [&'static str; 4] = ["epilogue", "leaky", "convt", "blurbias"];
-
-    /// All on except the named rewrites (a comma-separated list of [`Tuning::NAMES`]).
-    pub fn without(list: &str) -> Result<Self, String> {
-        let mut t = Self::ALL_ON;
-        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            match name {
-                "epilogue" => t.epilogue = false,
-                "leaky" => t.leaky = false,
-                "convt" => t.convt = false,
-                "blurbias" => t.blurbias = false,
-                "all" => t = Self::ALL_OFF,
-                _ => {
-                    return Err(format!(
-                        "unknown rewrite '{name}' (expected {} or all)",
-                        Self::NAMES.join(", ")
-                    ))
-                }
-            }
-        }
-        Ok(t)
-    }
-
-    fn leaky_relu(self, x: &Tensor, slope: f64) -> anyhow::Result<Tensor> {
-        if self.leaky {
-            leaky_relu(x, slope)
-        } else {
-            leaky_relu_reference(x, slope)
-        }
-    }
+/// A frozen bias vector (equalized learning rate applies no bias multiplier except in the mapping
+/// network, whose caller scales it).
+fn bias(vs: &nn::Path, name: &str, n: i64) -> Tensor {
+    vs.zeros_no_train(name, &[n])
 }
 
 /// Per-layer epilogue: noise, leaky ReLU, instance norm, style modulation (docs/design.md,
@@ -419,7 +365,7 @@ impl Synthesis {
     ) -> (Self, nn::VarStore) {
         let mut vs = nn::VarStore::new(device);
         let mut synthesis = Self::new(vs.root(), config);
-        super::layers::fill_random(&vs, seed, |name, t| {
+        crate::stylegan::layers::fill_random(&vs, seed, |name, t| {
             if name.ends_with("noise.weight") {
                 t.rand_like() * 0.1
             } else if name.ends_with("bias") {
@@ -688,15 +634,6 @@ mod tests {
         let a = synthesis.forward(&w, &zero).unwrap();
         let b = synthesis.forward(&w, &ones).unwrap();
         assert!(max_rel_diff(&[a], &[b]) > 1e-3);
-    }
-
-    #[test]
-    fn tuning_lists_parse() {
-        assert_eq!(Tuning::without("").unwrap(), Tuning::ALL_ON);
-        assert_eq!(Tuning::without("all").unwrap(), Tuning::ALL_OFF);
-        let t = Tuning::without("convt, leaky").unwrap();
-        assert!(!t.convt && !t.leaky && t.epilogue && t.blurbias);
-        assert!(Tuning::without("alloc").unwrap_err().contains("unknown rewrite 'alloc'"));
     }
 
     #[test]

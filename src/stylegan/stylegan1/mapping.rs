@@ -1,14 +1,14 @@
 //! Mapping network z -> w (docs/design.md, "The networks"): pixel norm, then eight dense layers
 //! with equalized learning rate at multiplier 0.01 and leaky ReLU 0.2.
-use super::layers::{leaky_relu, ScaledWeight};
-use super::LATENT_DIM;
+use crate::stylegan::layers::{leaky_relu, ScaledWeight};
+use crate::stylegan::LATENT_DIM;
 use tch::{nn, Device, Kind, Tensor};
 
 const LAYERS: usize = 8;
 /// Learning-rate multiplier of the mapping network (StyleGAN `mapping_lrmul`).
 const LR_MUL: f64 = 0.01;
 
-impl super::network::MappingNetwork for Mapping {
+impl crate::stylegan::MappingNetwork for Mapping {
     fn forward(&self, z: &Tensor) -> anyhow::Result<Tensor> {
         Mapping::forward(self, z)
     }

@@ -1,14 +1,15 @@
 //! The structure of a StyleGAN2 generator under NVIDIA's stylegan2-ada-pytorch names, checked
-//! from the tensors alone: every block from `b4` to `bR` with all its layers, shapes that chain
+//! from the tensors alone (what `pulse import` asks before it writes anything): every block from `b4` to `bR` with all its layers, shapes that chain
 //! (each layer's input channels are the previous layer's output, every style has `w_dim`
 //! inputs), and a mapping network from z to w. This is what the network's constructor will
 //! ask of the files, said before anything is written (NVlabs/stylegan2-ada-pytorch
 //! `training/networks.py`: `SynthesisBlock`, `SynthesisLayer`, `ToRGBLayer`, `MappingNetwork`).
+use super::SynthesisConfig;
 use crate::weights::StateDict;
 
 /// What the tensors say about the network.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Layout {
+pub struct Schema {
     pub resolution: i64,
     /// Output channels of each block, `b4` first.
     pub channels: Vec<i64>,
@@ -19,13 +20,13 @@ pub struct Layout {
     pub mapping_params: i64,
 }
 
-impl Layout {
-    /// NVIDIA's FFHQ config-f generator: 1024x1024, channels `min(32768 / res, 512)`, an
-    /// eight-layer 512-wide mapping network.
+impl Schema {
+    /// NVIDIA's FFHQ config-f generator ([`SynthesisConfig::ffhq`]) with an eight-layer
+    /// 512-wide mapping network.
     pub fn is_ffhq(&self) -> bool {
-        let channels: Vec<i64> = (2..=10).map(|k| (32768 >> k).min(512)).collect();
-        self.resolution == 1024
-            && self.channels == channels
+        let ffhq = SynthesisConfig::ffhq();
+        self.resolution == ffhq.resolution
+            && self.channels == ffhq.channels
             && self.w_dim == 512
             && self.z_dim == 512
             && self.mapping_layers == 8
@@ -33,14 +34,13 @@ impl Layout {
 }
 
 /// Parameters of FFHQ config-f (G_ema, `mapping.w_avg` excluded), from the shapes
-/// of [`Layout::is_ffhq`]: the synthesis network and the mapping network.
+/// of [`Schema::is_ffhq`]: the synthesis network and the mapping network.
 pub fn ffhq_params() -> (i64, i64) {
     let mut synthesis = 0;
     let mut cin = 0;
-    for k in 2..=10 {
-        let c = (32768i64 >> k).min(512);
+    for (i, &c) in SynthesisConfig::ffhq().channels.iter().enumerate() {
         let layer = |cin: i64, cout: i64| cout * cin * 9 + cout + 1 + cin * 512 + cin;
-        if k == 2 {
+        if i == 0 {
             synthesis += c * 16 + layer(c, c);
         } else {
             synthesis += layer(cin, c) + layer(c, c);
@@ -52,7 +52,7 @@ pub fn ffhq_params() -> (i64, i64) {
 }
 
 /// Checks the networks; an error names the first key that is missing or has a wrong shape.
-pub fn check(synthesis: &StateDict, mapping: Option<&StateDict>) -> Result<Layout, String> {
+pub fn check(synthesis: &StateDict, mapping: Option<&StateDict>) -> Result<Schema, String> {
     let shape = |sd: &StateDict, key: &str| -> Result<Vec<i64>, String> {
         sd.get(key).map(|t| t.size()).ok_or_else(|| format!("missing '{key}'"))
     };
@@ -156,7 +156,7 @@ pub fn check(synthesis: &StateDict, mapping: Option<&StateDict>) -> Result<Layou
         mapping_params =
             m.iter().filter(|(k, _)| *k != "mapping.w_avg").map(|(_, t)| t.numel() as i64).sum();
     }
-    Ok(Layout {
+    Ok(Schema {
         resolution,
         channels,
         w_dim,
