@@ -512,7 +512,7 @@ mod tests {
             assert_eq!(layout.noise_maps(), maps);
             config.check(layout).unwrap_or_else(|e| panic!("{:?}: {e}", layout.architecture));
             assert_eq!(config.bad_noise(layout), [bad]);
-            tch::manual_seed(3);
+            let _seed = crate::rng::seed(3);
             let target = LossTarget {
                 image: Tensor::rand([1, 3, 32, 32], (Kind::Float, Device::Cpu)),
                 weight: None,
