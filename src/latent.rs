@@ -202,7 +202,7 @@ impl LatentFile {
     }
 
     /// Writes the file atomically; the same latent always gives the same bytes.
-    pub fn write(&self, path: &Path) -> Result<(), LatentError> {
+    pub fn write(&self, path: &Path) -> Result<(), crate::weights::WeightError> {
         let mut named: Vec<(String, Tensor)> = vec![("w_plus".into(), self.w_plus.shallow_clone())];
         if let Some(l) = &self.latent {
             named.push(("latent".into(), l.shallow_clone()));
@@ -222,10 +222,6 @@ impl LatentFile {
             path,
             Some(&meta),
         )
-        .map_err(|e| LatentError {
-            path: path.to_path_buf(),
-            reason: format!("cannot write: {}", e.kind),
-        })
     }
 
     /// Checks that this latent fits a generator of `layout`: the same family, its W+ rows and

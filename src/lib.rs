@@ -44,8 +44,9 @@ pub mod system;
 pub mod weights;
 
 /// A request that cannot be carried out as asked (a setting out of range for this model, a
-/// combination of options that does not make sense): the command line reports it as a usage
-/// error (exit code 2), like a bad flag.
+/// combination of options that does not make sense) or an input that cannot be used: the one
+/// way to say "refused". The command line reports it as a usage error (exit code 2), like a
+/// bad flag, wherever it is in an error's chain.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct Invalid(pub String);

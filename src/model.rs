@@ -40,19 +40,20 @@ impl Model {
     /// Loads every network the folder has. The Gaussian fit is not computed here; see
     /// [`Model::ensure_fit`].
     ///
-    /// Refused (an [`crate::Invalid`] error) as well as unreadable files: a network file that no
-    /// longer holds what `model.json` recorded (damaged or replaced), non-finite weights, and a
-    /// file that `pulse import --force` found there from the previous network and could not
-    /// remove ([`crate::model_info::ModelInfo::superseded`]): another network's fit is never
-    /// used for this one.
+    /// Whatever stops the folder from loading is refused (an [`crate::Invalid`] error with the
+    /// whole message): a missing or unreadable file, a network file that no longer holds what
+    /// `model.json` recorded (damaged or replaced), non-finite weights, and a file that
+    /// `pulse import --force` found there from the previous network and could not remove
+    /// ([`crate::model_info::ModelInfo::superseded`]): another network's fit is never used for
+    /// this one.
     pub fn load(dir: &Path, device: Device) -> anyhow::Result<Self> {
-        Self::load_inner(dir, device, true)
+        Self::load_inner(dir, device, true).map_err(unusable)
     }
 
     /// [`Model::load`] without the Gaussian fit (`fit` is `None`): for `pulse fit-gaussian`,
     /// which computes the folder's fit anew whatever file is there.
     pub fn load_without_fit(dir: &Path, device: Device) -> anyhow::Result<Self> {
-        Self::load_inner(dir, device, false)
+        Self::load_inner(dir, device, false).map_err(unusable)
     }
 
     fn load_inner(dir: &Path, device: Device, with_fit: bool) -> anyhow::Result<Self> {
@@ -154,6 +155,16 @@ impl Model {
             self.fit = Some(read_fit(&self.dir.join(FIT_FILE), self.device)?);
         }
         Ok(self.fit.as_ref().expect("fit set above"))
+    }
+}
+
+/// A model folder that cannot be loaded cannot be used: the error, whatever made it, becomes a
+/// refusal with the same message.
+fn unusable(e: anyhow::Error) -> anyhow::Error {
+    if e.is::<crate::Invalid>() {
+        e
+    } else {
+        crate::Invalid(format!("{e:#}")).into()
     }
 }
 

@@ -7,7 +7,7 @@
 //! box-regression offsets and face probabilities (softmax over {not face, face}); O-Net also
 //! returns the five landmarks as fractions of its input box.
 use crate::weights;
-use anyhow::{bail, Context};
+use anyhow::Context;
 use std::path::{Path, PathBuf};
 use tch::nn::{self, Module};
 use tch::{Device, Tensor};
@@ -218,10 +218,11 @@ pub fn default_dir() -> PathBuf {
 }
 
 impl Mtcnn {
-    /// Loads `pnet.pt`, `rnet.pt` and `onet.pt` (or `.safetensors`) from `dir`.
+    /// Loads `pnet.pt`, `rnet.pt` and `onet.pt` (or `.safetensors`) from `dir`. A folder or
+    /// file that cannot be used is refused ([`crate::Invalid`], a [`weights::WeightError`]).
     pub fn load(dir: &Path, device: Device) -> anyhow::Result<Self> {
         if !dir.is_dir() {
-            bail!(
+            crate::invalid!(
                 "MTCNN weights folder {} not found (set $PULSE_MTCNN; see models/mtcnn/README.md)",
                 dir.display()
             );
@@ -232,8 +233,11 @@ impl Mtcnn {
         let rnet = RNet::new(&rvs.root());
         let onet = ONet::new(&ovs.root());
         for (vs, stem) in [(&mut pvs, "pnet"), (&mut rvs, "rnet"), (&mut ovs, "onet")] {
-            let path = crate::model::find_file(dir, stem).with_context(|| {
-                format!("{}: no {stem}.pt or {stem}.safetensors in the MTCNN folder", dir.display())
+            let path = crate::model::find_file(dir, stem).ok_or_else(|| {
+                crate::Invalid(format!(
+                    "{}: no {stem}.pt or {stem}.safetensors in the MTCNN folder",
+                    dir.display()
+                ))
             })?;
             let sd = weights::load(&path)
                 .with_context(|| format!("{}: cannot load the MTCNN weights", path.display()))?;

@@ -1,8 +1,9 @@
-//! `pulse align` and `pulse upsample --align`: arguments, progress bar, summary.
-use super::args::{ShardArgs, UpsampleArgs};
-use super::commands::interrupt_flag;
-use super::exit::{input, Exit};
+//! `pulse align`: arguments, progress bar, summary; the MTCNN loading and the aligning run
+//! that `upsample --align` and `eval --align` share.
+use super::exit::Exit;
 use super::progress;
+use super::setup::{checked_report_file, configure_device, interrupt_flag, shard_of};
+use super::shared_args::{device, min_face, ModelArgs, ShardArgs};
 use clap::Args;
 use indicatif::ProgressBar;
 use pulse::align::{mtcnn, DetectConfig, Mtcnn};
@@ -11,7 +12,6 @@ use pulse::files::escaped;
 use pulse::pipelines::align::{
     self as job, AlignObserver, AlignOptions, AlignReport, InputRecord, Status,
 };
-use pulse::pipelines::upsample::AlignedPhotos;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
@@ -32,7 +32,7 @@ pub struct AlignArgs {
     #[arg(long)]
     pub all_faces: bool,
     /// Smallest face searched for, in pixels (MTCNN finds some down to about half of it).
-    #[arg(long, default_value_t = 20.0, value_name = "PX", value_parser = parse_min_face, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 20.0, value_name = "PX", value_parser = min_face, allow_negative_numbers = true)]
     pub min_face: f64,
     /// Write a JSON report here: per photo, every face's box, score, landmarks and output file.
     /// A folder, or a name with {shard} in it, gets one report per shard (align.<I>-of-<N>.json).
@@ -44,7 +44,7 @@ pub struct AlignArgs {
     #[arg(long)]
     pub save_aligned: bool,
     /// auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto", value_parser = device_name)]
+    #[arg(long, default_value = "auto", value_parser = device)]
     pub device: String,
     /// Folder of the MTCNN weights (pnet.pt, rnet.pt, onet.pt); default $PULSE_MTCNN, else
     /// models/mtcnn.
@@ -63,17 +63,6 @@ fn parse_size(s: &str) -> Result<i64, String> {
     job::check_size(size).map(|()| size)
 }
 
-fn device_name(s: &str) -> Result<String, String> {
-    pulse::device::parse_device_name(s).map(|_| s.to_string()).map_err(|e| e.to_string())
-}
-
-pub(super) fn parse_min_face(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v >= 1.0 && v.is_finite() => Ok(v),
-        _ => Err(format!("'{s}' is not a size in pixels (at least 1)")),
-    }
-}
-
 /// How a run ended: interrupted, some photo refused or without a face, or every photo done.
 fn exit_of(report: &AlignReport) -> Exit {
     if report.interrupted {
@@ -87,10 +76,10 @@ fn exit_of(report: &AlignReport) -> Exit {
 
 pub fn align(a: AlignArgs) -> anyhow::Result<Exit> {
     let device = parse_device(&a.device)?;
-    let shard = super::report::shard_of(&a.shard)?;
+    let shard = shard_of(&a.shard)?;
     // Deterministic CUDA kernels, strict float32: the same photo gives the same landmarks.
-    super::commands::configure_device(device, false)?;
-    let mtcnn = load_mtcnn(&a.mtcnn.unwrap_or_else(mtcnn::default_dir), device)?;
+    configure_device(device, false)?;
+    let mtcnn = Mtcnn::load(&a.mtcnn.unwrap_or_else(mtcnn::default_dir), device)?;
     let opts = AlignOptions {
         inputs: a.inputs,
         out_dir: a.out_dir,
@@ -98,10 +87,7 @@ pub fn align(a: AlignArgs) -> anyhow::Result<Exit> {
         all_faces: a.all_faces,
         detect: DetectConfig { min_face: a.min_face, ..DetectConfig::default() },
         save_aligned: a.save_aligned,
-        report: a
-            .report
-            .map(|r| super::report::checked_report_file(&r, shard.as_ref(), "align"))
-            .transpose()?,
+        report: a.report.map(|r| checked_report_file(&r, shard.as_ref(), "align")).transpose()?,
         shard,
         refuse: vec![],
         overwrite: a.overwrite,
@@ -111,109 +97,8 @@ pub fn align(a: AlignArgs) -> anyhow::Result<Exit> {
     Ok(exit_of(&report))
 }
 
-/// The MTCNN weights; a folder or file that cannot be used is refused like any weight file
-/// (exit code 2).
-fn load_mtcnn(dir: &Path, device: tch::Device) -> anyhow::Result<Mtcnn> {
-    input(Mtcnn::load(dir, device))
-}
-
-/// `upsample --align`: align every input first, writing the largest face of each as
-/// `<OUT>/aligned/<stem>.png` (32x32, kept there), then upsample those into `<OUT>` as usual, so
-/// results keep the photos' names (`<OUT>/<stem>.png`). Every output name (aligned faces,
-/// results, latents, sheets, the report) is planned against the photos before any work; a photo
-/// whose outputs clash, that cannot be read or has no face is refused (named, listed under
-/// `refused` in the report, exit code 2) and the others go on.
-pub(super) fn upsample_aligned(mut a: UpsampleArgs) -> anyhow::Result<Exit> {
-    let device = parse_device(&a.model.device)?;
-    let shard = super::report::shard_of(&a.shard)?;
-    a.report = a
-        .report
-        .map(|r| super::report::checked_report_file(&r, shard.as_ref(), "report"))
-        .transpose()?;
-    let photos = pulse::pipelines::collect_inputs(&a.inputs)?;
-    if photos.is_empty() {
-        return Err(pulse::Invalid(format!(
-            "nothing to do: no photo in {} (photos are {})",
-            a.inputs.iter().map(|p| escaped(p)).collect::<Vec<_>>().join(", "),
-            pulse::imageio::INPUT_EXTENSIONS.join(", ")
-        ))
-        .into());
-    }
-    let aligned_dir = a.out_dir.join("aligned");
-    let planned = plan_photos(&a, &photos, &aligned_dir)?;
-    // The same settings `upsample` then applies (and announces) when it loads the model.
-    let determinism =
-        pulse::device::Determinism::from_nondeterministic_flag(a.model.nondeterministic);
-    pulse::device::configure(device, determinism)?;
-    let mtcnn = load_mtcnn(&mtcnn::default_dir(), device)?;
-    let opts = AlignOptions {
-        inputs: photos.clone(),
-        out_dir: aligned_dir,
-        size: 32,
-        all_faces: false,
-        detect: DetectConfig::default(),
-        save_aligned: false,
-        report: None,
-        shard: shard.clone(),
-        refuse: planned,
-        overwrite: a.overwrite,
-        device,
-    };
-    // The same Ctrl-C flag as the searches that follow: interrupted here, nothing is upsampled.
-    let report = run_with_bar(&mtcnn, &opts, a.quiet, &interrupt_flag())?;
-    drop(mtcnn);
-    if report.interrupted {
-        return Ok(Exit::Interrupted);
-    }
-    let refused = report
-        .inputs
-        .iter()
-        .filter(|r| matches!(r.status, Status::NoFace | Status::Refused))
-        .map(|r| (r.input.clone(), r.error.clone().unwrap_or_default()))
-        .collect();
-    a.inputs = report.outputs();
-    a.align = false;
-    super::commands::upsample_run(a, shard, Some(AlignedPhotos { photos, refused }))
-}
-
-/// Plans the names of every photo's outputs (all shards) before any work, with the settings
-/// `upsample` will run with; returns the photos refused.
-fn plan_photos(
-    a: &UpsampleArgs,
-    photos: &[PathBuf],
-    aligned_dir: &Path,
-) -> anyhow::Result<Vec<(PathBuf, String)>> {
-    let opts = pulse::pipelines::upsample::UpsampleOptions {
-        inputs: vec![],
-        out_dir: a.out_dir.clone(),
-        search: pulse::pulse::SearchConfig::default(),
-        run: pulse::pipelines::RunConfig {
-            seed: 0,
-            samples: a.samples,
-            batch_size: 1,
-            restarts: 0,
-            precision: a.precision,
-            deterministic: true,
-        },
-        init: a.init.clone(),
-        save_intermediate: a.save_intermediate,
-        compare: a.compare,
-        report: a.report.clone(),
-        shard: None,
-        aligned: None,
-        overwrite: a.overwrite,
-        mask: a.mask.clone(),
-        ignore_alpha: a.ignore_alpha,
-    };
-    let refused = pulse::pipelines::upsample::plan_photos(&opts, photos, aligned_dir)?;
-    let mut refused: Vec<(PathBuf, String)> =
-        refused.into_iter().map(|(p, e)| (p, format!("{e:#}"))).collect();
-    refused.sort();
-    Ok(refused)
-}
-
 /// Runs the job with a progress bar over the photos and prints the summary.
-fn run_with_bar(
+pub(super) fn run_with_bar(
     mtcnn: &Mtcnn,
     opts: &AlignOptions,
     quiet: bool,
@@ -299,7 +184,7 @@ pub(super) fn align_for_eval(
     photos: &[PathBuf],
     dir: &Path,
     size: i64,
-    model: &super::args::ModelArgs,
+    model: &ModelArgs,
     overwrite: bool,
     quiet: bool,
 ) -> anyhow::Result<Vec<PathBuf>> {
@@ -308,7 +193,7 @@ pub(super) fn align_for_eval(
     if photos.is_empty() {
         return Err(pulse::Invalid("nothing to do: no photo given".into()).into());
     }
-    let mtcnn = load_mtcnn(&mtcnn::default_dir(), device)?;
+    let mtcnn = Mtcnn::load(&mtcnn::default_dir(), device)?;
     let opts = AlignOptions {
         inputs: photos,
         out_dir: dir.to_path_buf(),

@@ -1,13 +1,70 @@
 //! `pulse bench`: time PULSE steps and print the figures (text or one JSON object).
-use super::args::BenchArgs;
 use super::exit::Exit;
+use super::setup::{batch_size, configure_device};
+use super::shared_args::{at_least_one, device, one_of, BatchSize};
+use clap::Args;
 use pulse::device::parse_device;
 use pulse::pipelines::bench::{self, BenchOptions};
+use pulse::precision::Precision;
+use pulse::pulse::Method;
 use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// A model folder to time instead of the FFHQ-size network with random weights.
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
+    /// The family of the random FFHQ-size network: stylegan1 or stylegan2 (without --model).
+    #[arg(long, default_value = "stylegan1", value_parser = architecture, conflicts_with = "model")]
+    pub architecture: pulse::stylegan::Architecture,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto", value_parser = device)]
+    pub device: String,
+    /// Searches run together, or "auto" (from free GPU memory; 1 on the CPU).
+    #[arg(long, default_value = "1", value_parser = clap::value_parser!(BatchSize))]
+    pub batch_size: BatchSize,
+    /// Timed steps (the median is reported).
+    #[arg(long, default_value = "3", value_parser = at_least_one)]
+    pub steps: usize,
+    /// Untimed steps before them.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// fp32, tf32 (CUDA), bf16 or fp16 (autocast; loss and optimizer stay float32).
+    #[arg(long, default_value = "fp32", value_parser = one_of::<Precision>(&Precision::NAMES))]
+    pub precision: Precision,
+    /// CPU threads (0 = libtorch's default).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..))]
+    pub threads: i32,
+    /// CUDA: allow nondeterministic kernels and cuDNN autotuning (measures the speed that
+    /// reproducibility costs). No effect on the CPU.
+    #[arg(long)]
+    pub nondeterministic: bool,
+    /// CUDA: capture one step in a CUDA graph and replay it. No effect on the CPU.
+    #[arg(long)]
+    pub cuda_graph: bool,
+    /// Speed rewrites of the synthesis to switch off, to measure each: epilogue, leaky, convt,
+    /// blurbias (comma-separated) or all.
+    #[arg(long, value_name = "LIST", default_value = "", hide_default_value = true, value_parser = |s: &str| pulse::stylegan::Tuning::without(s))]
+    pub untuned: pulse::stylegan::Tuning,
+    /// The search step timed: pulse, or ilo (its rounds of equal length, each from its own
+    /// synthesis block).
+    #[arg(long, default_value = "pulse", value_parser = one_of::<Method>(Method::NAMES))]
+    pub method: Method,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A generator family by name.
+fn architecture(s: &str) -> Result<pulse::stylegan::Architecture, String> {
+    pulse::stylegan::Architecture::from_name(s)
+        .ok_or_else(|| format!("unknown architecture '{s}' (expected stylegan1 or stylegan2)"))
+}
 
 pub fn bench(a: BenchArgs) -> anyhow::Result<Exit> {
     let device = parse_device(&a.device)?;
-    super::commands::configure_device(device, a.nondeterministic)?;
+    configure_device(device, a.nondeterministic)?;
     if let Some(dir) = &a.model {
         if pulse::model::find_file(dir, "synthesis").is_none() {
             return Err(pulse::Invalid(format!(
@@ -22,7 +79,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<Exit> {
     }
     // `auto` sizes from the FFHQ estimate even with --model: conservative for smaller networks.
     let ffhq = a.architecture.ffhq_layout();
-    let batch_size = super::commands::batch_size(a.batch_size, &ffhq, device, a.precision);
+    let batch_size = batch_size(a.batch_size, &ffhq, device, a.precision);
     let opts = BenchOptions {
         device,
         batch_size,

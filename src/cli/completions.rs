@@ -1,13 +1,9 @@
-//! `pulse completions SHELL` and `pulse man`: shell completion scripts and the man page,
-//! generated from the same clap definition that parses the command line, so they list exactly
-//! the commands and flags this binary has (README, "Shell completions and the man page").
-use super::args::Cli;
+//! `pulse completions SHELL`: the shell completion script, generated from the same clap
+//! definition that parses the command line, so it lists exactly the commands and flags this
+//! binary has (README, "Shell completions and the man page").
 use super::exit::Exit;
-use anyhow::Context;
-use clap::{Args, CommandFactory};
-use pulse::files::escaped;
+use clap::Args;
 use std::io::Write;
-use std::path::PathBuf;
 
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
@@ -16,66 +12,11 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
-pub fn completions(a: CompletionsArgs) -> anyhow::Result<Exit> {
+/// `cli` is the whole command line's definition (`Cli::command()`, handed down so that this
+/// file does not use the module that uses it).
+pub fn completions(a: CompletionsArgs, mut cli: clap::Command) -> anyhow::Result<Exit> {
     let mut out = std::io::stdout().lock();
-    clap_complete::generate(a.shell, &mut Cli::command(), "pulse", &mut out);
+    clap_complete::generate(a.shell, &mut cli, "pulse", &mut out);
     out.flush()?;
     Ok(Exit::Success)
-}
-
-#[derive(Debug, Args)]
-pub struct ManArgs {
-    /// Write `pulse.1` and one page per command (`pulse-upsample.1`, ...) into this folder
-    /// instead of printing `pulse.1` on stdout.
-    #[arg(short = 'o', long = "output", value_name = "DIR")]
-    pub out_dir: Option<PathBuf>,
-}
-
-/// The man page `pulse.1` (roff) on stdout, or with `-o DIR` every page in that folder (each
-/// written atomically).
-pub fn man(a: ManArgs) -> anyhow::Result<Exit> {
-    let pages = man_pages()?;
-    let Some(dir) = a.out_dir else {
-        let mut out = std::io::stdout().lock();
-        out.write_all(&pages[0].1)?;
-        out.flush()?;
-        return Ok(Exit::Success);
-    };
-    if dir.exists() && !dir.is_dir() {
-        return Err(pulse::Invalid(format!(
-            "{}: exists and is not a folder; -o takes the folder to write the pages in",
-            escaped(&dir)
-        ))
-        .into());
-    }
-    pulse::files::check_writable_dir(&dir)
-        .map_err(|e| pulse::Invalid(format!("{}: cannot write there: {e}", escaped(&dir))))?;
-    for (name, page) in &pages {
-        let path = dir.join(name);
-        pulse::files::write_bytes_atomic(&path, page)
-            .with_context(|| format!("writing {}", escaped(&path)))?;
-    }
-    eprintln!("pulse: wrote {} man pages in {}", pages.len(), escaped(&dir));
-    Ok(Exit::Success)
-}
-
-/// `(file name, roff)` of `pulse.1` first, then one page per command and per subcommand of a
-/// command (`pulse-report-merge.1`), named as clap_mangen names them, so that every page
-/// another one points to (`pulse-report(1)` lists `pulse-report-merge(1)`) is there.
-fn man_pages() -> std::io::Result<Vec<(String, Vec<u8>)>> {
-    let mut cmd = Cli::command().disable_help_subcommand(true);
-    cmd.build();
-    fn add(c: &clap::Command, pages: &mut Vec<(String, Vec<u8>)>) -> std::io::Result<()> {
-        let man = clap_mangen::Man::new(c.clone());
-        let mut page = Vec::new();
-        man.render(&mut page)?;
-        pages.push((man.get_filename(), page));
-        for sub in c.get_subcommands().filter(|s| s.get_name() != "help") {
-            add(sub, pages)?;
-        }
-        Ok(())
-    }
-    let mut pages = vec![];
-    add(&cmd, &mut pages)?;
-    Ok(pages)
 }

@@ -1,8 +1,8 @@
 //! `pulse downscale IN -o OUT --size S`: an image shrunk the way PULSE's loss shrinks (see
 //! `pulse::pipelines::downscale`). With it, a face the model made (`pulse generate`) becomes a
 //! target the search can reach exactly: what the demo shows.
-use super::commands::check_outputs;
-use super::exit::{input, Exit};
+use super::exit::Exit;
+use super::setup::check_outputs;
 use clap::Args;
 use pulse::files::escaped;
 use std::path::PathBuf;
@@ -22,8 +22,8 @@ pub struct DownscaleArgs {
 
 pub fn downscale(a: DownscaleArgs) -> anyhow::Result<Exit> {
     check_outputs(&[&a.input], &[&a.out])?;
-    input(pulse::imageio::OutputFormat::from_path(&a.out))?;
-    let small = input(pulse::pipelines::downscale::downscale_file(&a.input, a.size))?;
+    pulse::imageio::OutputFormat::from_path(&a.out)?;
+    let small = pulse::pipelines::downscale::downscale_file(&a.input, a.size)?;
     pulse::imageio::write_image(&small, &a.out)?;
     eprintln!("pulse: wrote {} ({}x{})", escaped(&a.out), a.size, a.size);
     Ok(Exit::Success)

@@ -1,11 +1,13 @@
 //! `pulse eval` and `pulse eval merge`: arguments and commands (the protocol itself is
 //! `pulse::pipelines::eval`).
-use super::args::{
-    at_least_one, finite, one_of, positive, BatchSize, LayerList, ModelArgs, ShardArgs,
-};
-use super::commands::{batch_size, fit_with_bar, interrupt_flag, load_model};
 use super::exit::Exit;
 use super::progress::SearchBars;
+use super::setup::{
+    batch_size, fit_with_bar, interrupt_flag, load_model, shard_of, ILO_LOSS, ILO_LR,
+};
+use super::shared_args::{
+    at_least_one, finite, one_of, positive, BatchSize, LayerList, ModelArgs, ShardArgs,
+};
 use clap::{Args, Subcommand};
 use pulse::files::escaped;
 use pulse::pipelines::batches::SearchObserver;
@@ -141,7 +143,7 @@ fn search_config(a: &EvalArgs, method: Method, layout: &pulse::stylegan::Layout)
     let defaults = SearchConfig::default();
     let loss = match (&a.loss, ilo) {
         (Some(loss), _) => loss.clone(),
-        (None, true) => super::commands::ILO_LOSS.parse().expect("ILO's loss parses"),
+        (None, true) => ILO_LOSS.parse().expect("ILO's loss parses"),
         (None, false) => defaults.loss.clone(),
     };
     let pulse_only = |on: bool| on && !ilo;
@@ -149,7 +151,7 @@ fn search_config(a: &EvalArgs, method: Method, layout: &pulse::stylegan::Layout)
         method,
         ilo: pulse::pulse::IloConfig { steps: a.ilo_steps.clone(), radius: a.ilo_radius.clone() },
         steps: a.steps,
-        lr: a.lr.unwrap_or(if ilo { super::commands::ILO_LR } else { defaults.lr }),
+        lr: a.lr.unwrap_or(if ilo { ILO_LR } else { defaults.lr }),
         optimizer: if ilo { defaults.optimizer } else { a.optimizer },
         schedule: if ilo { defaults.schedule } else { a.schedule },
         loss,
@@ -172,7 +174,7 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<Exit> {
     if let Some(EvalCommand::Merge(m)) = a.command {
         return merge(m);
     }
-    let shard = super::report::shard_of(&a.shard)?;
+    let shard = shard_of(&a.shard)?;
     let vgg16 = pulse::metrics::lpips::find_vgg16(a.vgg.as_deref())?;
     match &vgg16 {
         Some(p) => eprintln!("pulse: LPIPS with {}", escaped(p)),

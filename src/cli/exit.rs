@@ -29,35 +29,65 @@ impl Exit {
         }
     }
 
-    /// The exit code of an error: [`Exit::Refused`] when the error says the request or an
-    /// input was refused, [`Exit::Failure`] otherwise.
+    /// The exit code of an error: [`Exit::Refused`] when the first error of its chain that says
+    /// which it is ([`refusal`]) refuses the request or an input, [`Exit::Failure`] otherwise.
+    /// Where the error was made decides, by its type; call sites add context, never a verdict.
     pub fn of_error(err: &anyhow::Error) -> Exit {
-        let refused = err.chain().any(|e| {
-            e.is::<Refusal>() || e.is::<pulse::Invalid>() || e.is::<pulse::device::DeviceError>()
-        });
-        if refused {
-            Exit::Refused
-        } else {
-            Exit::Failure
+        match err.chain().find_map(refusal) {
+            Some(true) => Exit::Refused,
+            _ => Exit::Failure,
         }
     }
+}
+
+/// Whether one error (a link of a chain) refuses the request or an input: `Some(true)` refused,
+/// `Some(false)` a failure while working, `None` when its type says neither (a context message,
+/// a plain error). The only place that classifies errors: a new error type that can refuse
+/// goes here.
+fn refusal(e: &(dyn std::error::Error + 'static)) -> Option<bool> {
+    use pulse::imageio::{ImageError, ImageErrorKind};
+    use pulse::pipelines::download::DownloadError;
+    use pulse::pipelines::import::ImportError;
+    use pulse::weights::{ErrorKind, WeightError};
+    if e.is::<pulse::Invalid>()
+        || e.is::<pulse::device::DeviceError>()
+        || e.is::<pulse::latent::LatentError>()
+    {
+        return Some(true);
+    }
+    if let Some(e) = e.downcast_ref::<WeightError>() {
+        return Some(!matches!(e.kind, ErrorKind::Write(_)));
+    }
+    if let Some(e) = e.downcast_ref::<ImageError>() {
+        return Some(!matches!(e.kind, ImageErrorKind::Write(_)));
+    }
+    if let Some(e) = e.downcast_ref::<ImportError>() {
+        return match e {
+            ImportError::Refused(_)
+            | ImportError::Usage(_)
+            | ImportError::OtherModel(_)
+            | ImportError::NotAModelFolder(_) => Some(true),
+            ImportError::Interrupted => Some(false),
+            ImportError::Other(_) => None,
+        };
+    }
+    if let Some(e) = e.downcast_ref::<DownloadError>() {
+        return match e {
+            DownloadError::Usage(_)
+            | DownloadError::OtherModel(_)
+            | DownloadError::OtherFile(_)
+            | DownloadError::Busy(_) => Some(true),
+            DownloadError::AllFailed { .. } | DownloadError::Interrupted { .. } => Some(false),
+            DownloadError::Other(_) => None,
+        };
+    }
+    None
 }
 
 impl From<Exit> for ExitCode {
     fn from(e: Exit) -> Self {
         ExitCode::from(e.code())
     }
-}
-
-/// Marks an error as the refusal of an input (a file that cannot be used as given): the command
-/// exits with [`Exit::Refused`]. Displays as the error it wraps.
-#[derive(Debug, thiserror::Error)]
-#[error("{0:#}")]
-pub struct Refusal(pub anyhow::Error);
-
-/// `result`, with its error marked as a [`Refusal`]: for reading the inputs a command was given.
-pub fn input<T, E: Into<anyhow::Error>>(result: Result<T, E>) -> anyhow::Result<T> {
-    result.map_err(|e| Refusal(e.into()).into())
 }
 
 /// An error message in plain words: what Rust's number parsing and the operating system say
@@ -123,14 +153,32 @@ mod tests {
     }
 
     #[test]
-    fn refusals_anywhere_in_the_chain_exit_2() {
+    fn errors_are_classified_by_their_type_wherever_they_are_in_the_chain() {
+        use std::path::Path;
         let plain = anyhow::anyhow!("disk on fire");
         assert_eq!(Exit::of_error(&plain), Exit::Failure);
         let invalid: anyhow::Error = pulse::Invalid("eps must be positive".into()).into();
         assert_eq!(Exit::of_error(&invalid.context("upsample")), Exit::Refused);
-        let refused = input::<(), _>(Err(anyhow::anyhow!("bad.png: not an image"))).unwrap_err();
-        assert_eq!(Exit::of_error(&refused), Exit::Refused);
-        assert_eq!(refused.to_string(), "bad.png: not an image");
+        // A weight file that cannot be read is refused; one that cannot be written is a failure.
+        let bad = pulse::weights::load(Path::new("/nonexistent/pnet.pt")).unwrap_err();
+        let bad = anyhow::Error::from(bad).context("cannot load the MTCNN weights");
+        assert_eq!(Exit::of_error(&bad), Exit::Refused);
+        let io = || std::io::Error::from(std::io::ErrorKind::StorageFull);
+        let write = pulse::weights::ErrorKind::Write(Box::new(io().into()));
+        let write = pulse::weights::WeightError::new(Path::new("out.safetensors"), write);
+        assert_eq!(Exit::of_error(&anyhow::Error::from(write)), Exit::Failure);
+        use pulse::imageio::{ImageError, ImageErrorKind};
+        let unreadable = ImageError::new(Path::new("a.png"), ImageErrorKind::Io(io()));
+        assert_eq!(Exit::of_error(&anyhow::Error::from(unreadable)), Exit::Refused);
+        let unwritable = ImageError::new(Path::new("a.png"), ImageErrorKind::Write("full".into()));
+        assert_eq!(Exit::of_error(&anyhow::Error::from(unwritable)), Exit::Failure);
+        use pulse::pipelines::import::ImportError;
+        let other_model = ImportError::OtherModel("models/ffhq".into());
+        assert_eq!(Exit::of_error(&anyhow::Error::from(other_model)), Exit::Refused);
+        let other = ImportError::Other(anyhow::anyhow!("disk on fire"));
+        assert_eq!(Exit::of_error(&anyhow::Error::from(other)), Exit::Failure);
+        let device: anyhow::Error = pulse::device::DeviceError::Unknown("tpu".into()).into();
+        assert_eq!(Exit::of_error(&device), Exit::Refused);
         assert_eq!(
             [Exit::Success, Exit::Failure, Exit::Refused, Exit::NotConverged, Exit::Interrupted]
                 .map(Exit::code),

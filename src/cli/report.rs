@@ -1,11 +1,9 @@
-//! `pulse report merge|summary`, and the shard arguments of the commands that take folders
-//! (`--shard I/N|auto`, `--shards N`, per-shard report names).
-use super::args::ShardArgs;
+//! `pulse report merge|summary`: one report and exit code for a job run in shards.
 use super::exit::Exit;
+use super::setup::check_outputs;
 use clap::{Args, Subcommand};
 use pulse::files::escaped;
 use pulse::pipelines::report::{self, ShardReport, Summary, Verdict};
-use pulse::pipelines::shard::{self, ShardInfo};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Subcommand)]
@@ -64,7 +62,7 @@ fn merge(a: MergeArgs) -> anyhow::Result<Exit> {
             .into());
         }
         let inputs: Vec<&Path> = a.reports.iter().map(PathBuf::as_path).collect();
-        super::commands::check_outputs(&inputs, &[out])?;
+        check_outputs(&inputs, &[out])?;
     }
     let reports =
         a.reports.iter().map(|p| ShardReport::read(p)).collect::<anyhow::Result<Vec<_>>>()?;
@@ -107,32 +105,4 @@ fn print_summary(summary: &Summary) {
     if summary.missing_inputs.len() > 20 {
         eprintln!("pulse: ... and {} more missing", summary.missing_inputs.len() - 20);
     }
-}
-
-/// Resolves `--shard`/`--shards` from the command line and the environment; a shard read from a
-/// job array is named on stderr (even with `-q`: a task's log should say what it did).
-pub(super) fn shard_of(args: &ShardArgs) -> anyhow::Result<Option<ShardInfo>> {
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let info = shard::resolve(args.shard, args.shards, &env)?;
-    if let Some(s) = info.as_ref().filter(|s| !s.detail.is_empty()) {
-        eprintln!("pulse: {}", s.describe());
-    }
-    Ok(info)
-}
-
-/// The report file of this run ([`shard::report_path`]).
-pub(super) fn report_file(report: &Path, shard: Option<&ShardInfo>, stem: &str) -> PathBuf {
-    shard::report_path(report, shard.map(ShardInfo::shard), stem)
-}
-
-/// [`report_file`], refused (exit 2) when that file is the report of another shard or split:
-/// runs that share one plain `--report` file would take each other's entries for their own.
-pub(super) fn checked_report_file(
-    report: &Path,
-    shard: Option<&ShardInfo>,
-    stem: &str,
-) -> anyhow::Result<PathBuf> {
-    let path = report_file(report, shard, stem);
-    report::check_report_owner(&path, shard.map(ShardInfo::shard))?;
-    Ok(path)
 }

@@ -1,22 +1,37 @@
-//! `pulse restore`: arguments (upsample's search flags plus restore's own), progress bars,
+//! `pulse restore`: arguments (the search flags `upsample` has, restore's own), progress bars,
 //! summary, exit code.
-use super::args::UpsampleArgs;
-use super::commands::{self, interrupt_flag};
 use super::exit::Exit;
 use super::progress::SearchBars;
+use super::setup::{
+    checked_report_file, fit_with_bar, interrupt_flag, load_model, run_config, search_config,
+    shard_of,
+};
+use super::shared_args::{at_least_one, min_face, offering, ModelArgs, SearchArgs, ShardArgs};
 use clap::Args;
 use pulse::align::{mtcnn, DetectConfig, Mtcnn};
 use pulse::files::escaped;
 use pulse::pipelines::restore::{self, RestoreOptions, Status};
+use std::path::PathBuf;
 use std::time::Instant;
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// Photos, output folder and every search setting, as for `upsample`.
+    /// Photos (PNG, JPEG, WebP, BMP, GIF; EXIF orientation applied) or folders of them.
+    #[arg(required = true, value_name = "PHOTO")]
+    pub inputs: Vec<PathBuf>,
+    /// Output folder.
+    #[arg(short = 'o', long = "output", default_value = "restored", value_name = "DIR")]
+    pub out_dir: PathBuf,
     #[command(flatten)]
-    pub search: UpsampleArgs,
+    pub model: ModelArgs,
+    /// Every face's search, as for `upsample`.
+    #[command(flatten)]
+    pub search: SearchArgs,
+    /// Restored versions of each photo (each face searched from its own seed).
+    #[arg(long, default_value = "1", value_parser = at_least_one)]
+    pub samples: usize,
     /// The restored photo is this many times the photo's size: 2, 4 or 8.
-    #[arg(long, default_value_t = 4, value_parser = super::args::offering(parse_upscale, &["2", "4", "8"]))]
+    #[arg(long, default_value_t = 4, value_parser = offering(parse_upscale, &["2", "4", "8"]))]
     pub upscale: i64,
     /// Restore only the face nearest the photo's centre.
     #[arg(long)]
@@ -25,8 +40,22 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub max_faces: Option<usize>,
     /// Smallest face searched for, in pixels (MTCNN finds some down to about half of it).
-    #[arg(long, default_value_t = 20.0, value_name = "PX", value_parser = super::align::parse_min_face)]
+    #[arg(long, default_value_t = 20.0, value_name = "PX", value_parser = min_face)]
     pub min_face: f64,
+    /// Also write the plain enlargement | the restored photo, side by side.
+    #[arg(long)]
+    pub compare: bool,
+    /// Write a JSON report here: per photo, its faces and their searches.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    #[command(flatten)]
+    pub shard: ShardArgs,
+    /// Redo photos whose outputs already exist.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// No progress bars or summary.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 fn parse_upscale(s: &str) -> Result<i64, String> {
@@ -38,72 +67,42 @@ fn parse_upscale(s: &str) -> Result<i64, String> {
     }
 }
 
-fn at_least_one(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err(format!("expected a whole number of at least 1, got '{s}'")),
-    }
-}
-
-/// Upsample's flags that mean nothing for whole photos: refused by name (usage error).
-fn refuse_upsample_only(a: &UpsampleArgs) -> anyhow::Result<()> {
-    let given = [
-        ("--align", a.align),
-        ("--mask", a.mask.is_some()),
-        ("--ignore-alpha", a.ignore_alpha),
-        ("--init", a.init.is_some()),
-        ("--save-intermediate", a.save_intermediate),
-    ];
-    if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
-        return Err(pulse::Invalid(format!(
-            "{flag} does not apply to restore (it finds and aligns the faces itself)"
-        ))
-        .into());
-    }
-    Ok(())
-}
-
 pub fn restore(a: RestoreArgs) -> anyhow::Result<Exit> {
-    let RestoreArgs { search: u, upscale, only_center_face, max_faces, min_face } = a;
-    refuse_upsample_only(&u)?;
-    let shard = super::report::shard_of(&u.shard)?;
-    let report = u
-        .report
-        .as_ref()
-        .map(|r| super::report::checked_report_file(r, shard.as_ref(), "restore"))
-        .transpose()?;
-    let mut model = commands::load_model(&u.model)?;
+    let shard = shard_of(&a.shard)?;
+    let report =
+        a.report.as_ref().map(|r| checked_report_file(r, shard.as_ref(), "restore")).transpose()?;
+    let mut model = load_model(&a.model)?;
     let mtcnn = Mtcnn::load(&mtcnn::default_dir(), model.device)?;
-    let search = commands::search_config(&u, model.layout())?;
-    let run = commands::run_config(&u, &model);
+    let search = search_config(&a.search, model.layout(), false)?;
+    let run = run_config(&a.search, a.samples, &a.model, &model);
     let seed = run.seed;
     let opts = RestoreOptions {
-        inputs: u.inputs,
-        out_dir: u.out_dir,
+        inputs: a.inputs,
+        out_dir: a.out_dir,
         search,
         run,
-        upscale,
-        only_center_face,
-        max_faces,
-        detect: DetectConfig { min_face, ..DetectConfig::default() },
-        compare: u.compare,
+        upscale: a.upscale,
+        only_center_face: a.only_center_face,
+        max_faces: a.max_faces,
+        detect: DetectConfig { min_face: a.min_face, ..DetectConfig::default() },
+        compare: a.compare,
         report,
         shard,
-        overwrite: u.overwrite,
+        overwrite: a.overwrite,
     };
-    if u.cuda_graph && !model.device.is_cuda() {
+    if a.search.cuda_graph && !model.device.is_cuda() {
         eprintln!("pulse: --cuda-graph: no effect on the CPU");
     }
     if model.fit.is_none() {
-        commands::fit_with_bar(&mut model, u.quiet)?;
+        fit_with_bar(&mut model, a.quiet)?;
     }
     let stop = interrupt_flag();
-    let mut progress = SearchBars::restore(u.quiet, opts.search.eps);
+    let mut progress = SearchBars::restore(a.quiet, opts.search.eps);
     let started = Instant::now();
     let report = restore::run(&mut model, &mtcnn, &opts, &mut progress, &stop)?;
     progress.finish();
     let (faces, converged) = report.faces();
-    if !u.quiet {
+    if !a.quiet {
         eprintln!(
             "pulse: {} photo(s) restored into {} ({faces} face(s), {converged} converged; {} without a face, {} refused, {} skipped) in {:.1} s, seed {seed}{}",
             report.count(Status::Restored),

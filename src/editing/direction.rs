@@ -6,7 +6,7 @@
 use crate::latent::{all_finite, check_format, short_sha, LatentFile};
 use crate::stylegan::LATENT_DIM;
 use crate::weights::{self, StateDict};
-use anyhow::{bail, ensure, Context};
+use anyhow::Context;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
@@ -30,14 +30,16 @@ impl Direction {
         pairs: &[(&LatentFile, &LatentFile)],
         sources: &[(String, String)],
     ) -> anyhow::Result<Self> {
-        ensure!(!pairs.is_empty(), "a direction needs at least one FROM TO pair");
-        ensure!(pairs.len() == sources.len(), "one source name per pair");
+        if pairs.is_empty() {
+            crate::invalid!("a direction needs at least one FROM TO pair");
+        }
+        assert_eq!(pairs.len(), sources.len(), "one source name per pair");
         let first = pairs[0].0;
         let (model, layers) = (first.model_sha256(), first.layers());
         for ((from, to), (from_name, to_name)) in pairs.iter().zip(sources) {
             for (latent, name) in [(from, from_name), (to, to_name)] {
                 if latent.model_sha256() != model {
-                    bail!(
+                    crate::invalid!(
                         "{name}: made with another model (model_sha256 {}) than {} ({}); a direction needs latents of one model",
                         short_sha(latent.model_sha256()),
                         sources[0].0,
@@ -45,7 +47,7 @@ impl Direction {
                     );
                 }
                 if latent.layers() != layers {
-                    bail!(
+                    crate::invalid!(
                         "{name}: has {} layers but {} has {layers}",
                         latent.layers(),
                         sources[0].0
@@ -131,17 +133,20 @@ impl Direction {
         let metadata: BTreeMap<String, String> =
             sd.metadata().cloned().unwrap_or_default().into_iter().collect();
         check_format(&metadata, FORMAT, "direction")
-            .map_err(|reason| anyhow::anyhow!("{}: {reason}", path.display()))?;
+            .map_err(|reason| crate::Invalid(format!("{}: {reason}", path.display())))?;
         let vector = sd
             .get("direction")
-            .with_context(|| format!("{}: missing 'direction'", path.display()))?;
+            .ok_or_else(|| crate::Invalid(format!("{}: missing 'direction'", path.display())))?;
         let size = vector.size();
         if size.len() != 2 || size[1] != LATENT_DIM || size[0] < 2 {
-            bail!("{}: 'direction' has shape {size:?}, expected [L, {LATENT_DIM}]", path.display());
+            crate::invalid!(
+                "{}: 'direction' has shape {size:?}, expected [L, {LATENT_DIM}]",
+                path.display()
+            );
         }
         let vector = vector.to_kind(Kind::Float);
         if !all_finite(&vector) {
-            bail!("{}: 'direction' holds NaN or infinite values", path.display());
+            crate::invalid!("{}: 'direction' holds NaN or infinite values", path.display());
         }
         Ok(Self { vector, metadata })
     }
@@ -155,7 +160,7 @@ impl Direction {
         latent_path: &Path,
     ) -> anyhow::Result<()> {
         if latent.model_sha256() != self.model_sha256() {
-            bail!(
+            crate::invalid!(
                 "{}: made with another model (model_sha256 {}) than {} ({}); find the direction again with latents of this model",
                 path.display(),
                 short_sha(self.model_sha256()),
@@ -164,7 +169,7 @@ impl Direction {
             );
         }
         if latent.layers() != self.layers() {
-            bail!(
+            crate::invalid!(
                 "{}: has {} layers but {} has {}",
                 path.display(),
                 self.layers(),

@@ -147,12 +147,9 @@ pub fn edit(
 ) -> anyhow::Result<Vec<Edited>> {
     latent.check_layout(latent_path, model.layout())?;
     direction.check_latent(direction_path, latent, latent_path)?;
-    ensure!(
-        mask.len() == latent.layers(),
-        "the layer mask has {} layers, the latent {}",
-        mask.len(),
-        latent.layers()
-    );
+    if mask.len() != latent.layers() {
+        crate::invalid!("the layer mask has {} layers, the latent {}", mask.len(), latent.layers());
+    }
     let mut out = vec![];
     for &scale in scales {
         let w_plus = apply(&latent.w_plus.to_kind(Kind::Float), &direction.vector, scale, mask);

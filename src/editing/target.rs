@@ -3,7 +3,7 @@
 //! and a base colour per region give a target whose alpha is 1 where a region is constrained
 //! and 0 elsewhere, so PULSE is free to invent the rest of the face.
 use crate::imageio;
-use anyhow::{bail, ensure};
+use anyhow::bail;
 use std::path::Path;
 use tch::{Kind, Tensor};
 
@@ -185,10 +185,11 @@ impl TargetColours {
 /// The RGBA target [4,S,S]: each constrained region filled with its colour and alpha 1; free
 /// pixels (and regions without a colour) are black with alpha 0.
 pub fn build_target(map: &RegionMap, colours: &TargetColours) -> anyhow::Result<Tensor> {
-    ensure!(
-        Region::CONSTRAINED.iter().any(|&r| colours.of(r).is_some() && map.count(r) > 0),
-        "the target constrains no pixel (the region map has none of the coloured regions)"
-    );
+    if !Region::CONSTRAINED.iter().any(|&r| colours.of(r).is_some() && map.count(r) > 0) {
+        crate::invalid!(
+            "the target constrains no pixel (the region map has none of the coloured regions)"
+        );
+    }
     let n = map.regions.len();
     let mut data = vec![0f32; 4 * n];
     for (i, &region) in map.regions.iter().enumerate() {

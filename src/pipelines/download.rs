@@ -402,8 +402,12 @@ pub enum DownloadError {
     #[error("{0}")]
     Usage(String),
     /// The folder holds another model, and replacing it was not asked for.
-    #[error("{} already holds another model", escaped(.0))]
+    #[error("{} already holds another model; --force replaces it (or choose another folder with -o)", escaped(.0))]
     OtherModel(PathBuf),
+    /// The file to download (VGG16) is there with other content, and replacing it was not
+    /// asked for.
+    #[error("{} exists and is not torchvision's VGG16; --force replaces it", escaped(.0))]
+    OtherFile(PathBuf),
     /// Another `pulse download` is writing into the same download folder.
     #[error("{}: another pulse download into this folder is running; wait for it to finish", escaped(.0))]
     Busy(PathBuf),
@@ -690,7 +694,7 @@ pub fn run_vgg16(
         observer.verifying(&candidate);
         return match verify_vgg16(&opts.out, &candidate.verify) {
             Ok(()) => Ok(Vgg16Report { url, file: opts.out.clone(), already_installed: true }),
-            Err(_) => Err(DownloadError::OtherModel(opts.out.clone())),
+            Err(_) => Err(DownloadError::OtherFile(opts.out.clone())),
         };
     }
     let dir = crate::files::parent_dir(&opts.out).to_path_buf();

@@ -51,6 +51,10 @@ pub enum ErrorKind {
     Malformed(String),
     #[error("unsupported dtype {0}")]
     UnsupportedDtype(String),
+    /// Writing a weight file failed (a full disk, a folder that cannot be written): a failure
+    /// while working, unlike every other kind, which is a file that cannot be used.
+    #[error("cannot write: {0}")]
+    Write(Box<ErrorKind>),
 }
 
 impl From<std::io::Error> for ErrorKind {

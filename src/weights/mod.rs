@@ -226,7 +226,8 @@ pub fn save_safetensors(
     path: &Path,
     metadata: Option<&HashMap<String, String>>,
 ) -> Result<(), WeightError> {
-    self::safetensors::save(&sd.entries, path, metadata).map_err(|k| WeightError::new(path, k))
+    self::safetensors::save(&sd.entries, path, metadata)
+        .map_err(|k| WeightError::new(path, ErrorKind::Write(Box::new(k))))
 }
 
 /// Copies a state dict into every variable of `vs`, matched by name (tch joins path

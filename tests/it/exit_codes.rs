@@ -193,6 +193,23 @@ fn every_command_exits_0_1_and_2_by_class() {
     assert_code(&["bench", "--model", s(&st.t.path("nowhere")), "--steps", "1"], 2);
 }
 
+/// A panic (libtorch out of memory, a bug) is one line on stderr and exit code 1, not Rust's
+/// report and 101 (README, "Exit codes"); `PULSE_TEST_PANIC` makes `pulse` panic with a
+/// libtorch-like two-part message.
+#[test]
+fn a_panic_is_one_line_and_exits_1() {
+    let out = pulse().env("PULSE_TEST_PANIC", "1").arg("info").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("pulse: error: internal error: PULSE_TEST_PANIC is set"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Exception raised") && !stderr.contains("panicked"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
 #[test]
 fn upsample_exits_3_when_an_image_does_not_converge() {
     let t = TestDir::new();

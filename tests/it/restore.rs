@@ -374,6 +374,38 @@ fn usage_errors_exit_2() {
     assert!(!dir.path("out").join("astronaut.png").exists());
 }
 
+/// MTCNN weights that cannot be used are refused (exit 2, naming the file) as `align` refuses
+/// them: a missing folder, and a hostile pickle in place of pnet.pt.
+#[test]
+fn bad_mtcnn_weights_are_refused_as_in_align() {
+    let dir = TestDir::new();
+    let photo = fixture_photo("astronaut.jpg");
+    let hostile = dir.path("mtcnn");
+    std::fs::create_dir_all(&hostile).unwrap();
+    let vendored = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/mtcnn");
+    for net in ["onet", "rnet"] {
+        std::fs::copy(vendored.join(format!("{net}.pt")), hostile.join(format!("{net}.pt")))
+            .unwrap();
+    }
+    // A pickle that would call os.system("true") if it were run.
+    std::fs::write(
+        hostile.join("pnet.pt"),
+        b"\x80\x02cos\nsystem\nq\x00X\x04\x00\x00\x00trueq\x01\x85q\x02Rq\x03.",
+    )
+    .unwrap();
+    for (weights, named) in [(dir.path("nowhere"), "nowhere"), (hostile, "pnet.pt")] {
+        restore()
+            .env("PULSE_MTCNN", s(&weights))
+            .args([s(&photo), "-o", s(&dir.path("out"))])
+            .assert()
+            .code(2)
+            .stderr(
+                predicate::str::contains(named).and(predicate::str::contains("panicked").not()),
+            );
+    }
+    assert!(!dir.path("out").join("astronaut.png").exists());
+}
+
 /// Two shards of one restore job into one folder (`--shard I/N`, reports in a folder): the
 /// union of their photos equals an unsharded run's, byte for byte, and `pulse report summary`
 /// accounts for every photo (the photo without a face counts as done: its enlargement is written).

@@ -94,10 +94,10 @@ pub enum ImportError {
     #[error("{0}")]
     Usage(String),
     /// The folder holds a model with other weights, and replacing it was not asked for.
-    #[error("{} already holds a model with other weights", crate::files::escaped(.0))]
+    #[error("{} already holds a model with other weights; --force replaces it (only the files pulse writes; nothing else is deleted)", crate::files::escaped(.0))]
     OtherModel(PathBuf),
     /// The folder holds files but no model, and writing among them was not asked for.
-    #[error("{} is not empty and holds no model", crate::files::escaped(.0))]
+    #[error("{} is not empty and holds no model: give a new or empty folder (--force writes the model's files beside the others)", crate::files::escaped(.0))]
     NotAModelFolder(PathBuf),
     #[error("interrupted; nothing was written")]
     Interrupted,
