@@ -30,12 +30,13 @@ fn networks() -> Vec<(&'static str, Net, Vec<nn::VarStore>)> {
 }
 
 fn inputs(layout: &Layout) -> (Tensor, Vec<Tensor>) {
-    tch::manual_seed(3);
+    let _seed = pulse::rng::seed(3);
     let w_plus = Tensor::randn([1, layout.w_rows as i64, LATENT_DIM], (Kind::Float, Device::Cpu));
     (w_plus, Start::random(4, layout, false).noise)
 }
 
 fn synthesis(c: &mut Criterion) {
+    let _seed = pulse::rng::seed(0);
     for (name, net, _vs) in networks() {
         let (w_plus, noise) = inputs(net.layout());
         let mut g = c.benchmark_group("synthesis");
@@ -70,6 +71,7 @@ fn synthesis(c: &mut Criterion) {
 }
 
 fn downscaler_and_mapping(c: &mut Criterion) {
+    let _seed = pulse::rng::seed(0);
     let mut g = c.benchmark_group("parts");
     g.sample_size(10)
         .warm_up_time(Duration::from_millis(300))

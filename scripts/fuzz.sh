@@ -2,7 +2,7 @@
 # Fuzzes the weight-file readers and the image readers, SECONDS each (default 600), with
 # cargo-fuzz (libFuzzer), the corpora seeded from the fixture weight files and images. Usage:
 # scripts/fuzz.sh [SECONDS] [weights|images]. Crashes land in fuzz/artifacts/<target>/; turn each
-# into a regression test in tests/weights.rs or tests/imageio.rs. Needs `cargo install
+# into a regression test in tests/it/weights.rs or tests/it/imageio.rs. Needs `cargo install
 # cargo-fuzz`; runs on stable Rust through RUSTC_BOOTSTRAP (cargo-fuzz passes nightly-only
 # sanitizer flags).
 set -euo pipefail

@@ -191,17 +191,19 @@ if [ -n "$manifest" ] && [ ! -e "$manifest/tests/fixtures" ]; then
 fi
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
   echo "== tests (PULSE_TEST_DEVICE=$dev)"
+  # The integration tests are one executable (`it`); the library's and the binary's unit tests
+  # are two more. `--nocapture` keeps the measured figures the parity tests print.
   for t in "$bundle"/release/deps/*-test; do
     name=$(basename "$t" -test)
-    case "$name" in parity|determinism) show=--nocapture ;; *) show= ;; esac
-    if (cd "$root" && PULSE_TEST_DEVICE=$dev PULSE_MODEL="$model" timeout 240 "$t" --test-threads="${TEST_THREADS:-4}" $show > "$out/test-$name.log" 2>&1); then
+    case "$name" in it) limit=420; show=--nocapture ;; *) limit=240; show= ;; esac
+    if (cd "$root" && PULSE_TEST_DEVICE=$dev PULSE_MODEL="$model" timeout $limit "$t" --test-threads="${TEST_THREADS:-4}" $show > "$out/test-$name.log" 2>&1); then
       echo "  $name: $(grep -E '^test result' "$out/test-$name.log" | tail -1)"
     else
       echo "  $name: FAILED (see $out/test-$name.log)"; grep -E "^test .* FAILED|panicked" "$out/test-$name.log" | head -10; status=1
     fi
   done
   # The measured figures of the parity and determinism tests on this device.
-  grep -hE "^(parity|determinism) \(" "$out"/test-parity.log "$out"/test-determinism.log 2>/dev/null | sort -u | sed 's/^/  /'
+  grep -hE "^(parity|determinism) \(" "$out"/test-it.log 2>/dev/null | sort -u | sed 's/^/  /'
 fi
 echo "== done in $(elapsed) s, status $status"
 exit $status

@@ -19,6 +19,7 @@
 //!   import, download, report merging, shards), each from a plain options struct, reporting through an observer.
 //! - [`http`]: HTTP downloads (resume, proxies, backoff) for `pulse download`.
 //! - [`files`]: atomic writes, same-file checks, the output-folder lock, path escaping.
+//! - [`rng`]: seeded draws from libtorch's global generator, one thread at a time.
 //! - [`device`] (`--device`), [`precision`] (`--precision`), [`system`] (GPU and process
 //!   facts), [`ops`] (libtorch entry points tch lacks, from `csrc/`), [`parallel`] (scoped
 //!   threads for the CPU loops written in Rust).
@@ -36,6 +37,7 @@ pub mod ops;
 pub mod parallel;
 pub mod pipelines;
 pub mod precision;
+pub mod rng;
 pub mod pulse;
 pub mod stylegan;
 pub mod system;

@@ -112,10 +112,7 @@ pub fn mean_w(model: &Model, samples: i64, seed: i64) -> anyhow::Result<(Tensor,
 pub fn fixed_noise(layout: &Layout, noise: EmbedNoise) -> Vec<Tensor> {
     match noise {
         EmbedNoise::Zero => layout.zero_noise(1, Device::Cpu),
-        EmbedNoise::Random { seed } => {
-            tch::manual_seed(seed as i64);
-            layout.random_noise()
-        }
+        EmbedNoise::Random { seed } => crate::rng::seeded(seed as i64, || layout.random_noise()),
     }
 }
 

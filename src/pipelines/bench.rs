@@ -177,9 +177,10 @@ fn set_precision_measured(
         });
     }
     let layout = synthesis.layout().clone();
-    tch::manual_seed(1);
-    let w_plus = (Tensor::randn([1, layout.w_rows as i64, LATENT_DIM], (Kind::Float, Device::Cpu)))
-        .to_device(dev);
+    let w_plus = crate::rng::seeded(1, || {
+        Tensor::randn([1, layout.w_rows as i64, LATENT_DIM], (Kind::Float, Device::Cpu))
+    })
+    .to_device(dev);
     let noise: Vec<Tensor> =
         Start::random(1, &layout, false).noise.iter().map(|n| n.to_device(dev)).collect();
     synthesis.set_precision(Precision::Fp32);
@@ -221,12 +222,13 @@ pub fn run(
     let starts: Vec<Start> =
         (0..batch).map(|b| Start::random(b as u64 + 10, &layout, false)).collect();
     let start = Start::batch(&starts);
-    tch::manual_seed(2);
     let target = LossTarget {
-        image: Tensor::rand(
-            [batch as i64, 3, opts.target_side, opts.target_side],
-            (Kind::Float, Device::Cpu),
-        )
+        image: crate::rng::seeded(2, || {
+            Tensor::rand(
+                [batch as i64, 3, opts.target_side, opts.target_side],
+                (Kind::Float, Device::Cpu),
+            )
+        })
         .to_device(dev),
         weight: None,
     };

@@ -43,9 +43,9 @@ impl<'a> Generator<'a> {
         let layout = model.layout();
         let device = model.device;
         let item_seed = self.face_seed(k);
-        tch::manual_seed(item_seed as i64);
-        let z = Tensor::randn([1, LATENT_DIM], (Kind::Float, Device::Cpu));
-        let noise = layout.random_noise();
+        let (z, noise) = crate::rng::seeded(item_seed as i64, || {
+            (Tensor::randn([1, LATENT_DIM], (Kind::Float, Device::Cpu)), layout.random_noise())
+        });
         let w = tch::no_grad(|| model.mapping()?.forward(&z.to_device(device)))?;
         let w_plus = truncate(
             &w,

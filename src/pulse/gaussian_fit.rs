@@ -50,9 +50,9 @@ impl GaussianFit {
         progress: &mut dyn FnMut(i64),
         stop: &std::sync::atomic::AtomicBool,
     ) -> anyhow::Result<Option<Self>> {
-        tch::manual_seed(seed);
         let mut moments = Moments::new(device);
-        tch::no_grad(|| -> anyhow::Result<()> {
+        // Seeded once, drawn chunk by chunk: the whole loop is one seeded draw.
+        crate::rng::seeded(seed, || tch::no_grad(|| -> anyhow::Result<()> {
             while moments.count < samples {
                 if stop.load(std::sync::atomic::Ordering::SeqCst) {
                     return Ok(());
@@ -65,7 +65,7 @@ impl GaussianFit {
                 progress(moments.count);
             }
             Ok(())
-        })?;
+        }))?;
         if moments.count < samples {
             return Ok(None);
         }
@@ -111,7 +111,7 @@ mod tests {
 
     #[test]
     fn chunked_moments_equal_one_pass_moments() {
-        tch::manual_seed(3);
+        let _seed = crate::rng::seed(3);
         let x = Tensor::randn([1000, LATENT_DIM], (Kind::Double, Device::Cpu)) * 1e-6 + 5.0;
         let mut m = Moments::new(Device::Cpu);
         for chunk in x.split(300, 0) {

@@ -155,7 +155,7 @@ mod tests {
         for kind in
             [OptimizerKind::Adam, OptimizerKind::Sgd, OptimizerKind::Sgdm, OptimizerKind::Adamax]
         {
-            tch::manual_seed(1);
+            let _seed = crate::rng::seed(1);
             let p = Tensor::randn([2, 3, 8], tch::kind::FLOAT_CPU).set_requires_grad(true);
             let before = norms(&p);
             let mut opt = SphericalOptimizer::new(kind, vec![p.shallow_clone()]);

@@ -163,10 +163,11 @@ impl Start {
     /// Draws one item's start from the global generator after seeding it with `seed`, on the
     /// CPU, so the draw is the same whatever the device and whatever else is in the batch.
     pub fn random(seed: u64, layout: &Layout, tile_latent: bool) -> Self {
-        tch::manual_seed(seed as i64);
         let rows = if tile_latent { 1 } else { layout.w_rows as i64 };
-        let latent = Tensor::randn([1, rows, LATENT_DIM], (Kind::Float, Device::Cpu));
-        Self { latent, noise: layout.random_noise() }
+        crate::rng::seeded(seed as i64, || {
+            let latent = Tensor::randn([1, rows, LATENT_DIM], (Kind::Float, Device::Cpu));
+            Self { latent, noise: layout.random_noise() }
+        })
     }
 
     /// Stacks single-item starts into one batch.
@@ -511,7 +512,7 @@ mod tests {
             assert_eq!(layout.noise_maps(), maps);
             config.check(layout).unwrap_or_else(|e| panic!("{:?}: {e}", layout.architecture));
             assert_eq!(config.bad_noise(layout), [bad]);
-            tch::manual_seed(3);
+            let _seed = crate::rng::seed(3);
             let target = LossTarget {
                 image: Tensor::rand([1, 3, 32, 32], (Kind::Float, Device::Cpu)),
                 weight: None,

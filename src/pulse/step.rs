@@ -175,6 +175,7 @@ mod tests {
     /// bit for bit, for every optimizer: what a replayed graph does is what the loop did.
     #[test]
     fn device_side_step_equals_the_host_driven_loop() {
+        let _seed = crate::rng::seed(0);
         let net = SynthesisConfig::with_fmap_max(32, 16);
         let (synthesis, _vs) = Synthesis::random(&net, Device::Cpu, 1);
         let fit = GaussianFit::random(Device::Cpu);

@@ -140,8 +140,9 @@ pub trait MappingNetwork: std::fmt::Debug + Send {
     /// so the same on every device).
     fn mean_w(&self, samples: i64, seed: i64, device: Device) -> anyhow::Result<Tensor> {
         tch::no_grad(|| {
-            tch::manual_seed(seed);
-            let z = Tensor::randn([samples, super::LATENT_DIM], (Kind::Float, Device::Cpu));
+            let z = crate::rng::seeded(seed, || {
+                Tensor::randn([samples, super::LATENT_DIM], (Kind::Float, Device::Cpu))
+            });
             Ok(self.forward(&z.to_device(device))?.mean_dim(0, false, Kind::Float))
         })
     }
@@ -176,7 +177,7 @@ mod tests {
         let mut nets: Vec<Box<dyn SynthesisNetwork>> = vec![Box::new(v1.0), Box::new(sg2.0)];
         for net in &mut nets {
             let layout = net.layout().clone();
-            tch::manual_seed(7);
+            let _seed = crate::rng::seed(7);
             let w = Tensor::randn([2, layout.w_rows as i64, 512], (Kind::Float, Device::Cpu));
             let noise: Vec<Tensor> = layout
                 .noise_sides

@@ -68,8 +68,9 @@ impl Mapping {
     /// towards and where a photo embedding starts.
     pub fn mean_w(&self, samples: i64, seed: i64, device: Device) -> anyhow::Result<Tensor> {
         tch::no_grad(|| {
-            tch::manual_seed(seed);
-            let z = Tensor::randn([samples, LATENT_DIM], (Kind::Float, Device::Cpu));
+            let z = crate::rng::seeded(seed, || {
+                Tensor::randn([samples, LATENT_DIM], (Kind::Float, Device::Cpu))
+            });
             Ok(self.forward(&z.to_device(device))?.mean_dim(0, false, Kind::Float))
         })
     }

@@ -566,7 +566,7 @@ mod tests {
     /// A 256x256 network with random weights in float64: blocks below 128 take the plain
     /// upsample path, 128 and up the fused one, so every rewrite is exercised.
     fn random_network() -> (Synthesis, nn::VarStore) {
-        tch::manual_seed(11);
+        let _seed = crate::rng::seed(11);
         let config = SynthesisConfig { resolution: 256, channels: vec![8; 7] };
         let mut vs = nn::VarStore::new(Device::Cpu);
         let mut synthesis = Synthesis::new(vs.root(), &config);
@@ -583,7 +583,7 @@ mod tests {
     /// Output and the gradients with respect to W+ and every noise map, for one tuning.
     fn output_and_gradients(synthesis: &mut Synthesis, tuning: Tuning) -> Vec<Tensor> {
         synthesis.set_tuning(tuning);
-        tch::manual_seed(5);
+        let _seed = crate::rng::seed(5);
         let layers = synthesis.config().num_layers();
         let w = Tensor::randn([2, layers as i64, LATENT_DIM], (Kind::Double, Device::Cpu))
             .set_requires_grad(true);

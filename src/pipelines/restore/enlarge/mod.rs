@@ -491,7 +491,7 @@ mod tests {
 
     /// A photo-like image: smooth, with some fine detail, from 0.05 to 0.95.
     fn photo(h: i64, w: i64, seed: i64) -> Tensor {
-        tch::manual_seed(seed);
+        let _seed = crate::rng::seed(seed);
         let smooth = Tensor::rand([1, 3, h / 4 + 1, w / 4 + 1], (Kind::Float, Device::Cpu))
             .upsample_bilinear2d([h, w], false, None, None)
             .squeeze_dim(0);

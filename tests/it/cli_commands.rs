@@ -1,7 +1,6 @@
 //! `pulse info`, `generate`, `render`, `convert` and `fit-gaussian` driven as users run them.
-mod common;
 
-use common::*;
+use crate::common::*;
 use predicates::prelude::*;
 
 #[test]

@@ -1,7 +1,6 @@
 //! `pulse upsample` driven as users run it, on the 128x128 fixture network (fast enough for CI).
-mod common;
 
-use common::*;
+use crate::common::*;
 use predicates::prelude::*;
 use std::path::Path;
 

@@ -3,9 +3,8 @@
 //! bit; the CUDA-graph path gives the eager path's results (on the CPU the switch falls back to
 //! the eager path); and libtorch's deterministic mode refuses none of their ops on the device
 //! (it raises an error for an op without a deterministic CUDA kernel).
-mod common;
 
-use common::{face, fixture, pulse, read_json, s, TestDir};
+use crate::common::{face, fixture, pulse, read_json, s, TestDir};
 use pulse::device::{configure, Determinism};
 use pulse::editing::embed::{embed, EmbedNoise, EmbedOptions};
 use pulse::model::{read_fit, Model};
@@ -133,7 +132,7 @@ fn cuda_graph_switch_gives_the_eager_results() {
         if dev.is_cuda() {
             // The replayed kernels are the captured eager ones on the same memory pool layout;
             // rounding could differ only if libtorch chose other kernels. Tolerances of the
-            // batch comparisons (tests/cli_upsample.rs), to be confirmed by the first GPU run.
+            // batch comparisons (tests/it/cli_upsample.rs), to be confirmed by the first GPU run.
             assert!(
                 rel < 1e-4 && abs < 2e-3,
                 "{optimizer}: graph differs from eager: {rel} / {abs}"
@@ -166,7 +165,7 @@ fn renders_repeat_and_every_form_of_the_network_differentiates() {
     let dev = device();
     let (mut synthesis, _vs) = network(dev);
     let layers = synthesis.layout().w_rows as i64;
-    tch::manual_seed(9);
+    let _seed = pulse::rng::seed(9);
     let w = Tensor::randn([1, layers, 512], (Kind::Float, Device::Cpu)).to_device(dev);
     let noise: Vec<Tensor> = Start::random(3, synthesis.layout(), false)
         .noise
@@ -195,7 +194,7 @@ fn renders_repeat_and_every_form_of_the_network_differentiates() {
 /// term reads).
 fn tiny_vgg(t: &TestDir) -> PathBuf {
     let path = t.path("vgg.safetensors");
-    tch::manual_seed(5);
+    let _seed = pulse::rng::seed(5);
     let mut pairs = vec![];
     let mut cin = 3;
     for index in [0, 2, 5, 7, 10, 12, 14, 17, 19] {
@@ -225,7 +224,7 @@ fn embedding_with_the_perceptual_term_repeats() {
     for dir in [bundled, t.model_128()] {
         let model = Model::load(&dir, dev).unwrap();
         let side = model.layout().resolution;
-        tch::manual_seed(1);
+        let _seed = pulse::rng::seed(1);
         let photo = Tensor::rand([3, side, side], (Kind::Float, Device::Cpu));
         let opts = EmbedOptions {
             steps: 2,

@@ -1,9 +1,8 @@
 //! `pulse align`: MTCNN parity with facenet-pytorch (tests/fixtures/align, made by its
 //! make_fixtures.py), FFHQ's alignment geometry on synthetic faces, and the command line (no
 //! face, broken and odd photos, resume, --all-faces, --size, the report, `upsample --align`).
-mod common;
 
-use common::*;
+use crate::common::*;
 use predicates::prelude::*;
 use pulse::align::{ffhq, find_faces, DetectConfig, Landmarks, Mtcnn};
 use std::path::{Path, PathBuf};

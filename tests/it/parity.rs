@@ -7,9 +7,8 @@
 //! case passed them except the downscaler (7.0e-5 > 1e-5), which ran with cuDNN's default TF32
 //! before `configure` switched TF32 off; the figures printed on CUDA are to be confirmed by the
 //! first GPU run after that change.
-mod common;
 
-use common::fixture;
+use crate::common::fixture;
 use pulse::model::read_fit;
 use pulse::pulse::search::{search, SearchOutcome};
 use pulse::pulse::{loss, Downscaler, LossTarget, OptimizerKind, SearchConfig, Start};
@@ -42,7 +41,7 @@ fn device() -> Device {
 
 const FORWARD_TOL: f64 = 1e-4;
 
-/// Prints a measured difference (`cargo test --test parity -- --nocapture` shows them all).
+/// Prints a measured difference (`cargo test --test it parity:: -- --nocapture` shows them all).
 fn measured(what: &str, value: f64) {
     eprintln!("parity ({}): {what} {value:.2e}", pulse::device::device_name(device()));
 }

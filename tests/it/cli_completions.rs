@@ -1,7 +1,6 @@
 //! `pulse completions SHELL` and `pulse man`: generated from the parser, so each must know every
 //! command the binary has (the list is read from `pulse --help`, not written here).
-mod common;
-use common::{pulse, TestDir};
+use crate::common::{pulse, TestDir};
 
 /// The commands `pulse --help` lists (besides clap's `help`).
 fn commands() -> Vec<String> {

@@ -1,8 +1,7 @@
 //! `pulse target`, `direction`, `edit` and `embed` driven as users run them (docs/editing.md), on
 //! the 128x128 fixture network.
-mod common;
 
-use common::*;
+use crate::common::*;
 use predicates::prelude::*;
 use pulse::imageio::Sheet;
 use std::path::{Path, PathBuf};
@@ -313,6 +312,7 @@ fn direction_averages_pairs_and_refuses_other_models() {
 
 #[test]
 fn embed_writes_a_latent_that_renders_its_image_and_reports_psnr() {
+    let _seed = pulse::rng::seed(0);
     let t = TestDir::new();
     let model = t.model("m", "synthesis_128_c32.pt", true);
     let (a, _) = two_latents(&t, &model);

@@ -1,10 +1,9 @@
 //! `pulse eval` end to end on the bundled random model (`models/test-1024`), with tiny settings:
 //! every file it writes, the same seeds for every method, a resumed run, shards merged, and the
 //! LPIPS loss term's refusals. No VGG16 weights here (`PULSE_VGG16` set empty): LPIPS itself is
-//! tested against the lpips package in tests/metrics.rs.
-mod common;
+//! tested against the lpips package in tests/it/metrics.rs.
 
-use common::{face, image_size, pixels, pulse, read_json, s, TestDir};
+use crate::common::{face, image_size, pixels, pulse, read_json, s, TestDir};
 use predicates::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -161,7 +160,7 @@ fn the_lpips_loss_is_refused_below_256_and_without_vgg16() {
     run(&face("astronaut32.png")).code(2).stderr(predicate::str::contains("at least 256x256"));
     // A 256x256 target: the term would run, but there are no VGG16 weights.
     let big = t.path("big.png");
-    common::write_rgb_png(&big, 256, 256);
+    crate::common::write_rgb_png(&big, 256, 256);
     run(s(&big)).code(2).stderr(predicate::str::contains("pulse download vgg16"));
     // $PULSE_VGG16 naming a missing file is refused by eval too, before any work.
     eval_cmd(&t.path("ev"))

@@ -1,9 +1,8 @@
 //! Every command on a StyleGAN2 model folder (the bundled `models/test-sg2-1024`, random
 //! weights): info, generate, render, upsample (with `--align`), target, direction, edit, embed,
 //! bench; latent files record the family and one family's latent is refused by the other.
-mod common;
 
-use common::*;
+use crate::common::*;
 use predicates::prelude::*;
 use pulse::latent::LatentFile;
 use std::path::{Path, PathBuf};

@@ -2,9 +2,8 @@
 //! reached): a connection cut half-way then resumed with a Range request, checksum mismatches,
 //! a 404 then the next source, a slow server interrupted (library stop flag and SIGINT), proxy
 //! variables, and an existing model in the way.
-mod common;
 
-use common::{fixture, pulse, s, TestDir};
+use crate::common::{fixture, pulse, s, TestDir};
 use pulse::pipelines::download::{self, DownloadError, DownloadOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -369,7 +368,7 @@ fn a_404_falls_back_to_the_next_source_and_all_gone_explains_what_to_do() {
     assert!(err.contains("404"), "{err}");
     assert_eq!(server.seen().len(), 2);
     assert_installed(&out);
-    let json = common::read_json(&out.join("model.json"));
+    let json = crate::common::read_json(&out.join("model.json"));
     assert_eq!(json["sources"][0]["url"], server.url("/here/synthesis.pt"));
     // Run again: already installed from that source, nothing downloaded.
     let o =
@@ -636,7 +635,7 @@ fn a_stylegan2_download_is_resumed_and_another_network_is_not_called_the_model()
     assert_eq!(seen[1].range.as_deref(), Some(format!("bytes={}-", data.len() / 3).as_str()));
     // Not config-f: installed as given, said loudly, and model.json does not name it.
     assert!(err.contains("WARNING") && err.contains("is not the FFHQ StyleGAN2 model"), "{err}");
-    let json = common::read_json(&out.join("model.json"));
+    let json = crate::common::read_json(&out.join("model.json"));
     assert_eq!(json["architecture"], "stylegan2");
     assert!(json.get("model").is_none(), "{json}");
     assert!(json["licence"].as_str().unwrap().contains("NVIDIA Source Code License-NC"));

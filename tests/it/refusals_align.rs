@@ -2,9 +2,8 @@
 //! class (README, "Security and robustness"): no photo is ever overwritten, no input makes the
 //! program panic, Ctrl-C stops within a photo, exit codes and messages agree with the other
 //! commands.
-mod common;
 
-use common::*;
+use crate::common::*;
 use predicates::prelude::*;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

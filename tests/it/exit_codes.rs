@@ -1,9 +1,8 @@
 //! The exit code of every class, on every command (README, "Exit codes"): 0 success, 1 a failure
 //! while working, 2 refused (bad command line, a setting or an input that cannot be used),
 //! 3 not converged (`upsample`), 130 interrupted. Scripts depend on these.
-mod common;
 
-use common::*;
+use crate::common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -263,7 +262,7 @@ fn spawn(args: &[&str]) -> std::process::Child {
         .unwrap()
 }
 
-/// Ctrl-C exits 130 from the commands that run long loops (upsample: tests/robustness.rs).
+/// Ctrl-C exits 130 from the commands that run long loops (upsample: tests/it/robustness.rs).
 #[test]
 fn embed_and_generate_exit_130_on_ctrl_c() {
     let t = TestDir::new();

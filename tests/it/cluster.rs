@@ -1,9 +1,8 @@
 //! One job over many machines (README, "Large folders on a cluster"): shards started together
 //! into one output folder give exactly the files and the merged report of one unsharded run;
 //! `--shard auto` under Slurm, Kubernetes and AWS Batch variables; the example job files.
-mod common;
 
-use common::*;
+use crate::common::*;
 use predicates::prelude::*;
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -3,10 +3,9 @@
 //!
 //! Hostile files are written byte by byte here (see `Pickle`), never committed: they include a
 //! pickle whose REDUCE would run `touch <marker>` if it were ever executed.
-mod common;
 
-use common::fixture;
-use common::pickle::Pickle;
+use crate::common::fixture;
+use crate::common::pickle::Pickle;
 use pulse::weights::{self, ErrorKind, StateDict, WeightError};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -710,7 +709,7 @@ fn fuzz_smoke_mutated_fixtures_never_panic() {
         "gaussian_fit_ffhq.pt",
     ] {
         let original = std::fs::read(fixture(name)).unwrap();
-        common::pickle::mutations(&original, 400, 0x9e3779b97f4a7c15, |bytes| {
+        crate::common::pickle::mutations(&original, 400, 0x9e3779b97f4a7c15, |bytes| {
             weights::fuzz_load_bytes(bytes)
         });
     }
