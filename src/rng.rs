@@ -70,8 +70,9 @@ mod tests {
     #[test]
     fn concurrent_seeded_draws_do_not_interleave() {
         let lone: Vec<Vec<f32>> = (0..8).map(draw).collect();
-        let threads: Vec<_> =
-            (0..8).map(|s| std::thread::spawn(move || (0..20).map(|_| draw(s)).collect::<Vec<_>>())).collect();
+        let threads: Vec<_> = (0..8)
+            .map(|s| std::thread::spawn(move || (0..20).map(|_| draw(s)).collect::<Vec<_>>()))
+            .collect();
         for (s, t) in threads.into_iter().enumerate() {
             for got in t.join().unwrap() {
                 assert_eq!(got, lone[s], "seed {s} drew another thread's numbers");
@@ -92,17 +93,25 @@ mod tests {
     fn every_manual_seed_goes_through_seeded() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut offenders = Vec::new();
-        let mut dirs = vec![root.join("src"), root.join("tests"), root.join("benches"), root.join("examples")];
+        let mut dirs =
+            vec![root.join("src"), root.join("tests"), root.join("benches"), root.join("examples")];
         while let Some(dir) = dirs.pop() {
             for entry in std::fs::read_dir(&dir).unwrap() {
                 let path = entry.unwrap().path();
                 if path.is_dir() {
                     dirs.push(path);
-                } else if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("src/rng.rs") {
+                } else if path.extension().is_some_and(|e| e == "rs")
+                    && !path.ends_with("src/rng.rs")
+                {
                     let text = std::fs::read_to_string(&path).unwrap();
                     for (i, line) in text.lines().enumerate() {
                         if line.contains("manual_seed(") {
-                            offenders.push(format!("{}:{}: {}", path.display(), i + 1, line.trim()));
+                            offenders.push(format!(
+                                "{}:{}: {}",
+                                path.display(),
+                                i + 1,
+                                line.trim()
+                            ));
                         }
                     }
                 }

@@ -469,7 +469,7 @@ mod tests {
     fn networks_in_batches_are_one_call() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/mtcnn");
         let mtcnn = Mtcnn::load(&dir, Device::Cpu).unwrap();
-        tch::manual_seed(3);
+        let _seed = crate::rng::seed(3);
         let n = 2 * NET_BATCH + 7;
         let x24 = Tensor::rand([n, 3, 24, 24], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
         let x48 = Tensor::rand([n, 3, 48, 48], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;

@@ -52,20 +52,22 @@ impl GaussianFit {
     ) -> anyhow::Result<Option<Self>> {
         let mut moments = Moments::new(device);
         // Seeded once, drawn chunk by chunk: the whole loop is one seeded draw.
-        crate::rng::seeded(seed, || tch::no_grad(|| -> anyhow::Result<()> {
-            while moments.count < samples {
-                if stop.load(std::sync::atomic::Ordering::SeqCst) {
-                    return Ok(());
+        crate::rng::seeded(seed, || {
+            tch::no_grad(|| -> anyhow::Result<()> {
+                while moments.count < samples {
+                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        return Ok(());
+                    }
+                    let n = chunk.min(samples - moments.count);
+                    let z = Tensor::randn([n, LATENT_DIM], (Kind::Float, Device::Cpu))
+                        .to_device(device);
+                    let w = crate::stylegan::leaky_relu(&mapping.forward(&z)?, 5.0)?;
+                    moments.add(&w.to_kind(Kind::Double));
+                    progress(moments.count);
                 }
-                let n = chunk.min(samples - moments.count);
-                let z =
-                    Tensor::randn([n, LATENT_DIM], (Kind::Float, Device::Cpu)).to_device(device);
-                let w = crate::stylegan::leaky_relu(&mapping.forward(&z)?, 5.0)?;
-                moments.add(&w.to_kind(Kind::Double));
-                progress(moments.count);
-            }
-            Ok(())
-        }))?;
+                Ok(())
+            })
+        })?;
         if moments.count < samples {
             return Ok(None);
         }

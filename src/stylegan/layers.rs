@@ -47,12 +47,14 @@ pub(crate) fn leaky_relu_reference(x: &Tensor, slope: f64) -> anyhow::Result<Ten
 /// Fills every variable of `vs` (in name order, after seeding the global generator with `seed`)
 /// with `draw(name, variable)`: the random networks of the benchmarks and tests.
 pub(crate) fn fill_random(vs: &nn::VarStore, seed: i64, draw: impl Fn(&str, &Tensor) -> Tensor) {
-    crate::rng::seeded(seed, || tch::no_grad(|| {
-        let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
-        for (name, mut t) in vars {
-            let r = draw(&name, &t);
-            t.copy_(&r);
-        }
-    }));
+    crate::rng::seeded(seed, || {
+        tch::no_grad(|| {
+            let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+            vars.sort_by(|a, b| a.0.cmp(&b.0));
+            for (name, mut t) in vars {
+                let r = draw(&name, &t);
+                t.copy_(&r);
+            }
+        })
+    });
 }

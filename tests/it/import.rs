@@ -331,7 +331,10 @@ fn safetensors_synthesis_without_mapping_or_fit_says_what_upsample_needs() {
     let (out, stderr) = import_ok(&dir, &[&st], "m");
     assert!(stderr.contains("no Gaussian fit"), "{stderr}");
     assert!(!out.join("gaussian_fit.safetensors").exists());
-    assert_eq!(crate::common::read_json(&out.join("model.json"))["sources"][0]["format"], "safetensors");
+    assert_eq!(
+        crate::common::read_json(&out.join("model.json"))["sources"][0]["format"],
+        "safetensors"
+    );
 }
 
 #[test]

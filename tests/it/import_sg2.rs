@@ -212,7 +212,11 @@ fn tensorflow_stylegan2_pickle_converts_as_nvidia_legacy_does() {
 fn shared_nvidia_made_pickles_convert_exactly() {
     let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join(SHARED);
     let weights_file = shared.join("sg2_v64m2_weights.safetensors");
-    assert!(weights_file.exists(), "needs the shared reference fixtures: {} is absent", weights_file.display());
+    assert!(
+        weights_file.exists(),
+        "needs the shared reference fixtures: {} is absent",
+        weights_file.display()
+    );
     let expected = tensors(&weights_file);
     let dir = TestDir::new();
     for file in ["sg2_v64m2_ada.pkl", "sg2_v64m2_tf.pkl"] {

@@ -29,8 +29,10 @@ fn info_code(dir: &Path, args: &[&str], env_model: Option<&Path>) -> (Option<i32
 /// a user lays them out by hand.
 fn v1_folder(dir: &Path) -> std::path::PathBuf {
     std::fs::create_dir_all(dir).unwrap();
-    std::fs::copy(crate::common::fixture("synthesis_128_c32.pt"), dir.join("synthesis.pt")).unwrap();
-    std::fs::copy(crate::common::fixture("gaussian_fit_ffhq.pt"), dir.join("gaussian_fit.pt")).unwrap();
+    std::fs::copy(crate::common::fixture("synthesis_128_c32.pt"), dir.join("synthesis.pt"))
+        .unwrap();
+    std::fs::copy(crate::common::fixture("gaussian_fit_ffhq.pt"), dir.join("gaussian_fit.pt"))
+        .unwrap();
     dir.to_path_buf()
 }
 
@@ -70,7 +72,8 @@ fn with_models_it_reports_architecture_licence_and_gaussian_fit() {
     // Another folder in models/, found by the scan: synthesis only, no model.json.
     let other = root.join("models/other");
     std::fs::create_dir_all(&other).unwrap();
-    std::fs::copy(crate::common::fixture("synthesis_128_c32.pt"), other.join("synthesis.pt")).unwrap();
+    std::fs::copy(crate::common::fixture("synthesis_128_c32.pt"), other.join("synthesis.pt"))
+        .unwrap();
     let test_model = repo("models/test-1024");
     // A folder named with --model that does not exist: said, and the exit code says so.
     let (code, text) = info_code(&root, &["--model", "missing-folder"], Some(&test_model));
@@ -207,7 +210,13 @@ fn a_folder_is_ready_only_when_it_loads() {
     // A file that no longer holds what model.json recorded for it.
     let imported = root.join("imported");
     pulse()
-        .args(["import", s(&crate::common::fixture("synthesis_128_c32.pt")), "-o", s(&imported), "-q"])
+        .args([
+            "import",
+            s(&crate::common::fixture("synthesis_128_c32.pt")),
+            "-o",
+            s(&imported),
+            "-q",
+        ])
         .args([s(&crate::common::fixture("gaussian_fit_ffhq.pt"))])
         .assert()
         .success();

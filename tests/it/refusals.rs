@@ -529,7 +529,10 @@ fn worst_inputs_get_their_stated_exit_codes() {
         let code = output.status.code();
         assert!(!stderr.contains("panicked"), "pulse {}: {stderr}", args.join(" "));
         if code != Some(want) {
-            wrong.push(format!("pulse {}: exit {code:?}, expected {want}: {stderr}", args.join(" ")));
+            wrong.push(format!(
+                "pulse {}: exit {code:?}, expected {want}: {stderr}",
+                args.join(" ")
+            ));
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));

@@ -239,36 +239,47 @@ fn worst_photos_get_their_stated_exit_codes_from_align_and_upsample_align() {
         (2, vec!["align", d, "-o", &out("a4"), "--min-face", "1e30"]),
         (2, vec!["align", d, "-o", &out("a5"), "--report", d]),
         (2, vec!["align", d, "-o", &out("a6"), "--shard", "auto"]),
-        (2, vec!["upsample", d, "--align", "-o", d, "--steps", "1", "--eps", "1", "--model", &model]),
-        (2, vec![
-            "upsample",
-            d,
-            "--align",
-            "-o",
-            &out("u1"),
-            "--steps",
-            "1",
-            "--eps",
-            "1",
-            "--model",
-            &model,
-            "--samples",
-            "2",
-            "--compare",
-        ]),
-        (2, vec![
-            "upsample",
-            d,
-            "--align",
-            "-o",
-            &out("u2"),
-            "--steps",
-            "1",
-            "--model",
-            &model,
-            "--report",
-            &format!("{d}/face.jpg"),
-        ]),
+        (
+            2,
+            vec![
+                "upsample", d, "--align", "-o", d, "--steps", "1", "--eps", "1", "--model", &model,
+            ],
+        ),
+        (
+            2,
+            vec![
+                "upsample",
+                d,
+                "--align",
+                "-o",
+                &out("u1"),
+                "--steps",
+                "1",
+                "--eps",
+                "1",
+                "--model",
+                &model,
+                "--samples",
+                "2",
+                "--compare",
+            ],
+        ),
+        (
+            2,
+            vec![
+                "upsample",
+                d,
+                "--align",
+                "-o",
+                &out("u2"),
+                "--steps",
+                "1",
+                "--model",
+                &model,
+                "--report",
+                &format!("{d}/face.jpg"),
+            ],
+        ),
     ]
     .into_iter()
     .map(|(code, v)| (code, v.into_iter().map(String::from).collect()))
@@ -289,7 +300,10 @@ fn worst_photos_get_their_stated_exit_codes_from_align_and_upsample_align() {
         let code = output.status.code();
         assert!(!stderr.contains("panicked"), "pulse {}: {stderr}", args.join(" "));
         if code != Some(want) {
-            wrong.push(format!("pulse {}: exit {code:?}, expected {want}: {stderr}", args.join(" ")));
+            wrong.push(format!(
+                "pulse {}: exit {code:?}, expected {want}: {stderr}",
+                args.join(" ")
+            ));
         }
         for (path, bytes) in &before {
             assert_eq!(
