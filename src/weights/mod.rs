@@ -226,8 +226,14 @@ pub fn save_safetensors(
     path: &Path,
     metadata: Option<&HashMap<String, String>>,
 ) -> Result<(), WeightError> {
-    self::safetensors::save(&sd.entries, path, metadata)
-        .map_err(|k| WeightError::new(path, ErrorKind::Write(Box::new(k))))
+    // A dtype safetensors cannot hold is the tensors' problem, not the disk's.
+    self::safetensors::save(&sd.entries, path, metadata).map_err(|k| {
+        let kind = match k {
+            ErrorKind::UnsupportedDtype(_) => k,
+            k => ErrorKind::Write(Box::new(k)),
+        };
+        WeightError::new(path, kind)
+    })
 }
 
 /// Copies a state dict into every variable of `vs`, matched by name (tch joins path
