@@ -450,14 +450,7 @@ fn worst_inputs_get_their_stated_exit_codes() {
         p
     };
     let empty = file("empty.png", b"");
-    let bomb = {
-        // A PNG header declaring 100000x100000 pixels, and nothing else.
-        let mut b = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
-        b.extend_from_slice(&100_000u32.to_be_bytes());
-        b.extend_from_slice(&100_000u32.to_be_bytes());
-        b.extend_from_slice(&[8, 2, 0, 0, 0, 0, 0, 0, 0]);
-        file("bomb.png", &b)
-    };
+    let bomb = file("bomb.png", &png_bomb());
     let (tiny, wide) = (t.path("tiny.png"), t.path("wide.png"));
     write_rgb_png(&tiny, 2, 2);
     write_rgb_png(&wide, 64, 2);

@@ -196,10 +196,7 @@ fn worst_photos_get_their_stated_exit_codes_from_align_and_upsample_align() {
     let fixture_photo =
         |name: &str| std::fs::read(root.join("tests/fixtures/align").join(name)).unwrap();
     let jpeg = fixture_photo("astronaut.jpg");
-    let mut bomb = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
-    bomb.extend_from_slice(&100_000u32.to_be_bytes());
-    bomb.extend_from_slice(&100_000u32.to_be_bytes());
-    bomb.extend_from_slice(&[8, 2, 0, 0, 0, 0, 0, 0, 0]);
+    let bomb = png_bomb();
     let mut corrupt = jpeg[..jpeg.len() / 2].to_vec();
     corrupt.extend_from_slice(b"\xFF\xD9");
     let mut flipped = jpeg.clone();

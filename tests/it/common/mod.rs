@@ -132,3 +132,12 @@ pub fn write_rgb_png(path: &Path, w: u32, h: u32) {
 pub fn write_rgba_png(path: &Path, side: u32, f: impl Fn(u32, u32) -> [u8; 4]) {
     image::RgbaImage::from_fn(side, side, |x, y| image::Rgba(f(x, y))).save(path).unwrap();
 }
+
+/// A PNG header declaring 100000x100000 pixels, and nothing else.
+pub fn png_bomb() -> Vec<u8> {
+    let mut b = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    b.extend_from_slice(&100_000u32.to_be_bytes());
+    b.extend_from_slice(&100_000u32.to_be_bytes());
+    b.extend_from_slice(&[8, 2, 0, 0, 0, 0, 0, 0, 0]);
+    b
+}
